@@ -1,0 +1,100 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/spf13/cobra"
+
+	"github.com/offload-project/offload/node"
+)
+
+func peerID(key crypto.PrivKey) (peer.ID, error) {
+	id, err := peer.IDFromPrivateKey(key)
+	if err != nil {
+		return "", fmt.Errorf("derive peer id: %w", err)
+	}
+	return id, nil
+}
+
+func newNodeCmd(g *globals) *cobra.Command {
+	var cfg node.Config
+	var labels, executors []string
+	cmd := &cobra.Command{
+		Use:   "node [--provider] [--listen MA]... [--bootstrap MA]... [--api HOST:PORT]",
+		Short: "Run a node (a requestor; with --provider also a provider)",
+		Long: `Run a node until interrupted.
+
+Every node can submit tasks. With --provider it also sells compute: it bids on
+announced tasks within its free capacity and runs them with its executors.
+
+The API listens on loopback; the URL it actually listens on is written to
+$home/api and its token to $home/api.token, so '--api 127.0.0.1:0' and
+'--listen /ip4/127.0.0.1/tcp/0' pick free ports.`,
+		Example: `  offload node --provider --listen /ip4/0.0.0.0/tcp/4001
+  offload node --bootstrap /ip4/192.0.2.1/tcp/4001/p2p/12D3KooW...`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg.Home = g.home
+			cfg.Logger = g.logger(os.Stderr)
+			cfg.Executors = splitList(executors)
+			var err error
+			if cfg.Labels, err = parseKV(labels); err != nil {
+				return fmt.Errorf("--labels: %w", err)
+			}
+			if cfg.Price < 0 {
+				return fmt.Errorf("--price must not be negative")
+			}
+			n, err := node.New(cmd.Context(), cfg)
+			if err != nil {
+				return err
+			}
+			id := n.Identity()
+			fmt.Fprintf(cmd.ErrOrStderr(), "offload node %s running (provider=%v)\n", id.ID, cfg.Provider)
+			for _, a := range id.Addrs {
+				fmt.Fprintf(cmd.ErrOrStderr(), "  listening on %s\n", a)
+			}
+			<-cmd.Context().Done()
+			fmt.Fprintln(cmd.ErrOrStderr(), "stopping node")
+			return n.Close()
+		},
+	}
+	f := cmd.Flags()
+	f.BoolVar(&cfg.Provider, "provider", false, "sell compute: bid on tasks and run them")
+	f.StringArrayVar(&cfg.Listen, "listen", nil, "libp2p listen multiaddr (repeatable; default /ip4/0.0.0.0/tcp/4001 and QUIC)")
+	f.StringArrayVar(&cfg.Bootstrap, "bootstrap", nil, "bootstrap peer multiaddr with /p2p/ID (repeatable)")
+	f.StringVar(&cfg.APIAddr, "api", "127.0.0.1:5050", "HTTP API address (loopback unless --api-allow-remote)")
+	f.BoolVar(&cfg.AllowRemoteAPI, "api-allow-remote", false, "allow a non-loopback --api address")
+	f.StringVar(&cfg.SwarmKeyPath, "swarm-key", "", "private swarm key file (default $home/swarm.key when present)")
+	f.StringSliceVar(&executors, "executors", nil, "executors to offer: docker,wasm (default: what is available)")
+	f.StringSliceVar(&labels, "labels", nil, "provider labels k=v,... (e.g. fpga=xilinx)")
+	f.Float64Var(&cfg.Price, "price", 0, "price in credits per CPU-second")
+	return cmd
+}
+
+func splitList(in []string) []string {
+	var out []string
+	for _, s := range in {
+		for _, p := range strings.Split(s, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				out = append(out, p)
+			}
+		}
+	}
+	return out
+}
+
+func parseKV(in []string) (map[string]string, error) {
+	out := map[string]string{}
+	for _, s := range splitList(in) {
+		k, v, ok := strings.Cut(s, "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("%q is not k=v", s)
+		}
+		out[k] = v
+	}
+	return out, nil
+}

@@ -1,0 +1,160 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/docker/go-units"
+	"github.com/spf13/cobra"
+
+	"github.com/offload-project/offload/client"
+	"github.com/offload-project/offload/market/wire"
+)
+
+type runFlags struct {
+	image, runtime, entrypoint, workdir, memory, timeout, provider string
+	env                                                            []string
+	cpus, maxPrice                                                 float64
+	gpus, retries                                                  int
+	wait, asJSON                                                   bool
+}
+
+func newRunCmd(g *globals) *cobra.Command {
+	var f runFlags
+	cmd := &cobra.Command{
+		Use:   "run --image REF [flags] -- CMD ARGS...",
+		Short: "Run a task on the swarm",
+		Long: `Run a task on a provider of the swarm.
+
+Everything after -- replaces the image's command; --entrypoint overrides its
+entrypoint. Without --wait the task id is printed as soon as the task is
+stored; with --wait the command follows the task and prints its result, and
+exits non-zero unless the task completed with exit code 0.`,
+		Example: `  offload run --image hello:1 --wait -- /hello echo hi
+  offload run --image alpine:3 --cpus 2 --memory 1g --timeout 5m --wait --json -- sh -c 'nproc'`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			spec, err := f.spec(args)
+			if err != nil {
+				return err
+			}
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			t, err := c.Submit(cmd.Context(), spec)
+			if err != nil {
+				return err
+			}
+			if !f.wait {
+				if f.asJSON {
+					return printJSON(cmd.OutOrStdout(), map[string]string{"id": t.ID})
+				}
+				fmt.Fprintln(cmd.OutOrStdout(), t.ID)
+				return nil
+			}
+			return follow(cmd, c, t.ID, f.asJSON)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.image, "image", "", "container image reference (or WASM module CID with --runtime wasm)")
+	fl.StringVar(&f.runtime, "runtime", "docker", "runtime: docker or wasm")
+	fl.StringArrayVar(&f.env, "env", nil, "environment variable K=V (repeatable)")
+	fl.StringVar(&f.entrypoint, "entrypoint", "", "override the image's entrypoint")
+	fl.StringVar(&f.workdir, "workdir", "", "working directory inside the task")
+	fl.Float64Var(&f.cpus, "cpus", 0, "CPUs (default 1)")
+	fl.StringVar(&f.memory, "memory", "", "memory limit, e.g. 512m, 2g (default 512m)")
+	fl.IntVar(&f.gpus, "gpus", 0, "GPUs")
+	fl.StringVar(&f.timeout, "timeout", "10m", "execution time limit, e.g. 30s, 5m")
+	fl.Float64Var(&f.maxPrice, "max-price", 0, "maximum price in credits per CPU-second (0: no cap)")
+	fl.IntVar(&f.retries, "retries", 2, "how many other providers to try after a failure")
+	fl.StringVar(&f.provider, "provider", "", "run only on this provider (peer id)")
+	fl.BoolVar(&f.wait, "wait", false, "wait for the result")
+	fl.BoolVar(&f.asJSON, "json", false, "print JSON")
+	return cmd
+}
+
+// spec turns flags into a task spec, refusing bad values before anything
+// is submitted.
+func (f *runFlags) spec(args []string) (wire.TaskSpec, error) {
+	spec := wire.TaskSpec{
+		Runtime: f.runtime, Image: f.image, Cmd: args, WorkDir: f.workdir,
+		Resources: wire.Resources{CPUs: f.cpus, GPUs: f.gpus},
+		MaxPrice:  f.maxPrice, Retries: f.retries, Provider: f.provider,
+	}
+	if f.image == "" {
+		return spec, fmt.Errorf("--image is required (a local image reference on the provider, e.g. --image hello:1)")
+	}
+	if f.entrypoint != "" {
+		spec.Entrypoint = []string{f.entrypoint}
+	}
+	if f.memory != "" {
+		m, err := units.RAMInBytes(f.memory)
+		if err != nil || m <= 0 {
+			return spec, fmt.Errorf("--memory %q is not a size (try 512m or 2g)", f.memory)
+		}
+		spec.Resources.MemoryBytes = m
+	}
+	if f.timeout != "" {
+		d, err := time.ParseDuration(f.timeout)
+		if err != nil || d <= 0 {
+			return spec, fmt.Errorf("--timeout %q is not a positive duration (try 30s or 5m)", f.timeout)
+		}
+		spec.TimeoutMS = d.Milliseconds()
+	}
+	if len(f.env) > 0 {
+		spec.Env = map[string]string{}
+		for _, kv := range f.env {
+			k, v, ok := strings.Cut(kv, "=")
+			if !ok || k == "" {
+				return spec, fmt.Errorf("--env %q is not K=V", kv)
+			}
+			spec.Env[k] = v
+		}
+	}
+	if err := spec.Validate(); err != nil {
+		return spec, err
+	}
+	return spec, nil
+}
+
+// follow streams the task's state changes to stderr until it ends, then
+// prints the result.
+func follow(cmd *cobra.Command, c *client.Client, id string, asJSON bool) error {
+	stderr := cmd.ErrOrStderr()
+	last := ""
+	t, err := c.Watch(cmd.Context(), id, func(t *client.Task) error {
+		if !asJSON && t.State != last {
+			line := t.State
+			if t.Reason != "" {
+				line += ": " + t.Reason
+			}
+			fmt.Fprintf(stderr, "[%s] %s\n", id, line)
+			last = t.State
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return printResult(cmd.OutOrStdout(), stderr, t, asJSON)
+}
+
+func printResult(stdout, stderr io.Writer, t *client.Task, asJSON bool) error {
+	if asJSON {
+		if err := printJSON(stdout, t); err != nil {
+			return err
+		}
+	} else {
+		io.WriteString(stdout, t.Stdout)
+		io.WriteString(stderr, t.Stderr)
+		if t.Error != "" {
+			fmt.Fprintf(stderr, "task %s %s: %s\n", t.ID, t.State, t.Error)
+		}
+	}
+	if t.State != "completed" {
+		return &exitError{code: 1}
+	}
+	return nil
+}

@@ -1,0 +1,102 @@
+package main
+
+import (
+	"fmt"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+)
+
+func newStatusCmd(g *globals) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "status ID [--json]",
+		Short: "Show a task's state, bids, executions and result",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			t, err := c.Get(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return printJSON(cmd.OutOrStdout(), t)
+			}
+			w := cmd.OutOrStdout()
+			fmt.Fprintf(w, "task      %s\nstate     %s\n", t.ID, t.State)
+			if t.Reason != "" {
+				fmt.Fprintf(w, "reason    %s\n", t.Reason)
+			}
+			if t.Provider != "" {
+				fmt.Fprintf(w, "provider  %s\n", t.Provider)
+			}
+			if t.ExitCode != nil {
+				fmt.Fprintf(w, "exit code %d\nusage     wall %dms, cpu %dms, max rss %d bytes\n", *t.ExitCode, t.Usage.WallMS, t.Usage.CPUMS, t.Usage.MaxRSSBytes)
+			}
+			for _, b := range t.Bids {
+				if b.Decline != "" {
+					fmt.Fprintf(w, "bid       %s declined: %s\n", b.Provider, b.Decline)
+					continue
+				}
+				fmt.Fprintf(w, "bid       %s price %g start %dms %s\n", b.Provider, b.Price, b.StartMS, b.Outcome)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}
+
+func newListCmd(g *globals) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "list [--json]",
+		Short: "List this node's tasks, newest first",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			ts, err := c.List(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return printJSON(cmd.OutOrStdout(), ts)
+			}
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 2, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "ID\tSTATE\tIMAGE\tCREATED\tREASON")
+			for _, t := range ts {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", t.ID, t.State, t.Spec.Image, t.CreatedAt.Local().Format(time.DateTime), t.Reason)
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}
+
+func newCancelCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "cancel ID",
+		Short: "Cancel a task (its container is stopped on the provider)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			t, err := c.Cancel(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s %s\n", t.ID, t.State)
+			return nil
+		},
+	}
+}

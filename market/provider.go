@@ -1,0 +1,506 @@
+package market
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/offload-project/offload/executor"
+	"github.com/offload-project/offload/market/wire"
+	"github.com/offload-project/offload/p2p"
+)
+
+// Provider defaults.
+const (
+	// DefaultReservationTTL is how long capacity is held for a bid.
+	DefaultReservationTTL = 15 * time.Second
+	// DefaultOutboxTTL is how long an undelivered result is kept and
+	// retried before it is given up.
+	DefaultOutboxTTL = 24 * time.Hour
+	// maxRedeliveryPause caps the back-off between delivery attempts.
+	maxRedeliveryPause = 30 * time.Second
+)
+
+// ExecState is the provider's state of one execution.
+type ExecState string
+
+// Execution states on the provider.
+const (
+	ExecAccepted  ExecState = "accepted"
+	ExecRunningP  ExecState = "running"
+	ExecDone      ExecState = "done"      // result in the outbox
+	ExecDelivered ExecState = "delivered" // the requestor acknowledged it
+)
+
+// ExecRecord is the provider's persisted record of one awarded execution;
+// while its result is not delivered it is the outbox entry.
+type ExecRecord struct {
+	Key       string        `json:"key"`
+	TaskID    string        `json:"task"`
+	Attempt   int           `json:"attempt"`
+	Requestor string        `json:"requestor"`
+	Spec      wire.TaskSpec `json:"spec"`
+	State     ExecState     `json:"state"`
+	Report    *wire.Report  `json:"report,omitempty"`
+	CreatedAt time.Time     `json:"created_at"`
+	UpdatedAt time.Time     `json:"updated_at"`
+}
+
+// ExecStore persists provider execution records. storage.Table[ExecRecord]
+// implements it.
+type ExecStore interface {
+	Create(key string, r *ExecRecord) error
+	Get(key string) (*ExecRecord, error)
+	Update(key string, fn func(*ExecRecord) error) (*ExecRecord, error)
+	List() ([]*ExecRecord, error)
+}
+
+// ImageChecker is implemented by executors that can tell whether an image
+// is available locally without running it.
+type ImageChecker interface {
+	HasImage(ctx context.Context, ref string) bool
+}
+
+// ProviderConfig tunes a Provider.
+type ProviderConfig struct {
+	// Capacity offered in all. Zero fields are not offered (no GPUs).
+	Capacity Capacity
+	// Price in credits per CPU-second.
+	Price          float64
+	ReservationTTL time.Duration
+	OutboxTTL      time.Duration
+	Logger         *slog.Logger
+}
+
+// Provider runs the provider side of the market: it bids on announced tasks
+// it can run, accepts awards while its reservation holds, runs the task on
+// an executor and delivers the result, retrying from a persistent outbox
+// until the requestor acknowledges it.
+type Provider struct {
+	h         *p2p.Host
+	store     ExecStore
+	executors map[string]executor.Executor
+	cfg       ProviderConfig
+	log       *slog.Logger
+	sub       *pubsub.Subscription
+	ledger    *ledger
+
+	mu      sync.Mutex
+	running map[string]context.CancelCauseFunc // by exec key
+	connCh  chan struct{}                      // closed and replaced on each new connection
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// NewProvider subscribes to the task topic and registers the award and
+// cancel protocols. Call Start to begin bidding and to deliver what the
+// outbox holds.
+func NewProvider(h *p2p.Host, store ExecStore, topic *pubsub.Topic, executors []executor.Executor, cfg ProviderConfig) (*Provider, error) {
+	if len(executors) == 0 {
+		return nil, errors.New("provider: at least one executor is required")
+	}
+	if cfg.ReservationTTL <= 0 {
+		cfg.ReservationTTL = DefaultReservationTTL
+	}
+	if cfg.OutboxTTL <= 0 {
+		cfg.OutboxTTL = DefaultOutboxTTL
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	sub, err := topic.Subscribe()
+	if err != nil {
+		return nil, fmt.Errorf("provider: subscribe to tasks: %w", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	p := &Provider{
+		h: h, store: store, executors: map[string]executor.Executor{}, cfg: cfg,
+		log: cfg.Logger.With("role", "provider"), sub: sub, ledger: newLedger(cfg.Capacity),
+		running: map[string]context.CancelCauseFunc{}, connCh: make(chan struct{}),
+		ctx: ctx, cancel: cancel,
+	}
+	for _, e := range executors {
+		p.executors[e.Name()] = e
+	}
+	return p, nil
+}
+
+// Executors lists the runtimes this provider offers.
+func (p *Provider) Executors() []string {
+	out := make([]string, 0, len(p.executors))
+	for name := range p.executors {
+		out = append(out, name)
+	}
+	return out
+}
+
+// Free returns the capacity not held by bids or tasks.
+func (p *Provider) Free() Capacity { return p.ledger.Free() }
+
+// Start recovers executions interrupted by a restart, redelivers undelivered
+// results, and starts bidding.
+func (p *Provider) Start() error {
+	recs, err := p.store.List()
+	if err != nil {
+		return fmt.Errorf("provider: list executions: %w", err)
+	}
+	for _, rec := range recs {
+		switch rec.State {
+		case ExecAccepted, ExecRunningP:
+			// The process that ran it is gone. Report it failed and
+			// retryable so the requestor moves on at once.
+			now := time.Now().UTC()
+			rep := &wire.Report{TaskID: rec.TaskID, Attempt: rec.Attempt, State: wire.ExecFailed, Result: &wire.Result{
+				ExitCode: -1, Error: "the provider restarted while running the task", Retryable: true,
+				StartedAt: rec.CreatedAt, FinishedAt: now,
+			}}
+			rec, err = p.store.Update(rec.Key, func(r *ExecRecord) error {
+				r.State, r.Report, r.UpdatedAt = ExecDone, rep, now
+				return nil
+			})
+			if err != nil {
+				return fmt.Errorf("provider: recover %s: %w", rec.Key, err)
+			}
+			p.log.Warn("execution interrupted by restart", "task", rec.TaskID)
+			fallthrough
+		case ExecDone:
+			p.goDeliver(rec)
+		}
+	}
+	p.h.Network().Notify(&network.NotifyBundle{ConnectedF: func(network.Network, network.Conn) {
+		p.mu.Lock()
+		close(p.connCh)
+		p.connCh = make(chan struct{})
+		p.mu.Unlock()
+	}})
+	p.h.SetStreamHandler(wire.ProtoAward, p.handleAward)
+	p.h.SetStreamHandler(wire.ProtoCancel, p.handleCancel)
+	p.wg.Add(1)
+	go p.readAnnouncements()
+	return nil
+}
+
+// Close stops bidding, cancels running executions (their results are kept
+// and delivered after the next start) and waits for every goroutine.
+func (p *Provider) Close() error {
+	p.h.RemoveStreamHandler(wire.ProtoAward)
+	p.h.RemoveStreamHandler(wire.ProtoCancel)
+	p.sub.Cancel()
+	p.cancel()
+	p.wg.Wait()
+	return nil
+}
+
+func execKey(requestor, task string, attempt int) string {
+	return fmt.Sprintf("%s/%s/%d", requestor, task, attempt)
+}
+
+func (p *Provider) readAnnouncements() {
+	defer p.wg.Done()
+	for {
+		msg, err := p.sub.Next(p.ctx)
+		if err != nil {
+			return
+		}
+		if msg.GetFrom() == p.h.ID() {
+			continue
+		}
+		ann, err := wire.Decode[wire.Announce](msg.Data)
+		if err != nil {
+			p.log.Debug("bad announcement", "peer", msg.GetFrom(), "err", err)
+			continue
+		}
+		if ann.Requestor != msg.GetFrom().String() {
+			p.log.Debug("announcement signed by another peer", "peer", msg.GetFrom(), "claims", ann.Requestor)
+			continue
+		}
+		if ann.Req.Provider != "" && ann.Req.Provider != p.h.ID().String() {
+			continue // pinned to another provider
+		}
+		p.wg.Add(1)
+		go func() {
+			defer p.wg.Done()
+			p.answer(msg.GetFrom(), ann)
+		}()
+	}
+}
+
+// decide returns a bid or a decline for an announcement, reserving capacity
+// for a bid.
+func (p *Provider) decide(requestor peer.ID, ann *wire.Announce) wire.Bid {
+	bid := wire.Bid{TaskID: ann.TaskID, Attempt: ann.Attempt, Price: p.cfg.Price}
+	req := ann.Req
+	ex, ok := p.executors[req.Runtime]
+	if !ok {
+		bid.Decline = fmt.Sprintf("no %s executor", req.Runtime)
+		return bid
+	}
+	res := normalize(req.Resources)
+	if res.GPUs > p.cfg.Capacity.GPUs || res.CPUs > p.cfg.Capacity.CPUs || res.MemoryBytes > p.cfg.Capacity.MemoryBytes {
+		bid.Decline = fmt.Sprintf("asks for more than this provider has (%.2f cpus, %d MiB, %d gpus)",
+			p.cfg.Capacity.CPUs, p.cfg.Capacity.MemoryBytes>>20, p.cfg.Capacity.GPUs)
+		return bid
+	}
+	if req.MaxPrice > 0 && p.cfg.Price > req.MaxPrice {
+		bid.Decline = fmt.Sprintf("price %g above max price %g", p.cfg.Price, req.MaxPrice)
+		return bid
+	}
+	if ic, ok := ex.(ImageChecker); ok {
+		ctx, cancel := context.WithTimeout(p.ctx, 5*time.Second)
+		bid.HasImage = ic.HasImage(ctx, req.Image)
+		cancel()
+		if !bid.HasImage {
+			bid.Decline = fmt.Sprintf("image %s not found on this provider", req.Image)
+			return bid
+		}
+	}
+	key := execKey(requestor.String(), ann.TaskID, ann.Attempt)
+	if why := p.ledger.reserve(key, requestor.String(), res, p.cfg.ReservationTTL); why != "" {
+		bid.Decline, bid.Busy = why, true
+		return bid
+	}
+	timeout := time.Duration(req.TimeoutMS) * time.Millisecond
+	if timeout <= 0 {
+		timeout = DefaultTaskTimeout
+	}
+	bid.MaxCost = p.cfg.Price * res.CPUs * timeout.Seconds()
+	bid.ReservationMS = p.cfg.ReservationTTL.Milliseconds()
+	return bid
+}
+
+// answer sends the bid or decline for one announcement to its requestor.
+func (p *Provider) answer(requestor peer.ID, ann *wire.Announce) {
+	bid := p.decide(requestor, ann)
+	key := execKey(requestor.String(), ann.TaskID, ann.Attempt)
+	var ack wire.BidAck
+	ctx, cancel := context.WithTimeout(p.ctx, 10*time.Second)
+	defer cancel()
+	err := p2p.Request(ctx, p.h, requestor, wire.ProtoBid, &bid, wire.MaxAckSize, &ack)
+	if bid.Decline != "" {
+		return
+	}
+	if err != nil || !ack.OK {
+		p.ledger.release(key)
+		p.log.Debug("bid not taken", "task", ann.TaskID, "err", err, "reason", ack.Reason)
+	}
+}
+
+func (p *Provider) handleAward(s network.Stream) {
+	defer s.Close()
+	_ = s.SetDeadline(time.Now().Add(10 * time.Second))
+	from := s.Conn().RemotePeer()
+	body, err := p2p.ReadFrame(bufio.NewReader(s), wire.MaxAwardSize)
+	if err != nil {
+		s.Reset()
+		return
+	}
+	reply := p.accept(from, body)
+	_ = p2p.WriteMsg(s, &reply)
+}
+
+// accept persists an award it can honour and starts running it.
+func (p *Provider) accept(from peer.ID, body []byte) wire.AwardReply {
+	award, err := wire.Decode[wire.Award](body)
+	if err != nil {
+		return wire.AwardReply{Reason: err.Error()}
+	}
+	ex, ok := p.executors[award.Spec.RuntimeOrDefault()]
+	if !ok {
+		return wire.AwardReply{Reason: "no " + award.Spec.RuntimeOrDefault() + " executor"}
+	}
+	key := execKey(from.String(), award.TaskID, award.Attempt)
+	if owner, ok := p.ledger.owner(key); ok && owner != from.String() {
+		return wire.AwardReply{Reason: "not your reservation"}
+	}
+	if why := p.ledger.claim(key, from.String(), normalize(award.Spec.Resources)); why != "" {
+		return wire.AwardReply{Reason: why}
+	}
+	now := time.Now().UTC()
+	rec := &ExecRecord{
+		Key: key, TaskID: award.TaskID, Attempt: award.Attempt, Requestor: from.String(),
+		Spec: award.Spec, State: ExecAccepted, CreatedAt: now, UpdatedAt: now,
+	}
+	if err := p.store.Create(key, rec); err != nil {
+		p.ledger.release(key)
+		return wire.AwardReply{Reason: "already awarded"}
+	}
+	ctx, cancel := context.WithCancelCause(p.ctx)
+	p.mu.Lock()
+	p.running[key] = cancel
+	p.mu.Unlock()
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		defer cancel(nil)
+		p.run(ctx, ex, rec)
+	}()
+	return wire.AwardReply{Accepted: true}
+}
+
+// errCanceled is the cause given to an execution canceled by its requestor.
+var errCanceled = errors.New("canceled by the requestor")
+
+// run executes one award and puts its result in the outbox.
+func (p *Provider) run(ctx context.Context, ex executor.Executor, rec *ExecRecord) {
+	defer func() {
+		p.mu.Lock()
+		delete(p.running, rec.Key)
+		p.mu.Unlock()
+		p.ledger.release(rec.Key)
+	}()
+	requestor, _ := peer.Decode(rec.Requestor)
+	if _, err := p.store.Update(rec.Key, func(r *ExecRecord) error {
+		r.State, r.UpdatedAt = ExecRunningP, time.Now().UTC()
+		return nil
+	}); err != nil {
+		p.log.Error("persist running", "task", rec.TaskID, "err", err)
+	}
+	p.wg.Add(1)
+	go func() { // best effort: the result report supersedes it
+		defer p.wg.Done()
+		var ack wire.Ack
+		_ = p2p.Request(ctx, p.h, requestor, wire.ProtoReport, &wire.Report{TaskID: rec.TaskID, Attempt: rec.Attempt, State: wire.ExecRunning}, wire.MaxAckSize, &ack)
+	}()
+
+	spec := executorSpec(rec)
+	started := time.Now().UTC()
+	out, err := ex.Run(ctx, spec)
+	rep := &wire.Report{TaskID: rec.TaskID, Attempt: rec.Attempt, State: wire.ExecCompleted}
+	res := &wire.Result{ExitCode: -1, StartedAt: started, FinishedAt: time.Now().UTC()}
+	if out != nil {
+		res.ExitCode = out.ExitCode
+		res.Stdout, res.Stderr = string(out.Stdout), string(out.Stderr)
+		res.StdoutSize, res.StderrSize = out.StdoutSize, out.StderrSize
+		res.Usage = wire.Usage(out.Usage)
+		if !out.StartedAt.IsZero() {
+			res.StartedAt, res.FinishedAt = out.StartedAt, out.FinishedAt
+		}
+		cpuSeconds := float64(out.Usage.CPUMS) / 1000
+		if cpuSeconds == 0 {
+			cpuSeconds = float64(out.Usage.WallMS) / 1000 * normalize(rec.Spec.Resources).CPUs
+		}
+		res.Cost = p.cfg.Price * cpuSeconds
+	}
+	if err != nil {
+		rep.State = wire.ExecFailed
+		if cause := context.Cause(ctx); errors.Is(cause, errCanceled) {
+			err = errCanceled
+		}
+		res.Error = err.Error()
+		res.Retryable = errors.Is(err, executor.ErrImageNotFound) || errors.Is(err, executor.ErrUnavailable)
+		if p.ctx.Err() != nil && !errors.Is(err, errCanceled) {
+			res.Error, res.Retryable = "the provider shut down while running the task", true
+		}
+	}
+	rep.Result = res
+	saved, perr := p.store.Update(rec.Key, func(r *ExecRecord) error {
+		r.State, r.Report, r.UpdatedAt = ExecDone, rep, time.Now().UTC()
+		return nil
+	})
+	if perr != nil {
+		p.log.Error("persist result", "task", rec.TaskID, "err", perr)
+		return
+	}
+	p.log.Info("task finished", "task", rec.TaskID, "exit", res.ExitCode, "err", res.Error, "wall_ms", res.Usage.WallMS)
+	p.goDeliver(saved)
+}
+
+func executorSpec(rec *ExecRecord) executor.Spec {
+	s := rec.Spec
+	res := normalize(s.Resources)
+	return executor.Spec{
+		TaskID: rec.TaskID, Image: s.Image, Entrypoint: s.Entrypoint, Cmd: s.Cmd, Env: s.Env,
+		WorkDir: s.WorkDir, Timeout: s.Timeout(),
+		Limits: executor.Limits{CPUs: res.CPUs, MemoryBytes: res.MemoryBytes, GPUs: res.GPUs},
+	}
+}
+
+func (p *Provider) goDeliver(rec *ExecRecord) {
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		p.deliver(rec)
+	}()
+}
+
+// deliver sends a finished execution's report until the requestor
+// acknowledges it, pausing with back-off between attempts and retrying at
+// once when a new connection comes up (a restarted requestor).
+func (p *Provider) deliver(rec *ExecRecord) {
+	requestor, err := peer.Decode(rec.Requestor)
+	if err != nil || rec.Report == nil {
+		return
+	}
+	pause := 250 * time.Millisecond
+	for p.ctx.Err() == nil {
+		if time.Since(rec.UpdatedAt) > p.cfg.OutboxTTL {
+			p.log.Warn("giving up delivering a result", "task", rec.TaskID, "peer", requestor)
+			return
+		}
+		p.mu.Lock()
+		connected := p.connCh
+		p.mu.Unlock()
+		var ack wire.Ack
+		err := p2p.Request(p.ctx, p.h, requestor, wire.ProtoReport, rec.Report, wire.MaxAckSize, &ack)
+		if err == nil && ack.OK {
+			if _, err := p.store.Update(rec.Key, func(r *ExecRecord) error {
+				r.State, r.UpdatedAt = ExecDelivered, time.Now().UTC()
+				return nil
+			}); err != nil {
+				p.log.Error("persist delivery", "task", rec.TaskID, "err", err)
+			}
+			return
+		}
+		if err == nil {
+			p.log.Warn("result refused", "task", rec.TaskID, "reason", ack.Reason)
+			if ack.Reason == "not awarded to you" || ack.Reason == "unknown task" {
+				return
+			}
+		} else {
+			p.log.Debug("result delivery failed", "task", rec.TaskID, "err", err)
+		}
+		select {
+		case <-p.ctx.Done():
+			return
+		case <-connected:
+		case <-time.After(pause):
+		}
+		pause = min(pause*2, maxRedeliveryPause)
+	}
+}
+
+func (p *Provider) handleCancel(s network.Stream) {
+	defer s.Close()
+	_ = s.SetDeadline(time.Now().Add(10 * time.Second))
+	from := s.Conn().RemotePeer()
+	body, err := p2p.ReadFrame(bufio.NewReader(s), wire.MaxAckSize)
+	if err != nil {
+		s.Reset()
+		return
+	}
+	c, err := wire.Decode[wire.Cancel](body)
+	if err != nil {
+		_ = p2p.WriteMsg(s, &wire.Ack{Reason: err.Error()})
+		return
+	}
+	key := execKey(from.String(), c.TaskID, c.Attempt)
+	p.mu.Lock()
+	cancel := p.running[key]
+	p.mu.Unlock()
+	if cancel == nil {
+		_ = p2p.WriteMsg(s, &wire.Ack{Reason: "not running here"})
+		return
+	}
+	cancel(errCanceled)
+	_ = p2p.WriteMsg(s, &wire.Ack{OK: true})
+}

@@ -1,0 +1,849 @@
+package market
+
+import (
+	"bufio"
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/oklog/ulid/v2"
+
+	"github.com/offload-project/offload/market/wire"
+	"github.com/offload-project/offload/p2p"
+)
+
+// Requestor defaults, used when RequestorConfig leaves a field at zero.
+const (
+	// DefaultBidWindow caps how long bids are collected; the window closes
+	// earlier as soon as every known provider answered.
+	DefaultBidWindow = 2 * time.Second
+	// DefaultProviderWait is how long an auction waits for a first provider
+	// to appear on the task topic when none is known.
+	DefaultProviderWait = 10 * time.Second
+	// DefaultResultGrace is added to a task's timeout to bound how long the
+	// requestor waits for a result (image transfer and loading do not count
+	// against the task's timeout).
+	DefaultResultGrace = 2 * time.Minute
+	// DefaultTaskTimeout applies when a spec has none.
+	DefaultTaskTimeout = 10 * time.Minute
+	// DefaultRetries is the retry budget of a spec that says nothing.
+	DefaultRetries = 2
+	// DefaultQueueTimeout bounds how long a task may wait for a provider
+	// with free capacity before it fails.
+	DefaultQueueTimeout = 30 * time.Minute
+)
+
+// RequestorConfig tunes a Requestor.
+type RequestorConfig struct {
+	BidWindow    time.Duration
+	ProviderWait time.Duration
+	ResultGrace  time.Duration
+	Logger       *slog.Logger
+}
+
+// Requestor runs the requestor side of the market: it announces tasks,
+// collects bids, awards, and records results. Every state transition is
+// persisted in the TaskStore before it is acted on; Start resumes tasks that
+// were in flight when the node stopped.
+type Requestor struct {
+	h     *p2p.Host
+	store TaskStore
+	cfg   RequestorConfig
+	log   *slog.Logger
+	topic *pubsub.Topic
+
+	mu       sync.Mutex
+	auctions map[string]*auction // by task id
+	watchers map[string]map[*watcher]struct{}
+	drivers  map[string]bool
+	peersCh  chan struct{} // closed and replaced when topic peers change
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+type auction struct {
+	attempt int
+	bids    chan bidFrom
+}
+
+type bidFrom struct {
+	from peer.ID
+	bid  wire.Bid
+	at   time.Time
+}
+
+type watcher struct{ ch chan *Task }
+
+// NewRequestor joins the task topic and registers the bid and report
+// protocols on h. Call Start to resume stored tasks.
+func NewRequestor(h *p2p.Host, store TaskStore, topic *pubsub.Topic, cfg RequestorConfig) (*Requestor, error) {
+	if cfg.BidWindow <= 0 {
+		cfg.BidWindow = DefaultBidWindow
+	}
+	if cfg.ProviderWait <= 0 {
+		cfg.ProviderWait = DefaultProviderWait
+	}
+	if cfg.ResultGrace <= 0 {
+		cfg.ResultGrace = DefaultResultGrace
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &Requestor{
+		h: h, store: store, cfg: cfg, log: cfg.Logger.With("role", "requestor"), topic: topic,
+		auctions: map[string]*auction{}, watchers: map[string]map[*watcher]struct{}{},
+		drivers: map[string]bool{}, peersCh: make(chan struct{}),
+		ctx: ctx, cancel: cancel,
+	}
+	evts, err := topic.EventHandler()
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("requestor: topic events: %w", err)
+	}
+	r.wg.Add(1)
+	go r.watchTopicPeers(evts)
+	h.SetStreamHandler(wire.ProtoBid, r.handleBid)
+	h.SetStreamHandler(wire.ProtoReport, r.handleReport)
+	return r, nil
+}
+
+// Start resumes every stored task that is not terminal.
+func (r *Requestor) Start() error {
+	tasks, err := r.store.List()
+	if err != nil {
+		return fmt.Errorf("requestor: list tasks: %w", err)
+	}
+	for _, t := range tasks {
+		if !t.State.IsTerminal() {
+			r.log.Info("resuming task", "task", t.ID, "state", t.State)
+			r.startDriver(t.ID)
+		}
+	}
+	return nil
+}
+
+// Close stops every driver; tasks stay stored in their current state and
+// resume on the next Start.
+func (r *Requestor) Close() error {
+	r.h.RemoveStreamHandler(wire.ProtoBid)
+	r.h.RemoveStreamHandler(wire.ProtoReport)
+	r.cancel()
+	r.wg.Wait()
+	return nil
+}
+
+// Submit validates and stores a new task, then starts working on it. It
+// returns as soon as the task is stored.
+func (r *Requestor) Submit(ctx context.Context, spec wire.TaskSpec) (*Task, error) {
+	if err := spec.Validate(); err != nil {
+		return nil, err
+	}
+	if spec.TimeoutMS == 0 {
+		spec.TimeoutMS = DefaultTaskTimeout.Milliseconds()
+	}
+	now := time.Now().UTC()
+	t := &Task{
+		ID: strings.ToLower(ulid.Make().String()), State: StatePending, Spec: spec,
+		CreatedAt: now, UpdatedAt: now, Reason: "waiting to be announced", Revision: 1,
+	}
+	if err := r.store.Create(t.ID, t); err != nil {
+		return nil, fmt.Errorf("store task: %w", err)
+	}
+	r.notify(t)
+	r.startDriver(t.ID)
+	return t, nil
+}
+
+// Get returns a task by id.
+func (r *Requestor) Get(id string) (*Task, error) {
+	t, err := r.store.Get(id)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s", ErrTaskNotFound, id)
+	}
+	return t, nil
+}
+
+// List returns every stored task, newest first.
+func (r *Requestor) List() ([]*Task, error) {
+	ts, err := r.store.List()
+	if err != nil {
+		return nil, err
+	}
+	slices.SortFunc(ts, func(a, b *Task) int { return b.CreatedAt.Compare(a.CreatedAt) })
+	return ts, nil
+}
+
+// Watch returns a channel that receives the task's latest snapshot after
+// every change (intermediate snapshots may be skipped, never the last), and
+// a function to stop watching. The current snapshot is delivered first.
+func (r *Requestor) Watch(id string) (<-chan *Task, func(), error) {
+	w := &watcher{ch: make(chan *Task, 1)}
+	r.mu.Lock()
+	if r.watchers[id] == nil {
+		r.watchers[id] = map[*watcher]struct{}{}
+	}
+	r.watchers[id][w] = struct{}{}
+	r.mu.Unlock()
+	stop := func() {
+		r.mu.Lock()
+		delete(r.watchers[id], w)
+		if len(r.watchers[id]) == 0 {
+			delete(r.watchers, id)
+		}
+		r.mu.Unlock()
+	}
+	t, err := r.Get(id)
+	if err != nil {
+		stop()
+		return nil, nil, err
+	}
+	offer(w.ch, t)
+	return w.ch, stop, nil
+}
+
+// Wait blocks until the task is terminal or ctx is done.
+func (r *Requestor) Wait(ctx context.Context, id string) (*Task, error) {
+	ch, stop, err := r.Watch(id)
+	if err != nil {
+		return nil, err
+	}
+	defer stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case t := <-ch:
+			if t.State.IsTerminal() {
+				return t, nil
+			}
+		}
+	}
+}
+
+// Cancel marks a task canceled and asks its provider to stop it.
+func (r *Requestor) Cancel(ctx context.Context, id string) (*Task, error) {
+	var provider string
+	var attempt int
+	t, err := r.update(id, transition(StateCanceled, nil, func(t *Task) {
+		provider, attempt = t.Provider, t.Attempt
+		t.Reason = "canceled by the requestor"
+	}))
+	if err != nil {
+		return nil, err
+	}
+	if provider != "" {
+		if pid, err := peer.Decode(provider); err == nil {
+			var ack wire.Ack
+			if err := p2p.Request(ctx, r.h, pid, wire.ProtoCancel, &wire.Cancel{TaskID: id, Attempt: attempt}, wire.MaxAckSize, &ack); err != nil {
+				r.log.Warn("cancel not delivered to provider", "task", id, "peer", provider, "err", err)
+			}
+		}
+	}
+	return t, nil
+}
+
+// offer replaces whatever is pending in a one-slot channel with v.
+func offer(ch chan *Task, v *Task) {
+	for {
+		select {
+		case ch <- v:
+			return
+		default:
+		}
+		select {
+		case <-ch:
+		default:
+		}
+	}
+}
+
+func (r *Requestor) notify(t *Task) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for w := range r.watchers[t.ID] {
+		offer(w.ch, t)
+	}
+}
+
+// update persists a mutation and notifies watchers.
+func (r *Requestor) update(id string, fn func(*Task) error) (*Task, error) {
+	t, err := r.store.Update(id, fn)
+	if err != nil {
+		return nil, err
+	}
+	r.notify(t)
+	return t, nil
+}
+
+func (r *Requestor) startDriver(id string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.drivers[id] || r.ctx.Err() != nil {
+		return
+	}
+	r.drivers[id] = true
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		defer func() {
+			r.mu.Lock()
+			delete(r.drivers, id)
+			r.mu.Unlock()
+		}()
+		r.drive(id)
+	}()
+}
+
+// drive moves one task through its states until it is terminal or the
+// requestor closes.
+func (r *Requestor) drive(id string) {
+	for r.ctx.Err() == nil {
+		t, err := r.store.Get(id)
+		if err != nil {
+			r.log.Error("load task", "task", id, "err", err)
+			return
+		}
+		switch t.State {
+		case StatePending, StateBidding:
+			err = r.runAuction(t)
+		case StateAwarded, StateRunning:
+			err = r.awaitResult(t)
+		default:
+			return
+		}
+		if err != nil && r.ctx.Err() == nil {
+			if errors.Is(err, ErrInvalidTransition) {
+				continue // someone else (cancel, a report) moved it: look again
+			}
+			r.log.Error("task driver", "task", id, "err", err)
+			if _, ferr := r.update(id, transition(StateFailed, nil, func(t *Task) {
+				t.Reason = "internal error: " + err.Error()
+			})); ferr != nil && !errors.Is(ferr, ErrInvalidTransition) {
+				r.log.Error("mark task failed", "task", id, "err", ferr)
+			}
+			return
+		}
+	}
+}
+
+// failures counts the executions of a task that failed.
+func failures(t *Task) int {
+	n := 0
+	for _, e := range t.Executions {
+		if e.State == wire.ExecFailed {
+			n++
+		}
+	}
+	return n
+}
+
+// runAuction announces the task, collects bids and awards it. It returns
+// with the task awarded, failed, or back to bidding for another attempt.
+func (r *Requestor) runAuction(t *Task) error {
+	if n := failures(t); n > t.Spec.Retries {
+		_, err := r.update(t.ID, transition(StateFailed, nil, func(t *Task) {
+			t.Reason = fmt.Sprintf("retry budget spent after %d failed executions: %s", n, t.Reason)
+		}))
+		return err
+	}
+	if time.Since(t.CreatedAt) > DefaultQueueTimeout {
+		_, err := r.update(t.ID, transition(StateFailed, nil, func(t *Task) {
+			t.Reason = fmt.Sprintf("not started within %s: %s", DefaultQueueTimeout, t.Reason)
+		}))
+		return err
+	}
+	attempt := t.Attempt + 1
+	t, err := r.update(t.ID, transition(StateBidding, []State{StatePending, StateBidding}, func(t *Task) {
+		t.Attempt = attempt
+		t.Reason = "waiting for bids"
+	}))
+	if err != nil {
+		return err
+	}
+	a := &auction{attempt: attempt, bids: make(chan bidFrom, 64)}
+	r.mu.Lock()
+	r.auctions[t.ID] = a
+	r.mu.Unlock()
+	defer func() {
+		r.mu.Lock()
+		if r.auctions[t.ID] == a {
+			delete(r.auctions, t.ID)
+		}
+		r.mu.Unlock()
+	}()
+
+	excluded := failedProviders(t)
+	expected, known := r.waitForProviders(t, excluded)
+	if len(expected) == 0 {
+		why := "no provider is reachable on the task topic"
+		if t.Spec.Provider != "" {
+			why = "provider " + t.Spec.Provider + " is not reachable on the task topic"
+		}
+		if known > 0 {
+			why = fmt.Sprintf("all %d known providers failed this task (last: %s)", known, t.Reason)
+		}
+		_, err := r.update(t.ID, transition(StateFailed, nil, func(t *Task) { t.Reason = why }))
+		return err
+	}
+
+	deadline := time.Now().Add(r.cfg.BidWindow)
+	ann := wire.Announce{
+		Version: wire.Version, TaskID: t.ID, Attempt: attempt, Requestor: r.h.ID().String(),
+		Req: wire.RequirementsOf(t.Spec), BidDeadline: deadline.UnixMilli(),
+	}
+	data, err := json.Marshal(&ann)
+	if err != nil {
+		return fmt.Errorf("encode announce: %w", err)
+	}
+	if err := r.topic.Publish(r.ctx, data); err != nil {
+		return fmt.Errorf("publish announce: %w", err)
+	}
+	r.log.Debug("announced", "task", t.ID, "attempt", attempt, "providers", len(expected))
+
+	var got []bidFrom
+	answered := map[peer.ID]bool{}
+	timer := time.NewTimer(time.Until(deadline))
+	defer timer.Stop()
+collect:
+	for len(answered) < len(expected) {
+		select {
+		case <-r.ctx.Done():
+			return r.ctx.Err()
+		case <-timer.C:
+			break collect
+		case b := <-a.bids:
+			if answered[b.from] {
+				continue
+			}
+			answered[b.from] = true
+			got = append(got, b)
+			if _, ok := expected[b.from]; !ok {
+				expected[b.from] = struct{}{}
+			}
+		}
+	}
+	return r.award(t, attempt, len(expected), got, excluded)
+}
+
+// waitForProviders returns the providers the requestor knows on the task
+// topic that may take this task, waiting up to ProviderWait for a first one
+// to appear, and how many were known in all.
+func (r *Requestor) waitForProviders(t *Task, excluded map[string]bool) (map[peer.ID]struct{}, int) {
+	timeout := time.NewTimer(r.cfg.ProviderWait)
+	defer timeout.Stop()
+	for {
+		r.mu.Lock()
+		changed := r.peersCh
+		r.mu.Unlock()
+		expected := map[peer.ID]struct{}{}
+		all := r.topic.ListPeers()
+		for _, p := range all {
+			if excluded[p.String()] {
+				continue
+			}
+			if t.Spec.Provider != "" && p.String() != t.Spec.Provider {
+				continue
+			}
+			expected[p] = struct{}{}
+		}
+		if len(expected) > 0 || (len(all) > 0 && len(excluded) > 0 && t.Spec.Provider == "") {
+			return expected, len(all)
+		}
+		select {
+		case <-changed:
+		case <-timeout.C:
+			return nil, len(all)
+		case <-r.ctx.Done():
+			return nil, len(all)
+		}
+	}
+}
+
+func (r *Requestor) watchTopicPeers(h *pubsub.TopicEventHandler) {
+	defer r.wg.Done()
+	defer h.Cancel()
+	for {
+		if _, err := h.NextPeerEvent(r.ctx); err != nil {
+			return
+		}
+		r.mu.Lock()
+		close(r.peersCh)
+		r.peersCh = make(chan struct{})
+		r.mu.Unlock()
+	}
+}
+
+// failedProviders are skipped in later attempts of a task.
+func failedProviders(t *Task) map[string]bool {
+	out := map[string]bool{}
+	for _, e := range t.Executions {
+		if e.State == wire.ExecFailed {
+			out[e.Provider] = true
+		}
+	}
+	return out
+}
+
+// award records the bids of an attempt, picks the best acceptable one and
+// sends it the award, falling back to the next bid on a decline.
+func (r *Requestor) award(t *Task, attempt, known int, got []bidFrom, excluded map[string]bool) error {
+	records := make([]BidRecord, 0, len(got))
+	for _, b := range got {
+		rec := BidRecord{
+			Provider: b.from.String(), Attempt: attempt, Price: b.bid.Price, MaxCost: b.bid.MaxCost,
+			StartMS: b.bid.StartMS, HasImage: b.bid.HasImage, Decline: b.bid.Decline, Busy: b.bid.Busy,
+			ReceivedAt: b.at,
+		}
+		switch {
+		case rec.Decline != "":
+			rec.Outcome = "declined: " + rec.Decline
+		case excluded[rec.Provider]:
+			rec.Outcome = "skipped: failed this task before"
+		case t.Spec.MaxPrice > 0 && rec.Price > t.Spec.MaxPrice:
+			rec.Outcome = fmt.Sprintf("over max price %g", t.Spec.MaxPrice)
+		}
+		records = append(records, rec)
+	}
+	// Cheapest first; then earliest start; then image already local.
+	order := make([]int, 0, len(records))
+	for i, rec := range records {
+		if rec.Outcome == "" {
+			order = append(order, i)
+		}
+	}
+	slices.SortStableFunc(order, func(i, j int) int {
+		a, b := records[i], records[j]
+		if c := cmp.Compare(a.Price, b.Price); c != 0 {
+			return c
+		}
+		if c := cmp.Compare(a.StartMS, b.StartMS); c != 0 {
+			return c
+		}
+		if a.HasImage != b.HasImage {
+			if a.HasImage {
+				return -1
+			}
+			return 1
+		}
+		return 0
+	})
+	summary := bidSummary(known, records, t.Spec.MaxPrice)
+	t, err := r.update(t.ID, transition("", []State{StateBidding}, func(t *Task) {
+		t.Bids = append(t.Bids, records...)
+		t.Reason = summary
+	}))
+	if err != nil {
+		return err
+	}
+	for _, i := range order {
+		rec := records[i]
+		pid, _ := peer.Decode(rec.Provider)
+		now := time.Now().UTC()
+		t, err = r.update(t.ID, transition(StateAwarded, []State{StateBidding}, func(t *Task) {
+			t.Provider = rec.Provider
+			t.Reason = fmt.Sprintf("awarded to %s (lowest price %g of %d acceptable bids)", short(rec.Provider), rec.Price, len(order))
+			t.Executions = append(t.Executions, Execution{Provider: rec.Provider, Attempt: attempt, State: "awarded", AwardedAt: now})
+			setBidOutcome(t, rec.Provider, attempt, "won: lowest price")
+		}))
+		if err != nil {
+			return err
+		}
+		var reply wire.AwardReply
+		err := p2p.Request(r.ctx, r.h, pid, wire.ProtoAward, &wire.Award{TaskID: t.ID, Attempt: attempt, Spec: t.Spec}, wire.MaxAckSize, &reply)
+		if err == nil && reply.Accepted {
+			r.log.Debug("awarded", "task", t.ID, "peer", pid)
+			_, err := r.update(t.ID, transition("", nil, func(t *Task) {
+				for _, j := range order {
+					if o := records[j]; o.Provider != rec.Provider {
+						setBidOutcome(t, o.Provider, attempt, fmt.Sprintf("lost to %s at price %g", short(rec.Provider), rec.Price))
+					}
+				}
+			}))
+			if errors.Is(err, ErrInvalidTransition) {
+				err = nil // already finished: the outcome notes do not matter
+			}
+			return err
+		}
+		why := "declined the award: " + reply.Reason
+		if err != nil {
+			why = "award failed: " + err.Error()
+		}
+		r.log.Info("award not accepted", "task", t.ID, "peer", pid, "reason", why)
+		t, err = r.update(t.ID, transition(StateBidding, []State{StateAwarded}, func(t *Task) {
+			t.Provider = ""
+			if e := t.execution(rec.Provider, attempt); e != nil {
+				e.State = wire.ExecFailed
+				e.FinishedAt = time.Now().UTC()
+			}
+			setBidOutcome(t, rec.Provider, attempt, why)
+			t.Reason = summary + "; " + short(rec.Provider) + " " + why
+		}))
+		if err != nil {
+			return err
+		}
+	}
+	busy := false
+	for _, rec := range records {
+		busy = busy || rec.Busy
+	}
+	awardFailed := len(order) > 0
+	return r.noBids(t, summary, busy || awardFailed)
+}
+
+// noBids ends an attempt without an award. When the obstacle may pass (a
+// provider was busy, an award raced with another task) the task is
+// announced again after a short pause that ends early when a provider
+// joins; otherwise it fails with the reason.
+func (r *Requestor) noBids(t *Task, reason string, transient bool) error {
+	if !transient {
+		_, err := r.update(t.ID, transition(StateFailed, nil, func(t *Task) {
+			t.Reason = "no provider took the task: " + reason
+		}))
+		return err
+	}
+	_, err := r.update(t.ID, transition(StateBidding, nil, func(t *Task) { t.Reason = "waiting for capacity: " + reason }))
+	if err != nil {
+		return err
+	}
+	r.mu.Lock()
+	changed := r.peersCh
+	r.mu.Unlock()
+	pause := min(time.Duration(t.Attempt)*500*time.Millisecond, 5*time.Second)
+	select {
+	case <-changed:
+	case <-time.After(pause):
+	case <-r.ctx.Done():
+	}
+	return nil
+}
+
+func bidSummary(known int, records []BidRecord, maxPrice float64) string {
+	bids, declines := 0, 0
+	lowest := -1.0
+	for _, rec := range records {
+		if rec.Decline != "" {
+			declines++
+			continue
+		}
+		bids++
+		if lowest < 0 || rec.Price < lowest {
+			lowest = rec.Price
+		}
+	}
+	s := fmt.Sprintf("%d providers known, %d bid, %d declined", known, bids, declines)
+	if lowest >= 0 {
+		s += fmt.Sprintf(", lowest price %g", lowest)
+		if maxPrice > 0 {
+			s += fmt.Sprintf(" (max %g)", maxPrice)
+		}
+	}
+	var reasons []string
+	for _, rec := range records {
+		if rec.Decline != "" {
+			reasons = append(reasons, short(rec.Provider)+": "+rec.Decline)
+		}
+	}
+	if len(reasons) > 0 {
+		s += " [" + strings.Join(reasons, "; ") + "]"
+	}
+	return s
+}
+
+func setBidOutcome(t *Task, provider string, attempt int, outcome string) {
+	for i := range t.Bids {
+		if t.Bids[i].Provider == provider && t.Bids[i].Attempt == attempt {
+			t.Bids[i].Outcome = outcome
+		}
+	}
+}
+
+func short(p string) string {
+	if len(p) > 12 {
+		return p[len(p)-8:]
+	}
+	return p
+}
+
+// awaitResult waits for the awarded provider's result, up to the task's
+// timeout plus a grace period counted from the award.
+func (r *Requestor) awaitResult(t *Task) error {
+	ch, stop, err := r.Watch(t.ID)
+	if err != nil {
+		return err
+	}
+	defer stop()
+	e := t.execution(t.Provider, t.Attempt)
+	awardedAt := t.UpdatedAt
+	if e != nil {
+		awardedAt = e.AwardedAt
+	}
+	timeout := t.Spec.Timeout()
+	if timeout <= 0 {
+		timeout = DefaultTaskTimeout
+	}
+	deadline := time.NewTimer(time.Until(awardedAt.Add(timeout + r.cfg.ResultGrace)))
+	defer deadline.Stop()
+	attempt := t.Attempt
+	for {
+		select {
+		case <-r.ctx.Done():
+			return nil
+		case cur := <-ch:
+			if cur.State.IsTerminal() || cur.Attempt != attempt || cur.State == StateBidding {
+				return nil
+			}
+		case <-deadline.C:
+			provider := t.Provider
+			why := fmt.Sprintf("no result from %s within %s of the award", short(provider), timeout+r.cfg.ResultGrace)
+			_, err := r.update(t.ID, transition(StateBidding, []State{StateAwarded, StateRunning}, func(t *Task) {
+				if e := t.execution(provider, attempt); e != nil {
+					e.State = wire.ExecFailed
+					e.FinishedAt = time.Now().UTC()
+				}
+				t.Provider = ""
+				t.Reason = why
+			}))
+			return err
+		}
+	}
+}
+
+// handleBid receives one bid (or decline) from a provider.
+func (r *Requestor) handleBid(s network.Stream) {
+	defer s.Close()
+	_ = s.SetDeadline(time.Now().Add(10 * time.Second))
+	from := s.Conn().RemotePeer()
+	body, err := p2p.ReadFrame(bufio.NewReader(s), wire.MaxBidSize)
+	if err != nil {
+		r.log.Debug("bad bid frame", "peer", from, "err", err)
+		s.Reset()
+		return
+	}
+	bid, err := wire.Decode[wire.Bid](body)
+	if err != nil {
+		r.log.Debug("bad bid", "peer", from, "err", err)
+		_ = p2p.WriteMsg(s, &wire.BidAck{Reason: err.Error()})
+		return
+	}
+	r.mu.Lock()
+	a := r.auctions[bid.TaskID]
+	r.mu.Unlock()
+	if a == nil || a.attempt != bid.Attempt {
+		_ = p2p.WriteMsg(s, &wire.BidAck{Reason: "auction closed"})
+		return
+	}
+	select {
+	case a.bids <- bidFrom{from: from, bid: *bid, at: time.Now().UTC()}:
+		_ = p2p.WriteMsg(s, &wire.BidAck{OK: true})
+	default:
+		_ = p2p.WriteMsg(s, &wire.BidAck{Reason: "too many bids"})
+	}
+}
+
+// handleReport receives a status change or a result from a provider.
+func (r *Requestor) handleReport(s network.Stream) {
+	defer s.Close()
+	_ = s.SetDeadline(time.Now().Add(30 * time.Second))
+	from := s.Conn().RemotePeer()
+	body, err := p2p.ReadFrame(bufio.NewReader(s), wire.MaxReportSize)
+	if err != nil {
+		r.log.Debug("bad report frame", "peer", from, "err", err)
+		s.Reset()
+		return
+	}
+	rep, err := wire.Decode[wire.Report](body)
+	if err != nil {
+		r.log.Debug("bad report", "peer", from, "err", err)
+		_ = p2p.WriteMsg(s, &wire.Ack{Reason: err.Error()})
+		return
+	}
+	ack := r.applyReport(from, rep)
+	_ = p2p.WriteMsg(s, &ack)
+}
+
+// applyReport persists a report, then acknowledges it. A report from a peer
+// that was never awarded the task is refused. A result of an earlier
+// attempt is still taken while the task is not terminal: work is not thrown
+// away.
+func (r *Requestor) applyReport(from peer.ID, rep *wire.Report) wire.Ack {
+	t, err := r.store.Get(rep.TaskID)
+	if err != nil {
+		return wire.Ack{Reason: "unknown task"}
+	}
+	if t.execution(from.String(), rep.Attempt) == nil {
+		r.log.Debug("report from a peer not awarded", "task", rep.TaskID, "peer", from)
+		return wire.Ack{Reason: "not awarded to you"}
+	}
+	if t.State.IsTerminal() {
+		// Already settled (canceled, or completed by another attempt):
+		// acknowledge so the provider can clear its outbox.
+		return wire.Ack{OK: true, Reason: "task already " + string(t.State)}
+	}
+	provider, attempt := from.String(), rep.Attempt
+	switch rep.State {
+	case wire.ExecRunning:
+		_, err = r.update(t.ID, transition(StateRunning, []State{StateAwarded}, func(t *Task) {
+			if e := t.execution(provider, attempt); e != nil {
+				e.State = wire.ExecRunning
+			}
+			t.Reason = "running on " + short(provider)
+		}))
+		if errors.Is(err, ErrInvalidTransition) {
+			err = nil // a late running report after the result: fine
+		}
+	case wire.ExecCompleted, wire.ExecFailed:
+		res := rep.Result
+		retry := rep.State == wire.ExecFailed && res.Retryable && failures(t)+1 <= t.Spec.Retries
+		_, err = r.update(t.ID, func(t *Task) error {
+			if e := t.execution(provider, attempt); e != nil {
+				e.State = rep.State
+				e.Result = res
+				e.FinishedAt = time.Now().UTC()
+			}
+			switch {
+			case rep.State == wire.ExecCompleted && res.ExitCode == 0:
+				t.Provider, t.Result = provider, res
+				t.Reason = ""
+				return transition(StateCompleted, nil, nil)(t)
+			case retry:
+				if attempt != t.Attempt {
+					return transition("", nil, nil)(t) // stale failure: keep waiting for the current attempt
+				}
+				t.Provider = ""
+				t.Reason = fmt.Sprintf("%s failed (%s); trying another provider", short(provider), res.Error)
+				return transition(StateBidding, nil, nil)(t)
+			default:
+				t.Provider, t.Result = provider, res
+				if res.Error != "" {
+					t.Reason = res.Error
+				} else {
+					t.Reason = fmt.Sprintf("exit code %d", res.ExitCode)
+				}
+				return transition(StateFailed, nil, nil)(t)
+			}
+		})
+		if err == nil {
+			// A driver waiting on an older attempt has returned; make sure
+			// one runs to re-announce after a retryable failure.
+			r.startDriver(t.ID)
+		}
+	}
+	if err != nil {
+		r.log.Error("apply report", "task", rep.TaskID, "err", err)
+		return wire.Ack{Reason: "could not record report"}
+	}
+	return wire.Ack{OK: true}
+}

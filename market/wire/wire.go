@@ -1,0 +1,409 @@
+// Package wire holds every message of the marketplace protocol, version 1,
+// in one place: the task announcement published on gossipsub, and the
+// bid, award and report exchanged on libp2p streams.
+//
+// Messages are JSON, framed by p2p.WriteMsg/ReadMsg. Each message has a
+// Validate method that every receiver calls before acting; Decode* helpers
+// combine unmarshalling with validation and are the fuzz targets.
+//
+// Privacy choice: an Announce carries only what providers need to decide
+// whether to bid (runtime, image, resources, timeout, price cap, input CIDs).
+// The command, arguments and environment travel only in the Award, to the
+// provider that won.
+package wire
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// Version is the protocol version carried in every announcement.
+const Version = 1
+
+// Protocol IDs and topic names.
+const (
+	// TopicTasks carries Announce messages.
+	TopicTasks = "/offload/tasks/1"
+	// ProtoBid: provider -> requestor, one Bid, answered by one BidAck.
+	ProtoBid = "/offload/bid/1"
+	// ProtoAward: requestor -> provider, one Award, answered by one AwardReply.
+	ProtoAward = "/offload/award/1"
+	// ProtoReport: provider -> requestor, one Report (a status change or the
+	// result), answered by one Ack.
+	ProtoReport = "/offload/report/1"
+	// ProtoCancel: requestor -> provider, one Cancel, answered by one Ack.
+	ProtoCancel = "/offload/cancel/1"
+)
+
+// Size limits of each message, enforced before decoding.
+const (
+	MaxAnnounceSize = 64 << 10
+	MaxBidSize      = 16 << 10
+	MaxAwardSize    = 256 << 10
+	MaxReportSize   = 1 << 20
+	MaxAckSize      = 4 << 10
+)
+
+// Limits on fields.
+const (
+	maxIDLen      = 64
+	maxImageLen   = 512
+	maxArgs       = 256
+	maxArgLen     = 16 << 10
+	maxEnv        = 256
+	maxReasonLen  = 1024
+	maxTimeout    = 7 * 24 * time.Hour
+	maxCPUs       = 1024
+	maxGPUs       = 64
+	maxOutputTail = 256 << 10
+)
+
+// ErrInvalid is wrapped by every validation error.
+var ErrInvalid = errors.New("invalid message")
+
+func invalid(format string, a ...any) error {
+	return fmt.Errorf("%w: %s", ErrInvalid, fmt.Sprintf(format, a...))
+}
+
+// Resources a task asks for.
+type Resources struct {
+	CPUs        float64 `json:"cpus,omitempty"`
+	MemoryBytes int64   `json:"memory_bytes,omitempty"`
+	GPUs        int     `json:"gpus,omitempty"`
+}
+
+// Validate checks ranges.
+func (r Resources) Validate() error {
+	switch {
+	case r.CPUs < 0 || r.CPUs > maxCPUs:
+		return invalid("cpus %v out of range (0..%d)", r.CPUs, maxCPUs)
+	case r.MemoryBytes < 0:
+		return invalid("memory %d is negative", r.MemoryBytes)
+	case r.GPUs < 0 || r.GPUs > maxGPUs:
+		return invalid("gpus %d out of range (0..%d)", r.GPUs, maxGPUs)
+	}
+	return nil
+}
+
+// TaskSpec is what a requestor asks to run.
+type TaskSpec struct {
+	// Runtime is "docker" (default) or "wasm".
+	Runtime    string            `json:"runtime,omitempty"`
+	Image      string            `json:"image"`
+	Entrypoint []string          `json:"entrypoint,omitempty"`
+	Cmd        []string          `json:"cmd,omitempty"`
+	Env        map[string]string `json:"env,omitempty"`
+	WorkDir    string            `json:"workdir,omitempty"`
+	Resources  Resources         `json:"resources"`
+	// TimeoutMS is the execution's wall-clock limit in milliseconds.
+	TimeoutMS int64 `json:"timeout_ms,omitempty"`
+	// MaxPrice caps the unit price (credits per CPU-second); 0 = no cap.
+	MaxPrice float64 `json:"max_price,omitempty"`
+	// Retries is how many more providers may be tried after a failure.
+	Retries int `json:"retries,omitempty"`
+	// Provider pins the task to one peer when set.
+	Provider string `json:"provider,omitempty"`
+}
+
+// Runtimes known to this version.
+var Runtimes = []string{"docker", "wasm"}
+
+// RuntimeOrDefault returns the spec's runtime, "docker" when unset.
+func (s TaskSpec) RuntimeOrDefault() string {
+	if s.Runtime == "" {
+		return "docker"
+	}
+	return s.Runtime
+}
+
+// Timeout returns the spec's timeout as a duration (0 when unset).
+func (s TaskSpec) Timeout() time.Duration { return time.Duration(s.TimeoutMS) * time.Millisecond }
+
+// Validate checks a spec.
+func (s TaskSpec) Validate() error {
+	rt := s.RuntimeOrDefault()
+	if rt != "docker" && rt != "wasm" {
+		return invalid("unknown runtime %q (want docker or wasm)", s.Runtime)
+	}
+	if strings.TrimSpace(s.Image) == "" {
+		return invalid("image is required")
+	}
+	if len(s.Image) > maxImageLen {
+		return invalid("image reference longer than %d bytes", maxImageLen)
+	}
+	if len(s.Cmd)+len(s.Entrypoint) > maxArgs {
+		return invalid("more than %d arguments", maxArgs)
+	}
+	for _, a := range append(append([]string{}, s.Entrypoint...), s.Cmd...) {
+		if len(a) > maxArgLen {
+			return invalid("argument longer than %d bytes", maxArgLen)
+		}
+	}
+	if len(s.Env) > maxEnv {
+		return invalid("more than %d environment variables", maxEnv)
+	}
+	for k, v := range s.Env {
+		if k == "" || strings.ContainsAny(k, "=\x00") {
+			return invalid("invalid environment variable name %q", k)
+		}
+		if len(v) > maxArgLen {
+			return invalid("environment variable %s longer than %d bytes", k, maxArgLen)
+		}
+	}
+	if err := s.Resources.Validate(); err != nil {
+		return err
+	}
+	if s.TimeoutMS < 0 || time.Duration(s.TimeoutMS)*time.Millisecond > maxTimeout {
+		return invalid("timeout %dms out of range (0..%s)", s.TimeoutMS, maxTimeout)
+	}
+	if s.MaxPrice < 0 {
+		return invalid("max price %v is negative", s.MaxPrice)
+	}
+	if s.Retries < 0 || s.Retries > 100 {
+		return invalid("retries %d out of range (0..100)", s.Retries)
+	}
+	if s.Provider != "" {
+		if _, err := peer.Decode(s.Provider); err != nil {
+			return invalid("provider %q is not a peer id: %v", s.Provider, err)
+		}
+	}
+	return nil
+}
+
+// Requirements are the part of a spec providers match on.
+type Requirements struct {
+	Runtime   string    `json:"runtime"`
+	Image     string    `json:"image"`
+	Resources Resources `json:"resources"`
+	TimeoutMS int64     `json:"timeout_ms"`
+	MaxPrice  float64   `json:"max_price,omitempty"`
+	Provider  string    `json:"provider,omitempty"`
+}
+
+// RequirementsOf extracts what providers need to see from a spec.
+func RequirementsOf(s TaskSpec) Requirements {
+	return Requirements{
+		Runtime: s.RuntimeOrDefault(), Image: s.Image, Resources: s.Resources,
+		TimeoutMS: s.TimeoutMS, MaxPrice: s.MaxPrice, Provider: s.Provider,
+	}
+}
+
+// Announce is published on TopicTasks by a requestor looking for providers.
+type Announce struct {
+	Version int    `json:"v"`
+	TaskID  string `json:"task"`
+	// Attempt distinguishes announcements of the same task after a failover.
+	Attempt   int          `json:"attempt"`
+	Requestor string       `json:"requestor"`
+	Req       Requirements `json:"req"`
+	// BidDeadline (unix ms) is when the requestor stops taking bids.
+	BidDeadline int64 `json:"bid_deadline"`
+}
+
+// Validate checks an announcement.
+func (a *Announce) Validate() error {
+	if a.Version != Version {
+		return invalid("unsupported version %d", a.Version)
+	}
+	if err := validID(a.TaskID); err != nil {
+		return err
+	}
+	if a.Attempt < 0 {
+		return invalid("negative attempt")
+	}
+	if _, err := peer.Decode(a.Requestor); err != nil {
+		return invalid("requestor %q is not a peer id", a.Requestor)
+	}
+	spec := TaskSpec{Runtime: a.Req.Runtime, Image: a.Req.Image, Resources: a.Req.Resources,
+		TimeoutMS: a.Req.TimeoutMS, MaxPrice: a.Req.MaxPrice, Provider: a.Req.Provider}
+	return spec.Validate()
+}
+
+// Bid is a provider's answer to an announcement: an offer, or a decline
+// with a reason (so that "nobody bid" never looks like "bids are slow").
+type Bid struct {
+	TaskID  string `json:"task"`
+	Attempt int    `json:"attempt"`
+	// Decline, when set, says why the provider will not run the task.
+	Decline string `json:"decline,omitempty"`
+	// Busy marks a decline for lack of free capacity right now: the
+	// requestor may announce again later.
+	Busy bool `json:"busy,omitempty"`
+	// Price is credits per CPU-second.
+	Price float64 `json:"price"`
+	// MaxCost is Price times the requested CPUs times the timeout.
+	MaxCost float64 `json:"max_cost"`
+	// StartMS estimates how soon the task would start after an award.
+	StartMS int64 `json:"start_ms"`
+	// HasImage tells whether the image is already local to the provider.
+	HasImage bool `json:"has_image"`
+	// ReservationMS is how long the provider holds capacity for this bid.
+	ReservationMS int64 `json:"reservation_ms"`
+}
+
+// Validate checks a bid.
+func (b *Bid) Validate() error {
+	if err := validID(b.TaskID); err != nil {
+		return err
+	}
+	if b.Attempt < 0 {
+		return invalid("negative attempt")
+	}
+	if len(b.Decline) > maxReasonLen {
+		return invalid("decline reason longer than %d bytes", maxReasonLen)
+	}
+	if b.Price < 0 || b.MaxCost < 0 || b.StartMS < 0 || b.ReservationMS < 0 {
+		return invalid("negative price, cost, start or reservation")
+	}
+	return nil
+}
+
+// BidAck answers a Bid.
+type BidAck struct {
+	OK     bool   `json:"ok"`
+	Reason string `json:"reason,omitempty"`
+}
+
+// Award gives the task to the provider whose bid won.
+type Award struct {
+	TaskID  string   `json:"task"`
+	Attempt int      `json:"attempt"`
+	Spec    TaskSpec `json:"spec"`
+}
+
+// Validate checks an award.
+func (a *Award) Validate() error {
+	if err := validID(a.TaskID); err != nil {
+		return err
+	}
+	if a.Attempt < 0 {
+		return invalid("negative attempt")
+	}
+	return a.Spec.Validate()
+}
+
+// AwardReply accepts or declines an award.
+type AwardReply struct {
+	Accepted bool   `json:"accepted"`
+	Reason   string `json:"reason,omitempty"`
+}
+
+// Execution states reported by providers.
+const (
+	ExecRunning   = "running"
+	ExecCompleted = "completed" // the workload ran to its own exit (any code)
+	ExecFailed    = "failed"    // it could not run or was stopped (see Error)
+)
+
+// Usage mirrors executor.Usage on the wire.
+type Usage struct {
+	WallMS      int64 `json:"wall_ms"`
+	CPUMS       int64 `json:"cpu_ms"`
+	MaxRSSBytes int64 `json:"max_rss_bytes"`
+}
+
+// Result is what an execution produced.
+type Result struct {
+	ExitCode   int    `json:"exit_code"`
+	Stdout     string `json:"stdout"`
+	Stderr     string `json:"stderr"`
+	StdoutSize int64  `json:"stdout_size"`
+	StderrSize int64  `json:"stderr_size"`
+	Usage      Usage  `json:"usage"`
+	Error      string `json:"error,omitempty"`
+	// Retryable tells the requestor another provider might succeed (an
+	// image this provider lacks, an engine that is down); a non-zero exit, a
+	// timeout or running out of memory are not retryable.
+	Retryable  bool      `json:"retryable,omitempty"`
+	StartedAt  time.Time `json:"started_at"`
+	FinishedAt time.Time `json:"finished_at"`
+	// Cost is what the provider charges: unit price times CPU seconds used.
+	Cost float64 `json:"cost"`
+}
+
+// Report is sent by the provider running a task: a state change, and at the
+// end the result. Reports are retried until acknowledged.
+type Report struct {
+	TaskID  string  `json:"task"`
+	Attempt int     `json:"attempt"`
+	State   string  `json:"state"`
+	Message string  `json:"message,omitempty"`
+	Result  *Result `json:"result,omitempty"`
+}
+
+// Validate checks a report.
+func (r *Report) Validate() error {
+	if err := validID(r.TaskID); err != nil {
+		return err
+	}
+	if r.Attempt < 0 {
+		return invalid("negative attempt")
+	}
+	switch r.State {
+	case ExecRunning:
+	case ExecCompleted, ExecFailed:
+		if r.Result == nil {
+			return invalid("%s report without a result", r.State)
+		}
+		if len(r.Result.Stdout) > maxOutputTail || len(r.Result.Stderr) > maxOutputTail {
+			return invalid("output tail longer than %d bytes", maxOutputTail)
+		}
+		if len(r.Result.Error) > 4*maxReasonLen {
+			return invalid("error longer than %d bytes", 4*maxReasonLen)
+		}
+	default:
+		return invalid("unknown state %q", r.State)
+	}
+	if len(r.Message) > maxReasonLen {
+		return invalid("message longer than %d bytes", maxReasonLen)
+	}
+	return nil
+}
+
+// Cancel asks the provider to stop a task.
+type Cancel struct {
+	TaskID  string `json:"task"`
+	Attempt int    `json:"attempt"`
+}
+
+// Validate checks a cancel request.
+func (c *Cancel) Validate() error { return validID(c.TaskID) }
+
+// Ack acknowledges a Report or Cancel.
+type Ack struct {
+	OK     bool   `json:"ok"`
+	Reason string `json:"reason,omitempty"`
+}
+
+func validID(id string) error {
+	if id == "" || len(id) > maxIDLen {
+		return invalid("task id %q: empty or longer than %d bytes", id, maxIDLen)
+	}
+	for _, r := range id {
+		if !(r >= '0' && r <= '9' || r >= 'A' && r <= 'Z' || r >= 'a' && r <= 'z' || r == '-' || r == '_') {
+			return invalid("task id %q has character %q", id, r)
+		}
+	}
+	return nil
+}
+
+// Decode unmarshals data into a message and validates it. It is the single
+// entry point for bytes that arrive from the network.
+func Decode[T any, PT interface {
+	*T
+	Validate() error
+}](data []byte) (*T, error) {
+	v := PT(new(T))
+	if err := json.Unmarshal(data, v); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	if err := v.Validate(); err != nil {
+		return nil, err
+	}
+	return (*T)(v), nil
+}

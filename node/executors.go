@@ -1,0 +1,61 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/offload-project/offload/executor"
+	"github.com/offload-project/offload/executor/docker"
+)
+
+// buildExecutors constructs the executors a provider offers. With no names
+// configured it offers docker when an engine answers, and wasm.
+func buildExecutors(ctx context.Context, cfg Config) ([]executor.Executor, error) {
+	if len(cfg.ExecutorImpls) > 0 {
+		return cfg.ExecutorImpls, nil
+	}
+	names := cfg.Executors
+	explicit := len(names) > 0
+	if !explicit {
+		names = []string{"docker", "wasm"}
+	}
+	var out []executor.Executor
+	for _, name := range names {
+		var ex executor.Executor
+		var err error
+		switch name {
+		case "docker":
+			ex, err = docker.New(docker.WithLogger(cfg.Logger))
+		case "wasm":
+			ex, err = newWASM(cfg)
+		default:
+			return nil, fmt.Errorf("unknown executor %q (want docker or wasm)", name)
+		}
+		if err != nil {
+			if explicit {
+				return nil, fmt.Errorf("executor %s: %w", name, err)
+			}
+			cfg.Logger.Info("executor not offered", "executor", name, "err", err)
+			continue
+		}
+		actx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		err = ex.Available(actx)
+		cancel()
+		if err != nil {
+			if c, ok := ex.(interface{ Close() error }); ok {
+				c.Close()
+			}
+			if explicit {
+				return nil, fmt.Errorf("executor %s: %w", name, err)
+			}
+			cfg.Logger.Info("executor not offered", "executor", name, "err", err)
+			continue
+		}
+		out = append(out, ex)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("no executor available (tried %v)", names)
+	}
+	return out, nil
+}

@@ -1,0 +1,352 @@
+// Package node is offload's composition root and its embeddable API. New
+// builds a node from a Config: the libp2p host (p2p), the Badger database
+// (storage), the executors (executor/docker, executor/wasm), the market's
+// requestor and, for a provider, its provider side; it also serves the
+// local HTTP API that the CLI talks to.
+//
+//	n, err := node.New(ctx, node.Config{Home: dir, Provider: true})
+//	defer n.Close()
+//	t, err := n.Submit(ctx, node.TaskSpec{Image: "hello:1", Cmd: []string{"/hello", "echo", "hi"}})
+//	t, err = n.Wait(ctx, t.ID)
+//
+// The start order is host → database → requestor → provider → API; Close
+// tears down in reverse.
+package node
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/offload-project/offload/client"
+	"github.com/offload-project/offload/executor"
+	"github.com/offload-project/offload/market"
+	"github.com/offload-project/offload/market/wire"
+	"github.com/offload-project/offload/p2p"
+	"github.com/offload-project/offload/storage"
+)
+
+// TaskSpec is what to run (see wire.TaskSpec).
+type TaskSpec = wire.TaskSpec
+
+// Task is a task's status as the API and CLI show it.
+type Task = client.Task
+
+// Files under a node's home.
+const (
+	IdentityFile = "identity.key"
+	SwarmKeyFile = "swarm.key"
+	DBDir        = "db"
+)
+
+// Config describes a node. Only Home is required.
+type Config struct {
+	// Home holds the node's identity, database and API files.
+	Home string
+	// Listen multiaddrs (default p2p.DefaultListen); port 0 picks a free port.
+	Listen []string
+	// Bootstrap peers to join (multiaddrs with /p2p/ID).
+	Bootstrap []string
+	// SwarmKeyPath joins a private swarm; $Home/swarm.key is used when it
+	// exists and this is empty.
+	SwarmKeyPath string
+	// APIAddr is where the HTTP API listens (host:port; port 0 picks one).
+	// Empty means no API server.
+	APIAddr string
+	// AllowRemoteAPI must be set to listen on a non-loopback APIAddr.
+	AllowRemoteAPI bool
+	// Provider makes the node sell compute.
+	Provider bool
+	// Executors names the runtimes a provider offers ("docker", "wasm").
+	// Empty: docker when an engine answers, and wasm.
+	Executors []string
+	// ExecutorImpls, when set, replaces Executors (for embedding and tests).
+	ExecutorImpls []executor.Executor
+	// Labels describe the provider (e.g. fpga=xilinx).
+	Labels map[string]string
+	// Price in credits per CPU-second.
+	Price float64
+	// Capacity overrides the detected capacity offered by a provider.
+	Capacity *market.Capacity
+	// BidWindow caps the bid collection window (default market.DefaultBidWindow).
+	BidWindow time.Duration
+	// ProviderWait bounds how long an auction waits for a first provider.
+	ProviderWait time.Duration
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+}
+
+// Node is a running offload node.
+type Node struct {
+	cfg       Config
+	log       *slog.Logger
+	host      *p2p.Host
+	db        *storage.DB
+	req       *market.Requestor
+	prov      *market.Provider
+	executors []executor.Executor
+	api       *apiServer
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// New starts a node. On error everything started so far is stopped.
+func New(ctx context.Context, cfg Config) (_ *Node, err error) {
+	if cfg.Home == "" {
+		return nil, errors.New("node: home is required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if err := os.MkdirAll(cfg.Home, 0o700); err != nil {
+		return nil, fmt.Errorf("node: create home: %w", err)
+	}
+	n := &Node{cfg: cfg, log: cfg.Logger}
+	defer func() {
+		if err != nil {
+			n.Close()
+		}
+	}()
+	key, err := p2p.LoadOrCreateIdentity(filepath.Join(cfg.Home, IdentityFile))
+	if err != nil {
+		return nil, fmt.Errorf("node: %w", err)
+	}
+	hcfg := p2p.Config{Identity: key, Listen: cfg.Listen, Bootstrap: cfg.Bootstrap, Logger: cfg.Logger}
+	if hcfg.SwarmKey, err = loadSwarmKey(cfg); err != nil {
+		return nil, fmt.Errorf("node: %w", err)
+	}
+	if n.host, err = p2p.New(ctx, hcfg); err != nil {
+		return nil, fmt.Errorf("node: %w", err)
+	}
+	if n.db, err = storage.Open(filepath.Join(cfg.Home, DBDir), cfg.Logger); err != nil {
+		return nil, fmt.Errorf("node: %w", err)
+	}
+	topic, err := n.host.PubSub.Join(n.host.Topic(wire.TopicTasks))
+	if err != nil {
+		return nil, fmt.Errorf("node: join task topic: %w", err)
+	}
+	n.req, err = market.NewRequestor(n.host, storage.NewTable[market.Task](n.db, "tasks"), topic, market.RequestorConfig{
+		BidWindow: cfg.BidWindow, ProviderWait: cfg.ProviderWait, Logger: cfg.Logger,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("node: %w", err)
+	}
+	if cfg.Provider {
+		if n.executors, err = buildExecutors(ctx, cfg); err != nil {
+			return nil, fmt.Errorf("node: %w", err)
+		}
+		capacity := detectCapacity()
+		if cfg.Capacity != nil {
+			capacity = *cfg.Capacity
+		}
+		n.prov, err = market.NewProvider(n.host, storage.NewTable[market.ExecRecord](n.db, "executions"), topic, n.executors, market.ProviderConfig{
+			Capacity: capacity, Price: cfg.Price, Logger: cfg.Logger,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("node: %w", err)
+		}
+		if err := n.prov.Start(); err != nil {
+			return nil, fmt.Errorf("node: %w", err)
+		}
+	}
+	if err := n.req.Start(); err != nil {
+		return nil, fmt.Errorf("node: %w", err)
+	}
+	if cfg.APIAddr != "" {
+		if n.api, err = startAPI(n, cfg.APIAddr, cfg.AllowRemoteAPI); err != nil {
+			return nil, fmt.Errorf("node: %w", err)
+		}
+	}
+	n.log.Info("node started", "peer", n.host.ID(), "provider", cfg.Provider, "addrs", n.host.Addrs())
+	return n, nil
+}
+
+func loadSwarmKey(cfg Config) ([]byte, error) {
+	path := cfg.SwarmKeyPath
+	if path == "" {
+		path = filepath.Join(cfg.Home, SwarmKeyFile)
+		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+			return nil, nil
+		}
+	}
+	return p2p.ReadSwarmKey(path)
+}
+
+// Close stops the node: API, provider, requestor, database, host. Tasks in
+// flight stay stored and resume on the next start.
+func (n *Node) Close() error {
+	n.closeOnce.Do(func() {
+		var errs []error
+		if n.api != nil {
+			errs = append(errs, n.api.close())
+		}
+		if n.prov != nil {
+			errs = append(errs, n.prov.Close())
+		}
+		if n.req != nil {
+			errs = append(errs, n.req.Close())
+		}
+		for _, e := range n.executors {
+			if c, ok := e.(interface{ Close() error }); ok {
+				errs = append(errs, c.Close())
+			}
+		}
+		if n.db != nil {
+			errs = append(errs, n.db.Close())
+		}
+		if n.host != nil {
+			errs = append(errs, n.host.Close())
+		}
+		n.closeErr = errors.Join(errs...)
+	})
+	return n.closeErr
+}
+
+// ID returns the node's peer ID.
+func (n *Node) ID() peer.ID { return n.host.ID() }
+
+// Identity returns the node's ID and full multiaddrs.
+func (n *Node) Identity() client.Identity {
+	return client.Identity{ID: n.host.ID().String(), Addrs: n.host.FullAddrs()}
+}
+
+// Host returns the node's libp2p host (for embedding programs that add
+// their own protocols).
+func (n *Node) Host() *p2p.Host { return n.host }
+
+// Connect dials another node by multiaddr (with /p2p/ID).
+func (n *Node) Connect(ctx context.Context, addr string) error {
+	infos, err := p2p.ParseAddrs([]string{addr})
+	if err != nil {
+		return err
+	}
+	for _, info := range infos {
+		if err := n.host.Connect(ctx, info); err != nil {
+			return fmt.Errorf("connect %s: %w", info.ID, err)
+		}
+	}
+	return nil
+}
+
+// Peers lists connected peers.
+func (n *Node) Peers() []client.Peer {
+	var out []client.Peer
+	for _, p := range n.host.Network().Peers() {
+		if n.host.Network().Connectedness(p) != network.Connected {
+			continue
+		}
+		var addrs []string
+		for _, c := range n.host.Network().ConnsToPeer(p) {
+			addrs = append(addrs, c.RemoteMultiaddr().String())
+		}
+		out = append(out, client.Peer{ID: p.String(), Addrs: addrs})
+	}
+	return out
+}
+
+// Submit stores a task and starts working on it; it returns as soon as the
+// task is stored.
+func (n *Node) Submit(ctx context.Context, spec TaskSpec) (*Task, error) {
+	t, err := n.req.Submit(ctx, spec)
+	if err != nil {
+		return nil, err
+	}
+	return view(t), nil
+}
+
+// Get returns a task's status.
+func (n *Node) Get(id string) (*Task, error) {
+	t, err := n.req.Get(id)
+	if err != nil {
+		return nil, err
+	}
+	return view(t), nil
+}
+
+// List returns every task, newest first.
+func (n *Node) List() ([]*Task, error) {
+	ts, err := n.req.List()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*Task, len(ts))
+	for i, t := range ts {
+		out[i] = view(t)
+	}
+	return out, nil
+}
+
+// Wait blocks until the task is completed, failed or canceled.
+func (n *Node) Wait(ctx context.Context, id string) (*Task, error) {
+	t, err := n.req.Wait(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	return view(t), nil
+}
+
+// Watch calls fn with the task's status after every change until it is
+// terminal, fn returns an error or ctx is done.
+func (n *Node) Watch(ctx context.Context, id string, fn func(*Task) error) error {
+	ch, stop, err := n.req.Watch(id)
+	if err != nil {
+		return err
+	}
+	defer stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case t := <-ch:
+			if err := fn(view(t)); err != nil {
+				return err
+			}
+			if t.State.IsTerminal() {
+				return nil
+			}
+		}
+	}
+}
+
+// Cancel cancels a task and stops it on its provider.
+func (n *Node) Cancel(ctx context.Context, id string) (*Task, error) {
+	t, err := n.req.Cancel(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	return view(t), nil
+}
+
+// EnsureToken returns the API token stored in home, creating it (mode 0600)
+// when missing.
+func EnsureToken(home string) (string, error) {
+	path := filepath.Join(home, client.TokenFile)
+	if b, err := os.ReadFile(path); err == nil && len(strings.TrimSpace(string(b))) > 0 {
+		return strings.TrimSpace(string(b)), nil
+	}
+	buf := make([]byte, 32)
+	if _, err := rand.Read(buf); err != nil {
+		return "", fmt.Errorf("generate api token: %w", err)
+	}
+	token := hex.EncodeToString(buf)
+	if err := os.MkdirAll(home, 0o700); err != nil {
+		return "", fmt.Errorf("create home: %w", err)
+	}
+	if err := os.WriteFile(path, []byte(token+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("write api token: %w", err)
+	}
+	return token, nil
+}

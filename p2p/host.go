@@ -1,0 +1,258 @@
+package p2p
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p"
+	dht "github.com/libp2p/go-libp2p-kad-dht"
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/pnet"
+	"github.com/libp2p/go-libp2p/core/protocol"
+	routedhost "github.com/libp2p/go-libp2p/p2p/host/routed"
+	"github.com/libp2p/go-libp2p/p2p/net/connmgr"
+	ma "github.com/multiformats/go-multiaddr"
+)
+
+// Defaults used when Config leaves a field empty.
+var (
+	// DefaultListen listens on every interface, TCP and QUIC, port 4001.
+	DefaultListen = []string{"/ip4/0.0.0.0/tcp/4001", "/ip4/0.0.0.0/udp/4001/quic-v1"}
+)
+
+const (
+	// DefaultProtocolPrefix is the DHT protocol prefix of the public swarm.
+	DefaultProtocolPrefix = "/offload"
+	// MaxPubSubMessage bounds any gossipsub message the node accepts.
+	MaxPubSubMessage = 1 << 20
+	// bootstrapRetry is how often unconnected bootstrap peers are dialed again.
+	bootstrapRetry = 5 * time.Second
+)
+
+// Config describes the host to build. Only Identity is required.
+type Config struct {
+	Identity crypto.PrivKey
+	// Listen multiaddrs; port 0 picks a free port. Default DefaultListen.
+	Listen []string
+	// Bootstrap peers (multiaddrs ending in /p2p/ID), dialed at start and
+	// again whenever the connection to them is lost.
+	Bootstrap []string
+	// SwarmKey makes the node a member of a private swarm: peers without the
+	// same key cannot connect. Only TCP is used in that mode.
+	SwarmKey pnet.PSK
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+}
+
+// Host bundles the libp2p host with the DHT and gossipsub that run on it.
+type Host struct {
+	host.Host
+	DHT    *dht.IpfsDHT
+	PubSub *pubsub.PubSub
+	// Namespace is "" in the public swarm and the swarm ID in a private one;
+	// protocols and topics are suffixed with it (see Topic).
+	Namespace string
+
+	log       *slog.Logger
+	bootstrap []peer.AddrInfo
+	ctx       context.Context
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+}
+
+// New builds and starts a host with its DHT and gossipsub. The returned host
+// owns background goroutines until Close.
+func New(ctx context.Context, cfg Config) (*Host, error) {
+	if cfg.Identity == nil {
+		return nil, errors.New("p2p: identity is required")
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	listen := cfg.Listen
+	if len(listen) == 0 {
+		listen = DefaultListen
+	}
+	if len(cfg.SwarmKey) > 0 {
+		// QUIC cannot carry a pre-shared key: keep TCP listeners only.
+		var tcp []string
+		for _, a := range listen {
+			if !strings.Contains(a, "/udp/") {
+				tcp = append(tcp, a)
+			}
+		}
+		if len(tcp) == 0 {
+			return nil, fmt.Errorf("p2p: a private swarm needs a TCP listen address (got %v)", listen)
+		}
+		listen = tcp
+	}
+	boot, err := ParseAddrs(cfg.Bootstrap)
+	if err != nil {
+		return nil, fmt.Errorf("p2p: bootstrap: %w", err)
+	}
+	cm, err := connmgr.NewConnManager(100, 400, connmgr.WithGracePeriod(time.Minute))
+	if err != nil {
+		return nil, fmt.Errorf("p2p: connection manager: %w", err)
+	}
+	opts := []libp2p.Option{
+		libp2p.Identity(cfg.Identity),
+		libp2p.ListenAddrStrings(listen...),
+		libp2p.ConnectionManager(cm),
+	}
+	if len(cfg.SwarmKey) > 0 {
+		// libp2p falls back to its private transports (TCP, websocket).
+		opts = append(opts, libp2p.PrivateNetwork(cfg.SwarmKey))
+	}
+	h, err := libp2p.New(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("p2p: start host: %w", err)
+	}
+	ns := SwarmID(cfg.SwarmKey)
+	prefix := DefaultProtocolPrefix
+	if ns != "" {
+		prefix = "/offload/private/" + ns
+	}
+	kad, err := dht.New(h, dht.Mode(dht.ModeServer), dht.ProtocolPrefix(protocol.ID(prefix)), dht.BootstrapPeers(boot...))
+	if err != nil {
+		h.Close()
+		return nil, fmt.Errorf("p2p: start dht: %w", err)
+	}
+	ps, err := pubsub.NewGossipSub(ctx, h,
+		pubsub.WithMessageSignaturePolicy(pubsub.StrictSign),
+		pubsub.WithMaxMessageSize(MaxPubSubMessage),
+		pubsub.WithFloodPublish(true),
+		pubsub.WithPeerExchange(true),
+	)
+	if err != nil {
+		kad.Close()
+		h.Close()
+		return nil, fmt.Errorf("p2p: start gossipsub: %w", err)
+	}
+	hctx, cancel := context.WithCancel(context.Background())
+	n := &Host{
+		// The routed host finds a peer's addresses in the DHT when a stream
+		// is opened to a peer we only heard of through gossip.
+		Host: routedhost.Wrap(h, kad), DHT: kad, PubSub: ps, Namespace: ns,
+		log: log, bootstrap: boot, ctx: hctx, cancel: cancel,
+	}
+	n.connectBootstrap(ctx)
+	if err := kad.Bootstrap(hctx); err != nil {
+		log.Debug("dht bootstrap", "err", err)
+	}
+	n.wg.Add(1)
+	go n.keepBootstrapped()
+	return n, nil
+}
+
+// Topic returns the gossipsub topic name for base in this host's swarm.
+func (h *Host) Topic(base string) string {
+	if h.Namespace == "" {
+		return base
+	}
+	return base + "/" + h.Namespace
+}
+
+// FullAddrs returns the host's listen addresses with its /p2p/ID suffix, loopback
+// and private ones included (the caller filters for what it needs).
+func (h *Host) FullAddrs() []string {
+	info := peer.AddrInfo{ID: h.ID(), Addrs: h.Addrs()}
+	mas, err := peer.AddrInfoToP2pAddrs(&info)
+	if err != nil {
+		return nil
+	}
+	out := make([]string, 0, len(mas))
+	for _, a := range mas {
+		out = append(out, a.String())
+	}
+	return out
+}
+
+// Connect dials a peer by multiaddr (with /p2p/ID).
+func (h *Host) Connect(ctx context.Context, info peer.AddrInfo) error {
+	if info.ID == h.ID() {
+		return errors.New("p2p: refusing to dial self")
+	}
+	return h.Host.Connect(ctx, info)
+}
+
+// Close stops background work, gossipsub, the DHT and the host.
+func (h *Host) Close() error {
+	var err error
+	h.closeOnce.Do(func() {
+		h.cancel()
+		h.wg.Wait()
+		err = errors.Join(h.DHT.Close(), h.Host.Close())
+	})
+	return err
+}
+
+func (h *Host) connectBootstrap(ctx context.Context) {
+	var wg sync.WaitGroup
+	for _, info := range h.bootstrap {
+		if info.ID == h.ID() || h.Network().Connectedness(info.ID) == network.Connected {
+			continue
+		}
+		wg.Add(1)
+		go func(info peer.AddrInfo) {
+			defer wg.Done()
+			cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			defer cancel()
+			if err := h.Host.Connect(cctx, info); err != nil {
+				h.log.Warn("bootstrap dial failed", "peer", info.ID, "err", err)
+			}
+		}(info)
+	}
+	wg.Wait()
+}
+
+// keepBootstrapped re-dials bootstrap peers that are not connected, so a
+// node started before its bootstrap peer (or that lost it) joins when it can.
+func (h *Host) keepBootstrapped() {
+	defer h.wg.Done()
+	if len(h.bootstrap) == 0 {
+		return
+	}
+	t := time.NewTicker(bootstrapRetry)
+	defer t.Stop()
+	for {
+		select {
+		case <-h.ctx.Done():
+			return
+		case <-t.C:
+			h.connectBootstrap(h.ctx)
+		}
+	}
+}
+
+// ParseAddrs parses multiaddrs that end in /p2p/ID and merges those of one
+// peer.
+func ParseAddrs(addrs []string) ([]peer.AddrInfo, error) {
+	var mas []ma.Multiaddr
+	for _, s := range addrs {
+		s = strings.TrimSpace(s)
+		if s == "" {
+			continue
+		}
+		m, err := ma.NewMultiaddr(s)
+		if err != nil {
+			return nil, fmt.Errorf("invalid multiaddr %q: %w", s, err)
+		}
+		mas = append(mas, m)
+	}
+	infos, err := peer.AddrInfosFromP2pAddrs(mas...)
+	if err != nil {
+		return nil, fmt.Errorf("multiaddr without a /p2p/ peer id: %w", err)
+	}
+	return infos, nil
+}

@@ -1,0 +1,111 @@
+package p2p
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
+)
+
+// DefaultStreamTimeout bounds a request/response exchange when the caller's
+// context has no earlier deadline.
+const DefaultStreamTimeout = 30 * time.Second
+
+// ErrMessageTooLarge is returned by ReadMsg for a message above its limit.
+var ErrMessageTooLarge = errors.New("message too large")
+
+// WriteMsg writes v as one length-delimited JSON message.
+func WriteMsg(w io.Writer, v any) error {
+	body, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("encode message: %w", err)
+	}
+	var hdr [binary.MaxVarintLen64]byte
+	n := binary.PutUvarint(hdr[:], uint64(len(body)))
+	buf := make([]byte, 0, n+len(body))
+	buf = append(buf, hdr[:n]...)
+	buf = append(buf, body...)
+	if _, err := w.Write(buf); err != nil {
+		return fmt.Errorf("write message: %w", err)
+	}
+	return nil
+}
+
+// ReadMsg reads one length-delimited JSON message into v, refusing messages
+// larger than max bytes before reading their body.
+func ReadMsg(r *bufio.Reader, max int, v any) error {
+	body, err := ReadFrame(r, max)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(body, v); err != nil {
+		return fmt.Errorf("decode message: %w", err)
+	}
+	return nil
+}
+
+// ReadFrame reads one length-delimited frame of at most max bytes.
+func ReadFrame(r *bufio.Reader, max int) ([]byte, error) {
+	size, err := binary.ReadUvarint(r)
+	if err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, io.EOF
+		}
+		return nil, fmt.Errorf("read message length: %w", err)
+	}
+	if size > uint64(max) {
+		return nil, fmt.Errorf("%w: %d bytes (limit %d)", ErrMessageTooLarge, size, max)
+	}
+	body := make([]byte, size)
+	if _, err := io.ReadFull(r, body); err != nil {
+		return nil, fmt.Errorf("read message body: %w", err)
+	}
+	return body, nil
+}
+
+// Request opens a stream to p on proto, sends req, half-closes, reads one
+// response of at most max bytes into resp, and closes the stream. The
+// exchange is bounded by ctx and by DefaultStreamTimeout.
+func Request(ctx context.Context, h interface {
+	NewStream(context.Context, peer.ID, ...protocol.ID) (network.Stream, error)
+}, p peer.ID, proto protocol.ID, req any, max int, resp any) error {
+	ctx, cancel := context.WithTimeout(ctx, DefaultStreamTimeout)
+	defer cancel()
+	s, err := h.NewStream(network.WithAllowLimitedConn(ctx, string(proto)), p, proto)
+	if err != nil {
+		return fmt.Errorf("open %s stream to %s: %w", proto, p.ShortString(), err)
+	}
+	stop := context.AfterFunc(ctx, func() { s.Reset() })
+	defer stop()
+	if dl, ok := ctx.Deadline(); ok {
+		_ = s.SetDeadline(dl)
+	}
+	if err := WriteMsg(s, req); err != nil {
+		s.Reset()
+		return err
+	}
+	if err := s.CloseWrite(); err != nil {
+		s.Reset()
+		return fmt.Errorf("close write: %w", err)
+	}
+	if resp == nil {
+		s.Close()
+		return nil
+	}
+	if err := ReadMsg(bufio.NewReader(s), max, resp); err != nil {
+		s.Reset()
+		if ctx.Err() != nil {
+			return fmt.Errorf("%s to %s: %w", proto, p.ShortString(), ctx.Err())
+		}
+		return err
+	}
+	return s.Close()
+}
