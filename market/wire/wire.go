@@ -158,7 +158,7 @@ func (s TaskSpec) Validate() error {
 	if err := s.Resources.Validate(); err != nil {
 		return err
 	}
-	if s.TimeoutMS < 0 || time.Duration(s.TimeoutMS)*time.Millisecond > maxTimeout {
+	if s.TimeoutMS < 0 || s.TimeoutMS > maxTimeout.Milliseconds() {
 		return invalid("timeout %dms out of range (0..%s)", s.TimeoutMS, maxTimeout)
 	}
 	if s.MaxPrice < 0 {

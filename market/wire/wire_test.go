@@ -1,0 +1,138 @@
+package wire_test
+
+import (
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/offload-project/offload/market/wire"
+)
+
+const peerA = "12D3KooWHD5KW4kCKSnS4HTSuc6dCcPcxrEKm9hKjYkumgn6wWfv"
+
+func TestTaskSpecValidate(t *testing.T) {
+	ok := wire.TaskSpec{Image: "hello:1", Cmd: []string{"/hello", "echo", "hi"}}
+	tests := []struct {
+		name string
+		mod  func(*wire.TaskSpec)
+		want string // substring of the error, "" for valid
+	}{
+		{"minimal", func(*wire.TaskSpec) {}, ""},
+		{"wasm", func(s *wire.TaskSpec) { s.Runtime = "wasm" }, ""},
+		{"unknown runtime", func(s *wire.TaskSpec) { s.Runtime = "qemu" }, "unknown runtime"},
+		{"no image", func(s *wire.TaskSpec) { s.Image = " " }, "image is required"},
+		{"long image", func(s *wire.TaskSpec) { s.Image = strings.Repeat("a", 600) }, "image reference longer"},
+		{"negative cpus", func(s *wire.TaskSpec) { s.Resources.CPUs = -1 }, "cpus"},
+		{"absurd cpus", func(s *wire.TaskSpec) { s.Resources.CPUs = 1e9 }, "cpus"},
+		{"negative memory", func(s *wire.TaskSpec) { s.Resources.MemoryBytes = -5 }, "memory"},
+		{"negative gpus", func(s *wire.TaskSpec) { s.Resources.GPUs = -1 }, "gpus"},
+		{"negative timeout", func(s *wire.TaskSpec) { s.TimeoutMS = -1 }, "timeout"},
+		{"absurd timeout", func(s *wire.TaskSpec) { s.TimeoutMS = 1 << 60 }, "timeout"},
+		{"negative price", func(s *wire.TaskSpec) { s.MaxPrice = -1 }, "max price"},
+		{"bad env name", func(s *wire.TaskSpec) { s.Env = map[string]string{"A=B": "x"} }, "environment variable name"},
+		{"bad provider", func(s *wire.TaskSpec) { s.Provider = "nope" }, "not a peer id"},
+		{"good provider", func(s *wire.TaskSpec) { s.Provider = peerA }, ""},
+		{"too many args", func(s *wire.TaskSpec) { s.Cmd = make([]string, 300) }, "arguments"},
+		{"retries", func(s *wire.TaskSpec) { s.Retries = 1000 }, "retries"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s := ok
+			tc.mod(&s)
+			err := s.Validate()
+			if tc.want == "" {
+				if err != nil {
+					t.Fatalf("want valid, got %v", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.want) || !errors.Is(err, wire.ErrInvalid) {
+				t.Fatalf("want error containing %q wrapping ErrInvalid, got %v", tc.want, err)
+			}
+		})
+	}
+}
+
+func TestDecodeAnnounce(t *testing.T) {
+	good := wire.Announce{Version: wire.Version, TaskID: "01abc", Attempt: 1, Requestor: peerA,
+		Req: wire.Requirements{Runtime: "docker", Image: "hello:1"}}
+	b, _ := json.Marshal(good)
+	got, err := wire.Decode[wire.Announce](b)
+	if err != nil || got.TaskID != "01abc" {
+		t.Fatalf("decode good announce: %v %+v", err, got)
+	}
+	bad := []string{
+		``, `{`, `null`, `[]`, `{"v":2}`,
+		`{"v":1,"task":"../x","requestor":"` + peerA + `","req":{"runtime":"docker","image":"a"}}`,
+		`{"v":1,"task":"a","requestor":"me","req":{"runtime":"docker","image":"a"}}`,
+		`{"v":1,"task":"a","attempt":-1,"requestor":"` + peerA + `","req":{"runtime":"docker","image":"a"}}`,
+	}
+	for _, in := range bad {
+		if _, err := wire.Decode[wire.Announce]([]byte(in)); err == nil {
+			t.Errorf("decode %q: want error", in)
+		}
+	}
+}
+
+func TestReportValidate(t *testing.T) {
+	if _, err := wire.Decode[wire.Report]([]byte(`{"task":"a","state":"completed"}`)); err == nil {
+		t.Fatal("completed report without result must be refused")
+	}
+	if _, err := wire.Decode[wire.Report]([]byte(`{"task":"a","state":"exploded","result":{}}`)); err == nil {
+		t.Fatal("unknown state must be refused")
+	}
+	r, err := wire.Decode[wire.Report]([]byte(`{"task":"a","attempt":2,"state":"failed","result":{"exit_code":-1,"error":"boom"}}`))
+	if err != nil || r.Result.Error != "boom" {
+		t.Fatalf("good report: %v", err)
+	}
+}
+
+func fuzzDecode[T any, PT interface {
+	*T
+	Validate() error
+}](f *testing.F, seeds ...string) {
+	for _, s := range seeds {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		v, err := wire.Decode[T, PT](data)
+		if err != nil {
+			if v != nil {
+				t.Fatal("value returned with an error")
+			}
+			return
+		}
+		// Whatever was accepted must survive a round trip and stay valid.
+		b, err := json.Marshal(v)
+		if err != nil {
+			t.Fatalf("re-encode: %v", err)
+		}
+		if _, err := wire.Decode[T, PT](b); err != nil {
+			t.Fatalf("accepted message invalid after round trip: %v", err)
+		}
+	})
+}
+
+func FuzzDecodeAnnounce(f *testing.F) {
+	fuzzDecode[wire.Announce](f,
+		`{"v":1,"task":"01abc","attempt":1,"requestor":"`+peerA+`","req":{"runtime":"docker","image":"hello:1","resources":{"cpus":1}}}`,
+		`{"v":1}`, `{}`)
+}
+
+func FuzzDecodeBid(f *testing.F) {
+	fuzzDecode[wire.Bid](f, `{"task":"a","attempt":1,"price":0.5,"max_cost":3,"start_ms":2}`, `{"task":"a","decline":"busy","busy":true}`)
+}
+
+func FuzzDecodeAward(f *testing.F) {
+	fuzzDecode[wire.Award](f, `{"task":"a","attempt":1,"spec":{"image":"hello:1","cmd":["/hello","echo"],"env":{"A":"b"}}}`)
+}
+
+func FuzzDecodeReport(f *testing.F) {
+	fuzzDecode[wire.Report](f, `{"task":"a","attempt":1,"state":"running"}`,
+		`{"task":"a","attempt":1,"state":"completed","result":{"exit_code":0,"stdout":"hi\n","usage":{"wall_ms":5}}}`)
+}
+
+func FuzzDecodeCancel(f *testing.F) {
+	fuzzDecode[wire.Cancel](f, `{"task":"a","attempt":1}`)
+}
