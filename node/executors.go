@@ -3,10 +3,12 @@ package node
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"time"
 
 	"github.com/offload-project/offload/executor"
 	"github.com/offload-project/offload/executor/docker"
+	"github.com/offload-project/offload/executor/wasm"
 )
 
 // buildExecutors constructs the executors a provider offers. With no names
@@ -28,7 +30,7 @@ func buildExecutors(ctx context.Context, cfg Config) ([]executor.Executor, error
 		case "docker":
 			ex, err = docker.New(docker.WithLogger(cfg.Logger))
 		case "wasm":
-			ex, err = newWASM(cfg)
+			ex, err = wasm.New(wasm.WithLogger(cfg.Logger), wasm.WithCacheDir(filepath.Join(cfg.Home, "wasm-cache")))
 		default:
 			return nil, fmt.Errorf("unknown executor %q (want docker or wasm)", name)
 		}

@@ -1,0 +1,456 @@
+package wasm
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path"
+	"runtime"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/experimental"
+	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
+	"github.com/tetratelabs/wazero/sys"
+
+	"github.com/offload-project/offload/executor"
+)
+
+// Name is the runtime name of this executor in specs and adverts.
+const Name = "wasm"
+
+// Paths inside the guest.
+const (
+	OutputsPath = "/outputs"
+	TmpPath     = "/tmp"
+)
+
+// argv0 is the program name the guest sees.
+const argv0 = "task"
+
+// DefaultMaxMemoryBytes is the default ceiling of any run's linear memory
+// (the wasm32 maximum, 4 GiB).
+const DefaultMaxMemoryBytes = 1 << 32
+
+const pageSize = 1 << 16
+
+var _ executor.Executor = (*Executor)(nil)
+
+// Executor runs WASI preview 1 modules. It is safe for concurrent use.
+type Executor struct {
+	rt    wazero.Runtime
+	cache wazero.CompilationCache
+	cfg   config
+	log   *slog.Logger
+
+	mu       sync.Mutex
+	files    map[string]fileKey   // module path -> what it was when hashed
+	compiled map[string]*compiled // content hash -> compiled module
+	closed   bool
+}
+
+type fileKey struct {
+	size    int64
+	modTime time.Time
+	hash    string
+}
+
+// compiled is one module compiled once, however many runs ask for it.
+type compiled struct {
+	once sync.Once
+	mod  wazero.CompiledModule
+	err  error
+}
+
+type config struct {
+	logger   *slog.Logger
+	cacheDir string
+	maxMem   int64
+	tmpRoot  string
+}
+
+// Option configures an Executor.
+type Option func(*config) error
+
+// WithLogger sets the logger (default slog.Default()).
+func WithLogger(l *slog.Logger) Option {
+	return func(c *config) error {
+		if l == nil {
+			return errors.New("wasm: nil logger")
+		}
+		c.logger = l
+		return nil
+	}
+}
+
+// WithCacheDir persists compiled machine code in dir, so that a new process
+// skips compiling modules it has seen.
+func WithCacheDir(dir string) Option {
+	return func(c *config) error {
+		if dir == "" {
+			return errors.New("wasm: empty cache dir")
+		}
+		c.cacheDir = dir
+		return nil
+	}
+}
+
+// WithMaxMemory sets the ceiling of every run's linear memory (the runtime's
+// memory limit); Limits.MemoryBytes above it is refused as an invalid spec.
+func WithMaxMemory(bytes int64) Option {
+	return func(c *config) error {
+		if bytes < pageSize || bytes > DefaultMaxMemoryBytes {
+			return fmt.Errorf("wasm: max memory %d out of range [%d, %d]", bytes, pageSize, int64(DefaultMaxMemoryBytes))
+		}
+		c.maxMem = bytes
+		return nil
+	}
+}
+
+// WithTempRoot sets where each run's /tmp directory is created (default
+// os.TempDir()).
+func WithTempRoot(dir string) Option {
+	return func(c *config) error {
+		c.tmpRoot = dir
+		return nil
+	}
+}
+
+// New returns a WASM executor with one wazero runtime (compiler where
+// supported) and WASI preview 1 instantiated.
+//
+// Defaults: logger slog.Default(), an in-memory compilation cache, max
+// memory DefaultMaxMemoryBytes, temp root os.TempDir().
+func New(opts ...Option) (*Executor, error) {
+	var cfg config
+	for _, o := range opts {
+		if err := o(&cfg); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.logger == nil {
+		cfg.logger = slog.Default()
+	}
+	if cfg.maxMem == 0 {
+		cfg.maxMem = DefaultMaxMemoryBytes
+	}
+	var cache wazero.CompilationCache
+	if cfg.cacheDir != "" {
+		c, err := wazero.NewCompilationCacheWithDir(cfg.cacheDir)
+		if err != nil {
+			return nil, fmt.Errorf("wasm compilation cache %s: %w", cfg.cacheDir, err)
+		}
+		cache = c
+	} else {
+		cache = wazero.NewCompilationCache()
+	}
+	ctx := context.Background()
+	rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfig().
+		WithCompilationCache(cache).
+		WithCloseOnContextDone(true).
+		WithMemoryLimitPages(uint32(cfg.maxMem/pageSize)))
+	if _, err := wasi_snapshot_preview1.Instantiate(ctx, rt); err != nil {
+		rt.Close(ctx)
+		return nil, fmt.Errorf("wasm: instantiate WASI: %w", err)
+	}
+	return &Executor{
+		rt:       rt,
+		cache:    cache,
+		cfg:      cfg,
+		log:      cfg.logger.With("executor", Name),
+		files:    map[string]fileKey{},
+		compiled: map[string]*compiled{},
+	}, nil
+}
+
+// Close releases the runtime and every compiled module. Runs in progress are
+// closed with it.
+func (e *Executor) Close() error {
+	e.mu.Lock()
+	e.closed = true
+	e.mu.Unlock()
+	ctx := context.Background()
+	return errors.Join(e.rt.Close(ctx), e.cache.Close(ctx))
+}
+
+// Name returns "wasm".
+func (e *Executor) Name() string { return Name }
+
+// Available reports nil unless the Executor is closed: the runtime is in
+// process.
+func (e *Executor) Available(ctx context.Context) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return fmt.Errorf("%w: wasm executor closed", executor.ErrUnavailable)
+	}
+	return nil
+}
+
+// Run instantiates the module at spec.Image and runs its _start to the end.
+// See executor.Executor for the contract and the package doc for what the
+// guest sees and what is measured.
+func (e *Executor) Run(ctx context.Context, spec executor.Spec) (*executor.Result, error) {
+	if err := e.validate(spec); err != nil {
+		return nil, err
+	}
+	if err := e.Available(ctx); err != nil {
+		return nil, err
+	}
+	mod, err := e.module(ctx, spec)
+	if err != nil {
+		return nil, err
+	}
+	limit := spec.Limits.MemoryBytes
+	if limit == 0 {
+		limit = min(int64(executor.DefaultMemoryBytes), e.cfg.maxMem)
+	}
+	for name, m := range mod.ExportedMemories() {
+		if need := int64(m.Min()) * pageSize; need > limit {
+			return nil, fmt.Errorf("wasm run %s: memory %q needs %d bytes at start, limit %d: %w",
+				spec.TaskID, name, need, limit, executor.ErrOutOfMemory)
+		}
+	}
+
+	tmp, err := os.MkdirTemp(e.cfg.tmpRoot, "offload-wasm-tmp-")
+	if err != nil {
+		return nil, fmt.Errorf("wasm run %s: temp dir: %w", spec.TaskID, err)
+	}
+	defer func() {
+		if err := os.RemoveAll(tmp); err != nil {
+			e.log.Warn("remove temp dir", "task", spec.TaskID, "dir", tmp, "err", err)
+		}
+	}()
+
+	timeout := spec.Timeout
+	if timeout == 0 {
+		timeout = executor.DefaultTimeout
+	}
+	runCtx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+
+	stdout := executor.NewTailBuffer(spec.Limits.OutputCap)
+	stderr := executor.NewTailBuffer(spec.Limits.OutputCap)
+	mem := &cappedMemory{limit: uint64(limit)}
+	modCfg := e.moduleConfig(runCtx, spec, tmp, stdout, stderr)
+	instCtx := experimental.WithMemoryAllocator(runCtx, mem.allocator())
+
+	// The guest runs on this goroutine; pin it to one thread so that the
+	// thread's CPU clock measures the guest.
+	runtime.LockOSThread()
+	cpu0 := threadCPU()
+	started := time.Now()
+	inst, runErr := e.rt.InstantiateModule(instCtx, mod, modCfg)
+	finished := time.Now()
+	cpu1 := threadCPU()
+	runtime.UnlockOSThread()
+	if inst != nil {
+		_ = inst.Close(context.Background())
+	}
+
+	res := &executor.Result{
+		Stdout:     stdout.Bytes(),
+		Stderr:     stderr.Bytes(),
+		StdoutSize: stdout.Total(),
+		StderrSize: stderr.Total(),
+		StartedAt:  started,
+		FinishedAt: finished,
+		Usage: executor.Usage{
+			WallMS:      finished.Sub(started).Milliseconds(),
+			CPUMS:       (cpu1 - cpu0) / 1e6,
+			MaxRSSBytes: int64(mem.peak.Load()),
+		},
+	}
+	if runErr == nil {
+		return res, nil
+	}
+	var exit *sys.ExitError
+	if errors.As(runErr, &exit) {
+		switch exit.ExitCode() {
+		case sys.ExitCodeContextCanceled, sys.ExitCodeDeadlineExceeded:
+			res.ExitCode = -1
+			if ctx.Err() != nil {
+				return res, fmt.Errorf("wasm run %s: stopped: %w", spec.TaskID, context.Cause(ctx))
+			}
+			return res, fmt.Errorf("wasm run %s: killed after %v: %w", spec.TaskID, timeout, executor.ErrTimeout)
+		}
+		res.ExitCode = int(exit.ExitCode())
+	} else {
+		// A trap (unreachable, out-of-bounds access...) ends the guest
+		// like a crash: report it as a failed exit with the reason on stderr.
+		res.ExitCode = 1
+		msg := []byte("\nwasm trap: " + runErr.Error() + "\n")
+		res.Stderr = append(res.Stderr, msg...)
+		res.StderrSize += int64(len(msg))
+	}
+	if mem.hit.Load() {
+		return res, fmt.Errorf("wasm run %s: linear memory would exceed the limit of %d bytes (%d MiB): %w",
+			spec.TaskID, limit, limit>>20, executor.ErrOutOfMemory)
+	}
+	return res, nil
+}
+
+// moduleConfig is what one run's guest sees.
+func (e *Executor) moduleConfig(runCtx context.Context, spec executor.Spec, tmp string, stdout, stderr *executor.TailBuffer) wazero.ModuleConfig {
+	fsc := wazero.NewFSConfig().WithDirMount(tmp, TmpPath)
+	for _, m := range spec.Mounts {
+		if m.ReadOnly {
+			fsc = fsc.WithReadOnlyDirMount(m.Source, m.Target)
+		} else {
+			fsc = fsc.WithDirMount(m.Source, m.Target)
+		}
+	}
+	if spec.OutputsDir != "" {
+		fsc = fsc.WithDirMount(spec.OutputsDir, OutputsPath)
+	}
+	cfg := wazero.NewModuleConfig().
+		WithName(""). // anonymous: any number of instances at once
+		WithArgs(append([]string{argv0}, spec.Cmd...)...).
+		WithStdout(stdout).
+		WithStderr(stderr).
+		WithFSConfig(fsc).
+		WithSysWalltime().
+		WithSysNanotime().
+		WithRandSource(rand.Reader).
+		// Sleeps wake when the run is canceled, so that the closed module
+		// notices at once instead of after the sleep.
+		WithNanosleep(func(ns int64) {
+			t := time.NewTimer(time.Duration(ns))
+			defer t.Stop()
+			select {
+			case <-t.C:
+			case <-runCtx.Done():
+			}
+		})
+	keys := make([]string, 0, len(spec.Env))
+	for k := range spec.Env {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		cfg = cfg.WithEnv(k, spec.Env[k])
+	}
+	if spec.WorkDir != "" {
+		if _, ok := spec.Env["PWD"]; !ok {
+			cfg = cfg.WithEnv("PWD", spec.WorkDir)
+		}
+	}
+	return cfg
+}
+
+// module returns the compiled module at spec.Image, compiling it at most once
+// per content.
+func (e *Executor) module(ctx context.Context, spec executor.Spec) (wazero.CompiledModule, error) {
+	p := spec.Image
+	fi, err := os.Stat(p)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("wasm run %s: module %q not found: %w", spec.TaskID, p, executor.ErrImageNotFound)
+		}
+		return nil, fmt.Errorf("wasm run %s: module %q: %w", spec.TaskID, p, err)
+	}
+	if fi.IsDir() {
+		return nil, fmt.Errorf("wasm run %s: module %q is a directory: %w", spec.TaskID, p, executor.ErrInvalidSpec)
+	}
+
+	e.mu.Lock()
+	k, ok := e.files[p]
+	var c *compiled
+	if ok && k.size == fi.Size() && k.modTime.Equal(fi.ModTime()) {
+		c = e.compiled[k.hash]
+	}
+	e.mu.Unlock()
+
+	var code []byte
+	if c == nil {
+		code, err = os.ReadFile(p)
+		if err != nil {
+			return nil, fmt.Errorf("wasm run %s: read module %q: %w", spec.TaskID, p, err)
+		}
+		sum := sha256.Sum256(code)
+		hash := hex.EncodeToString(sum[:])
+		e.mu.Lock()
+		e.files[p] = fileKey{size: fi.Size(), modTime: fi.ModTime(), hash: hash}
+		if c = e.compiled[hash]; c == nil {
+			c = &compiled{}
+			e.compiled[hash] = c
+		}
+		e.mu.Unlock()
+	}
+	c.once.Do(func() {
+		if code == nil {
+			// Another path with the same content registered c and then
+			// failed before compiling; read this one.
+			code, c.err = os.ReadFile(p)
+			if c.err != nil {
+				return
+			}
+		}
+		start := time.Now()
+		c.mod, c.err = e.rt.CompileModule(ctx, code)
+		e.log.Debug("compiled module", "module", p, "took", time.Since(start), "err", c.err)
+	})
+	if c.err != nil {
+		// Do not keep a failure around: the next run may bring a fixed file
+		// or a live context.
+		e.mu.Lock()
+		for h, v := range e.compiled {
+			if v == c {
+				delete(e.compiled, h)
+			}
+		}
+		e.mu.Unlock()
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("wasm run %s: compile %q: %w", spec.TaskID, p, ctx.Err())
+		}
+		return nil, fmt.Errorf("wasm run %s: module %q does not compile: %v: %w", spec.TaskID, p, c.err, executor.ErrInvalidSpec)
+	}
+	return c.mod, nil
+}
+
+// validate rejects specs this executor cannot honour.
+func (e *Executor) validate(spec executor.Spec) error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("wasm run %s: %s: %w", spec.TaskID, fmt.Sprintf(format, args...), executor.ErrInvalidSpec)
+	}
+	l := spec.Limits
+	switch {
+	case spec.Image == "":
+		return bad("no module path")
+	case l.CPUs < 0 || l.MemoryBytes < 0 || l.PIDs < 0 || l.GPUs < 0 || l.OutputCap < 0:
+		return bad("negative limit in %+v", l)
+	case l.GPUs > 0:
+		return bad("wasm tasks cannot use GPUs")
+	case l.MemoryBytes > e.cfg.maxMem:
+		return bad("memory limit %d above this executor's maximum %d", l.MemoryBytes, e.cfg.maxMem)
+	case spec.Timeout < 0:
+		return bad("negative timeout %v", spec.Timeout)
+	case spec.WorkDir != "" && !path.IsAbs(spec.WorkDir):
+		return bad("workdir %q is not absolute", spec.WorkDir)
+	}
+	for _, m := range spec.Mounts {
+		if !path.IsAbs(m.Source) || !path.IsAbs(m.Target) {
+			return bad("mount %q -> %q: paths must be absolute", m.Source, m.Target)
+		}
+		fi, err := os.Stat(m.Source)
+		if err != nil {
+			return bad("mount source: %v", err)
+		}
+		if !fi.IsDir() {
+			return bad("mount source %q is a file; wasm mounts directories only", m.Source)
+		}
+	}
+	if spec.OutputsDir != "" {
+		if fi, err := os.Stat(spec.OutputsDir); err != nil || !fi.IsDir() {
+			return bad("outputs dir %q is not a directory", spec.OutputsDir)
+		}
+	}
+	return nil
+}

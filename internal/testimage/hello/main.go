@@ -1,0 +1,166 @@
+// Command hello is a tiny, dependency-free workload used by the executor
+// tests. It is compiled statically for linux (and put into a FROM scratch
+// Docker image by package testimage) and for wasip1 (run under wazero).
+//
+// Usage: hello SUBCOMMAND [ARGS...]
+//
+//	echo ARGS...          print ARGS joined by a space and a newline
+//	exit N                exit with status N
+//	sleep DUR             sleep for a Go duration (e.g. 30s)
+//	env                   print the environment, one KEY=VALUE per line
+//	pwd                   print the working directory
+//	stderr MSG            print MSG to stderr
+//	write PATH CONTENT    write CONTENT to PATH (e.g. /outputs/x.txt)
+//	cat PATH              print the file at PATH
+//	ls PATH               list the directory PATH, one name per line
+//	alloc MiB             allocate and touch MiB mebibytes, then print "ok"
+//	spin DUR              busy-loop on one CPU for DUR
+//	spam N                print N bytes of output ('x', newline every 64)
+//	net                   (linux) report network interfaces and a loopback dial
+//	whoami, caps          (linux) uid, CapEff and NoNewPrivs from /proc/self/status
+//	fork N                (linux) start N child processes that sleep; report how many started
+//
+// Anything it cannot do it reports on stderr and exits with status 1.
+package main
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+func main() {
+	argv := os.Args[1:]
+	// The image's entrypoint is /hello, and users write the command the way
+	// they would without one (`-- /hello echo hi`): accept the program's own
+	// path as a first argument, as multi-call binaries do.
+	if len(argv) > 0 && argv[0] == "/hello" {
+		argv = argv[1:]
+	}
+	if len(argv) < 1 {
+		fail("usage: hello SUBCOMMAND [ARGS...]")
+	}
+	cmd, args := argv[0], argv[1:]
+	switch cmd {
+	case "echo":
+		fmt.Println(strings.Join(args, " "))
+	case "exit":
+		need(args, 1)
+		n, err := strconv.Atoi(args[0])
+		check(err)
+		os.Exit(n)
+	case "sleep":
+		need(args, 1)
+		d, err := time.ParseDuration(args[0])
+		check(err)
+		time.Sleep(d)
+	case "env":
+		for _, kv := range os.Environ() {
+			fmt.Println(kv)
+		}
+	case "pwd":
+		wd, err := os.Getwd()
+		check(err)
+		fmt.Println(wd)
+	case "stderr":
+		fmt.Fprintln(os.Stderr, strings.Join(args, " "))
+	case "write":
+		need(args, 2)
+		check(os.WriteFile(args[0], []byte(args[1]), 0o644))
+		fmt.Println("ok")
+	case "cat":
+		need(args, 1)
+		b, err := os.ReadFile(args[0])
+		check(err)
+		os.Stdout.Write(b)
+	case "ls":
+		need(args, 1)
+		entries, err := os.ReadDir(args[0])
+		check(err)
+		for _, e := range entries {
+			fmt.Println(e.Name())
+		}
+	case "alloc":
+		need(args, 1)
+		mib, err := strconv.Atoi(args[0])
+		check(err)
+		alloc(mib)
+		fmt.Println("ok")
+	case "spin":
+		need(args, 1)
+		d, err := time.ParseDuration(args[0])
+		check(err)
+		spin(d)
+	case "spam":
+		need(args, 1)
+		n, err := strconv.Atoi(args[0])
+		check(err)
+		spam(n)
+	default:
+		if !platformCommand(cmd, args) {
+			fail("unknown subcommand " + cmd)
+		}
+	}
+}
+
+// alloc keeps mib MiB of touched memory live until it returns.
+func alloc(mib int) {
+	chunks := make([][]byte, 0, mib)
+	for i := 0; i < mib; i++ {
+		b := make([]byte, 1<<20)
+		for j := 0; j < len(b); j += 4096 {
+			b[j] = 1
+		}
+		chunks = append(chunks, b)
+	}
+	sink = chunks
+}
+
+var sink [][]byte
+
+var spinSink uint64
+
+func spin(d time.Duration) {
+	end := time.Now().Add(d)
+	var x uint64 = 1
+	for time.Now().Before(end) {
+		for i := 0; i < 100000; i++ {
+			x = x*6364136223846793005 + 1442695040888963407
+		}
+	}
+	spinSink = x
+}
+
+func spam(n int) {
+	line := []byte(strings.Repeat("x", 63) + "\n")
+	buf := make([]byte, 0, 64*1024)
+	for n > 0 {
+		buf = buf[:0]
+		for len(buf) < cap(buf)-64 && n > 0 {
+			k := min(n, len(line))
+			buf = append(buf, line[len(line)-k:]...)
+			n -= k
+		}
+		_, err := os.Stdout.Write(buf)
+		check(err)
+	}
+}
+
+func need(args []string, n int) {
+	if len(args) < n {
+		fail(fmt.Sprintf("need %d argument(s), got %d", n, len(args)))
+	}
+}
+
+func check(err error) {
+	if err != nil {
+		fail(err.Error())
+	}
+}
+
+func fail(msg string) {
+	fmt.Fprintln(os.Stderr, "hello:", msg)
+	os.Exit(1)
+}

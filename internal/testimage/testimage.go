@@ -1,0 +1,274 @@
+// Package testimage builds the test workloads shared by the executor tests
+// and by other packages' integration tests: the hello program in ./hello,
+// compiled statically for Linux and packed into a Docker image FROM scratch
+// (built through the Engine API from an in-memory tar, never pulled), and the
+// same program compiled for WASI preview 1.
+//
+// Nothing here touches the network: the Go toolchain builds from the module
+// cache and the image has no base layer.
+package testimage
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/moby/moby/api/types/build"
+	"github.com/moby/moby/api/types/jsonstream"
+	"github.com/moby/moby/client"
+)
+
+// DefaultTag is the image tag tests use unless they need their own.
+const DefaultTag = "offload-test/hello:latest"
+
+// HashLabel is the image label holding the sha256 of the hello binary inside,
+// so that Build can skip images that are already up to date.
+const HashLabel = "offload.testimage.hash"
+
+// DockerAvailable reports whether a Docker engine answers locally (as found
+// through the DOCKER_HOST family of environment variables).
+func DockerAvailable(ctx context.Context) error {
+	cli, err := client.New(client.FromEnv)
+	if err != nil {
+		return fmt.Errorf("docker client: %w", err)
+	}
+	defer cli.Close()
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if _, err := cli.Ping(ctx, client.PingOptions{NegotiateAPIVersion: true}); err != nil {
+		return fmt.Errorf("docker ping %s: %w", cli.DaemonHost(), err)
+	}
+	return nil
+}
+
+// RequireDocker skips the test when no Docker engine answers, or fails it
+// when the environment variable CI is "true" (CI starts an engine, so a
+// missing one there is a broken setup, not a reason to skip).
+func RequireDocker(tb testing.TB) {
+	tb.Helper()
+	err := DockerAvailable(context.Background())
+	if err == nil {
+		return
+	}
+	if os.Getenv("CI") == "true" {
+		tb.Fatalf("docker engine required under CI: %v", err)
+	}
+	tb.Skipf("no docker engine (start one with scripts/ensure-docker.sh): %v", err)
+}
+
+// Ensure makes sure the hello image tagged tag exists (building it when
+// missing or stale) and skips or fails the test like RequireDocker when no
+// engine answers.
+func Ensure(tb testing.TB, tag string) {
+	tb.Helper()
+	RequireDocker(tb)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	if err := Build(ctx, tag); err != nil {
+		tb.Fatalf("build test image %s: %v", tag, err)
+	}
+}
+
+// Build compiles hello for linux (CGO_ENABLED=0) and builds the image tag
+// FROM scratch with /hello as its entrypoint, through the Engine API. It does
+// nothing when tag already exists with the same binary (HashLabel).
+func Build(ctx context.Context, tag string) error {
+	bin, err := binary(ctx, "linux", runtime.GOARCH)
+	if err != nil {
+		return err
+	}
+	data, err := os.ReadFile(bin)
+	if err != nil {
+		return fmt.Errorf("read hello binary: %w", err)
+	}
+	sum := sha256.Sum256(data)
+	hash := hex.EncodeToString(sum[:])
+
+	cli, err := client.New(client.FromEnv)
+	if err != nil {
+		return fmt.Errorf("docker client: %w", err)
+	}
+	defer cli.Close()
+
+	if img, err := cli.ImageInspect(ctx, tag); err == nil &&
+		img.Config != nil && img.Config.Labels[HashLabel] == hash {
+		return nil
+	}
+
+	buildCtx, err := contextTar(data)
+	if err != nil {
+		return err
+	}
+	res, err := cli.ImageBuild(ctx, buildCtx, client.ImageBuildOptions{
+		Tags:        []string{tag},
+		Labels:      map[string]string{HashLabel: hash},
+		Remove:      true,
+		ForceRemove: true,
+		NetworkMode: "none",
+		Version:     build.BuilderV1,
+	})
+	if err != nil {
+		return fmt.Errorf("image build %s: %w", tag, err)
+	}
+	defer res.Body.Close()
+	// The build only finishes when its progress stream has been read; errors
+	// arrive inside the stream.
+	dec := json.NewDecoder(res.Body)
+	var log bytes.Buffer
+	for {
+		var m jsonstream.Message
+		if err := dec.Decode(&m); err != nil {
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			return fmt.Errorf("image build %s: read progress: %w", tag, err)
+		}
+		if m.Error != nil {
+			return fmt.Errorf("image build %s: %s (log: %s)", tag, m.Error.Message, log.String())
+		}
+		log.WriteString(m.Stream)
+	}
+	if _, err := cli.ImageInspect(ctx, tag); err != nil {
+		return fmt.Errorf("image build %s: not there after build: %w (log: %s)", tag, err, log.String())
+	}
+	return nil
+}
+
+// contextTar is the build context: a Dockerfile and the binary.
+func contextTar(bin []byte) (io.Reader, error) {
+	dockerfile := []byte("FROM scratch\nCOPY hello /hello\nENTRYPOINT [\"/hello\"]\n")
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, f := range []struct {
+		name string
+		mode int64
+		data []byte
+	}{
+		{"Dockerfile", 0o644, dockerfile},
+		{"hello", 0o755, bin},
+	} {
+		hdr := &tar.Header{Name: f.name, Mode: f.mode, Size: int64(len(f.data)), ModTime: time.Unix(0, 0)}
+		if err := tw.WriteHeader(hdr); err != nil {
+			return nil, fmt.Errorf("build context: %w", err)
+		}
+		if _, err := tw.Write(f.data); err != nil {
+			return nil, fmt.Errorf("build context: %w", err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return nil, fmt.Errorf("build context: %w", err)
+	}
+	return &buf, nil
+}
+
+var wasmOnce struct {
+	sync.Once
+	path string
+	err  error
+}
+
+// BuildWASM compiles hello with GOOS=wasip1 GOARCH=wasm and returns the path
+// of the .wasm file. It builds once per test process.
+func BuildWASM(tb testing.TB) string {
+	tb.Helper()
+	wasmOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		defer cancel()
+		wasmOnce.path, wasmOnce.err = binary(ctx, "wasip1", "wasm")
+	})
+	if wasmOnce.err != nil {
+		tb.Fatalf("build hello.wasm: %v", wasmOnce.err)
+	}
+	return wasmOnce.path
+}
+
+var (
+	binMu    sync.Mutex
+	binCache = map[string]string{}
+)
+
+// binary builds hello for goos/goarch into a per-user cache directory (once
+// per process and target) and returns its path.
+func binary(ctx context.Context, goos, goarch string) (string, error) {
+	key := goos + "_" + goarch
+	binMu.Lock()
+	defer binMu.Unlock()
+	if p, ok := binCache[key]; ok {
+		return p, nil
+	}
+	src, err := helloDir()
+	if err != nil {
+		return "", err
+	}
+	base, err := os.UserCacheDir()
+	if err != nil {
+		base = os.TempDir()
+	}
+	dir := filepath.Join(base, "offload-testimage")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("hello cache dir: %w", err)
+	}
+	name := "hello_" + key
+	if goos == "wasip1" {
+		name += ".wasm"
+	}
+	out := filepath.Join(dir, name)
+	// Build into a temporary name and rename, since test processes of other
+	// packages may build the same file at the same time.
+	tmp, err := os.CreateTemp(dir, name+".tmp*")
+	if err != nil {
+		return "", fmt.Errorf("hello temp file: %w", err)
+	}
+	tmp.Close()
+	defer os.Remove(tmp.Name())
+
+	cmd := exec.CommandContext(ctx, goTool(), "build", "-trimpath", "-ldflags=-s -w", "-o", tmp.Name(), ".")
+	cmd.Dir = src
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS="+goos, "GOARCH="+goarch)
+	if outb, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build hello for %s: %w: %s", key, err, outb)
+	}
+	if err := os.Rename(tmp.Name(), out); err != nil {
+		return "", fmt.Errorf("hello binary: %w", err)
+	}
+	binCache[key] = out
+	return out, nil
+}
+
+// helloDir finds the hello sources next to this file.
+func helloDir() (string, error) {
+	_, file, _, ok := runtime.Caller(0)
+	if !ok {
+		return "", errors.New("testimage: cannot locate hello sources")
+	}
+	dir := filepath.Join(filepath.Dir(file), "hello")
+	if _, err := os.Stat(filepath.Join(dir, "main.go")); err != nil {
+		return "", fmt.Errorf("testimage: hello sources: %w", err)
+	}
+	return dir, nil
+}
+
+// goTool is the go command of the toolchain running the tests, falling back
+// to the one on PATH.
+func goTool() string {
+	if root := runtime.GOROOT(); root != "" {
+		p := filepath.Join(root, "bin", "go")
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	return "go"
+}
