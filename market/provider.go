@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"sync"
 	"time"
 
@@ -25,6 +26,8 @@ const (
 	// DefaultOutboxTTL is how long an undelivered result is kept and
 	// retried before it is given up.
 	DefaultOutboxTTL = 24 * time.Hour
+	// DefaultOutputsTTL is how long outputs stay pinned after delivery.
+	DefaultOutputsTTL = time.Hour
 	// maxRedeliveryPause caps the back-off between delivery attempts.
 	maxRedeliveryPause = 30 * time.Second
 )
@@ -52,6 +55,8 @@ type ExecRecord struct {
 	Report    *wire.Report  `json:"report,omitempty"`
 	CreatedAt time.Time     `json:"created_at"`
 	UpdatedAt time.Time     `json:"updated_at"`
+	// OutputsReleased is set once the outputs pin was let go.
+	OutputsReleased bool `json:"outputs_released,omitempty"`
 }
 
 // ExecStore persists provider execution records. storage.Table[ExecRecord]
@@ -77,7 +82,18 @@ type ProviderConfig struct {
 	Price          float64
 	ReservationTTL time.Duration
 	OutboxTTL      time.Duration
-	Logger         *slog.Logger
+	// OutputsTTL is how long outputs stay pinned after the requestor
+	// acknowledged the result (it fetches them right away).
+	OutputsTTL time.Duration
+	// WorkDir holds per-execution directories (inputs, outputs) and the
+	// module cache. Required.
+	WorkDir string
+	// Content fetches images and inputs and adds outputs; nil disables
+	// content (only local images, no inputs or outputs).
+	Content ContentStore
+	// Images caches loaded images by CID.
+	Images ImageCache
+	Logger *slog.Logger
 }
 
 // Provider runs the provider side of the market: it bids on announced tasks
@@ -92,6 +108,8 @@ type Provider struct {
 	log       *slog.Logger
 	sub       *pubsub.Subscription
 	ledger    *ledger
+
+	imageMu sync.Mutex // serializes image loads so each CID loads once
 
 	mu      sync.Mutex
 	running map[string]context.CancelCauseFunc // by exec key
@@ -114,6 +132,12 @@ func NewProvider(h *p2p.Host, store ExecStore, topic *pubsub.Topic, executors []
 	}
 	if cfg.OutboxTTL <= 0 {
 		cfg.OutboxTTL = DefaultOutboxTTL
+	}
+	if cfg.OutputsTTL <= 0 {
+		cfg.OutputsTTL = DefaultOutputsTTL
+	}
+	if cfg.WorkDir == "" {
+		return nil, errors.New("provider: a work directory is required")
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -185,9 +209,42 @@ func (p *Provider) Start() error {
 	}})
 	p.h.SetStreamHandler(wire.ProtoAward, p.handleAward)
 	p.h.SetStreamHandler(wire.ProtoCancel, p.handleCancel)
-	p.wg.Add(1)
+	p.wg.Add(2)
 	go p.readAnnouncements()
+	go p.releaseOutputsLoop()
 	return nil
+}
+
+// releaseOutputsLoop lets go of outputs pins whose result was delivered more
+// than OutputsTTL ago.
+func (p *Provider) releaseOutputsLoop() {
+	defer p.wg.Done()
+	t := time.NewTicker(min(p.cfg.OutputsTTL/4+time.Second, time.Minute))
+	defer t.Stop()
+	for {
+		select {
+		case <-p.ctx.Done():
+			return
+		case <-t.C:
+		}
+		recs, err := p.store.List()
+		if err != nil {
+			continue
+		}
+		for _, rec := range recs {
+			if rec.State != ExecDelivered || rec.OutputsReleased || rec.Report == nil || rec.Report.Result == nil ||
+				rec.Report.Result.Outputs == "" || time.Since(rec.UpdatedAt) < p.cfg.OutputsTTL || p.cfg.Content == nil {
+				continue
+			}
+			if err := p.cfg.Content.Unpin(p.ctx, rec.Report.Result.Outputs); err != nil {
+				p.log.Debug("release outputs", "task", rec.TaskID, "err", err)
+			}
+			_, _ = p.store.Update(rec.Key, func(r *ExecRecord) error {
+				r.OutputsReleased = true
+				return nil
+			})
+		}
+	}
 }
 
 // Close stops bidding, cancels running executions (their results are kept
@@ -255,14 +312,13 @@ func (p *Provider) decide(requestor peer.ID, ann *wire.Announce) wire.Bid {
 		bid.Decline = fmt.Sprintf("price %g above max price %g", p.cfg.Price, req.MaxPrice)
 		return bid
 	}
-	if ic, ok := ex.(ImageChecker); ok {
-		ctx, cancel := context.WithTimeout(p.ctx, 5*time.Second)
-		bid.HasImage = ic.HasImage(ctx, req.Image)
-		cancel()
-		if !bid.HasImage {
-			bid.Decline = fmt.Sprintf("image %s not found on this provider", req.Image)
-			return bid
-		}
+	ctx, cancel := context.WithTimeout(p.ctx, 5*time.Second)
+	has, canRun := p.hasImage(ctx, ex, req)
+	cancel()
+	bid.HasImage = has
+	if !canRun {
+		bid.Decline = fmt.Sprintf("image %s not found on this provider", req.Image)
+		return bid
 	}
 	key := execKey(requestor.String(), ann.TaskID, ann.Attempt)
 	if why := p.ledger.reserve(key, requestor.String(), res, p.cfg.ReservationTTL); why != "" {
@@ -372,11 +428,25 @@ func (p *Provider) run(ctx context.Context, ex executor.Executor, rec *ExecRecor
 		_ = p2p.Request(ctx, p.h, requestor, wire.ProtoReport, &wire.Report{TaskID: rec.TaskID, Attempt: rec.Attempt, State: wire.ExecRunning}, wire.MaxAckSize, &ack)
 	}()
 
-	spec := executorSpec(rec)
 	started := time.Now().UTC()
-	out, err := ex.Run(ctx, spec)
 	rep := &wire.Report{TaskID: rec.TaskID, Attempt: rec.Attempt, State: wire.ExecCompleted}
-	res := &wire.Result{ExitCode: -1, StartedAt: started, FinishedAt: time.Now().UTC()}
+	res := &wire.Result{ExitCode: -1, StartedAt: started}
+	var out *executor.Result
+	pr, err := p.prepare(ctx, ex, rec)
+	if pr != nil {
+		defer os.RemoveAll(pr.workDir)
+	}
+	if err == nil {
+		res.FetchMS = pr.fetchMS
+		out, err = ex.Run(ctx, pr.spec)
+		if err == nil {
+			res.Outputs, err = p.collectOutputs(ctx, rec, pr.spec.OutputsDir)
+		}
+	} else if !errors.Is(err, errNotContent) && ctx.Err() == nil {
+		// Another provider may reach the content where this one could not.
+		err = fmt.Errorf("%w (%w)", err, executor.ErrUnavailable)
+	}
+	res.FinishedAt = time.Now().UTC()
 	if out != nil {
 		res.ExitCode = out.ExitCode
 		res.Stdout, res.Stderr = string(out.Stdout), string(out.Stderr)
@@ -415,6 +485,8 @@ func (p *Provider) run(ctx context.Context, ex executor.Executor, rec *ExecRecor
 	p.goDeliver(saved)
 }
 
+// executorSpec maps an award to what the executor runs; content fields
+// (image CIDs, inputs, outputs) are filled in by prepare.
 func executorSpec(rec *ExecRecord) executor.Spec {
 	s := rec.Spec
 	res := normalize(s.Resources)

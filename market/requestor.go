@@ -48,7 +48,9 @@ type RequestorConfig struct {
 	BidWindow    time.Duration
 	ProviderWait time.Duration
 	ResultGrace  time.Duration
-	Logger       *slog.Logger
+	// Content fetches outputs; nil leaves outputs on the provider.
+	Content ContentStore
+	Logger  *slog.Logger
 }
 
 // Requestor runs the requestor side of the market: it announces tasks,
@@ -320,7 +322,11 @@ func (r *Requestor) drive(id string) {
 		case StatePending, StateBidding:
 			err = r.runAuction(t)
 		case StateAwarded, StateRunning:
-			err = r.awaitResult(t)
+			if t.Result != nil {
+				err = r.fetchOutputs(t)
+			} else {
+				err = r.awaitResult(t)
+			}
 		default:
 			return
 		}
@@ -702,7 +708,7 @@ func (r *Requestor) awaitResult(t *Task) error {
 		case <-r.ctx.Done():
 			return nil
 		case cur := <-ch:
-			if cur.State.IsTerminal() || cur.Attempt != attempt || cur.State == StateBidding {
+			if cur.State.IsTerminal() || cur.Attempt != attempt || cur.State == StateBidding || cur.Result != nil {
 				return nil
 			}
 		case <-deadline.C:
@@ -719,6 +725,38 @@ func (r *Requestor) awaitResult(t *Task) error {
 			return err
 		}
 	}
+}
+
+// outputFetchTries bounds how often fetching a task's outputs is tried.
+const outputFetchTries = 3
+
+// fetchOutputs pulls a finished task's outputs from the provider that made
+// them (it is already a connected peer: no DHT search first), pins them and
+// completes the task.
+func (r *Requestor) fetchOutputs(t *Task) error {
+	provider, _ := peer.Decode(t.Provider)
+	c := t.Result.Outputs
+	var err error
+	for try := 1; try <= outputFetchTries; try++ {
+		err = r.cfg.Content.FetchPin(r.ctx, c, provider, "outputs:"+t.ID)
+		if err == nil {
+			_, err := r.update(t.ID, transition(StateCompleted, nil, func(t *Task) { t.Reason = "" }))
+			return err
+		}
+		if r.ctx.Err() != nil {
+			return nil
+		}
+		r.log.Warn("fetch outputs", "task", t.ID, "cid", c, "try", try, "err", err)
+		select {
+		case <-r.ctx.Done():
+			return nil
+		case <-time.After(time.Duration(try) * time.Second):
+		}
+	}
+	_, err = r.update(t.ID, transition(StateFailed, nil, func(t *Task) {
+		t.Reason = fmt.Sprintf("outputs %s could not be fetched from %s: %v", c, short(t.Provider), err)
+	}))
+	return err
 }
 
 // handleBid receives one bid (or decline) from a provider.
@@ -814,6 +852,12 @@ func (r *Requestor) applyReport(from peer.ID, rep *wire.Report) wire.Ack {
 				e.FinishedAt = time.Now().UTC()
 			}
 			switch {
+			case rep.State == wire.ExecCompleted && res.ExitCode == 0 && res.Outputs != "" && r.cfg.Content != nil:
+				// Record the result now (the provider may clear its
+				// outbox), then fetch the outputs before completing.
+				t.Provider, t.Result = provider, res
+				t.Reason = "fetching outputs " + res.Outputs + " from " + short(provider)
+				return transition(StateRunning, nil, nil)(t)
 			case rep.State == wire.ExecCompleted && res.ExitCode == 0:
 				t.Provider, t.Result = provider, res
 				t.Reason = ""

@@ -9,7 +9,8 @@
 //	t, err := n.Submit(ctx, node.TaskSpec{Image: "hello:1", Cmd: []string{"/hello", "echo", "hi"}})
 //	t, err = n.Wait(ctx, t.ID)
 //
-// The start order is host → database → requestor → provider → API; Close
+// The start order is host → database → block store → requestor → provider
+// → API; Close
 // tears down in reverse.
 package node
 
@@ -36,6 +37,7 @@ import (
 	"github.com/offload-project/offload/market/wire"
 	"github.com/offload-project/offload/p2p"
 	"github.com/offload-project/offload/storage"
+	"github.com/offload-project/offload/storage/content"
 )
 
 // TaskSpec is what to run (see wire.TaskSpec).
@@ -84,6 +86,9 @@ type Config struct {
 	BidWindow time.Duration
 	// ProviderWait bounds how long an auction waits for a first provider.
 	ProviderWait time.Duration
+	// ContentTimeout is how long a content fetch may go without receiving a
+	// block before it fails (default: the content store's).
+	ContentTimeout time.Duration
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 }
@@ -94,6 +99,7 @@ type Node struct {
 	log       *slog.Logger
 	host      *p2p.Host
 	db        *storage.DB
+	content   *content.Store
 	req       *market.Requestor
 	prov      *market.Provider
 	executors []executor.Executor
@@ -134,12 +140,16 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if n.db, err = storage.Open(filepath.Join(cfg.Home, DBDir), cfg.Logger); err != nil {
 		return nil, fmt.Errorf("node: %w", err)
 	}
+	if n.content, err = openContent(ctx, n); err != nil {
+		return nil, fmt.Errorf("node: %w", err)
+	}
+	cs := contentAdapter{s: n.content, timeout: cfg.ContentTimeout}
 	topic, err := n.host.PubSub.Join(n.host.Topic(wire.TopicTasks))
 	if err != nil {
 		return nil, fmt.Errorf("node: join task topic: %w", err)
 	}
 	n.req, err = market.NewRequestor(n.host, storage.NewTable[market.Task](n.db, "tasks"), topic, market.RequestorConfig{
-		BidWindow: cfg.BidWindow, ProviderWait: cfg.ProviderWait, Logger: cfg.Logger,
+		BidWindow: cfg.BidWindow, ProviderWait: cfg.ProviderWait, Logger: cfg.Logger, Content: cs,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("node: %w", err)
@@ -154,6 +164,8 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 		}
 		n.prov, err = market.NewProvider(n.host, storage.NewTable[market.ExecRecord](n.db, "executions"), topic, n.executors, market.ProviderConfig{
 			Capacity: capacity, Price: cfg.Price, Logger: cfg.Logger,
+			WorkDir: filepath.Join(cfg.Home, "work"), Content: cs,
+			Images: storage.NewTable[market.CachedImage](n.db, "images"),
 		})
 		if err != nil {
 			return nil, fmt.Errorf("node: %w", err)
@@ -203,6 +215,9 @@ func (n *Node) Close() error {
 			if c, ok := e.(interface{ Close() error }); ok {
 				errs = append(errs, c.Close())
 			}
+		}
+		if n.content != nil {
+			errs = append(errs, n.content.Close())
 		}
 		if n.db != nil {
 			errs = append(errs, n.db.Close())

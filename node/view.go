@@ -22,6 +22,7 @@ func view(t *market.Task) *client.Task {
 		v.StdoutSize, v.StderrSize = r.StdoutSize, r.StderrSize
 		v.Usage = client.Usage(r.Usage)
 		v.Price = r.Cost
+		v.Outputs = r.Outputs
 		if !r.StartedAt.IsZero() {
 			s, f := r.StartedAt, r.FinishedAt
 			v.StartedAt, v.FinishedAt = &s, &f

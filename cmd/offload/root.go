@@ -50,6 +50,7 @@ tasks with 'offload run'. Try 'offload demo' for a local swarm in one process.`,
 	root.AddCommand(
 		newInitCmd(g), newSwarmKeyCmd(), newNodeCmd(g), newIDCmd(g), newPeersCmd(g),
 		newRunCmd(g), newStatusCmd(g), newListCmd(g), newCancelCmd(g), newDemoCmd(g),
+		newAddCmd(g), newGetCmd(g), newLsCmd(g), newRmCmd(g), newImageCmd(g), newResultsCmd(g),
 	)
 	return root
 }

@@ -15,7 +15,7 @@ import (
 
 type runFlags struct {
 	image, runtime, entrypoint, workdir, memory, timeout, provider string
-	env                                                            []string
+	env, inputs                                                    []string
 	cpus, maxPrice                                                 float64
 	gpus, retries                                                  int
 	wait, asJSON                                                   bool
@@ -58,9 +58,10 @@ exits non-zero unless the task completed with exit code 0.`,
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&f.image, "image", "", "container image reference (or WASM module CID with --runtime wasm)")
+	fl.StringVar(&f.image, "image", "", "container image: a reference local to providers, or a CID from `offload image push`; with --runtime wasm, a module CID")
 	fl.StringVar(&f.runtime, "runtime", "docker", "runtime: docker or wasm")
 	fl.StringArrayVar(&f.env, "env", nil, "environment variable K=V (repeatable)")
+	fl.StringArrayVar(&f.inputs, "input", nil, "content mounted read-only: CID:/path (repeatable)")
 	fl.StringVar(&f.entrypoint, "entrypoint", "", "override the image's entrypoint")
 	fl.StringVar(&f.workdir, "workdir", "", "working directory inside the task")
 	fl.Float64Var(&f.cpus, "cpus", 0, "CPUs (default 1)")
@@ -112,6 +113,13 @@ func (f *runFlags) spec(args []string) (wire.TaskSpec, error) {
 			}
 			spec.Env[k] = v
 		}
+	}
+	for _, in := range f.inputs {
+		c, p, ok := strings.Cut(in, ":")
+		if !ok || c == "" || p == "" {
+			return spec, fmt.Errorf("--input %q is not CID:/path", in)
+		}
+		spec.Inputs = append(spec.Inputs, wire.Input{CID: c, Path: p})
 	}
 	if err := spec.Validate(); err != nil {
 		return spec, err

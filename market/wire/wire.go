@@ -16,9 +16,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"path"
 	"strings"
 	"time"
 
+	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/peer"
 )
 
@@ -61,6 +63,7 @@ const (
 	maxCPUs       = 1024
 	maxGPUs       = 64
 	maxOutputTail = 256 << 10
+	maxInputs     = 64
 )
 
 // ErrInvalid is wrapped by every validation error.
@@ -108,6 +111,52 @@ type TaskSpec struct {
 	Retries int `json:"retries,omitempty"`
 	// Provider pins the task to one peer when set.
 	Provider string `json:"provider,omitempty"`
+	// Inputs are content mounted read-only into the task.
+	Inputs []Input `json:"inputs,omitempty"`
+}
+
+// Input is content (a file or a directory, by CID) mounted read-only at
+// Path inside the task.
+type Input struct {
+	CID  string `json:"cid"`
+	Path string `json:"path"`
+}
+
+// reservedPaths may not be the target of an input mount, nor contain one:
+// the sandbox's own directories and the system's.
+var reservedPaths = []string{"/outputs", "/tmp", "/proc", "/sys", "/dev", "/etc", "/bin", "/sbin",
+	"/usr", "/lib", "/lib64", "/boot", "/root", "/run", "/var/run"}
+
+// ValidateMountPath checks that p is a clean absolute path that is neither
+// the root, a system path nor one of the sandbox's own directories (nor
+// inside them).
+func ValidateMountPath(p string) error {
+	if p == "" || !strings.HasPrefix(p, "/") {
+		return invalid("mount path %q must be absolute", p)
+	}
+	if len(p) > 1024 || strings.ContainsAny(p, "\x00:") {
+		return invalid("mount path %q has a forbidden character or is too long", p)
+	}
+	if path.Clean(p) != p {
+		return invalid("mount path %q is not clean (try %q)", p, path.Clean(p))
+	}
+	if p == "/" {
+		return invalid("cannot mount over /")
+	}
+	for _, r := range reservedPaths {
+		if p == r || strings.HasPrefix(p, r+"/") {
+			return invalid("mount path %q is a system or sandbox path (%s)", p, r)
+		}
+	}
+	return nil
+}
+
+// ValidCID reports whether s parses as a CID (v0 or v1).
+func ValidCID(s string) error {
+	if _, err := cid.Decode(s); err != nil {
+		return invalid("%q is not a CID: %v", s, err)
+	}
+	return nil
 }
 
 // Runtimes known to this version.
@@ -172,7 +221,35 @@ func (s TaskSpec) Validate() error {
 			return invalid("provider %q is not a peer id: %v", s.Provider, err)
 		}
 	}
+	if len(s.Inputs) > maxInputs {
+		return invalid("more than %d inputs", maxInputs)
+	}
+	seen := map[string]bool{}
+	for _, in := range s.Inputs {
+		if err := ValidCID(in.CID); err != nil {
+			return invalid("input %s: %v", in.Path, err)
+		}
+		if err := ValidateMountPath(in.Path); err != nil {
+			return err
+		}
+		if seen[in.Path] {
+			return invalid("two inputs mounted at %s", in.Path)
+		}
+		seen[in.Path] = true
+	}
+	if rt == "wasm" {
+		if err := ValidCID(s.Image); err != nil {
+			return invalid("a wasm task's image must be the CID of a module: %v", err)
+		}
+	}
 	return nil
+}
+
+// ImageIsCID reports whether the spec's image is content (a docker-save
+// tarball or a WASM module by CID) rather than a local image reference.
+func (s TaskSpec) ImageIsCID() bool {
+	_, err := cid.Decode(s.Image)
+	return err == nil && !strings.Contains(s.Image, ":") && !strings.Contains(s.Image, "/")
 }
 
 // Requirements are the part of a spec providers match on.
@@ -183,6 +260,9 @@ type Requirements struct {
 	TimeoutMS int64     `json:"timeout_ms"`
 	MaxPrice  float64   `json:"max_price,omitempty"`
 	Provider  string    `json:"provider,omitempty"`
+	// Inputs lists the CIDs the task reads, so providers can say how much
+	// they already hold.
+	Inputs []string `json:"inputs,omitempty"`
 }
 
 // RequirementsOf extracts what providers need to see from a spec.
@@ -190,7 +270,16 @@ func RequirementsOf(s TaskSpec) Requirements {
 	return Requirements{
 		Runtime: s.RuntimeOrDefault(), Image: s.Image, Resources: s.Resources,
 		TimeoutMS: s.TimeoutMS, MaxPrice: s.MaxPrice, Provider: s.Provider,
+		Inputs: inputCIDs(s.Inputs),
 	}
+}
+
+func inputCIDs(in []Input) []string {
+	var out []string
+	for _, i := range in {
+		out = append(out, i.CID)
+	}
+	return out
 }
 
 // Announce is published on TopicTasks by a requestor looking for providers.
@@ -221,6 +310,14 @@ func (a *Announce) Validate() error {
 	}
 	spec := TaskSpec{Runtime: a.Req.Runtime, Image: a.Req.Image, Resources: a.Req.Resources,
 		TimeoutMS: a.Req.TimeoutMS, MaxPrice: a.Req.MaxPrice, Provider: a.Req.Provider}
+	if len(a.Req.Inputs) > maxInputs {
+		return invalid("more than %d inputs", maxInputs)
+	}
+	for _, c := range a.Req.Inputs {
+		if err := ValidCID(c); err != nil {
+			return err
+		}
+	}
 	return spec.Validate()
 }
 
@@ -324,6 +421,12 @@ type Result struct {
 	FinishedAt time.Time `json:"finished_at"`
 	// Cost is what the provider charges: unit price times CPU seconds used.
 	Cost float64 `json:"cost"`
+	// Outputs is the root CID of what the task wrote to /outputs ("" when
+	// it wrote nothing); the provider keeps it pinned until fetched.
+	Outputs string `json:"outputs,omitempty"`
+	// FetchMS is the time spent fetching and loading the image and inputs,
+	// which does not count against the task's timeout.
+	FetchMS int64 `json:"fetch_ms,omitempty"`
 }
 
 // Report is sent by the provider running a task: a state change, and at the

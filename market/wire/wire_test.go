@@ -19,7 +19,27 @@ func TestTaskSpecValidate(t *testing.T) {
 		want string // substring of the error, "" for valid
 	}{
 		{"minimal", func(*wire.TaskSpec) {}, ""},
-		{"wasm", func(s *wire.TaskSpec) { s.Runtime = "wasm" }, ""},
+		{"wasm by cid", func(s *wire.TaskSpec) { s.Runtime = "wasm"; s.Image = "QmZULkCELmmk5XNfCgTnCyFgAVxBRBXyDHGGMVoLFLiXEN" }, ""},
+		{"wasm by ref", func(s *wire.TaskSpec) { s.Runtime = "wasm" }, "must be the CID"},
+		{"input ok", func(s *wire.TaskSpec) {
+			s.Inputs = []wire.Input{{CID: "QmZULkCELmmk5XNfCgTnCyFgAVxBRBXyDHGGMVoLFLiXEN", Path: "/inputs/x"}}
+		}, ""},
+		{"input bad cid", func(s *wire.TaskSpec) { s.Inputs = []wire.Input{{CID: "notacid", Path: "/inputs/x"}} }, "not a CID"},
+		{"input on /etc", func(s *wire.TaskSpec) {
+			s.Inputs = []wire.Input{{CID: "QmZULkCELmmk5XNfCgTnCyFgAVxBRBXyDHGGMVoLFLiXEN", Path: "/etc/passwd"}}
+		}, "system or sandbox path"},
+		{"input on /", func(s *wire.TaskSpec) {
+			s.Inputs = []wire.Input{{CID: "QmZULkCELmmk5XNfCgTnCyFgAVxBRBXyDHGGMVoLFLiXEN", Path: "/"}}
+		}, "over /"},
+		{"input relative", func(s *wire.TaskSpec) {
+			s.Inputs = []wire.Input{{CID: "QmZULkCELmmk5XNfCgTnCyFgAVxBRBXyDHGGMVoLFLiXEN", Path: "in"}}
+		}, "absolute"},
+		{"input dotdot", func(s *wire.TaskSpec) {
+			s.Inputs = []wire.Input{{CID: "QmZULkCELmmk5XNfCgTnCyFgAVxBRBXyDHGGMVoLFLiXEN", Path: "/data/../etc"}}
+		}, "not clean"},
+		{"input in outputs", func(s *wire.TaskSpec) {
+			s.Inputs = []wire.Input{{CID: "QmZULkCELmmk5XNfCgTnCyFgAVxBRBXyDHGGMVoLFLiXEN", Path: "/outputs/x"}}
+		}, "sandbox path"},
 		{"unknown runtime", func(s *wire.TaskSpec) { s.Runtime = "qemu" }, "unknown runtime"},
 		{"no image", func(s *wire.TaskSpec) { s.Image = " " }, "image is required"},
 		{"long image", func(s *wire.TaskSpec) { s.Image = strings.Repeat("a", 600) }, "image reference longer"},

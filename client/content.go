@@ -1,0 +1,157 @@
+package client
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"time"
+)
+
+// Pin is one root this node keeps.
+type Pin struct {
+	CID     string    `json:"cid"`
+	Name    string    `json:"name"`
+	Created time.Time `json:"created"`
+}
+
+type cidResult struct {
+	CID string `json:"cid"`
+}
+
+// longOp posts body to path; with progress set it asks the node to stream
+// progress lines and calls progress with the bytes done so far.
+func (c *Client) longOp(ctx context.Context, path string, body any, progress func(int64), out any) error {
+	if progress == nil {
+		return c.do(ctx, http.MethodPost, path, body, out)
+	}
+	b, err := json.Marshal(body)
+	if err != nil {
+		return fmt.Errorf("encode request: %w", err)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.BaseURL+path+"?progress=1", bytes.NewReader(b))
+	if err != nil {
+		return fmt.Errorf("build request: %w", err)
+	}
+	req.Header.Set("Authorization", "Bearer "+c.Token)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.HTTP.Do(req)
+	if err != nil {
+		return fmt.Errorf("%w at %s: %v", ErrNoNode, c.BaseURL, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode >= 300 {
+		return decodeError(resp)
+	}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		var ev struct {
+			Bytes  int64           `json:"bytes"`
+			Result json.RawMessage `json:"result"`
+			Error  string          `json:"error"`
+		}
+		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
+			return fmt.Errorf("decode progress: %w", err)
+		}
+		progress(ev.Bytes)
+		if ev.Error != "" {
+			return &APIError{Status: http.StatusOK, Message: ev.Error}
+		}
+		if len(ev.Result) > 0 {
+			return json.Unmarshal(ev.Result, out)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("read progress: %w", err)
+	}
+	return fmt.Errorf("the node ended the operation without a result")
+}
+
+// Add adds a file or directory on the node's machine (an absolute path) and
+// returns its CID. cidVersion is 0 or 1.
+func (c *Client) Add(ctx context.Context, path string, cidVersion int, progress func(int64)) (string, error) {
+	var out cidResult
+	err := c.longOp(ctx, "/api/v1/content/add", map[string]any{"path": path, "cid_version": cidVersion}, progress, &out)
+	return out.CID, err
+}
+
+// AddReader streams r to the node as one file and returns its CID.
+func (c *Client) AddReader(ctx context.Context, r io.Reader, name string, cidVersion int) (string, error) {
+	q := url.Values{"name": {name}, "cid_version": {fmt.Sprint(cidVersion)}}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.BaseURL+"/api/v1/content?"+q.Encode(), r)
+	if err != nil {
+		return "", fmt.Errorf("build request: %w", err)
+	}
+	req.Header.Set("Authorization", "Bearer "+c.Token)
+	req.Header.Set("Content-Type", "application/octet-stream")
+	resp, err := c.HTTP.Do(req)
+	if err != nil {
+		return "", fmt.Errorf("%w at %s: %v", ErrNoNode, c.BaseURL, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode >= 300 {
+		return "", decodeError(resp)
+	}
+	var out cidResult
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		return "", fmt.Errorf("decode response: %w", err)
+	}
+	return out.CID, nil
+}
+
+// GetContent writes content to dest (an absolute path on the node's machine).
+func (c *Client) GetContent(ctx context.Context, cid, dest string, progress func(int64)) error {
+	var out cidResult
+	return c.longOp(ctx, "/api/v1/content/"+url.PathEscape(cid)+"/get", map[string]string{"dest": dest}, progress, &out)
+}
+
+// Cat streams one file's bytes.
+func (c *Client) Cat(ctx context.Context, cid string) (io.ReadCloser, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.BaseURL+"/api/v1/content/"+url.PathEscape(cid), nil)
+	if err != nil {
+		return nil, fmt.Errorf("build request: %w", err)
+	}
+	req.Header.Set("Authorization", "Bearer "+c.Token)
+	resp, err := c.HTTP.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("%w at %s: %v", ErrNoNode, c.BaseURL, err)
+	}
+	if resp.StatusCode >= 300 {
+		defer resp.Body.Close()
+		return nil, decodeError(resp)
+	}
+	return resp.Body, nil
+}
+
+// Pins lists pinned content.
+func (c *Client) Pins(ctx context.Context) ([]Pin, error) {
+	var out []Pin
+	return out, c.do(ctx, http.MethodGet, "/api/v1/pins", nil, &out)
+}
+
+// Remove unpins content and collects unreferenced blocks.
+func (c *Client) Remove(ctx context.Context, cid string) (int, error) {
+	var out struct {
+		Removed int `json:"removed_blocks"`
+	}
+	return out.Removed, c.do(ctx, http.MethodDelete, "/api/v1/pins/"+url.PathEscape(cid), nil, &out)
+}
+
+// PushImage adds a local Docker image as content and returns its CID.
+func (c *Client) PushImage(ctx context.Context, ref string, progress func(int64)) (string, error) {
+	var out cidResult
+	err := c.longOp(ctx, "/api/v1/images/push", map[string]string{"ref": ref}, progress, &out)
+	return out.CID, err
+}
+
+// Results writes a task's outputs to dest and returns their CID.
+func (c *Client) Results(ctx context.Context, id, dest string, progress func(int64)) (string, error) {
+	var out cidResult
+	err := c.longOp(ctx, "/api/v1/tasks/"+url.PathEscape(id)+"/results", map[string]string{"dest": dest}, progress, &out)
+	return out.CID, err
+}

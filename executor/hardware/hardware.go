@@ -1,0 +1,183 @@
+// Package hardware detects what a provider's machine offers: operating
+// system, architecture, CPU model and cores, memory, free disk under the
+// node's home, and GPUs. The market advertises the result in its capability
+// record; this package knows nothing about peers.
+//
+// Choices:
+//   - CPU, memory and disk come from gopsutil, so the same code works on
+//     Linux, macOS and Windows. A probe that fails leaves its field at zero
+//     and Detect still returns what it found (a provider with an unknown CPU
+//     model is still a provider).
+//   - NVIDIA GPUs are found through `nvidia-smi --query-gpu=...` when it is on
+//     PATH; its CSV output is parsed by ParseNvidiaSMI, a pure function. No
+//     cgo (NVML) is needed for an inventory.
+//   - Labels are what the operator says about the machine (fpga=xilinx);
+//     they are copied, never detected.
+package hardware
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/shirou/gopsutil/v4/cpu"
+	"github.com/shirou/gopsutil/v4/disk"
+	"github.com/shirou/gopsutil/v4/mem"
+)
+
+// GPU vendors.
+const (
+	VendorNVIDIA = "nvidia"
+)
+
+// GPU is one accelerator.
+type GPU struct {
+	// Vendor is lower case: "nvidia".
+	Vendor string `json:"vendor"`
+	// Model is the vendor's product name, e.g. "NVIDIA H100 80GB HBM3".
+	Model string `json:"model"`
+	// MemoryBytes is the device's total memory.
+	MemoryBytes int64 `json:"memory_bytes"`
+	// UUID identifies the device on its machine (not advertised).
+	UUID string `json:"-"`
+}
+
+// Info is a machine's inventory.
+type Info struct {
+	OS            string            `json:"os"`
+	Arch          string            `json:"arch"`
+	CPUModel      string            `json:"cpu_model"`
+	CPUs          int               `json:"cpus"`
+	MemoryBytes   int64             `json:"memory_bytes"`
+	DiskFreeBytes int64             `json:"disk_free_bytes"`
+	GPUs          []GPU             `json:"gpus"`
+	Labels        map[string]string `json:"labels"`
+}
+
+// Options tune Detect.
+type Options struct {
+	// Dir is where free disk space is measured (the node's home); "" skips it.
+	Dir string
+	// Labels are copied into the result.
+	Labels map[string]string
+	// NvidiaSMI is the nvidia-smi command; default "nvidia-smi" on PATH.
+	// Set it to "-" to skip GPU detection.
+	NvidiaSMI string
+}
+
+// probeTimeout bounds each external probe (nvidia-smi can hang on a wedged
+// driver).
+const probeTimeout = 5 * time.Second
+
+// Detect takes the machine's inventory. It never fails: a probe that does
+// not answer leaves its fields at zero; the returned error joins what went
+// wrong, for logging.
+func Detect(ctx context.Context, opts Options) (Info, error) {
+	info := Info{OS: runtime.GOOS, Arch: runtime.GOARCH, CPUs: runtime.NumCPU(), Labels: map[string]string{}, GPUs: []GPU{}}
+	for k, v := range opts.Labels {
+		info.Labels[k] = v
+	}
+	var errs []error
+	if cs, err := cpu.InfoWithContext(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("cpu info: %w", err))
+	} else if len(cs) > 0 {
+		info.CPUModel = strings.TrimSpace(cs[0].ModelName)
+	}
+	if vm, err := mem.VirtualMemoryWithContext(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("memory: %w", err))
+	} else {
+		info.MemoryBytes = int64(vm.Total)
+	}
+	if opts.Dir != "" {
+		if u, err := disk.UsageWithContext(ctx, opts.Dir); err != nil {
+			errs = append(errs, fmt.Errorf("disk usage of %s: %w", opts.Dir, err))
+		} else {
+			info.DiskFreeBytes = int64(u.Free)
+		}
+	}
+	if opts.NvidiaSMI != "-" {
+		gpus, err := nvidiaGPUs(ctx, opts.NvidiaSMI)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		info.GPUs = append(info.GPUs, gpus...)
+	}
+	return info, errors.Join(errs...)
+}
+
+// NvidiaSMIArgs are the arguments whose output ParseNvidiaSMI reads.
+var NvidiaSMIArgs = []string{"--query-gpu=name,memory.total,uuid", "--format=csv,noheader,nounits"}
+
+// nvidiaGPUs runs nvidia-smi when it exists. A machine without it has no
+// NVIDIA GPUs, which is not an error.
+func nvidiaGPUs(ctx context.Context, bin string) ([]GPU, error) {
+	if bin == "" {
+		bin = "nvidia-smi"
+	}
+	path, err := exec.LookPath(bin)
+	if err != nil {
+		return nil, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, path, NvidiaSMIArgs...).Output()
+	if err != nil {
+		return nil, fmt.Errorf("nvidia-smi: %w", err)
+	}
+	gpus, err := ParseNvidiaSMI(out)
+	if err != nil {
+		return nil, fmt.Errorf("nvidia-smi: %w", err)
+	}
+	return gpus, nil
+}
+
+// ParseNvidiaSMI parses the output of
+//
+//	nvidia-smi --query-gpu=name,memory.total,uuid --format=csv,noheader,nounits
+//
+// one GPU a line: "NVIDIA H100 80GB HBM3, 81559, GPU-3f...". Memory is in
+// MiB. Blank lines and surrounding spaces are ignored; a model name may
+// itself contain commas, so the last two fields are taken from the right. A
+// line that cannot be parsed is an error naming it.
+func ParseNvidiaSMI(out []byte) ([]GPU, error) {
+	gpus := []GPU{}
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" {
+			continue
+		}
+		fields := strings.Split(line, ",")
+		if len(fields) < 3 {
+			return nil, fmt.Errorf("line %d %q: want name, memory.total, uuid", n, line)
+		}
+		uuid := strings.TrimSpace(fields[len(fields)-1])
+		memField := strings.TrimSpace(fields[len(fields)-2])
+		name := strings.TrimSpace(strings.Join(fields[:len(fields)-2], ","))
+		if name == "" {
+			return nil, fmt.Errorf("line %d %q: empty GPU name", n, line)
+		}
+		g := GPU{Vendor: VendorNVIDIA, Model: name, UUID: uuid}
+		// "[N/A]" or "[Not Supported]" leave the memory unknown.
+		if !strings.HasPrefix(memField, "[") {
+			memField = strings.TrimSpace(strings.TrimSuffix(memField, "MiB"))
+			mib, err := strconv.ParseFloat(memField, 64)
+			if err != nil || mib < 0 {
+				return nil, fmt.Errorf("line %d %q: memory %q is not a number of MiB", n, line, memField)
+			}
+			g.MemoryBytes = int64(mib * (1 << 20))
+		}
+		gpus = append(gpus, g)
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("read nvidia-smi output: %w", err)
+	}
+	return gpus, nil
+}

@@ -1,0 +1,228 @@
+package market
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/offload-project/offload/executor"
+	"github.com/offload-project/offload/market/wire"
+)
+
+// ContentStore is what the market needs of the IPFS layer: fetch content
+// from a peer that holds it, add a task's outputs, and pin or unpin. The
+// node adapts storage/content to it.
+type ContentStore interface {
+	// GetTo writes the file or directory c to dest (which must not exist),
+	// asking from first (a peer known to hold it) before any search.
+	GetTo(ctx context.Context, c string, dest string, from peer.ID) error
+	// FetchPin makes the whole DAG of c local and pins it under name.
+	FetchPin(ctx context.Context, c string, from peer.ID, name string) error
+	// AddDir adds a directory tree, pins it under name and returns its root
+	// CID.
+	AddDir(ctx context.Context, dir, name string) (string, error)
+	// Unpin releases a pin; its blocks are collected later.
+	Unpin(ctx context.Context, c string) error
+	// Has reports whether c's root block is local.
+	Has(ctx context.Context, c string) bool
+}
+
+// ImageLoader is implemented by executors that can load an image from a
+// `docker save` tarball; it returns a reference that runs the image.
+type ImageLoader interface {
+	LoadImage(ctx context.Context, tarPath string) (ref string, err error)
+}
+
+// CachedImage maps an image CID to what the engine loaded from it.
+type CachedImage struct {
+	CID      string    `json:"cid"`
+	Ref      string    `json:"ref"`
+	LoadedAt time.Time `json:"loaded_at"`
+}
+
+// ImageCache persists CachedImage records. storage.Table[CachedImage]
+// implements it.
+type ImageCache interface {
+	Get(key string) (*CachedImage, error)
+	Put(key string, v *CachedImage) error
+}
+
+// errNotContent marks a preparation failure another provider would hit
+// too (the content is not what the task says it is).
+var errNotContent = errors.New("content is not usable")
+
+// prepared is what a run needs on the provider's disk.
+type prepared struct {
+	spec    executor.Spec
+	workDir string
+	fetchMS int64
+}
+
+// prepare fetches the task's image and inputs and lays out its directories.
+// The time it takes does not count against the task's timeout.
+func (p *Provider) prepare(ctx context.Context, ex executor.Executor, rec *ExecRecord) (*prepared, error) {
+	start := time.Now()
+	spec := executorSpec(rec)
+	from, _ := peer.Decode(rec.Requestor)
+	workDir := filepath.Join(p.cfg.WorkDir, fmt.Sprintf("%s-%d", rec.TaskID, rec.Attempt))
+	if err := os.RemoveAll(workDir); err != nil {
+		return nil, fmt.Errorf("clean work dir: %w", err)
+	}
+	if err := os.MkdirAll(workDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create work dir: %w", err)
+	}
+	pr := &prepared{spec: spec, workDir: workDir}
+	if rec.Spec.ImageIsCID() {
+		ref, err := p.resolveImage(ctx, ex, rec.Spec.Image, workDir, from)
+		if err != nil {
+			return pr, err
+		}
+		pr.spec.Image = ref
+	}
+	for i, in := range rec.Spec.Inputs {
+		if p.cfg.Content == nil {
+			return pr, errors.New("this provider has no content store for inputs")
+		}
+		dst := filepath.Join(workDir, "inputs", fmt.Sprint(i))
+		if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
+			return pr, fmt.Errorf("create inputs dir: %w", err)
+		}
+		if err := p.cfg.Content.GetTo(ctx, in.CID, dst, from); err != nil {
+			return pr, fmt.Errorf("fetch input %s for %s: %w", in.CID, in.Path, err)
+		}
+		// The task may run as any user: let it read what it was given.
+		_ = chmodTree(dst, 0o755, 0o644)
+		pr.spec.Mounts = append(pr.spec.Mounts, executor.Mount{Source: dst, Target: in.Path, ReadOnly: true})
+	}
+	out := filepath.Join(workDir, "outputs")
+	if err := os.MkdirAll(out, 0o777); err != nil {
+		return pr, fmt.Errorf("create outputs dir: %w", err)
+	}
+	_ = os.Chmod(out, 0o777) // umask-independent: a non-root task must write here
+	pr.spec.OutputsDir = out
+	pr.fetchMS = time.Since(start).Milliseconds()
+	return pr, nil
+}
+
+// resolveImage turns an image CID into something the executor runs: a
+// loaded Docker image (cached by CID) or a WASM module file (cached by CID).
+func (p *Provider) resolveImage(ctx context.Context, ex executor.Executor, c, workDir string, from peer.ID) (string, error) {
+	if p.cfg.Content == nil {
+		return "", errors.New("this provider has no content store for images by CID")
+	}
+	switch ex.Name() {
+	case "wasm":
+		path := filepath.Join(p.cfg.WorkDir, "modules", c+".wasm")
+		if _, err := os.Stat(path); err == nil {
+			return path, nil
+		}
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			return "", fmt.Errorf("create module cache: %w", err)
+		}
+		tmp := filepath.Join(workDir, "module.wasm")
+		if err := p.cfg.Content.GetTo(ctx, c, tmp, from); err != nil {
+			return "", fmt.Errorf("fetch module %s: %w", c, err)
+		}
+		if fi, err := os.Stat(tmp); err != nil || fi.IsDir() {
+			return "", fmt.Errorf("%w: module %s is a directory, not a .wasm file", errNotContent, c)
+		}
+		if err := os.Rename(tmp, path); err != nil {
+			return "", fmt.Errorf("cache module: %w", err)
+		}
+		return path, nil
+	default:
+		loader, ok := ex.(ImageLoader)
+		if !ok {
+			return "", fmt.Errorf("the %s executor cannot load images by CID", ex.Name())
+		}
+		p.imageMu.Lock() // load each CID once, even when tasks race for it
+		defer p.imageMu.Unlock()
+		if ref, ok := p.cachedImage(ctx, ex, c); ok {
+			return ref, nil
+		}
+		tar := filepath.Join(workDir, "image.tar")
+		if err := p.cfg.Content.GetTo(ctx, c, tar, from); err != nil {
+			return "", fmt.Errorf("fetch image %s: %w", c, err)
+		}
+		defer os.Remove(tar)
+		ref, err := loader.LoadImage(ctx, tar)
+		if err != nil {
+			return "", fmt.Errorf("%w: load image %s: %v", errNotContent, c, err)
+		}
+		if p.cfg.Images != nil {
+			if err := p.cfg.Images.Put(c, &CachedImage{CID: c, Ref: ref, LoadedAt: time.Now().UTC()}); err != nil {
+				p.log.Warn("cache image", "cid", c, "err", err)
+			}
+		}
+		return ref, nil
+	}
+}
+
+// cachedImage returns the loaded image of a CID if the engine still has it.
+func (p *Provider) cachedImage(ctx context.Context, ex executor.Executor, c string) (string, bool) {
+	if p.cfg.Images == nil {
+		return "", false
+	}
+	ci, err := p.cfg.Images.Get(c)
+	if err != nil {
+		return "", false
+	}
+	if ic, ok := ex.(ImageChecker); ok && !ic.HasImage(ctx, ci.Ref) {
+		return "", false
+	}
+	return ci.Ref, true
+}
+
+// hasImage tells a bid whether the task's image is already here.
+func (p *Provider) hasImage(ctx context.Context, ex executor.Executor, req wire.Requirements) (has, canRun bool) {
+	spec := wire.TaskSpec{Image: req.Image}
+	if spec.ImageIsCID() {
+		if ex.Name() == "wasm" {
+			_, err := os.Stat(filepath.Join(p.cfg.WorkDir, "modules", req.Image+".wasm"))
+			return err == nil, p.cfg.Content != nil
+		}
+		_, ok := p.cachedImage(ctx, ex, req.Image)
+		_, loads := ex.(ImageLoader)
+		return ok, p.cfg.Content != nil && loads
+	}
+	ic, ok := ex.(ImageChecker)
+	if !ok {
+		return false, true
+	}
+	has = ic.HasImage(ctx, req.Image)
+	return has, has
+}
+
+// collectOutputs adds what the task wrote to /outputs and pins it until
+// the requestor fetched it.
+func (p *Provider) collectOutputs(ctx context.Context, rec *ExecRecord, dir string) (string, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil || len(entries) == 0 || p.cfg.Content == nil {
+		return "", nil
+	}
+	c, err := p.cfg.Content.AddDir(ctx, dir, "outputs:"+rec.TaskID)
+	if err != nil {
+		return "", fmt.Errorf("add outputs: %w", err)
+	}
+	return c, nil
+}
+
+func chmodTree(root string, dirMode, fileMode os.FileMode) error {
+	return filepath.Walk(root, func(path string, info os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		if info.Mode()&os.ModeSymlink != 0 {
+			return nil
+		}
+		if info.IsDir() {
+			return os.Chmod(path, dirMode)
+		}
+		return os.Chmod(path, fileMode)
+	})
+}

@@ -1,0 +1,261 @@
+package node
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"path/filepath"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/ipfs/go-cid"
+
+	"github.com/offload-project/offload/market"
+	"github.com/offload-project/offload/storage/content"
+)
+
+// contentRoutes registers the content, image and results routes.
+func (s *apiServer) contentRoutes(mux *http.ServeMux) {
+	mux.HandleFunc("POST /api/v1/content/add", s.addPath)
+	mux.HandleFunc("POST /api/v1/content", s.addBody)
+	mux.HandleFunc("GET /api/v1/content/{cid}", s.catContent)
+	mux.HandleFunc("POST /api/v1/content/{cid}/get", s.getContent)
+	mux.HandleFunc("GET /api/v1/pins", s.listPins)
+	mux.HandleFunc("DELETE /api/v1/pins/{cid}", s.removePin)
+	mux.HandleFunc("POST /api/v1/images/push", s.pushImage)
+	mux.HandleFunc("POST /api/v1/tasks/{id}/results", s.taskResults)
+}
+
+// readJSON decodes a small JSON request body, answering 400 or 413 itself.
+func readJSON(w http.ResponseWriter, r *http.Request, v any) bool {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxRequestBody))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body over %d bytes", MaxRequestBody))
+		} else {
+			writeError(w, http.StatusBadRequest, "malformed JSON: "+err.Error())
+		}
+		return false
+	}
+	return true
+}
+
+// progressEvent is one line of a streamed long operation (`?progress=1`):
+// progress lines carry Bytes; the last line carries the result or Error.
+type progressEvent struct {
+	Bytes  int64  `json:"bytes,omitempty"`
+	Result any    `json:"result,omitempty"`
+	Error  string `json:"error,omitempty"`
+}
+
+// longOp runs op. With ?progress=1 it streams NDJSON progress lines and
+// ends with the result; otherwise it answers with the result alone.
+func (s *apiServer) longOp(w http.ResponseWriter, r *http.Request, op func(progress func(int64)) (any, error)) {
+	if r.URL.Query().Get("progress") != "1" {
+		res, err := op(nil)
+		if err != nil {
+			writeError(w, statusFor(err), err.Error())
+			return
+		}
+		writeJSON(w, http.StatusOK, res)
+		return
+	}
+	flusher, _ := w.(http.Flusher)
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	w.WriteHeader(http.StatusOK)
+	enc := json.NewEncoder(w)
+	var n atomic.Int64
+	done := make(chan struct{})
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		t := time.NewTicker(200 * time.Millisecond)
+		defer t.Stop()
+		last := int64(-1)
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				if v := n.Load(); v != last {
+					last = v
+					_ = enc.Encode(progressEvent{Bytes: v})
+					if flusher != nil {
+						flusher.Flush()
+					}
+				}
+			}
+		}
+	}()
+	res, err := op(func(v int64) { n.Store(v) })
+	close(done)
+	<-stopped
+	if err != nil {
+		_ = enc.Encode(progressEvent{Error: err.Error()})
+		return
+	}
+	_ = enc.Encode(progressEvent{Bytes: n.Load(), Result: res})
+}
+
+// statusFor maps content and task errors to HTTP statuses.
+func statusFor(err error) int {
+	switch {
+	case errors.Is(err, content.ErrInvalidCID):
+		return http.StatusBadRequest
+	case errors.Is(err, content.ErrTimeout), errors.Is(err, market.ErrTaskNotFound):
+		return http.StatusNotFound
+	case errors.Is(err, content.ErrUnsafeName), errors.Is(err, content.ErrDestExists), errors.Is(err, content.ErrIsDir):
+		return http.StatusBadRequest
+	}
+	return http.StatusInternalServerError
+}
+
+type addRequest struct {
+	Path       string `json:"path"`
+	CIDVersion *int   `json:"cid_version,omitempty"`
+}
+
+// CIDResponse is the answer of operations that produce content.
+type CIDResponse struct {
+	CID string `json:"cid"`
+}
+
+func cidVersion(v *int) int {
+	if v == nil {
+		return 1
+	}
+	return *v
+}
+
+// addPath adds a file or directory from the node's own disk (the CLI runs
+// on the same machine as its node).
+func (s *apiServer) addPath(w http.ResponseWriter, r *http.Request) {
+	var req addRequest
+	if !readJSON(w, r, &req) {
+		return
+	}
+	if !filepath.IsAbs(req.Path) {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("path %q must be absolute", req.Path))
+		return
+	}
+	s.longOp(w, r, func(progress func(int64)) (any, error) {
+		c, err := s.n.Add(r.Context(), req.Path, AddOptions{CIDVersion: cidVersion(req.CIDVersion), Progress: progress})
+		return CIDResponse{CID: c}, err
+	})
+}
+
+// addBody adds the request body as one file, streaming.
+func (s *apiServer) addBody(w http.ResponseWriter, r *http.Request) {
+	v := 1
+	if q := r.URL.Query().Get("cid_version"); q != "" {
+		var err error
+		if v, err = strconv.Atoi(q); err != nil || (v != 0 && v != 1) {
+			writeError(w, http.StatusBadRequest, "cid_version must be 0 or 1")
+			return
+		}
+	}
+	c, err := s.n.AddReader(r.Context(), r.Body, r.URL.Query().Get("name"), v)
+	if err != nil {
+		writeError(w, statusFor(err), err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, CIDResponse{CID: c})
+}
+
+// catContent streams a file's bytes.
+func (s *apiServer) catContent(w http.ResponseWriter, r *http.Request) {
+	rc, err := s.n.OpenContent(r.Context(), r.PathValue("cid"))
+	if err != nil {
+		writeError(w, statusFor(err), err.Error())
+		return
+	}
+	defer rc.Close()
+	w.Header().Set("Content-Type", "application/octet-stream")
+	_, _ = io.Copy(w, rc)
+}
+
+type destRequest struct {
+	Dest string `json:"dest"`
+}
+
+func (s *apiServer) getContent(w http.ResponseWriter, r *http.Request) {
+	var req destRequest
+	if !readJSON(w, r, &req) {
+		return
+	}
+	if !filepath.IsAbs(req.Dest) {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("dest %q must be absolute", req.Dest))
+		return
+	}
+	c := r.PathValue("cid")
+	if _, err := content.ParseCID(c); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	s.longOp(w, r, func(progress func(int64)) (any, error) {
+		err := s.n.content.Get(r.Context(), mustCID(c), req.Dest, content.GetOptions{Progress: progress, Timeout: s.n.cfg.ContentTimeout})
+		return CIDResponse{CID: c}, err
+	})
+}
+
+func mustCID(s string) cid.Cid {
+	c, _ := content.ParseCID(s)
+	return c
+}
+
+func (s *apiServer) listPins(w http.ResponseWriter, r *http.Request) {
+	pins, err := s.n.Pins(r.Context())
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, pins)
+}
+
+func (s *apiServer) removePin(w http.ResponseWriter, r *http.Request) {
+	n, err := s.n.Remove(r.Context(), r.PathValue("cid"))
+	if err != nil {
+		writeError(w, statusFor(err), err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]int{"removed_blocks": n})
+}
+
+type pushRequest struct {
+	Ref string `json:"ref"`
+}
+
+func (s *apiServer) pushImage(w http.ResponseWriter, r *http.Request) {
+	var req pushRequest
+	if !readJSON(w, r, &req) {
+		return
+	}
+	if req.Ref == "" {
+		writeError(w, http.StatusBadRequest, "ref is required")
+		return
+	}
+	s.longOp(w, r, func(func(int64)) (any, error) {
+		c, err := s.n.PushImage(r.Context(), req.Ref)
+		return CIDResponse{CID: c}, err
+	})
+}
+
+func (s *apiServer) taskResults(w http.ResponseWriter, r *http.Request) {
+	var req destRequest
+	if !readJSON(w, r, &req) {
+		return
+	}
+	if !filepath.IsAbs(req.Dest) {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("dest %q must be absolute", req.Dest))
+		return
+	}
+	s.longOp(w, r, func(func(int64)) (any, error) {
+		c, err := s.n.Results(r.Context(), r.PathValue("id"), req.Dest)
+		return CIDResponse{CID: c}, err
+	})
+}

@@ -1,0 +1,211 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/offload-project/offload/executor/docker"
+	"github.com/offload-project/offload/market"
+	"github.com/offload-project/offload/storage/content"
+)
+
+// BlocksDir is the block store's directory under the home.
+const BlocksDir = "blocks"
+
+// contentAdapter gives the market its small view of the content store.
+type contentAdapter struct {
+	s       *content.Store
+	timeout time.Duration
+}
+
+var _ market.ContentStore = contentAdapter{}
+
+func hints(from peer.ID) []peer.ID {
+	if from == "" {
+		return nil
+	}
+	return []peer.ID{from}
+}
+
+func (a contentAdapter) GetTo(ctx context.Context, c, dest string, from peer.ID) error {
+	id, err := content.ParseCID(c)
+	if err != nil {
+		return err
+	}
+	return a.s.Get(ctx, id, dest, content.GetOptions{Peers: hints(from), Timeout: a.timeout})
+}
+
+func (a contentAdapter) FetchPin(ctx context.Context, c string, from peer.ID, name string) error {
+	id, err := content.ParseCID(c)
+	if err != nil {
+		return err
+	}
+	return a.s.Fetch(ctx, id, content.FetchOptions{Peers: hints(from), Pin: true, PinName: name, Timeout: a.timeout})
+}
+
+func (a contentAdapter) AddDir(ctx context.Context, dir, name string) (string, error) {
+	id, err := a.s.AddPath(ctx, dir, content.AddOptions{PinName: name})
+	if err != nil {
+		return "", err
+	}
+	return id.String(), nil
+}
+
+func (a contentAdapter) Unpin(ctx context.Context, c string) error {
+	id, err := content.ParseCID(c)
+	if err != nil {
+		return err
+	}
+	return a.s.Unpin(ctx, id)
+}
+
+func (a contentAdapter) Has(ctx context.Context, c string) bool {
+	id, err := content.ParseCID(c)
+	if err != nil {
+		return false
+	}
+	ok, _ := a.s.Has(ctx, id)
+	return ok
+}
+
+// AddOptions tunes Node.Add.
+type AddOptions struct {
+	// CIDVersion is 0 (the reference `ipfs add` defaults) or 1 (default,
+	// raw leaves).
+	CIDVersion int
+	// Progress is called with the bytes read so far.
+	Progress func(int64)
+}
+
+// Add adds a file or directory tree as content, pins it and announces it.
+func (n *Node) Add(ctx context.Context, path string, opts AddOptions) (string, error) {
+	if opts.CIDVersion != 0 && opts.CIDVersion != 1 {
+		return "", fmt.Errorf("cid version %d: want 0 or 1", opts.CIDVersion)
+	}
+	c, err := n.content.AddPath(ctx, path, content.AddOptions{CIDVersion: content.Version(opts.CIDVersion), Progress: opts.Progress})
+	if err != nil {
+		return "", err
+	}
+	return c.String(), nil
+}
+
+// AddReader adds one file's bytes as content under name, pins and announces it.
+func (n *Node) AddReader(ctx context.Context, r io.Reader, name string, cidVersion int) (string, error) {
+	if cidVersion != 0 && cidVersion != 1 {
+		return "", fmt.Errorf("cid version %d: want 0 or 1", cidVersion)
+	}
+	c, err := n.content.AddFile(ctx, r, content.AddOptions{CIDVersion: content.Version(cidVersion), PinName: name})
+	if err != nil {
+		return "", err
+	}
+	return c.String(), nil
+}
+
+// GetContent writes content c (fetched over bitswap when not local) to dest.
+func (n *Node) GetContent(ctx context.Context, c, dest string, from ...peer.ID) error {
+	id, err := content.ParseCID(c)
+	if err != nil {
+		return err
+	}
+	return n.content.Get(ctx, id, dest, content.GetOptions{Peers: from, Timeout: n.cfg.ContentTimeout})
+}
+
+// OpenContent streams one file's bytes.
+func (n *Node) OpenContent(ctx context.Context, c string) (io.ReadSeekCloser, error) {
+	id, err := content.ParseCID(c)
+	if err != nil {
+		return nil, err
+	}
+	return n.content.Open(ctx, id)
+}
+
+// PinInfo describes one pinned root.
+type PinInfo struct {
+	CID     string    `json:"cid"`
+	Name    string    `json:"name"`
+	Created time.Time `json:"created"`
+}
+
+// Pins lists what this node pins.
+func (n *Node) Pins(ctx context.Context) ([]PinInfo, error) {
+	pins, err := n.content.Pins(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]PinInfo, 0, len(pins))
+	for _, p := range pins {
+		out = append(out, PinInfo{CID: p.Root.String(), Name: p.Name, Created: p.Created})
+	}
+	return out, nil
+}
+
+// Remove unpins c and collects the blocks nothing else references.
+func (n *Node) Remove(ctx context.Context, c string) (int, error) {
+	id, err := content.ParseCID(c)
+	if err != nil {
+		return 0, err
+	}
+	if err := n.content.Unpin(ctx, id); err != nil {
+		return 0, err
+	}
+	return n.content.GC(ctx)
+}
+
+// PushImage adds a local Docker image as content (its `docker save`
+// tarball), so that providers load it by CID without any registry.
+func (n *Node) PushImage(ctx context.Context, ref string) (string, error) {
+	ex, err := docker.New(docker.WithLogger(n.log))
+	if err != nil {
+		return "", fmt.Errorf("image push: %w", err)
+	}
+	defer ex.Close()
+	rc, err := ex.SaveImage(ctx, ref)
+	if err != nil {
+		return "", fmt.Errorf("image push: %w", err)
+	}
+	defer rc.Close()
+	return n.AddReader(ctx, rc, "image:"+ref, 1)
+}
+
+// Results writes a task's outputs to dest.
+func (n *Node) Results(ctx context.Context, id, dest string) (string, error) {
+	t, err := n.req.Get(id)
+	if err != nil {
+		return "", err
+	}
+	if t.Result == nil || t.Result.Outputs == "" {
+		if !t.State.IsTerminal() {
+			return "", fmt.Errorf("task %s is %s: no outputs yet (wait with `offload status %s`)", id, t.State, id)
+		}
+		return "", fmt.Errorf("task %s produced no outputs", id)
+	}
+	from, _ := peer.Decode(t.Provider)
+	if err := n.GetContent(ctx, t.Result.Outputs, dest, from); err != nil {
+		return "", err
+	}
+	return t.Result.Outputs, nil
+}
+
+// openContent builds the block store under the home.
+func openContent(ctx context.Context, n *Node) (*content.Store, error) {
+	dir := filepath.Join(n.cfg.Home, BlocksDir)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("create block store dir: %w", err)
+	}
+	opts := []content.Option{content.WithLogger(n.log)}
+	if n.cfg.ContentTimeout > 0 {
+		opts = append(opts, content.WithTimeout(n.cfg.ContentTimeout))
+	}
+	s, err := content.New(ctx, n.host, n.host.DHT, dir, opts...)
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("open block store: %w", err))
+	}
+	return s, nil
+}

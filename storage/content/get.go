@@ -1,0 +1,477 @@
+package content
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ipfs/boxo/ipld/merkledag"
+	"github.com/ipfs/boxo/ipld/unixfs"
+	uio "github.com/ipfs/boxo/ipld/unixfs/io"
+	unixfspb "github.com/ipfs/boxo/ipld/unixfs/pb"
+	blocks "github.com/ipfs/go-block-format"
+	"github.com/ipfs/go-cid"
+	ipld "github.com/ipfs/go-ipld-format"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// hintConnectTimeout bounds the dial of one hinted peer.
+const hintConnectTimeout = 10 * time.Second
+
+// FetchOptions tunes Fetch.
+type FetchOptions struct {
+	// Timeout is the inactivity timeout: the fetch fails with ErrTimeout
+	// when no block arrives for this long. Zero means the store's default.
+	Timeout time.Duration
+	// Peers are asked directly (dialed if not connected) before any DHT
+	// search: the provider that produced the content, for instance.
+	Peers []peer.ID
+	// Progress, when set, is called with the total block bytes made local
+	// (fetched or already held) so far.
+	Progress func(n int64)
+	// Pin pins the root under PinName once everything is local, and
+	// announces it.
+	Pin     bool
+	PinName string
+}
+
+// GetOptions tunes Get.
+type GetOptions struct {
+	// Timeout is the inactivity timeout (see FetchOptions.Timeout).
+	Timeout time.Duration
+	// Progress, when set, is called with the total number of file bytes
+	// written to dest so far.
+	Progress func(n int64)
+	// Peers are peers known to hold the content (see FetchOptions.Peers).
+	Peers []peer.ID
+	// Overwrite replaces an existing dest. Without it Get refuses a dest
+	// that exists and is not an empty directory.
+	Overwrite bool
+}
+
+// Fetch makes the whole DAG under c local, fetching missing blocks over
+// bitswap, and pins it when opts.Pin is set.
+func (s *Store) Fetch(ctx context.Context, c cid.Cid, opts FetchOptions) error {
+	s.gcMu.RLock()
+	defer s.gcMu.RUnlock()
+	if s.closed() {
+		return fmt.Errorf("content: fetch %s: %w", c, ErrClosed)
+	}
+	if err := s.fetch(ctx, c, opts.Timeout, opts.Peers, opts.Progress); err != nil {
+		return fmt.Errorf("content: fetch %s: %w", c, err)
+	}
+	if opts.Pin {
+		if err := s.putPin(ctx, c, opts.PinName); err != nil {
+			return fmt.Errorf("content: fetch: %w", err)
+		}
+		s.provide(c)
+	}
+	return nil
+}
+
+// errIdle is the cancellation cause of an inactivity timeout.
+type errIdle struct{ d time.Duration }
+
+func (e errIdle) Error() string { return fmt.Sprintf("no block received for %s", e.d) }
+func (e errIdle) Unwrap() error { return ErrTimeout }
+
+// idleContext returns a context canceled with errIdle once kick was not
+// called for d, and a stop function that releases it.
+func idleContext(parent context.Context, d time.Duration) (ctx context.Context, kick func(), stop func()) {
+	ctx, cancel := context.WithCancelCause(parent)
+	var last atomic.Int64
+	last.Store(time.Now().UnixNano())
+	var mu sync.Mutex
+	var timer *time.Timer
+	var check func()
+	check = func() {
+		idle := time.Since(time.Unix(0, last.Load()))
+		if idle >= d {
+			cancel(errIdle{d})
+			return
+		}
+		mu.Lock()
+		timer = time.AfterFunc(d-idle, check)
+		mu.Unlock()
+	}
+	mu.Lock()
+	timer = time.AfterFunc(d, check)
+	mu.Unlock()
+	kick = func() { last.Store(time.Now().UnixNano()) }
+	stop = func() {
+		mu.Lock()
+		timer.Stop()
+		mu.Unlock()
+		cancel(context.Canceled)
+	}
+	return ctx, kick, stop
+}
+
+// timeoutError turns a failure under an idle context into a clear error.
+func (s *Store) timeoutError(ctx context.Context, err error, hinted int) error {
+	var idle errIdle
+	if cause := context.Cause(ctx); errors.As(cause, &idle) {
+		return fmt.Errorf("%w: %v (asked %d connected peers, %d hinted; routing %s)",
+			ErrTimeout, idle, len(s.host.Network().Peers()), hinted, s.routingState())
+	}
+	return err
+}
+
+func (s *Store) routingState() string {
+	if s.router == nil {
+		return "disabled"
+	}
+	return "enabled"
+}
+
+// connectHints dials the hinted peers that are not connected yet, in
+// parallel, and returns when all dials ended. Bitswap sends its wants to
+// every connected peer, so a connected hint is asked before any DHT search.
+func (s *Store) connectHints(ctx context.Context, peers []peer.ID) {
+	var wg sync.WaitGroup
+	for _, p := range peers {
+		if p == s.host.ID() || s.host.Network().Connectedness(p) == network.Connected {
+			continue
+		}
+		wg.Go(func() {
+			cctx, cancel := context.WithTimeout(ctx, hintConnectTimeout)
+			defer cancel()
+			if err := s.host.Connect(cctx, peer.AddrInfo{ID: p}); err != nil {
+				s.log.Debug("connect to hinted peer failed", "peer", p, "err", err)
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// fetch makes the DAG under c local. Callers hold gcMu for reading.
+func (s *Store) fetch(ctx context.Context, c cid.Cid, timeout time.Duration, hints []peer.ID, progress func(int64)) error {
+	if timeout <= 0 {
+		timeout = s.cfg.timeout
+	}
+	ctx, kick, stop := idleContext(ctx, timeout)
+	defer stop()
+	s.connectHints(ctx, hints)
+
+	ng := merkledag.NewSession(ctx, s.dag)
+	var got atomic.Int64
+	getLinks := func(ctx context.Context, k cid.Cid) ([]*ipld.Link, error) {
+		if err := s.putIfEmpty(ctx, k); err != nil {
+			return nil, err
+		}
+		nd, err := ng.Get(ctx, k)
+		if err != nil {
+			return nil, err
+		}
+		kick()
+		if n := got.Add(int64(len(nd.RawData()))); progress != nil {
+			progress(n)
+		}
+		return nd.Links(), nil
+	}
+	seen := make(map[string]struct{})
+	visit := func(k cid.Cid) bool { // called under the walker's lock
+		h := string(k.Hash())
+		if _, ok := seen[h]; ok {
+			return false
+		}
+		seen[h] = struct{}{}
+		return true
+	}
+	err := merkledag.Walk(ctx, getLinks, c, visit, merkledag.Concurrency(s.cfg.fetchConcurrency))
+	if err != nil {
+		return s.timeoutError(ctx, err, len(hints))
+	}
+	return nil
+}
+
+// putIfEmpty stores the block of k when k is the hash of zero bytes (the
+// empty file as a raw leaf). Bitswap servers never send empty blocks (boxo
+// treats a block size of 0 as "not found"), so fetching one would time out,
+// but its content is known from the CID alone.
+func (s *Store) putIfEmpty(ctx context.Context, k cid.Cid) error {
+	if k.Prefix().Codec != cid.Raw {
+		return nil
+	}
+	e, err := k.Prefix().Sum(nil)
+	if err != nil || !e.Equals(k) {
+		return nil
+	}
+	blk, err := blocks.NewBlockWithCid(nil, k)
+	if err != nil {
+		return err
+	}
+	return s.bstore.Put(ctx, blk)
+}
+
+// Get writes the file or directory tree c to dest, fetching what is not
+// local over bitswap first. dest must not exist, or be an empty directory,
+// unless opts.Overwrite is set. The tree is written into a temporary
+// directory next to dest and renamed into place at the end, so nothing is
+// left at dest when Get fails (an unsafe entry name, a timeout, a full disk).
+func (s *Store) Get(ctx context.Context, c cid.Cid, dest string, opts GetOptions) error {
+	if dest == "" {
+		return fmt.Errorf("content: get %s: empty destination", c)
+	}
+	dest = filepath.Clean(dest)
+	replace, err := checkDest(dest, opts.Overwrite)
+	if err != nil {
+		return fmt.Errorf("content: get %s: %w", c, err)
+	}
+
+	s.gcMu.RLock()
+	defer s.gcMu.RUnlock()
+	if s.closed() {
+		return fmt.Errorf("content: get %s: %w", c, ErrClosed)
+	}
+	tmp, err := os.MkdirTemp(filepath.Dir(dest), "."+filepath.Base(dest)+".offload-get-*")
+	if err != nil {
+		return fmt.Errorf("content: get %s: %w", c, err)
+	}
+	defer os.RemoveAll(tmp)
+
+	// The parallel fetch runs ahead and fills the block store; the writer
+	// follows in order on the same bitswap session, so writing overlaps the
+	// transfer instead of following it. Either failing stops the other.
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	fetchErr := make(chan error, 1)
+	go func() {
+		err := s.fetch(ctx, c, opts.Timeout, opts.Peers, nil)
+		if err != nil {
+			cancel(err)
+		}
+		fetchErr <- err
+	}()
+	w := &treeWriter{s: s, ng: merkledag.NewSession(ctx, s.dag), root: filepath.Join(tmp, "root"), progress: opts.Progress}
+	werr := w.write(ctx, c, w.root)
+	if werr != nil {
+		cancel(werr)
+	}
+	ferr := <-fetchErr
+	switch {
+	case ferr != nil && (werr == nil || errors.Is(werr, context.Canceled) || errors.Is(context.Cause(ctx), ferr)):
+		return fmt.Errorf("content: get %s: %w", c, ferr)
+	case werr != nil:
+		return fmt.Errorf("content: get %s: %w", c, werr)
+	}
+	if replace {
+		if err := os.RemoveAll(dest); err != nil {
+			return fmt.Errorf("content: get %s: replace %s: %w", c, dest, err)
+		}
+	}
+	if err := os.Rename(w.root, dest); err != nil {
+		return fmt.Errorf("content: get %s: %w", c, err)
+	}
+	return nil
+}
+
+// checkDest says whether dest must be removed before the rename.
+func checkDest(dest string, overwrite bool) (replace bool, err error) {
+	fi, err := os.Lstat(dest)
+	if errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	if fi.IsDir() {
+		f, err := os.Open(dest)
+		if err != nil {
+			return false, err
+		}
+		_, err = f.Readdirnames(1)
+		f.Close()
+		if errors.Is(err, io.EOF) {
+			return true, nil // empty directory
+		}
+	}
+	if overwrite {
+		return true, nil
+	}
+	return false, fmt.Errorf("%w: %s (not an empty directory; set Overwrite to replace it)", ErrDestExists, dest)
+}
+
+// ValidateEntryName refuses a unixfs entry name that cannot be written as
+// one path element inside the target directory: empty, ".", "..", or
+// containing '/', '\\' or NUL. The error wraps ErrUnsafeName.
+func ValidateEntryName(name string) error {
+	switch {
+	case name == "":
+		return fmt.Errorf("%w: empty name", ErrUnsafeName)
+	case name == "." || name == "..":
+		return fmt.Errorf("%w: %q", ErrUnsafeName, name)
+	case strings.ContainsAny(name, "/\\\x00"):
+		return fmt.Errorf("%w: %q contains a path separator or NUL", ErrUnsafeName, shorten(name))
+	}
+	return nil
+}
+
+// validateSymlink refuses a symlink target that is absolute or leaves the
+// tree rooted at root when resolved from the link at path.
+func validateSymlink(root, path, target string) error {
+	if target == "" || filepath.IsAbs(target) || strings.ContainsRune(target, 0) {
+		return fmt.Errorf("%w: symlink %s -> %q", ErrUnsafeName, filepath.Base(path), shorten(target))
+	}
+	resolved := filepath.Join(filepath.Dir(path), target)
+	rel, err := filepath.Rel(root, resolved)
+	if err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+		return fmt.Errorf("%w: symlink %s -> %q leaves the tree", ErrUnsafeName, filepath.Base(path), shorten(target))
+	}
+	return nil
+}
+
+type treeWriter struct {
+	s        *Store
+	ng       ipld.NodeGetter
+	root     string
+	progress func(int64)
+	written  int64
+}
+
+// readOnlyDAG lets a node getter serve where a DAGService is asked for but
+// only read.
+type readOnlyDAG struct{ ipld.NodeGetter }
+
+func (readOnlyDAG) Add(context.Context, ipld.Node) error        { return errors.New("read-only") }
+func (readOnlyDAG) AddMany(context.Context, []ipld.Node) error  { return errors.New("read-only") }
+func (readOnlyDAG) Remove(context.Context, cid.Cid) error       { return errors.New("read-only") }
+func (readOnlyDAG) RemoveMany(context.Context, []cid.Cid) error { return errors.New("read-only") }
+
+type progressWriter struct {
+	f *os.File
+	w *treeWriter
+}
+
+func (p progressWriter) Write(b []byte) (int, error) {
+	n, err := p.f.Write(b)
+	p.w.written += int64(n)
+	if p.w.progress != nil {
+		p.w.progress(p.w.written)
+	}
+	return n, err
+}
+
+// write writes node c at path, which does not exist yet. Every file and
+// directory is created exclusively, so a hostile DAG cannot write through a
+// symlink or over an earlier entry.
+func (w *treeWriter) write(ctx context.Context, c cid.Cid, path string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := w.s.putIfEmpty(ctx, c); err != nil {
+		return err
+	}
+	nd, err := w.ng.Get(ctx, c)
+	if err != nil {
+		return fmt.Errorf("read %s: %w", c, err)
+	}
+	switch n := nd.(type) {
+	case *merkledag.RawNode:
+		return w.file(path, bytes.NewReader(n.RawData()))
+	case *merkledag.ProtoNode:
+		fsn, err := unixfs.FSNodeFromBytes(n.Data())
+		if err != nil {
+			return fmt.Errorf("%s: not unixfs: %w", c, err)
+		}
+		switch fsn.Type() {
+		case unixfspb.Data_File, unixfspb.Data_Raw:
+			r, err := uio.NewDagReader(ctx, n, w.ng)
+			if err != nil {
+				return fmt.Errorf("%s: %w", c, err)
+			}
+			defer r.Close()
+			return w.file(path, r)
+		case unixfspb.Data_Directory, unixfspb.Data_HAMTShard:
+			dir, err := uio.NewDirectoryFromNode(&readOnlyDAG{NodeGetter: w.ng}, n)
+			if err != nil {
+				return fmt.Errorf("%s: %w", c, err)
+			}
+			if err := os.Mkdir(path, 0o755); err != nil {
+				return err
+			}
+			return dir.ForEachLink(ctx, func(l *ipld.Link) error {
+				if err := ValidateEntryName(l.Name); err != nil {
+					return fmt.Errorf("directory %s: %w", c, err)
+				}
+				return w.write(ctx, l.Cid, filepath.Join(path, l.Name))
+			})
+		case unixfspb.Data_Symlink:
+			target := string(fsn.Data())
+			if err := validateSymlink(w.root, path, target); err != nil {
+				return err
+			}
+			return os.Symlink(target, path)
+		default:
+			return fmt.Errorf("%s: unsupported unixfs type %s", c, fsn.Type())
+		}
+	default:
+		return fmt.Errorf("%s: unsupported codec %#x", c, c.Prefix().Codec)
+	}
+}
+
+func (w *treeWriter) file(path string, r io.Reader) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(progressWriter{f: f, w: w}, r); err != nil {
+		f.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return f.Close()
+}
+
+// Open streams the bytes of the file c, fetching blocks over bitswap as the
+// reader advances. The root must arrive within the store's timeout; later
+// reads are bounded by ctx only. Blocks fetched this way are not pinned and
+// GC may collect them afterwards. The caller closes the reader.
+func (s *Store) Open(ctx context.Context, c cid.Cid) (io.ReadSeekCloser, error) {
+	if s.closed() {
+		return nil, fmt.Errorf("content: open %s: %w", c, ErrClosed)
+	}
+	if err := s.putIfEmpty(ctx, c); err != nil {
+		return nil, fmt.Errorf("content: open %s: %w", c, err)
+	}
+	rctx, kick, stop := idleContext(ctx, s.cfg.timeout)
+	nd, err := s.dag.Get(rctx, c)
+	kick()
+	if err != nil {
+		err = s.timeoutError(rctx, err, 0)
+		stop()
+		return nil, fmt.Errorf("content: open %s: %w", c, err)
+	}
+	stop()
+	switch n := nd.(type) {
+	case *merkledag.RawNode:
+		return nopCloser{bytes.NewReader(n.RawData())}, nil
+	case *merkledag.ProtoNode:
+		fsn, err := unixfs.FSNodeFromBytes(n.Data())
+		if err != nil {
+			return nil, fmt.Errorf("content: open %s: not unixfs: %w", c, err)
+		}
+		if fsn.IsDir() {
+			return nil, fmt.Errorf("content: open %s: %w", c, ErrIsDir)
+		}
+		r, err := uio.NewDagReader(ctx, n, merkledag.NewSession(ctx, s.dag))
+		if err != nil {
+			return nil, fmt.Errorf("content: open %s: %w", c, err)
+		}
+		return r, nil
+	default:
+		return nil, fmt.Errorf("content: open %s: unsupported codec %#x", c, c.Prefix().Codec)
+	}
+}
+
+type nopCloser struct{ *bytes.Reader }
+
+func (nopCloser) Close() error { return nil }
