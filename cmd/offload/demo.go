@@ -59,15 +59,26 @@ func runDemo(ctx context.Context, out io.Writer, g *globals, keep bool) error {
 	}
 
 	runtime := "docker"
+	image := demoImage
+	var wasmFile string
 	if err := testimage.DockerAvailable(ctx); err != nil {
-		return fmt.Errorf("demo: no Docker engine answers (%v); start one (scripts/ensure-docker.sh) — the WASM demo needs the wasm executor", err)
-	}
-	say("1. building the demo image %s FROM scratch (a static Go binary; nothing is pulled)", demoImage)
-	bctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
-	err = testimage.Build(bctx, demoImage)
-	cancel()
-	if err != nil {
-		return fmt.Errorf("demo: build image: %w", err)
+		runtime = "wasm"
+		say("1. no Docker engine answers (%v): using the WASM runtime", err)
+		say("   compiling the demo program for WASI (GOOS=wasip1 GOARCH=wasm)")
+		bctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+		wasmFile, err = testimage.WASMFile(bctx)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("demo: build the WASM module (needs the Go toolchain and this source tree): %w", err)
+		}
+	} else {
+		say("1. building the demo image %s FROM scratch (a static Go binary; nothing is pulled)", demoImage)
+		bctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+		err = testimage.Build(bctx, demoImage)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("demo: build image: %w", err)
+		}
 	}
 
 	loopback := []string{"/ip4/127.0.0.1/tcp/0"}
@@ -102,8 +113,16 @@ func runDemo(ctx context.Context, out io.Writer, g *globals, keep bool) error {
 	say("   provider-2 %s (price 0.001 credits/cpu-s)", p2.ID())
 	say("   requestor  %s", req.ID())
 
+	if runtime == "wasm" {
+		c, err := req.Add(ctx, wasmFile, node.AddOptions{CIDVersion: 1})
+		if err != nil {
+			return fmt.Errorf("demo: add module: %w", err)
+		}
+		image = c
+		say("   the requestor added the module as content: %s", c)
+	}
 	spec := node.TaskSpec{
-		Runtime: runtime, Image: demoImage, Cmd: []string{"/hello", "echo", "hello from the swarm"},
+		Runtime: runtime, Image: image, Cmd: []string{"/hello", "echo", "hello from the swarm"},
 		TimeoutMS: 30_000, Retries: market.DefaultRetries,
 	}
 	say("3. submitting: %s %s", spec.Image, strings.Join(spec.Cmd, " "))

@@ -195,6 +195,12 @@ func BuildWASM(tb testing.TB) string {
 	return wasmOnce.path
 }
 
+// WASMFile compiles hello for WASI preview 1 (cached) and returns the .wasm
+// path; for programs such as `offload demo` that have no testing.TB.
+func WASMFile(ctx context.Context) (string, error) {
+	return binary(ctx, "wasip1", "wasm")
+}
+
 var (
 	binMu    sync.Mutex
 	binCache = map[string]string{}
