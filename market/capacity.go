@@ -35,6 +35,15 @@ type ledger struct {
 	mu    sync.Mutex
 	total Capacity
 	held  map[string]hold
+	// onChange is ProviderConfig.OnChange (nil when unset).
+	onChange func()
+}
+
+// notify signals a change of free capacity. Caller holds mu.
+func (l *ledger) notify() {
+	if l.onChange != nil {
+		l.onChange()
+	}
 }
 
 type hold struct {
@@ -94,6 +103,7 @@ func (l *ledger) reserve(key, requestor string, res wire.Resources, ttl time.Dur
 		return why
 	}
 	l.held[key] = hold{res: res, requestor: requestor, expires: now.Add(ttl)}
+	l.notify()
 	return ""
 }
 
@@ -118,6 +128,7 @@ func (l *ledger) claim(key, requestor string, res wire.Resources) string {
 		return "reservation expired and " + why
 	}
 	l.held[key] = hold{res: res, requestor: requestor}
+	l.notify()
 	return ""
 }
 
@@ -126,6 +137,7 @@ func (l *ledger) release(key string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	delete(l.held, key)
+	l.notify()
 }
 
 // owner returns the requestor holding key, if any.

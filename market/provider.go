@@ -94,6 +94,10 @@ type ProviderConfig struct {
 	// Images caches loaded images by CID.
 	Images ImageCache
 	Logger *slog.Logger
+	// OnChange, when set, is called after free capacity changed (a
+	// reservation, an award, a release). It runs with the provider's
+	// capacity lock held: it must only signal (the advertiser's Changed).
+	OnChange func()
 }
 
 // Provider runs the provider side of the market: it bids on announced tasks
@@ -156,6 +160,7 @@ func NewProvider(h *p2p.Host, store ExecStore, topic *pubsub.Topic, executors []
 	for _, e := range executors {
 		p.executors[e.Name()] = e
 	}
+	p.ledger.onChange = cfg.OnChange
 	return p, nil
 }
 
@@ -414,20 +419,6 @@ func (p *Provider) run(ctx context.Context, ex executor.Executor, rec *ExecRecor
 		p.mu.Unlock()
 		p.ledger.release(rec.Key)
 	}()
-	requestor, _ := peer.Decode(rec.Requestor)
-	if _, err := p.store.Update(rec.Key, func(r *ExecRecord) error {
-		r.State, r.UpdatedAt = ExecRunningP, time.Now().UTC()
-		return nil
-	}); err != nil {
-		p.log.Error("persist running", "task", rec.TaskID, "err", err)
-	}
-	p.wg.Add(1)
-	go func() { // best effort: the result report supersedes it
-		defer p.wg.Done()
-		var ack wire.Ack
-		_ = p2p.Request(ctx, p.h, requestor, wire.ProtoReport, &wire.Report{TaskID: rec.TaskID, Attempt: rec.Attempt, State: wire.ExecRunning}, wire.MaxAckSize, &ack)
-	}()
-
 	started := time.Now().UTC()
 	rep := &wire.Report{TaskID: rec.TaskID, Attempt: rec.Attempt, State: wire.ExecCompleted}
 	res := &wire.Result{ExitCode: -1, StartedAt: started}
@@ -438,6 +429,9 @@ func (p *Provider) run(ctx context.Context, ex executor.Executor, rec *ExecRecor
 	}
 	if err == nil {
 		res.FetchMS = pr.fetchMS
+		// Only now is the task running: fetching its image and inputs is
+		// reported apart and does not count against its timeout.
+		p.markRunning(ctx, rec)
 		out, err = ex.Run(ctx, pr.spec)
 		if err == nil {
 			res.Outputs, err = p.collectOutputs(ctx, rec, pr.spec.OutputsDir)
@@ -483,6 +477,24 @@ func (p *Provider) run(ctx context.Context, ex executor.Executor, rec *ExecRecor
 	}
 	p.log.Info("task finished", "task", rec.TaskID, "exit", res.ExitCode, "err", res.Error, "wall_ms", res.Usage.WallMS)
 	p.goDeliver(saved)
+}
+
+// markRunning persists the running state and tells the requestor, best
+// effort: the result report supersedes it.
+func (p *Provider) markRunning(ctx context.Context, rec *ExecRecord) {
+	requestor, _ := peer.Decode(rec.Requestor)
+	if _, err := p.store.Update(rec.Key, func(r *ExecRecord) error {
+		r.State, r.UpdatedAt = ExecRunningP, time.Now().UTC()
+		return nil
+	}); err != nil {
+		p.log.Error("persist running", "task", rec.TaskID, "err", err)
+	}
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		var ack wire.Ack
+		_ = p2p.Request(ctx, p.h, requestor, wire.ProtoReport, &wire.Report{TaskID: rec.TaskID, Attempt: rec.Attempt, State: wire.ExecRunning}, wire.MaxAckSize, &ack)
+	}()
 }
 
 // executorSpec maps an award to what the executor runs; content fields

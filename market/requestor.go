@@ -51,6 +51,11 @@ type RequestorConfig struct {
 	// Content fetches outputs; nil leaves outputs on the provider.
 	Content ContentStore
 	Logger  *slog.Logger
+	// KnownProviders, when set, returns the providers known to match req
+	// (Pool.KnownProviders): the auction expects bids from those, so the
+	// bid window closes as soon as they all answered. When it returns none,
+	// every peer on the task topic is expected instead.
+	KnownProviders func(req wire.Requirements) []peer.ID
 }
 
 // Requestor runs the requestor side of the market: it announces tasks,
@@ -455,7 +460,7 @@ func (r *Requestor) waitForProviders(t *Task, excluded map[string]bool) (map[pee
 		changed := r.peersCh
 		r.mu.Unlock()
 		expected := map[peer.ID]struct{}{}
-		all := r.topic.ListPeers()
+		all := r.expectedPeers(t)
 		for _, p := range all {
 			if excluded[p.String()] {
 				continue
@@ -476,6 +481,17 @@ func (r *Requestor) waitForProviders(t *Task, excluded map[string]bool) (map[pee
 			return nil, len(all)
 		}
 	}
+}
+
+// expectedPeers returns the pool's matching providers, or every peer on
+// the task topic when the pool knows none.
+func (r *Requestor) expectedPeers(t *Task) []peer.ID {
+	if r.cfg.KnownProviders != nil {
+		if known := r.cfg.KnownProviders(wire.RequirementsOf(t.Spec)); len(known) > 0 {
+			return known
+		}
+	}
+	return r.topic.ListPeers()
 }
 
 func (r *Requestor) watchTopicPeers(h *pubsub.TopicEventHandler) {
@@ -560,7 +576,7 @@ func (r *Requestor) award(t *Task, attempt, known int, got []bidFrom, excluded m
 		now := time.Now().UTC()
 		t, err = r.update(t.ID, transition(StateAwarded, []State{StateBidding}, func(t *Task) {
 			t.Provider = rec.Provider
-			t.Reason = fmt.Sprintf("awarded to %s (lowest price %g of %d acceptable bids)", short(rec.Provider), rec.Price, len(order))
+			t.Reason = fmt.Sprintf("awarded to %s (lowest price %g of %d acceptable bids); preparing image and inputs", short(rec.Provider), rec.Price, len(order))
 			t.Executions = append(t.Executions, Execution{Provider: rec.Provider, Attempt: attempt, State: "awarded", AwardedAt: now})
 			setBidOutcome(t, rec.Provider, attempt, "won: lowest price")
 		}))

@@ -27,6 +27,8 @@ const (
 	MaxCapsRecords = 512
 	// MaxCapsResponseSize bounds a CapsResponse.
 	MaxCapsResponseSize = 4 << 20
+	// MaxCapsRequestSize bounds a CapsRequest.
+	MaxCapsRequestSize = 64 << 10
 	// MaxCapsTTL is the longest lifetime a record may claim.
 	MaxCapsTTL = 10 * time.Minute
 	// capSignDomain separates capability signatures from any other use of
@@ -105,6 +107,9 @@ type CapRecord struct {
 	Executors []string `json:"executors"`
 	// Price in credits per CPU-second.
 	Price float64 `json:"price"`
+	// Capacity is what the provider offers in all (it may be less than the
+	// hardware: some memory is kept for the host).
+	Capacity Resources `json:"capacity"`
 	// Free is the capacity not held by bids or tasks when the record was made.
 	Free Resources `json:"free"`
 	// Software is the node's software version.
@@ -152,6 +157,9 @@ func (r *CapRecord) Validate() error {
 		return invalid("negative price or software version too long")
 	}
 	if err := r.Free.Validate(); err != nil {
+		return err
+	}
+	if err := r.Capacity.Validate(); err != nil {
 		return err
 	}
 	if r.Seq == 0 {
@@ -244,12 +252,18 @@ var ErrBadSignature = fmt.Errorf("%w: bad signature", ErrInvalid)
 type CapsRequest struct {
 	// Max bounds the records in the answer (0 = MaxCapsRecords).
 	Max int `json:"max,omitempty"`
+	// Have maps the peers whose records the asker holds to their sequence
+	// numbers; the answer leaves out records that are not newer.
+	Have map[string]uint64 `json:"have,omitempty"`
 }
 
 // Validate checks a request.
 func (c *CapsRequest) Validate() error {
 	if c.Max < 0 {
 		return invalid("negative max")
+	}
+	if len(c.Have) > MaxCapsRecords {
+		return invalid("more than %d known records", MaxCapsRecords)
 	}
 	return nil
 }

@@ -1,0 +1,101 @@
+package market
+
+import (
+	"strings"
+
+	"github.com/offload-project/offload/market/wire"
+)
+
+// Any is the filter value that matches everything (as in HWF's hardware
+// dict); an empty value means the same.
+const Any = "any"
+
+// PoolFilter selects providers from the pool. Zero numbers and empty or
+// "any" strings match everything.
+type PoolFilter struct {
+	// CPUs, MemoryBytes: at least this much, in the machine or in what the
+	// provider offers (whichever is larger).
+	CPUs        float64
+	MemoryBytes int64
+	// GPUs: at least this many GPUs (of GPUModel when it is set).
+	GPUs int
+	// GPUModel matches a GPU whose model contains it, case-insensitively
+	// ("h100" matches "NVIDIA H100 80GB HBM3").
+	GPUModel string
+	// Arch and OS match exactly, case-insensitively; x86_64 is amd64 and
+	// aarch64 is arm64.
+	Arch string
+	OS   string
+	// Executor must be among the provider's executors.
+	Executor string
+	// Labels must all be present with these values; a value "any" matches
+	// every provider.
+	Labels map[string]string
+}
+
+func isAny(s string) bool { return s == "" || strings.EqualFold(s, Any) }
+
+func normArch(a string) string {
+	switch a = strings.ToLower(a); a {
+	case "x86_64", "x86-64", "x64":
+		return "amd64"
+	case "aarch64":
+		return "arm64"
+	}
+	return a
+}
+
+// Match reports whether rec satisfies every set field of f.
+func (f PoolFilter) Match(rec *wire.CapRecord) bool {
+	hw := &rec.Hardware
+	if f.CPUs > 0 && float64(hw.CPUs) < f.CPUs && rec.Capacity.CPUs < f.CPUs {
+		return false
+	}
+	if f.MemoryBytes > 0 && hw.MemoryBytes < f.MemoryBytes && rec.Capacity.MemoryBytes < f.MemoryBytes {
+		return false
+	}
+	if f.GPUs > 0 || !isAny(f.GPUModel) {
+		n := 0
+		for _, g := range hw.GPUs {
+			if isAny(f.GPUModel) || strings.Contains(strings.ToLower(g.Model), strings.ToLower(f.GPUModel)) {
+				n++
+			}
+		}
+		if n < max(f.GPUs, 1) {
+			return false
+		}
+	}
+	if !isAny(f.Arch) && normArch(f.Arch) != normArch(hw.Arch) {
+		return false
+	}
+	if !isAny(f.OS) && !strings.EqualFold(f.OS, hw.OS) {
+		return false
+	}
+	if !isAny(f.Executor) {
+		found := false
+		for _, e := range rec.Executors {
+			found = found || strings.EqualFold(e, f.Executor)
+		}
+		if !found {
+			return false
+		}
+	}
+	for k, v := range f.Labels {
+		if isAny(v) {
+			continue
+		}
+		if got, ok := hw.Labels[k]; !ok || got != v {
+			return false
+		}
+	}
+	return true
+}
+
+// FilterFor returns the filter of providers that may take a task with req:
+// its runtime, and at least the resources it asks for.
+func FilterFor(req wire.Requirements) PoolFilter {
+	return PoolFilter{
+		Executor: req.Runtime, CPUs: req.Resources.CPUs,
+		MemoryBytes: req.Resources.MemoryBytes, GPUs: req.Resources.GPUs,
+	}
+}

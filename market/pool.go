@@ -1,0 +1,622 @@
+package market
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ipfs/go-cid"
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/peerstore"
+	ma "github.com/multiformats/go-multiaddr"
+	"github.com/multiformats/go-multihash"
+	"golang.org/x/time/rate"
+
+	"github.com/offload-project/offload/market/wire"
+	"github.com/offload-project/offload/p2p"
+)
+
+// Pool defaults, used when PoolConfig leaves a field at zero.
+const (
+	// DefaultRecordRate is how many records per second one peer may have
+	// accepted in steady state; DefaultRecordBurst how many at once.
+	DefaultRecordRate  = 2.0
+	DefaultRecordBurst = 10
+	// DefaultSweepInterval is how often expired records are dropped.
+	DefaultSweepInterval = 2 * time.Second
+	// DefaultDiscoverInterval is how often the DHT is searched for
+	// providers that gossip did not bring.
+	DefaultDiscoverInterval = 2 * time.Minute
+	// maxClockSkew is how far in the future a record may claim to be issued.
+	maxClockSkew = time.Minute
+	// askConcurrency bounds the record exchanges in flight.
+	askConcurrency = 8
+	// askTimeout bounds one record exchange.
+	askTimeout = 10 * time.Second
+)
+
+// PoolEntry is one provider in the pool: its record, the signed envelope it
+// came in (served again to peers that ask) and when it was last seen.
+type PoolEntry struct {
+	Record   wire.CapRecord `json:"record"`
+	Envelope []byte         `json:"envelope"`
+	SeenAt   time.Time      `json:"seen_at"`
+}
+
+// PoolStore persists pool entries by peer ID; storage.Table[PoolEntry]
+// implements it. Entries past their record's expiry are deleted.
+type PoolStore interface {
+	Put(k string, v *PoolEntry) error
+	Delete(k string) error
+	List() ([]*PoolEntry, error)
+}
+
+// PoolConfig tunes a Pool.
+type PoolConfig struct {
+	// RecordRate and RecordBurst limit accepted records per peer.
+	RecordRate  float64
+	RecordBurst int
+	// SweepInterval is how often expired records leave the pool.
+	SweepInterval time.Duration
+	// DiscoverInterval is how often the DHT is searched for providers;
+	// negative turns the search off (Discover can still be called).
+	DiscoverInterval time.Duration
+	Logger           *slog.Logger
+}
+
+// PoolStats counts what the pool did with the records it was offered.
+// Rejected records are forged, malformed or oversized: on gossip they also
+// lower the sender's peer score. Ignored records are stale, expired or over
+// the sender's rate limit.
+type PoolStats struct {
+	Accepted uint64            `json:"accepted"`
+	Ignored  uint64            `json:"ignored"`
+	Rejected uint64            `json:"rejected"`
+	Expired  uint64            `json:"expired"`
+	Reasons  map[string]uint64 `json:"reasons"`
+}
+
+// Pool is every node's view of the providers in its swarm, built from
+// signed capability records: gossiped on wire.TopicCaps (checked by a topic
+// validator, so bad records stop at the first hop), exchanged with every
+// peer on connect (wire.ProtoCaps, so a node that joins late sees the pool
+// at once), and found in the DHT under capability terms. Entries leave the
+// pool when their record expires. The pool is cached in a PoolStore.
+type Pool struct {
+	h     *p2p.Host
+	topic *pubsub.Topic
+	sub   *pubsub.Subscription
+	store PoolStore
+	cfg   PoolConfig
+	log   *slog.Logger
+
+	mu       sync.Mutex
+	entries  map[peer.ID]*PoolEntry
+	limiters map[peer.ID]*rate.Limiter
+	asking   map[peer.ID]bool
+	dirty    map[peer.ID]bool
+	stats    PoolStats
+
+	persistCh chan struct{}
+	askSem    chan struct{}
+	ctx       context.Context
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+	started   bool
+}
+
+// NewPool registers the validator of topic (which must be the host's
+// wire.TopicCaps topic), subscribes to it and loads the cached entries that
+// have not expired. Call Start to serve and exchange records.
+func NewPool(h *p2p.Host, topic *pubsub.Topic, store PoolStore, cfg PoolConfig) (*Pool, error) {
+	if cfg.RecordRate <= 0 {
+		cfg.RecordRate = DefaultRecordRate
+	}
+	if cfg.RecordBurst <= 0 {
+		cfg.RecordBurst = DefaultRecordBurst
+	}
+	if cfg.SweepInterval <= 0 {
+		cfg.SweepInterval = DefaultSweepInterval
+	}
+	if cfg.DiscoverInterval == 0 {
+		cfg.DiscoverInterval = DefaultDiscoverInterval
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	p := &Pool{
+		h: h, topic: topic, store: store, cfg: cfg, log: cfg.Logger.With("sys", "pool"),
+		entries: map[peer.ID]*PoolEntry{}, limiters: map[peer.ID]*rate.Limiter{},
+		asking: map[peer.ID]bool{}, dirty: map[peer.ID]bool{},
+		stats:     PoolStats{Reasons: map[string]uint64{}},
+		persistCh: make(chan struct{}, 1), askSem: make(chan struct{}, askConcurrency),
+		ctx: ctx, cancel: cancel,
+	}
+	cached, err := store.List()
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("pool: load cache: %w", err)
+	}
+	now := time.Now()
+	for _, e := range cached {
+		id := e.Record.PeerID()
+		if id == "" || e.Record.Expired(now) || id == h.ID() {
+			_ = store.Delete(e.Record.Peer)
+			continue
+		}
+		p.entries[id] = e
+	}
+	if err := h.PubSub.RegisterTopicValidator(topic.String(), p.validate, pubsub.WithValidatorInline(true)); err != nil {
+		cancel()
+		return nil, fmt.Errorf("pool: register validator: %w", err)
+	}
+	if p.sub, err = topic.Subscribe(); err != nil {
+		_ = h.PubSub.UnregisterTopicValidator(topic.String())
+		cancel()
+		return nil, fmt.Errorf("pool: subscribe to capability adverts: %w", err)
+	}
+	return p, nil
+}
+
+// Start serves wire.ProtoCaps, asks every connected peer (and every peer
+// that connects later) for the records it holds, and starts the loops that
+// read gossip, drop expired records, persist the cache and search the DHT.
+func (p *Pool) Start() error {
+	p.mu.Lock()
+	p.started = true
+	p.mu.Unlock()
+	p.h.SetStreamHandler(wire.ProtoCaps, p.handleCaps)
+	p.h.Network().Notify(&network.NotifyBundle{ConnectedF: func(_ network.Network, c network.Conn) {
+		p.goAsk(c.RemotePeer())
+	}})
+	for _, id := range p.h.Network().Peers() {
+		p.goAsk(id)
+	}
+	p.wg.Add(3)
+	go p.readLoop()
+	go p.sweepLoop()
+	go p.persistLoop()
+	if p.cfg.DiscoverInterval > 0 {
+		p.wg.Add(1)
+		go p.discoverLoop()
+	}
+	return nil
+}
+
+// Close stops the pool's goroutines and flushes the cache.
+func (p *Pool) Close() error {
+	p.closeOnce.Do(func() {
+		p.h.RemoveStreamHandler(wire.ProtoCaps)
+		p.sub.Cancel()
+		_ = p.h.PubSub.UnregisterTopicValidator(p.topic.String())
+		p.cancel()
+		p.wg.Wait()
+		p.flush()
+	})
+	return nil
+}
+
+// Stats returns the pool's counters.
+func (p *Pool) Stats() PoolStats {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	s := p.stats
+	s.Reasons = make(map[string]uint64, len(p.stats.Reasons))
+	for k, v := range p.stats.Reasons {
+		s.Reasons[k] = v
+	}
+	return s
+}
+
+// List returns the unexpired entries matching f, ordered by peer ID. The
+// node's own record is included when it advertises.
+func (p *Pool) List(f PoolFilter) []PoolEntry {
+	now := time.Now()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := []PoolEntry{}
+	for _, e := range p.entries {
+		if !e.Record.Expired(now) && f.Match(&e.Record) {
+			out = append(out, *e)
+		}
+	}
+	slices.SortFunc(out, func(a, b PoolEntry) int { return strings.Compare(a.Record.Peer, b.Record.Peer) })
+	return out
+}
+
+// KnownProviders returns the other providers in the pool that may take a
+// task with these requirements (RequestorConfig.KnownProviders).
+func (p *Pool) KnownProviders(req wire.Requirements) []peer.ID {
+	f := FilterFor(req)
+	var out []peer.ID
+	for _, e := range p.List(f) {
+		id := e.Record.PeerID()
+		if id == p.h.ID() || (req.Provider != "" && e.Record.Peer != req.Provider) {
+			continue
+		}
+		out = append(out, id)
+	}
+	return out
+}
+
+// count records an outcome. Caller holds mu.
+func (p *Pool) countLocked(res pubsub.ValidationResult, reason string) {
+	switch res {
+	case pubsub.ValidationAccept:
+		p.stats.Accepted++
+	case pubsub.ValidationIgnore:
+		p.stats.Ignored++
+	default:
+		p.stats.Rejected++
+	}
+	if reason != "" {
+		p.stats.Reasons[reason]++
+	}
+}
+
+// check decides what to do with a signed record; author is the gossip
+// message's signer, or "" for records relayed over ProtoCaps (where only
+// the record's own signature vouches for it).
+func (p *Pool) check(data []byte, author peer.ID) (*wire.CapRecord, pubsub.ValidationResult, string) {
+	if len(data) > wire.MaxCapRecordSize {
+		return nil, pubsub.ValidationReject, "oversized"
+	}
+	rec, err := wire.DecodeCapRecord(data)
+	if errors.Is(err, wire.ErrBadSignature) {
+		return nil, pubsub.ValidationReject, "bad signature"
+	}
+	if err != nil {
+		return nil, pubsub.ValidationReject, "malformed"
+	}
+	id := rec.PeerID()
+	if author != "" && id != author {
+		return nil, pubsub.ValidationReject, "author mismatch"
+	}
+	now := time.Now()
+	if rec.Expired(now) {
+		return nil, pubsub.ValidationIgnore, "expired"
+	}
+	if time.UnixMilli(rec.IssuedAt).After(now.Add(maxClockSkew)) {
+		return nil, pubsub.ValidationIgnore, "issued in the future"
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if cur, ok := p.entries[id]; ok && rec.Seq <= cur.Record.Seq {
+		return nil, pubsub.ValidationIgnore, "stale"
+	}
+	lim := p.limiters[id]
+	if lim == nil {
+		lim = rate.NewLimiter(rate.Limit(p.cfg.RecordRate), p.cfg.RecordBurst)
+		p.limiters[id] = lim
+	}
+	if !lim.AllowN(now, 1) {
+		return nil, pubsub.ValidationIgnore, "rate limited"
+	}
+	return rec, pubsub.ValidationAccept, ""
+}
+
+// validate is the topic validator of wire.TopicCaps.
+func (p *Pool) validate(_ context.Context, _ peer.ID, msg *pubsub.Message) pubsub.ValidationResult {
+	if msg.GetFrom() == p.h.ID() {
+		return pubsub.ValidationAccept // our own advert, put in the pool directly
+	}
+	rec, res, reason := p.check(msg.Data, msg.GetFrom())
+	p.mu.Lock()
+	p.countLocked(res, reason)
+	p.mu.Unlock()
+	if res == pubsub.ValidationAccept {
+		msg.ValidatorData = rec
+	} else {
+		p.log.Debug("capability record dropped", "peer", msg.GetFrom(), "reason", reason)
+	}
+	return res
+}
+
+// ingest takes a record relayed over ProtoCaps.
+func (p *Pool) ingest(data []byte) {
+	rec, res, reason := p.check(data, "")
+	p.mu.Lock()
+	p.countLocked(res, reason)
+	p.mu.Unlock()
+	if res == pubsub.ValidationAccept {
+		p.put(rec, data)
+	}
+}
+
+// put stores a checked record unless a newer one arrived meanwhile.
+func (p *Pool) put(rec *wire.CapRecord, env []byte) {
+	id := rec.PeerID()
+	p.mu.Lock()
+	if cur, ok := p.entries[id]; ok && rec.Seq <= cur.Record.Seq {
+		p.mu.Unlock()
+		return
+	}
+	_, known := p.entries[id]
+	p.entries[id] = &PoolEntry{Record: *rec, Envelope: env, SeenAt: time.Now().UTC()}
+	p.dirty[id] = true
+	p.mu.Unlock()
+	select {
+	case p.persistCh <- struct{}{}:
+	default:
+	}
+	if id == p.h.ID() {
+		return
+	}
+	// Let streams (bids, awards) reach the provider without a DHT lookup.
+	ttl := time.Until(time.UnixMilli(rec.Expires))
+	for _, s := range rec.Addrs {
+		if a, err := ma.NewMultiaddr(s); err == nil {
+			p.h.Peerstore().AddAddr(id, a, min(ttl, peerstore.TempAddrTTL))
+		}
+	}
+	if !known {
+		p.log.Debug("provider joined the pool", "peer", id)
+	}
+}
+
+// putLocal puts the node's own advert into its pool.
+func (p *Pool) putLocal(rec *wire.CapRecord, env []byte) { p.put(rec, env) }
+
+func (p *Pool) readLoop() {
+	defer p.wg.Done()
+	for {
+		msg, err := p.sub.Next(p.ctx)
+		if err != nil {
+			return
+		}
+		rec, ok := msg.ValidatorData.(*wire.CapRecord)
+		if !ok || msg.GetFrom() == p.h.ID() {
+			continue
+		}
+		p.put(rec, msg.Data)
+	}
+}
+
+// sweepLoop drops expired records.
+func (p *Pool) sweepLoop() {
+	defer p.wg.Done()
+	t := time.NewTicker(p.cfg.SweepInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-p.ctx.Done():
+			return
+		case now := <-t.C:
+			p.sweep(now)
+		}
+	}
+}
+
+func (p *Pool) sweep(now time.Time) {
+	var gone []peer.ID
+	p.mu.Lock()
+	for id, e := range p.entries {
+		if e.Record.Expired(now) {
+			delete(p.entries, id)
+			delete(p.limiters, id)
+			delete(p.dirty, id)
+			p.stats.Expired++
+			gone = append(gone, id)
+		}
+	}
+	// Limiters of peers that never got a record in are dropped once full.
+	for id, l := range p.limiters {
+		if _, ok := p.entries[id]; !ok && l.TokensAt(now) >= float64(p.cfg.RecordBurst) {
+			delete(p.limiters, id)
+		}
+	}
+	p.mu.Unlock()
+	for _, id := range gone {
+		p.log.Debug("provider record expired", "peer", id)
+		if err := p.store.Delete(id.String()); err != nil {
+			p.log.Warn("pool cache delete", "peer", id, "err", err)
+		}
+	}
+}
+
+// persistLoop writes changed entries to the store off the receive path.
+func (p *Pool) persistLoop() {
+	defer p.wg.Done()
+	for {
+		select {
+		case <-p.ctx.Done():
+			return
+		case <-p.persistCh:
+			p.flush()
+		}
+	}
+}
+
+func (p *Pool) flush() {
+	p.mu.Lock()
+	var batch []*PoolEntry
+	for id := range p.dirty {
+		if e, ok := p.entries[id]; ok {
+			c := *e
+			batch = append(batch, &c)
+		}
+	}
+	clear(p.dirty)
+	p.mu.Unlock()
+	for _, e := range batch {
+		if err := p.store.Put(e.Record.Peer, e); err != nil {
+			p.log.Warn("pool cache write", "peer", e.Record.Peer, "err", err)
+		}
+	}
+}
+
+// handleCaps answers a CapsRequest with the records the asker lacks.
+func (p *Pool) handleCaps(s network.Stream) {
+	defer s.Close()
+	_ = s.SetDeadline(time.Now().Add(askTimeout))
+	var req wire.CapsRequest
+	if err := p2p.ReadMsg(bufio.NewReader(s), wire.MaxCapsRequestSize, &req); err != nil || req.Validate() != nil {
+		p.log.Debug("bad caps request", "peer", s.Conn().RemotePeer(), "err", err)
+		s.Reset()
+		return
+	}
+	max := req.Max
+	if max <= 0 || max > wire.MaxCapsRecords {
+		max = wire.MaxCapsRecords
+	}
+	now := time.Now()
+	resp := wire.CapsResponse{Records: [][]byte{}}
+	size := 0
+	p.mu.Lock()
+	for _, e := range p.entries {
+		if len(resp.Records) >= max || size+len(e.Envelope) > wire.MaxCapsResponseSize/2 {
+			break
+		}
+		if e.Record.Expired(now) || req.Have[e.Record.Peer] >= e.Record.Seq {
+			continue
+		}
+		resp.Records = append(resp.Records, e.Envelope)
+		size += len(e.Envelope)
+	}
+	p.mu.Unlock()
+	if err := p2p.WriteMsg(s, &resp); err != nil {
+		s.Reset()
+	}
+}
+
+// goAsk asks id for its records in the background, once at a time per peer.
+func (p *Pool) goAsk(id peer.ID) {
+	if id == p.h.ID() {
+		return
+	}
+	p.mu.Lock()
+	if p.asking[id] || p.ctx.Err() != nil || !p.started {
+		p.mu.Unlock()
+		return
+	}
+	p.asking[id] = true
+	p.wg.Add(1)
+	p.mu.Unlock()
+	go func() {
+		defer p.wg.Done()
+		defer func() {
+			p.mu.Lock()
+			delete(p.asking, id)
+			p.mu.Unlock()
+		}()
+		select {
+		case p.askSem <- struct{}{}:
+		case <-p.ctx.Done():
+			return
+		}
+		defer func() { <-p.askSem }()
+		if err := p.Ask(p.ctx, id); err != nil {
+			p.log.Debug("caps exchange failed", "peer", id, "err", err)
+		}
+	}()
+}
+
+// Ask requests the records peer id holds that this pool lacks, and takes in
+// those that check out.
+func (p *Pool) Ask(ctx context.Context, id peer.ID) error {
+	req := wire.CapsRequest{Have: map[string]uint64{}}
+	p.mu.Lock()
+	for pid, e := range p.entries {
+		if len(req.Have) >= wire.MaxCapsRecords {
+			break
+		}
+		req.Have[pid.String()] = e.Record.Seq
+	}
+	p.mu.Unlock()
+	ctx, cancel := context.WithTimeout(ctx, askTimeout)
+	defer cancel()
+	var resp wire.CapsResponse
+	if err := p2p.Request(ctx, p.h, id, wire.ProtoCaps, &req, wire.MaxCapsResponseSize, &resp); err != nil {
+		return fmt.Errorf("ask %s for records: %w", id.ShortString(), err)
+	}
+	if len(resp.Records) > wire.MaxCapsRecords {
+		resp.Records = resp.Records[:wire.MaxCapsRecords]
+	}
+	for _, env := range resp.Records {
+		p.ingest(env)
+	}
+	return nil
+}
+
+// TermCID is the DHT key under which providers with a capability term
+// ("executor:docker", "gpu:nvidia", "arch:amd64", "label:fpga=xilinx",
+// "role:provider") announce themselves, within swarm ns.
+func TermCID(ns, term string) cid.Cid {
+	mh, _ := multihash.Sum([]byte("offload/caps/1/"+ns+"/"+term), multihash.SHA2_256, -1)
+	return cid.NewCidV1(cid.Raw, mh)
+}
+
+// Terms returns the DHT terms of a record.
+func Terms(rec *wire.CapRecord) []string {
+	terms := []string{"role:provider", "os:" + rec.Hardware.OS, "arch:" + rec.Hardware.Arch}
+	for _, e := range rec.Executors {
+		terms = append(terms, "executor:"+e)
+	}
+	vendors := map[string]bool{}
+	for _, g := range rec.Hardware.GPUs {
+		if g.Vendor != "" && !vendors[g.Vendor] {
+			vendors[g.Vendor] = true
+			terms = append(terms, "gpu:"+g.Vendor)
+		}
+	}
+	for k, v := range rec.Hardware.Labels {
+		terms = append(terms, "label:"+k+"="+v)
+	}
+	slices.Sort(terms)
+	return terms
+}
+
+// Discover finds providers announcing term in the DHT and asks those not in
+// the pool for their records. It returns how many providers it found.
+func (p *Pool) Discover(ctx context.Context, term string) (int, error) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	found := 0
+	for info := range p.h.DHT.FindProvidersAsync(ctx, TermCID(p.h.Namespace, term), wire.MaxCapsRecords) {
+		if info.ID == p.h.ID() || info.ID == "" {
+			continue
+		}
+		found++
+		p.mu.Lock()
+		_, known := p.entries[info.ID]
+		p.mu.Unlock()
+		if known {
+			continue
+		}
+		if len(info.Addrs) > 0 {
+			p.h.Peerstore().AddAddrs(info.ID, info.Addrs, peerstore.TempAddrTTL)
+		}
+		if err := p.Ask(ctx, info.ID); err != nil {
+			p.log.Debug("discovered provider did not answer", "peer", info.ID, "err", err)
+		}
+	}
+	return found, ctx.Err()
+}
+
+func (p *Pool) discoverLoop() {
+	defer p.wg.Done()
+	// Give the DHT a moment to fill its routing table first.
+	t := time.NewTimer(3 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-p.ctx.Done():
+			return
+		case <-t.C:
+		}
+		if n, err := p.Discover(p.ctx, "role:provider"); err != nil && p.ctx.Err() == nil && !errors.Is(err, context.DeadlineExceeded) {
+			p.log.Debug("dht discovery", "found", n, "err", err)
+		}
+		t.Reset(p.cfg.DiscoverInterval)
+	}
+}
