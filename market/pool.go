@@ -69,7 +69,10 @@ type PoolConfig struct {
 	// DiscoverInterval is how often the DHT is searched for providers;
 	// negative turns the search off (Discover can still be called).
 	DiscoverInterval time.Duration
-	Logger           *slog.Logger
+	// NoAskOnConnect stops asking each newly connected peer for its
+	// records (a test knob: records then come from gossip and Discover).
+	NoAskOnConnect bool
+	Logger         *slog.Logger
 }
 
 // PoolStats counts what the pool did with the records it was offered.
@@ -176,11 +179,13 @@ func (p *Pool) Start() error {
 	p.started = true
 	p.mu.Unlock()
 	p.h.SetStreamHandler(wire.ProtoCaps, p.handleCaps)
-	p.h.Network().Notify(&network.NotifyBundle{ConnectedF: func(_ network.Network, c network.Conn) {
-		p.goAsk(c.RemotePeer())
-	}})
-	for _, id := range p.h.Network().Peers() {
-		p.goAsk(id)
+	if !p.cfg.NoAskOnConnect {
+		p.h.Network().Notify(&network.NotifyBundle{ConnectedF: func(_ network.Network, c network.Conn) {
+			p.goAsk(c.RemotePeer())
+		}})
+		for _, id := range p.h.Network().Peers() {
+			p.goAsk(id)
+		}
 	}
 	p.wg.Add(3)
 	go p.readLoop()

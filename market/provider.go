@@ -26,6 +26,9 @@ const (
 	// DefaultOutboxTTL is how long an undelivered result is kept and
 	// retried before it is given up.
 	DefaultOutboxTTL = 24 * time.Hour
+	// DefaultHeartbeat is how often a provider tells the requestor it still
+	// holds a task.
+	DefaultHeartbeat = 2 * time.Second
 	// DefaultOutputsTTL is how long outputs stay pinned after delivery.
 	DefaultOutputsTTL = time.Hour
 	// maxRedeliveryPause caps the back-off between delivery attempts.
@@ -93,7 +96,9 @@ type ProviderConfig struct {
 	Content ContentStore
 	// Images caches loaded images by CID.
 	Images ImageCache
-	Logger *slog.Logger
+	// Heartbeat is the interval of heartbeats while a task is held.
+	Heartbeat time.Duration
+	Logger    *slog.Logger
 	// OnChange, when set, is called after free capacity changed (a
 	// reservation, an award, a release). It runs with the provider's
 	// capacity lock held: it must only signal (the advertiser's Changed).
@@ -139,6 +144,9 @@ func NewProvider(h *p2p.Host, store ExecStore, topic *pubsub.Topic, executors []
 	}
 	if cfg.OutputsTTL <= 0 {
 		cfg.OutputsTTL = DefaultOutputsTTL
+	}
+	if cfg.Heartbeat <= 0 {
+		cfg.Heartbeat = DefaultHeartbeat
 	}
 	if cfg.WorkDir == "" {
 		return nil, errors.New("provider: a work directory is required")
@@ -419,6 +427,14 @@ func (p *Provider) run(ctx context.Context, ex executor.Executor, rec *ExecRecor
 		p.mu.Unlock()
 		p.ledger.release(rec.Key)
 	}()
+	beatCtx, stopBeats := context.WithCancel(ctx)
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		p.heartbeat(beatCtx, rec)
+	}()
+	defer stopBeats()
+
 	started := time.Now().UTC()
 	rep := &wire.Report{TaskID: rec.TaskID, Attempt: rec.Attempt, State: wire.ExecCompleted}
 	res := &wire.Result{ExitCode: -1, StartedAt: started}
@@ -477,6 +493,37 @@ func (p *Provider) run(ctx context.Context, ex executor.Executor, rec *ExecRecor
 	}
 	p.log.Info("task finished", "task", rec.TaskID, "exit", res.ExitCode, "err", res.Error, "wall_ms", res.Usage.WallMS)
 	p.goDeliver(saved)
+}
+
+// heartbeat tells the requestor every Heartbeat that this provider still
+// holds the task, until ctx ends (the result is ready or the task stopped).
+func (p *Provider) heartbeat(ctx context.Context, rec *ExecRecord) {
+	requestor, _ := peer.Decode(rec.Requestor)
+	t := time.NewTicker(p.cfg.Heartbeat)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		rctx, cancel := context.WithTimeout(ctx, p.cfg.Heartbeat)
+		var ack wire.Ack
+		err := p2p.Request(rctx, p.h, requestor, wire.ProtoReport, &wire.Report{TaskID: rec.TaskID, Attempt: rec.Attempt, State: wire.ExecHeartbeat}, wire.MaxAckSize, &ack)
+		cancel()
+		if err == nil && !ack.OK {
+			// The requestor no longer wants it from us (canceled, settled
+			// elsewhere, or moved on after losing us): stop.
+			p.log.Info("requestor dropped the task", "task", rec.TaskID, "reason", ack.Reason)
+			p.mu.Lock()
+			stop := p.running[rec.Key]
+			p.mu.Unlock()
+			if stop != nil {
+				stop(errCanceled)
+			}
+			return
+		}
+	}
 }
 
 // markRunning persists the running state and tells the requestor, best

@@ -38,6 +38,9 @@ const (
 	DefaultTaskTimeout = 10 * time.Minute
 	// DefaultRetries is the retry budget of a spec that says nothing.
 	DefaultRetries = 2
+	// DefaultHeartbeatTimeout is how long a provider holding a task may stay
+	// silent before the task moves on to another provider.
+	DefaultHeartbeatTimeout = 8 * time.Second
 	// DefaultQueueTimeout bounds how long a task may wait for a provider
 	// with free capacity before it fails.
 	DefaultQueueTimeout = 30 * time.Minute
@@ -48,6 +51,8 @@ type RequestorConfig struct {
 	BidWindow    time.Duration
 	ProviderWait time.Duration
 	ResultGrace  time.Duration
+	// HeartbeatTimeout: see DefaultHeartbeatTimeout.
+	HeartbeatTimeout time.Duration
 	// Content fetches outputs; nil leaves outputs on the provider.
 	Content ContentStore
 	Logger  *slog.Logger
@@ -74,6 +79,9 @@ type Requestor struct {
 	watchers map[string]map[*watcher]struct{}
 	drivers  map[string]bool
 	peersCh  chan struct{} // closed and replaced when topic peers change
+	// lastBeat is when the provider holding a task was last heard from
+	// (kept in memory: after a restart every provider gets a fresh grace).
+	lastBeat map[string]time.Time
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -105,6 +113,9 @@ func NewRequestor(h *p2p.Host, store TaskStore, topic *pubsub.Topic, cfg Request
 	if cfg.ResultGrace <= 0 {
 		cfg.ResultGrace = DefaultResultGrace
 	}
+	if cfg.HeartbeatTimeout <= 0 {
+		cfg.HeartbeatTimeout = DefaultHeartbeatTimeout
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -112,7 +123,7 @@ func NewRequestor(h *p2p.Host, store TaskStore, topic *pubsub.Topic, cfg Request
 	r := &Requestor{
 		h: h, store: store, cfg: cfg, log: cfg.Logger.With("role", "requestor"), topic: topic,
 		auctions: map[string]*auction{}, watchers: map[string]map[*watcher]struct{}{},
-		drivers: map[string]bool{}, peersCh: make(chan struct{}),
+		drivers: map[string]bool{}, peersCh: make(chan struct{}), lastBeat: map[string]time.Time{},
 		ctx: ctx, cancel: cancel,
 	}
 	evts, err := topic.EventHandler()
@@ -719,10 +730,41 @@ func (r *Requestor) awaitResult(t *Task) error {
 	deadline := time.NewTimer(time.Until(awardedAt.Add(timeout + r.cfg.ResultGrace)))
 	defer deadline.Stop()
 	attempt := t.Attempt
+	r.beat(t.ID)
+	defer func() {
+		r.mu.Lock()
+		delete(r.lastBeat, t.ID)
+		r.mu.Unlock()
+	}()
+	alive := time.NewTicker(r.cfg.HeartbeatTimeout / 4)
+	defer alive.Stop()
 	for {
 		select {
 		case <-r.ctx.Done():
 			return nil
+		case <-alive.C:
+			r.mu.Lock()
+			silent := time.Since(r.lastBeat[t.ID])
+			r.mu.Unlock()
+			limit := r.cfg.HeartbeatTimeout
+			if pid, err := peer.Decode(t.Provider); err == nil && r.h.Network().Connectedness(pid) != network.Connected {
+				limit /= 2 // no connection either: it is most likely gone
+			}
+			if silent < limit {
+				continue
+			}
+			provider := t.Provider
+			why := fmt.Sprintf("%s went silent (no heartbeat for %s)", short(provider), silent.Round(time.Second))
+			r.log.Info("provider lost", "task", t.ID, "peer", provider, "silent", silent)
+			_, err := r.update(t.ID, transition(StateBidding, []State{StateAwarded, StateRunning}, func(t *Task) {
+				if e := t.execution(provider, attempt); e != nil {
+					e.State = wire.ExecFailed
+					e.FinishedAt = time.Now().UTC()
+				}
+				t.Provider = ""
+				t.Reason = why + "; trying another provider"
+			}))
+			return err
 		case cur := <-ch:
 			if cur.State.IsTerminal() || cur.Attempt != attempt || cur.State == StateBidding || cur.Result != nil {
 				return nil
@@ -741,6 +783,13 @@ func (r *Requestor) awaitResult(t *Task) error {
 			return err
 		}
 	}
+}
+
+// beat records that the provider holding task id was heard from.
+func (r *Requestor) beat(id string) {
+	r.mu.Lock()
+	r.lastBeat[id] = time.Now()
+	r.mu.Unlock()
 }
 
 // outputFetchTries bounds how often fetching a task's outputs is tried.
@@ -842,12 +891,22 @@ func (r *Requestor) applyReport(from peer.ID, rep *wire.Report) wire.Ack {
 		return wire.Ack{Reason: "not awarded to you"}
 	}
 	if t.State.IsTerminal() {
+		if rep.State == wire.ExecHeartbeat {
+			return wire.Ack{Reason: "task already " + string(t.State)}
+		}
 		// Already settled (canceled, or completed by another attempt):
 		// acknowledge so the provider can clear its outbox.
 		return wire.Ack{OK: true, Reason: "task already " + string(t.State)}
 	}
 	provider, attempt := from.String(), rep.Attempt
+	if provider == t.Provider && attempt == t.Attempt {
+		r.beat(t.ID)
+	}
 	switch rep.State {
+	case wire.ExecHeartbeat:
+		if provider != t.Provider || attempt != t.Attempt {
+			return wire.Ack{Reason: "no longer yours"}
+		}
 	case wire.ExecRunning:
 		_, err = r.update(t.ID, transition(StateRunning, []State{StateAwarded}, func(t *Task) {
 			if e := t.execution(provider, attempt); e != nil {

@@ -100,6 +100,7 @@ func (s *apiServer) routes() http.Handler {
 	mux.HandleFunc("GET /api/v1/tasks/{id}", s.getTask)
 	mux.HandleFunc("GET /api/v1/tasks/{id}/events", s.taskEvents)
 	mux.HandleFunc("POST /api/v1/tasks/{id}/cancel", s.cancelTask)
+	s.poolRoutes(mux)
 	s.contentRoutes(mux)
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such API route: "+r.Method+" "+r.URL.Path)

@@ -78,6 +78,10 @@ type Config struct {
 	ExecutorImpls []executor.Executor
 	// Labels describe the provider (e.g. fpga=xilinx).
 	Labels map[string]string
+	// MDNS finds peers of the same swarm on the local network.
+	MDNS bool
+	// DisableNAT turns NAT traversal off (see p2p.Config.DisableNAT).
+	DisableNAT bool
 	// Price in credits per CPU-second.
 	Price float64
 	// Capacity overrides the detected capacity offered by a provider.
@@ -102,6 +106,8 @@ type Node struct {
 	content   *content.Store
 	req       *market.Requestor
 	prov      *market.Provider
+	pool      *market.Pool       // every node's view of the providers
+	adv       *market.Advertiser // a provider's capability adverts
 	executors []executor.Executor
 	api       *apiServer
 
@@ -130,7 +136,8 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("node: %w", err)
 	}
-	hcfg := p2p.Config{Identity: key, Listen: cfg.Listen, Bootstrap: cfg.Bootstrap, Logger: cfg.Logger}
+	hcfg := p2p.Config{Identity: key, Listen: cfg.Listen, Bootstrap: cfg.Bootstrap, Logger: cfg.Logger,
+		MDNS: cfg.MDNS, DisableNAT: cfg.DisableNAT, ScoredTopics: []string{wire.TopicTasks, wire.TopicCaps}}
 	if hcfg.SwarmKey, err = loadSwarmKey(cfg); err != nil {
 		return nil, fmt.Errorf("node: %w", err)
 	}
@@ -148,8 +155,12 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("node: join task topic: %w", err)
 	}
+	if err := n.startPool(); err != nil {
+		return nil, fmt.Errorf("node: pool: %w", err)
+	}
 	n.req, err = market.NewRequestor(n.host, storage.NewTable[market.Task](n.db, "tasks"), topic, market.RequestorConfig{
 		BidWindow: cfg.BidWindow, ProviderWait: cfg.ProviderWait, Logger: cfg.Logger, Content: cs,
+		KnownProviders: n.pool.KnownProviders,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("node: %w", err)
@@ -165,12 +176,19 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 		n.prov, err = market.NewProvider(n.host, storage.NewTable[market.ExecRecord](n.db, "executions"), topic, n.executors, market.ProviderConfig{
 			Capacity: capacity, Price: cfg.Price, Logger: cfg.Logger,
 			WorkDir: filepath.Join(cfg.Home, "work"), Content: cs,
-			Images: storage.NewTable[market.CachedImage](n.db, "images"),
+			Images:   storage.NewTable[market.CachedImage](n.db, "images"),
+			OnChange: n.advertChanged,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("node: %w", err)
 		}
+		if err := n.newAdvertiser(ctx, capacity); err != nil {
+			return nil, fmt.Errorf("node: %w", err)
+		}
 		if err := n.prov.Start(); err != nil {
+			return nil, fmt.Errorf("node: %w", err)
+		}
+		if err := n.adv.Start(); err != nil {
 			return nil, fmt.Errorf("node: %w", err)
 		}
 	}
@@ -211,6 +229,7 @@ func (n *Node) Close() error {
 		if n.req != nil {
 			errs = append(errs, n.req.Close())
 		}
+		errs = append(errs, n.closePool())
 		for _, e := range n.executors {
 			if c, ok := e.(interface{ Close() error }); ok {
 				errs = append(errs, c.Close())

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -278,5 +279,91 @@ func TestAPIAuthAndErrors(t *testing.T) {
 	ts, err := c.List(t.Context())
 	if err != nil || len(ts) != 0 {
 		t.Errorf("bad requests created tasks: %v %d", err, len(ts))
+	}
+}
+
+func TestFailoverWhenProviderVanishes(t *testing.T) {
+	testimage.RequireDocker(t)
+	testimage.Ensure(t, testimage.DefaultTag)
+	cheap := startNode(t, t.TempDir(), true, nil, func(c *node.Config) { c.Price = 0.1 })
+	dear := startNode(t, t.TempDir(), true, cheap.Identity().Addrs, func(c *node.Config) { c.Price = 0.2 })
+	req := startNode(t, t.TempDir(), false, cheap.Identity().Addrs)
+	// Both providers must be known before the task is announced.
+	waitPeers(t, req, 2)
+
+	sub, err := req.Submit(t.Context(), helloSpec("sleep", "3s"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	err = req.Watch(ctx, sub.ID, func(t *node.Task) error {
+		if t.State == "running" {
+			return io.EOF
+		}
+		return nil
+	})
+	if err != io.EOF {
+		t.Fatalf("task never ran: %v", err)
+	}
+	if cur, _ := req.Get(sub.ID); cur.Provider != cheap.ID().String() {
+		t.Fatalf("the cheaper provider should have won, got %s", cur.Provider)
+	}
+	start := time.Now()
+	cheap.Close() // the provider vanishes mid-run
+	got := waitFor(t, req, sub.ID, time.Minute)
+	if got.State != "completed" || got.Provider != dear.ID().String() {
+		t.Fatalf("after failover: %s on %s (%s)", got.State, got.Provider, got.Error)
+	}
+	if len(got.Executions) != 2 || got.Executions[0].State != "failed" {
+		t.Errorf("executions: %+v", got.Executions)
+	}
+	t.Logf("failover completed %s after the provider vanished", time.Since(start).Round(time.Millisecond))
+}
+
+func TestCancelStopsTheContainer(t *testing.T) {
+	testimage.RequireDocker(t)
+	testimage.Ensure(t, testimage.DefaultTag)
+	prov := startNode(t, t.TempDir(), true, nil)
+	req := startNode(t, t.TempDir(), false, prov.Identity().Addrs)
+	sub, err := req.Submit(t.Context(), helloSpec("sleep", "60s"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	_ = req.Watch(ctx, sub.ID, func(t *node.Task) error {
+		if t.State == "running" {
+			return io.EOF
+		}
+		return nil
+	})
+	start := time.Now()
+	got, err := req.Cancel(t.Context(), sub.ID)
+	if err != nil || got.State != "canceled" {
+		t.Fatalf("cancel: %v %+v", err, got)
+	}
+	// The provider frees the capacity once the container is gone: a new
+	// task that needs all of it runs.
+	all := helloSpec("echo", "after")
+	all.Resources.CPUs = float64(runtime.NumCPU())
+	sub2, err := req.Submit(t.Context(), all)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := waitFor(t, req, sub2.ID, 30*time.Second); got.State != "completed" {
+		t.Fatalf("task after cancel: %s %s", got.State, got.Error)
+	}
+	t.Logf("capacity free again %s after cancel", time.Since(start).Round(time.Millisecond))
+}
+
+func waitPeers(t *testing.T, n *node.Node, want int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for len(n.Peers()) < want {
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d peers after 10s", len(n.Peers()))
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

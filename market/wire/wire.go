@@ -392,6 +392,9 @@ type AwardReply struct {
 
 // Execution states reported by providers.
 const (
+	// ExecHeartbeat says the provider still holds the task (preparing or
+	// running); it changes no state.
+	ExecHeartbeat = "heartbeat"
 	ExecRunning   = "running"
 	ExecCompleted = "completed" // the workload ran to its own exit (any code)
 	ExecFailed    = "failed"    // it could not run or was stopped (see Error)
@@ -448,7 +451,7 @@ func (r *Report) Validate() error {
 		return invalid("negative attempt")
 	}
 	switch r.State {
-	case ExecRunning:
+	case ExecRunning, ExecHeartbeat:
 	case ExecCompleted, ExecFailed:
 		if r.Result == nil {
 			return invalid("%s report without a result", r.State)

@@ -1,0 +1,360 @@
+package market_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/offload-project/offload/market"
+	"github.com/offload-project/offload/market/wire"
+	"github.com/offload-project/offload/p2p"
+	"github.com/offload-project/offload/storage"
+)
+
+func testLog(t *testing.T) *slog.Logger {
+	if !testing.Verbose() {
+		return slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("test", t.Name())
+}
+
+func newKey(t *testing.T) crypto.PrivKey {
+	t.Helper()
+	k, _, err := crypto.GenerateEd25519Key(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+func newHost(t *testing.T, boot ...*p2p.Host) *p2p.Host {
+	t.Helper()
+	var addrs []string
+	for _, b := range boot {
+		addrs = append(addrs, b.FullAddrs()...)
+	}
+	h, err := p2p.New(t.Context(), p2p.Config{
+		Identity: newKey(t), Listen: []string{"/ip4/127.0.0.1/tcp/0"}, Bootstrap: addrs,
+		Logger: testLog(t), ScoredTopics: []string{wire.TopicCaps, wire.TopicTasks},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close() })
+	return h
+}
+
+type poolNode struct {
+	h     *p2p.Host
+	pool  *market.Pool
+	topic *pubsub.Topic
+}
+
+func newPool(t *testing.T, h *p2p.Host, cfg market.PoolConfig) *poolNode {
+	t.Helper()
+	db, err := storage.Open(t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	topic, err := h.PubSub.Join(h.Topic(wire.TopicCaps))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = testLog(t)
+	}
+	if cfg.DiscoverInterval == 0 {
+		cfg.DiscoverInterval = -1
+	}
+	p, err := market.NewPool(h, topic, storage.NewTable[market.PoolEntry](db, "pool"), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		p.Close()
+		db.Close()
+	})
+	return &poolNode{h: h, pool: p, topic: topic}
+}
+
+func advertise(t *testing.T, pn *poolNode, cfg market.AdvertiserConfig) *market.Advertiser {
+	t.Helper()
+	if cfg.Free == nil {
+		cfg.Free = func() market.Capacity { return market.Capacity{CPUs: 2, MemoryBytes: 1 << 30} }
+	}
+	if cfg.Executors == nil {
+		cfg.Executors = []string{"wasm"}
+	}
+	if cfg.Hardware.OS == "" {
+		cfg.Hardware = wire.Hardware{OS: "linux", Arch: "amd64", CPUs: 2, MemoryBytes: 2 << 30}
+	}
+	cfg.Logger = testLog(t)
+	a, err := market.NewAdvertiser(pn.pool, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close() })
+	return a
+}
+
+func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", d, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func inPool(p *market.Pool, id peer.ID) bool {
+	for _, e := range p.List(market.PoolFilter{}) {
+		if e.Record.PeerID() == id {
+			return true
+		}
+	}
+	return false
+}
+
+func TestPoolFilterMatch(t *testing.T) {
+	rec := &wire.CapRecord{
+		Hardware: wire.Hardware{OS: "linux", Arch: "amd64", CPUs: 8, MemoryBytes: 32 << 30,
+			GPUs: []wire.GPU{
+				{Vendor: "nvidia", Model: "NVIDIA H100 80GB HBM3", MemoryBytes: 80 << 30},
+				{Vendor: "nvidia", Model: "NVIDIA H100 80GB HBM3", MemoryBytes: 80 << 30},
+			},
+			Labels: map[string]string{"fpga": "xilinx", "zone": "eu"}},
+		Executors: []string{"docker", "wasm"},
+		Capacity:  wire.Resources{CPUs: 16, MemoryBytes: 24 << 30},
+	}
+	bare := &wire.CapRecord{Hardware: wire.Hardware{OS: "darwin", Arch: "arm64", CPUs: 4, MemoryBytes: 8 << 30}, Executors: []string{"wasm"}}
+	for _, tc := range []struct {
+		name       string
+		f          market.PoolFilter
+		rec, bare_ bool
+	}{
+		{"empty matches all", market.PoolFilter{}, true, true},
+		{"any matches all", market.PoolFilter{Arch: "any", OS: "ANY", GPUModel: "any", Executor: "any", Labels: map[string]string{"fpga": "any"}}, true, true},
+		{"cpus within hardware", market.PoolFilter{CPUs: 8}, true, false},
+		{"cpus within offered capacity", market.PoolFilter{CPUs: 12}, true, false},
+		{"cpus beyond both", market.PoolFilter{CPUs: 17}, false, false},
+		{"fractional cpus", market.PoolFilter{CPUs: 3.5}, true, true},
+		{"memory", market.PoolFilter{MemoryBytes: 16 << 30}, true, false},
+		{"memory too much", market.PoolFilter{MemoryBytes: 64 << 30}, false, false},
+		{"gpus count", market.PoolFilter{GPUs: 2}, true, false},
+		{"gpus too many", market.PoolFilter{GPUs: 3}, false, false},
+		{"gpu model substring, any case", market.PoolFilter{GPUModel: "h100"}, true, false},
+		{"gpu model and count", market.PoolFilter{GPUModel: "H100", GPUs: 2}, true, false},
+		{"gpu model missing", market.PoolFilter{GPUModel: "a100"}, false, false},
+		{"arch", market.PoolFilter{Arch: "amd64"}, true, false},
+		{"arch alias", market.PoolFilter{Arch: "x86_64"}, true, false},
+		{"arch arm alias", market.PoolFilter{Arch: "aarch64"}, false, true},
+		{"os", market.PoolFilter{OS: "Darwin"}, false, true},
+		{"executor", market.PoolFilter{Executor: "docker"}, true, false},
+		{"executor both", market.PoolFilter{Executor: "wasm"}, true, true},
+		{"label", market.PoolFilter{Labels: map[string]string{"fpga": "xilinx"}}, true, false},
+		{"label other value", market.PoolFilter{Labels: map[string]string{"fpga": "altera"}}, false, false},
+		{"labels all required", market.PoolFilter{Labels: map[string]string{"fpga": "xilinx", "zone": "us"}}, false, false},
+		{"combined", market.PoolFilter{CPUs: 4, GPUs: 1, Arch: "amd64", OS: "linux", Executor: "docker", Labels: map[string]string{"zone": "eu"}}, true, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := tc.f.Match(rec); got != tc.rec {
+				t.Errorf("full record: got %v, want %v", got, tc.rec)
+			}
+			if got := tc.f.Match(bare); got != tc.bare_ {
+				t.Errorf("bare record: got %v, want %v", got, tc.bare_)
+			}
+		})
+	}
+}
+
+func TestPoolTermsAndFilterFor(t *testing.T) {
+	rec := &wire.CapRecord{Hardware: wire.Hardware{OS: "linux", Arch: "amd64",
+		GPUs: []wire.GPU{{Vendor: "nvidia"}, {Vendor: "nvidia"}}, Labels: map[string]string{"fpga": "xilinx"}}, Executors: []string{"docker"}}
+	got := strings.Join(market.Terms(rec), " ")
+	want := "arch:amd64 executor:docker gpu:nvidia label:fpga=xilinx os:linux role:provider"
+	if got != want {
+		t.Errorf("terms = %q, want %q", got, want)
+	}
+	if market.TermCID("", "gpu:nvidia") == market.TermCID("abc", "gpu:nvidia") {
+		t.Error("a private swarm must have its own DHT keys")
+	}
+	f := market.FilterFor(wire.Requirements{Runtime: "wasm", Resources: wire.Resources{CPUs: 2, GPUs: 1}})
+	if f.Executor != "wasm" || f.CPUs != 2 || f.GPUs != 1 {
+		t.Errorf("FilterFor = %+v", f)
+	}
+}
+
+// signRaw signs rec with key, bypassing SignCapRecord's checks.
+func signRaw(t *testing.T, rec *wire.CapRecord, key crypto.PrivKey) []byte {
+	t.Helper()
+	body, err := json.Marshal(rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sig, err := key.Sign(append([]byte("offload-caps-record:"), body...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	env, err := json.Marshal(&wire.SignedCapRecord{Record: body, Signature: sig})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return env
+}
+
+func rawRecord(id peer.ID, seq uint64) *wire.CapRecord {
+	now := time.Now()
+	return &wire.CapRecord{
+		Version: wire.Version, Peer: id.String(), Hardware: wire.Hardware{OS: "linux", Arch: "amd64", CPUs: 1},
+		Executors: []string{"wasm"}, Seq: seq, IssuedAt: now.UnixMilli(), Expires: now.Add(time.Minute).UnixMilli(),
+	}
+}
+
+// TestForgedRecordsRejectedAndCounted publishes forged records from a peer
+// that runs no validator of its own: the victim's validator rejects each
+// one, counts it, and keeps none in its pool.
+func TestForgedRecordsRejectedAndCounted(t *testing.T) {
+	victimHost := newHost(t)
+	victim := newPool(t, victimHost, market.PoolConfig{})
+	attacker := newHost(t, victimHost)
+	topic, err := attacker.PubSub.Join(attacker.Topic(wire.TopicCaps))
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "the attacker to see the victim on the topic", func() bool { return len(topic.ListPeers()) > 0 })
+
+	// An honest record first: it is accepted, which shows the path works.
+	akey := attacker.Peerstore().PrivKey(attacker.ID())
+	honest := signRaw(t, rawRecord(attacker.ID(), 10), akey)
+	if err := topic.Publish(t.Context(), honest); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "the honest record", func() bool { return inPool(victim.pool, attacker.ID()) })
+
+	other := newKey(t)
+	otherID, _ := peer.IDFromPrivateKey(other)
+	bigRec := rawRecord(attacker.ID(), 20)
+	bigRec.Software = strings.Repeat("x", 20<<10)
+	forged := map[string][]byte{
+		"bad signature":   signRaw(t, rawRecord(attacker.ID(), 11), other), // claims the attacker, signed by another key
+		"author mismatch": signRaw(t, rawRecord(otherID, 1), other),        // valid record of another peer, gossiped by the attacker
+		"malformed":       []byte(`{"record": "bm90IGpzb24=", "sig": "AAAA"}`),
+		"oversized":       signRaw(t, bigRec, akey),
+	}
+	for _, reason := range []string{"bad signature", "author mismatch", "malformed", "oversized"} {
+		if err := topic.Publish(t.Context(), forged[reason]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, 10*time.Second, "four rejections", func() bool { return victim.pool.Stats().Rejected >= 4 })
+	st := victim.pool.Stats()
+	t.Logf("victim stats: %+v", st)
+	for reason := range forged {
+		if st.Reasons[reason] != 1 {
+			t.Errorf("reason %q counted %d times, want 1", reason, st.Reasons[reason])
+		}
+	}
+	if inPool(victim.pool, otherID) {
+		t.Error("a record gossiped by another author entered the pool")
+	}
+	for _, e := range victim.pool.List(market.PoolFilter{}) {
+		if e.Record.Seq != 10 {
+			t.Errorf("pool holds %s seq %d, want only the honest seq 10", e.Record.Peer, e.Record.Seq)
+		}
+	}
+
+	// A stale sequence number is ignored, not rejected.
+	if err := topic.Publish(t.Context(), signRaw(t, rawRecord(attacker.ID(), 9), akey)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "the stale record to be ignored", func() bool { return victim.pool.Stats().Reasons["stale"] == 1 })
+}
+
+func TestExpiredRecordLeavesPool(t *testing.T) {
+	a := newHost(t)
+	b := newHost(t, a)
+	pa := newPool(t, a, market.PoolConfig{SweepInterval: 50 * time.Millisecond})
+	pb := newPool(t, b, market.PoolConfig{SweepInterval: 50 * time.Millisecond})
+	adv := advertise(t, pa, market.AdvertiserConfig{TTL: 1500 * time.Millisecond, Interval: time.Hour, ProvideInterval: -1})
+	eventually(t, 10*time.Second, "b to see a", func() bool { return inPool(pb.pool, a.ID()) })
+	adv.Close()
+	start := time.Now()
+	eventually(t, 5*time.Second, "a's record to expire in b's pool", func() bool { return !inPool(pb.pool, a.ID()) })
+	t.Logf("record left the pool %s after the advertiser stopped", time.Since(start).Round(time.Millisecond))
+	if pb.pool.Stats().Expired == 0 {
+		t.Error("expiry not counted")
+	}
+}
+
+func TestAdvertRepublishesOnChange(t *testing.T) {
+	a := newHost(t)
+	b := newHost(t, a)
+	pa := newPool(t, a, market.PoolConfig{})
+	pb := newPool(t, b, market.PoolConfig{})
+	free := make(chan market.Capacity, 1)
+	free <- market.Capacity{CPUs: 4}
+	cur := market.Capacity{CPUs: 4}
+	getFree := func() market.Capacity {
+		select {
+		case c := <-free:
+			cur = c
+		default:
+		}
+		return cur
+	}
+	adv := advertise(t, pa, market.AdvertiserConfig{Free: getFree, Interval: time.Hour, MinGap: 10 * time.Millisecond, ProvideInterval: -1})
+	eventually(t, 10*time.Second, "b to see a", func() bool { return inPool(pb.pool, a.ID()) })
+	free <- market.Capacity{CPUs: 1}
+	adv.Changed()
+	eventually(t, 10*time.Second, "b to see the new free capacity", func() bool {
+		es := pb.pool.List(market.PoolFilter{})
+		return len(es) == 1 && es[0].Record.Free.CPUs == 1
+	})
+}
+
+// TestDHTDiscoveryWithoutGossip finds a provider only through the DHT: both
+// are connected to a bare DHT node that neither gossips capability records
+// nor answers the caps protocol.
+func TestDHTDiscoveryWithoutGossip(t *testing.T) {
+	dhtNode := newHost(t)
+	prov := newHost(t, dhtNode)
+	pp := newPool(t, prov, market.PoolConfig{})
+	advertise(t, pp, market.AdvertiserConfig{Hardware: wire.Hardware{OS: "linux", Arch: "amd64", GPUs: []wire.GPU{{Vendor: "nvidia", Model: "T4"}}}})
+	// The requestor comes after the advert was gossiped (to nobody) and
+	// does not ask the peers it connects to.
+	req := newHost(t, dhtNode)
+	pr := newPool(t, req, market.PoolConfig{NoAskOnConnect: true})
+	if inPool(pr.pool, prov.ID()) {
+		t.Fatal("the requestor knew the provider before searching")
+	}
+	start := time.Now()
+	eventually(t, 30*time.Second, "a DHT search to find the provider", func() bool {
+		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+		defer cancel()
+		if _, err := pr.pool.Discover(ctx, "gpu:nvidia"); err != nil {
+			t.Logf("discover: %v", err)
+		}
+		return inPool(pr.pool, prov.ID())
+	})
+	if n, _ := pr.pool.Discover(t.Context(), "gpu:amd"); n != 0 {
+		t.Errorf("found %d providers of gpu:amd, want none", n)
+	}
+	t.Logf("found through the DHT in %s (requestor pool stats %+v)", time.Since(start).Round(time.Millisecond), pr.pool.Stats())
+}

@@ -1,0 +1,88 @@
+package node
+
+import (
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/docker/go-units"
+
+	"github.com/offload-project/offload/client"
+	"github.com/offload-project/offload/market"
+)
+
+// poolRoutes adds the pool's routes:
+//
+//	GET /api/v1/pool?cpus=&memory=&gpus=&gpu_model=&arch=&os=&executor=&label=k=v...
+//	GET /api/v1/pool/stats
+func (s *apiServer) poolRoutes(mux *http.ServeMux) {
+	mux.HandleFunc("GET /api/v1/pool", s.getPool)
+	mux.HandleFunc("GET /api/v1/pool/stats", s.getPoolStats)
+}
+
+func (s *apiServer) getPool(w http.ResponseWriter, r *http.Request) {
+	f, err := ParsePoolFilter(r.URL.Query())
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, s.n.Pool(f))
+}
+
+func (s *apiServer) getPoolStats(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, s.n.PoolStats())
+}
+
+// ParsePoolFilter reads a pool filter from query parameters (see
+// client.PoolFilter.Query). A parameter set to "any" (or empty) does not
+// filter; memory takes sizes such as 512m or 2g, or bytes.
+func ParsePoolFilter(q url.Values) (client.PoolFilter, error) {
+	var f client.PoolFilter
+	set := func(name string) (string, bool) {
+		v := strings.TrimSpace(q.Get(name))
+		return v, v != "" && !strings.EqualFold(v, market.Any)
+	}
+	if v, ok := set("cpus"); ok {
+		n, err := strconv.ParseFloat(v, 64)
+		if err != nil || n < 0 {
+			return f, fmt.Errorf("cpus %q is not a non-negative number", v)
+		}
+		f.CPUs = n
+	}
+	if v, ok := set("memory"); ok {
+		n, err := units.RAMInBytes(v)
+		if err != nil || n < 0 {
+			return f, fmt.Errorf("memory %q is not a size (try 512m or 2g)", v)
+		}
+		f.MemoryBytes = n
+	}
+	if v, ok := set("gpus"); ok {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			return f, fmt.Errorf("gpus %q is not a non-negative integer", v)
+		}
+		f.GPUs = n
+	}
+	f.GPUModel, _ = set("gpu_model")
+	f.Arch, _ = set("arch")
+	f.OS, _ = set("os")
+	f.Executor, _ = set("executor")
+	for _, kv := range q["label"] {
+		for _, part := range strings.Split(kv, ",") {
+			if part = strings.TrimSpace(part); part == "" {
+				continue
+			}
+			k, v, ok := strings.Cut(part, "=")
+			if !ok || k == "" {
+				return f, fmt.Errorf("label %q is not k=v", part)
+			}
+			if f.Labels == nil {
+				f.Labels = map[string]string{}
+			}
+			f.Labels[k] = v
+		}
+	}
+	return f, nil
+}

@@ -1,0 +1,121 @@
+package node
+
+import (
+	"context"
+	"runtime/debug"
+	"slices"
+	"time"
+
+	"github.com/offload-project/offload/client"
+	"github.com/offload-project/offload/executor/hardware"
+	"github.com/offload-project/offload/market"
+	"github.com/offload-project/offload/market/wire"
+	"github.com/offload-project/offload/storage"
+)
+
+// startPool joins the capability topic and starts the pool every node runs.
+func (n *Node) startPool() error {
+	topic, err := n.host.PubSub.Join(n.host.Topic(wire.TopicCaps))
+	if err != nil {
+		return err
+	}
+	n.pool, err = market.NewPool(n.host, topic, storage.NewTable[market.PoolEntry](n.db, "pool"), market.PoolConfig{Logger: n.cfg.Logger})
+	if err != nil {
+		return err
+	}
+	return n.pool.Start()
+}
+
+// newAdvertiser detects the machine and prepares the provider's adverts;
+// the provider's OnChange (advertChanged) reaches it once n.adv is set.
+func (n *Node) newAdvertiser(ctx context.Context, capacity market.Capacity) error {
+	info, err := hardware.Detect(ctx, hardware.Options{Dir: n.cfg.Home, Labels: n.cfg.Labels})
+	if err != nil {
+		n.log.Debug("hardware detection incomplete", "err", err)
+	}
+	hw := wire.Hardware{
+		OS: info.OS, Arch: info.Arch, CPUModel: info.CPUModel, CPUs: info.CPUs,
+		MemoryBytes: info.MemoryBytes, DiskFreeBytes: info.DiskFreeBytes,
+		GPUs: []wire.GPU{}, Labels: info.Labels,
+	}
+	for _, g := range info.GPUs {
+		hw.GPUs = append(hw.GPUs, wire.GPU{Vendor: g.Vendor, Model: g.Model, MemoryBytes: g.MemoryBytes})
+	}
+	var exs []string
+	for _, e := range n.executors {
+		exs = append(exs, e.Name())
+	}
+	n.adv, err = market.NewAdvertiser(n.pool, market.AdvertiserConfig{
+		Hardware: hw, Executors: exs, Price: n.cfg.Price, Capacity: capacity,
+		Free: func() market.Capacity {
+			if n.prov == nil {
+				return capacity
+			}
+			return n.prov.Free()
+		},
+		Software: softwareVersion(), Logger: n.cfg.Logger,
+	})
+	return err
+}
+
+// advertChanged is the provider's OnChange hook.
+func (n *Node) advertChanged() {
+	if n.adv != nil {
+		n.adv.Changed()
+	}
+}
+
+// closePool stops advertising and the pool.
+func (n *Node) closePool() error {
+	if n.adv != nil {
+		n.adv.Close()
+	}
+	if n.pool != nil {
+		return n.pool.Close()
+	}
+	return nil
+}
+
+func softwareVersion() string {
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
+		return "offload/" + bi.Main.Version
+	}
+	return "offload/devel"
+}
+
+// Pool lists the providers this node knows (itself included when it is a
+// provider) that match f, ordered by peer ID.
+func (n *Node) Pool(f client.PoolFilter) []client.Provider {
+	entries := n.pool.List(market.PoolFilter{
+		CPUs: f.CPUs, MemoryBytes: f.MemoryBytes, GPUs: f.GPUs, GPUModel: f.GPUModel,
+		Arch: f.Arch, OS: f.OS, Executor: f.Executor, Labels: f.Labels,
+	})
+	out := make([]client.Provider, 0, len(entries))
+	for _, e := range entries {
+		r := e.Record
+		hw := r.Hardware
+		if hw.GPUs == nil {
+			hw.GPUs = []wire.GPU{}
+		}
+		if hw.Labels == nil {
+			hw.Labels = map[string]string{}
+		}
+		out = append(out, client.Provider{
+			Peer: r.Peer, Addrs: nonNil(r.Addrs), Hardware: hw, Executors: nonNil(r.Executors), Price: r.Price,
+			Capacity: client.Capacity(r.Capacity), Free: client.Capacity(r.Free), Software: r.Software,
+			SeenAt: e.SeenAt, Expires: time.UnixMilli(r.Expires).UTC(),
+		})
+	}
+	return out
+}
+
+// PoolStats returns the pool's counters of accepted, ignored, rejected and
+// expired records.
+func (n *Node) PoolStats() market.PoolStats { return n.pool.Stats() }
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return slices.Clone(s)
+}
