@@ -239,30 +239,16 @@ func (s *Store) Get(ctx context.Context, c cid.Cid, dest string, opts GetOptions
 	}
 	defer os.RemoveAll(tmp)
 
-	// The parallel fetch runs ahead and fills the block store; the writer
-	// follows in order on the same bitswap session, so writing overlaps the
-	// transfer instead of following it. Either failing stops the other.
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	fetchErr := make(chan error, 1)
-	go func() {
-		err := s.fetch(ctx, c, opts.Timeout, opts.Peers, nil)
-		if err != nil {
-			cancel(err)
-		}
-		fetchErr <- err
-	}()
-	w := &treeWriter{s: s, ng: merkledag.NewSession(ctx, s.dag), root: filepath.Join(tmp, "root"), progress: opts.Progress}
-	werr := w.write(ctx, c, w.root)
-	if werr != nil {
-		cancel(werr)
+	// Fetch everything first (parallel, hash-verified into the block store),
+	// then write from local blocks. Overlapping the writer with the fetch on
+	// a second bitswap session was tried: no clear gain on loopback, and a
+	// want registered just after its block landed could stall.
+	if err := s.fetch(ctx, c, opts.Timeout, opts.Peers, nil); err != nil {
+		return fmt.Errorf("content: get %s: %w", c, err)
 	}
-	ferr := <-fetchErr
-	switch {
-	case ferr != nil && (werr == nil || errors.Is(werr, context.Canceled) || errors.Is(context.Cause(ctx), ferr)):
-		return fmt.Errorf("content: get %s: %w", c, ferr)
-	case werr != nil:
-		return fmt.Errorf("content: get %s: %w", c, werr)
+	w := &treeWriter{s: s, ng: s.offline, root: filepath.Join(tmp, "root"), progress: opts.Progress}
+	if err := w.write(ctx, c, w.root); err != nil {
+		return fmt.Errorf("content: get %s: %w", c, err)
 	}
 	if replace {
 		if err := os.RemoveAll(dest); err != nil {
