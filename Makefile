@@ -1,7 +1,8 @@
 # offload — build and test entry points.
 #
 #   make test   installs and starts what the tests need (a Docker engine,
-#               as root), then runs every test, then each fuzz target briefly.
+#               Chromium for the dashboard test; as root), then runs every
+#               test, then each fuzz target briefly.
 #   make build  builds ./bin/offload.
 
 GO ?= go
@@ -15,6 +16,7 @@ build:
 
 deps:
 	@bash scripts/ensure-docker.sh
+	@bash scripts/ensure-chromium.sh >/dev/null
 
 vet:
 	$(GO) vet ./...

@@ -135,10 +135,15 @@ func (c *Client) Get(ctx context.Context, id string) (*Task, error) {
 	return &out, c.do(ctx, http.MethodGet, "/api/v1/tasks/"+url.PathEscape(id), nil, &out)
 }
 
-// List returns every task, newest first.
-func (c *Client) List(ctx context.Context) ([]Task, error) {
+// List returns every task, newest first; with states, only the tasks in
+// one of them ("running", "failed", ...).
+func (c *Client) List(ctx context.Context, states ...string) ([]Task, error) {
 	var out []Task
-	return out, c.do(ctx, http.MethodGet, "/api/v1/tasks", nil, &out)
+	path := "/api/v1/tasks"
+	if len(states) > 0 {
+		path += "?" + url.Values{"state": {strings.Join(states, ",")}}.Encode()
+	}
+	return out, c.do(ctx, http.MethodGet, path, nil, &out)
 }
 
 // Cancel cancels a task.

@@ -83,6 +83,21 @@ type Task struct {
 	UpdatedAt  time.Time   `json:"updated_at"`
 	Attempt    int         `json:"attempt"`
 	Spec       TaskSpec    `json:"spec"`
+	// Parent and Piece link a child task (a redundant copy or a subtask
+	// piece) to its parent; Children lists a parent's children.
+	Parent   string  `json:"parent,omitempty"`
+	Piece    int     `json:"piece,omitempty"`
+	Children []Child `json:"children,omitempty"`
+}
+
+// Child is one child task of a redundant or fanned-out task.
+type Child struct {
+	ID       string `json:"id"`
+	Piece    int    `json:"piece"`
+	State    string `json:"state"`
+	Provider string `json:"provider,omitempty"`
+	Outputs  string `json:"outputs,omitempty"`
+	Verdict  string `json:"verdict,omitempty"`
 }
 
 // Terminal reports whether the task will not change any more.

@@ -110,6 +110,7 @@ type Pool struct {
 
 	persistCh chan struct{}
 	askSem    chan struct{}
+	notifee   *network.NotifyBundle
 	ctx       context.Context
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
@@ -180,9 +181,10 @@ func (p *Pool) Start() error {
 	p.mu.Unlock()
 	p.h.SetStreamHandler(wire.ProtoCaps, p.handleCaps)
 	if !p.cfg.NoAskOnConnect {
-		p.h.Network().Notify(&network.NotifyBundle{ConnectedF: func(_ network.Network, c network.Conn) {
+		p.notifee = &network.NotifyBundle{ConnectedF: func(_ network.Network, c network.Conn) {
 			p.goAsk(c.RemotePeer())
-		}})
+		}}
+		p.h.Network().Notify(p.notifee)
 		for _, id := range p.h.Network().Peers() {
 			p.goAsk(id)
 		}
@@ -202,9 +204,16 @@ func (p *Pool) Start() error {
 func (p *Pool) Close() error {
 	p.closeOnce.Do(func() {
 		p.h.RemoveStreamHandler(wire.ProtoCaps)
+		if p.notifee != nil {
+			p.h.Network().StopNotify(p.notifee)
+		}
 		p.sub.Cancel()
 		_ = p.h.PubSub.UnregisterTopicValidator(p.topic.String())
+		// Cancel under mu: goAsk checks the context and adds to wg under
+		// mu, so no goroutine starts once Wait may run.
+		p.mu.Lock()
 		p.cancel()
+		p.mu.Unlock()
 		p.wg.Wait()
 		p.flush()
 	})
@@ -240,13 +249,20 @@ func (p *Pool) List(f PoolFilter) []PoolEntry {
 }
 
 // KnownProviders returns the other providers in the pool that may take a
-// task with these requirements (RequestorConfig.KnownProviders).
+// task with these requirements and are alive: connected, or their record
+// was issued within the last advert interval and a half (a provider that
+// went away stops holding auctions open long before its record expires).
+// It is RequestorConfig.KnownProviders.
 func (p *Pool) KnownProviders(req wire.Requirements) []peer.ID {
 	f := FilterFor(req)
+	recent := time.Now().Add(-DefaultAdvertInterval * 3 / 2).UnixMilli()
 	var out []peer.ID
 	for _, e := range p.List(f) {
 		id := e.Record.PeerID()
 		if id == p.h.ID() || (req.Provider != "" && e.Record.Peer != req.Provider) {
+			continue
+		}
+		if e.Record.IssuedAt < recent && p.h.Network().Connectedness(id) != network.Connected {
 			continue
 		}
 		out = append(out, id)

@@ -358,3 +358,45 @@ func TestDHTDiscoveryWithoutGossip(t *testing.T) {
 	}
 	t.Logf("found through the DHT in %s (requestor pool stats %+v)", time.Since(start).Round(time.Millisecond), pr.pool.Stats())
 }
+
+// TestPoolCacheSurvivesRestart: the pool is cached in Badger; a pool opened
+// again on the same database holds the unexpired records.
+func TestPoolCacheSurvivesRestart(t *testing.T) {
+	a := newHost(t)
+	b := newHost(t, a)
+	pa := newPool(t, a, market.PoolConfig{})
+	advertise(t, pa, market.AdvertiserConfig{ProvideInterval: -1})
+	dir := t.TempDir()
+	var topic *pubsub.Topic
+	open := func() (*storage.DB, *market.Pool) {
+		db, err := storage.Open(dir, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		topic, err = b.PubSub.Join(b.Topic(wire.TopicCaps))
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := market.NewPool(b, topic, storage.NewTable[market.PoolEntry](db, "pool"), market.PoolConfig{Logger: testLog(t), DiscoverInterval: -1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return db, p
+	}
+	db, p := open()
+	if err := p.Start(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "b to see a", func() bool { return inPool(p, a.ID()) })
+	p.Close()
+	db.Close()
+	if err := topic.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db, p = open() // not started: only the cache speaks
+	defer db.Close()
+	defer p.Close()
+	if !inPool(p, a.ID()) {
+		t.Fatal("the cached record was not loaded")
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -98,11 +99,15 @@ type ProviderConfig struct {
 	Images ImageCache
 	// Heartbeat is the interval of heartbeats while a task is held.
 	Heartbeat time.Duration
-	Logger    *slog.Logger
+	// Ledger keeps countersigned receipts of what this provider earned.
+	Ledger LedgerStore
+	Logger *slog.Logger
 	// OnChange, when set, is called after free capacity changed (a
 	// reservation, an award, a release). It runs with the provider's
 	// capacity lock held: it must only signal (the advertiser's Changed).
 	OnChange func()
+	// Observer times executor runs (nil: none).
+	Observer Observer
 }
 
 // Provider runs the provider side of the market: it bids on announced tasks
@@ -201,6 +206,7 @@ func (p *Provider) Start() error {
 				ExitCode: -1, Error: "the provider restarted while running the task", Retryable: true,
 				StartedAt: rec.CreatedAt, FinishedAt: now,
 			}}
+			p.sign(rec, rep.Result)
 			rec, err = p.store.Update(rec.Key, func(r *ExecRecord) error {
 				r.State, r.Report, r.UpdatedAt = ExecDone, rep, now
 				return nil
@@ -296,6 +302,9 @@ func (p *Provider) readAnnouncements() {
 		}
 		if ann.Req.Provider != "" && ann.Req.Provider != p.h.ID().String() {
 			continue // pinned to another provider
+		}
+		if slices.Contains(ann.Req.Exclude, p.h.ID().String()) {
+			continue // the requestor does not want this provider for it
 		}
 		p.wg.Add(1)
 		go func() {
@@ -458,6 +467,7 @@ func (p *Provider) run(ctx context.Context, ex executor.Executor, rec *ExecRecor
 	}
 	res.FinishedAt = time.Now().UTC()
 	if out != nil {
+		observe(p.cfg.Observer).ExecutionFinished(ex.Name(), time.Duration(out.Usage.WallMS)*time.Millisecond, err == nil && out.ExitCode == 0)
 		res.ExitCode = out.ExitCode
 		res.Stdout, res.Stderr = string(out.Stdout), string(out.Stderr)
 		res.StdoutSize, res.StderrSize = out.StdoutSize, out.StderrSize
@@ -483,6 +493,7 @@ func (p *Provider) run(ctx context.Context, ex executor.Executor, rec *ExecRecor
 		}
 	}
 	rep.Result = res
+	p.sign(rec, res)
 	saved, perr := p.store.Update(rec.Key, func(r *ExecRecord) error {
 		r.State, r.Report, r.UpdatedAt = ExecDone, rep, time.Now().UTC()
 		return nil
@@ -523,6 +534,36 @@ func (p *Provider) heartbeat(ctx context.Context, rec *ExecRecord) {
 			}
 			return
 		}
+	}
+}
+
+// sign attaches the provider's signed receipt to a result.
+func (p *Provider) sign(rec *ExecRecord, res *wire.Result) {
+	key := p.h.Peerstore().PrivKey(p.h.ID())
+	r, err := signReceipt(key, p.h.ID(), rec, res, p.cfg.Price)
+	if err != nil {
+		p.log.Error("sign receipt", "task", rec.TaskID, "err", err)
+		return
+	}
+	res.Receipt = r
+}
+
+// recordEarned keeps the requestor's countersigned receipt in the ledger.
+func (p *Provider) recordEarned(rec *ExecRecord, countersig []byte) {
+	if p.cfg.Ledger == nil || rec.Report == nil || rec.Report.Result == nil || rec.Report.Result.Receipt == nil || len(countersig) == 0 {
+		return
+	}
+	sr := *rec.Report.Result.Receipt
+	sr.RequestorSig = countersig
+	rc, err := sr.Verify()
+	if err != nil {
+		p.log.Warn("bad countersignature", "task", rec.TaskID, "err", err)
+		return
+	}
+	e := &LedgerEntry{Key: rec.Key + "/earned", TaskID: rec.TaskID, Attempt: rec.Attempt, Peer: rec.Requestor,
+		Role: RoleEarned, Amount: rc.Cost, At: time.Now().UTC(), Receipt: &sr}
+	if err := p.cfg.Ledger.Put(e.Key, e); err != nil {
+		p.log.Error("record earned", "task", rec.TaskID, "err", err)
 	}
 }
 
@@ -584,6 +625,7 @@ func (p *Provider) deliver(rec *ExecRecord) {
 		var ack wire.Ack
 		err := p2p.Request(p.ctx, p.h, requestor, wire.ProtoReport, rec.Report, wire.MaxAckSize, &ack)
 		if err == nil && ack.OK {
+			p.recordEarned(rec, ack.Countersig)
 			if _, err := p.store.Update(rec.Key, func(r *ExecRecord) error {
 				r.State, r.UpdatedAt = ExecDelivered, time.Now().UTC()
 				return nil
@@ -629,6 +671,13 @@ func (p *Provider) handleCancel(s network.Stream) {
 	cancel := p.running[key]
 	p.mu.Unlock()
 	if cancel == nil {
+		// A bid that lost (or a task canceled before its award): give back
+		// the capacity reserved for it now rather than at the TTL.
+		if owner, ok := p.ledger.owner(key); ok && owner == from.String() {
+			p.ledger.release(key)
+			_ = p2p.WriteMsg(s, &wire.Ack{OK: true, Reason: "reservation released"})
+			return
+		}
 		_ = p2p.WriteMsg(s, &wire.Ack{Reason: "not running here"})
 		return
 	}

@@ -2,7 +2,6 @@ package market
 
 import (
 	"bufio"
-	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -53,6 +52,12 @@ type RequestorConfig struct {
 	ResultGrace  time.Duration
 	// HeartbeatTimeout: see DefaultHeartbeatTimeout.
 	HeartbeatTimeout time.Duration
+	// Ledger keeps countersigned receipts of what this node spent.
+	Ledger LedgerStore
+	// VerifyRunner runs subtask verify steps on this node's executors.
+	VerifyRunner VerifyRunner
+	// WorkDir holds temporary files of verify steps (default os.TempDir).
+	WorkDir string
 	// Content fetches outputs; nil leaves outputs on the provider.
 	Content ContentStore
 	Logger  *slog.Logger
@@ -61,6 +66,8 @@ type RequestorConfig struct {
 	// bid window closes as soon as they all answered. When it returns none,
 	// every peer on the task topic is expected instead.
 	KnownProviders func(req wire.Requirements) []peer.ID
+	// Observer counts bids, awards, failovers and ended tasks (nil: none).
+	Observer Observer
 }
 
 // Requestor runs the requestor side of the market: it announces tasks,
@@ -78,10 +85,14 @@ type Requestor struct {
 	auctions map[string]*auction // by task id
 	watchers map[string]map[*watcher]struct{}
 	drivers  map[string]bool
-	peersCh  chan struct{} // closed and replaced when topic peers change
+	rep      *repBook
+	// verifyFns are the embedding program's piece verifications.
+	verifyFns map[string]VerifyFunc
+	peersCh   chan struct{} // closed and replaced when topic peers change
 	// lastBeat is when the provider holding a task was last heard from
 	// (kept in memory: after a restart every provider gets a fresh grace).
 	lastBeat map[string]time.Time
+	all      allWatchers // WatchAll's feeds (watch.go)
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -123,7 +134,7 @@ func NewRequestor(h *p2p.Host, store TaskStore, topic *pubsub.Topic, cfg Request
 	r := &Requestor{
 		h: h, store: store, cfg: cfg, log: cfg.Logger.With("role", "requestor"), topic: topic,
 		auctions: map[string]*auction{}, watchers: map[string]map[*watcher]struct{}{},
-		drivers: map[string]bool{}, peersCh: make(chan struct{}), lastBeat: map[string]time.Time{},
+		drivers: map[string]bool{}, rep: newRepBook(nil), verifyFns: map[string]VerifyFunc{}, peersCh: make(chan struct{}), lastBeat: map[string]time.Time{},
 		ctx: ctx, cancel: cancel,
 	}
 	evts, err := topic.EventHandler()
@@ -144,6 +155,7 @@ func (r *Requestor) Start() error {
 	if err != nil {
 		return fmt.Errorf("requestor: list tasks: %w", err)
 	}
+	r.rep = newRepBook(tasks)
 	for _, t := range tasks {
 		if !t.State.IsTerminal() {
 			r.log.Info("resuming task", "task", t.ID, "state", t.State)
@@ -166,6 +178,12 @@ func (r *Requestor) Close() error {
 // Submit validates and stores a new task, then starts working on it. It
 // returns as soon as the task is stored.
 func (r *Requestor) Submit(ctx context.Context, spec wire.TaskSpec) (*Task, error) {
+	return r.SubmitVerified(ctx, spec, nil)
+}
+
+// SubmitVerified is Submit with a Go callback that accepts or rejects each
+// piece of a subtask group (see VerifyFunc); fn may be nil.
+func (r *Requestor) SubmitVerified(ctx context.Context, spec wire.TaskSpec, fn VerifyFunc) (*Task, error) {
 	if err := spec.Validate(); err != nil {
 		return nil, err
 	}
@@ -177,8 +195,14 @@ func (r *Requestor) Submit(ctx context.Context, spec wire.TaskSpec) (*Task, erro
 		ID: strings.ToLower(ulid.Make().String()), State: StatePending, Spec: spec,
 		CreatedAt: now, UpdatedAt: now, Reason: "waiting to be announced", Revision: 1,
 	}
+	if isGroup(spec) {
+		t.Group = newGroup(spec)
+	}
 	if err := r.store.Create(t.ID, t); err != nil {
 		return nil, fmt.Errorf("store task: %w", err)
+	}
+	if fn != nil {
+		r.SetVerifyFunc(t.ID, fn)
 	}
 	r.notify(t)
 	r.startDriver(t.ID)
@@ -262,6 +286,7 @@ func (r *Requestor) Cancel(ctx context.Context, id string) (*Task, error) {
 	if err != nil {
 		return nil, err
 	}
+	r.cancelChildren(t)
 	if provider != "" {
 		if pid, err := peer.Decode(provider); err == nil {
 			var ack wire.Ack
@@ -289,22 +314,45 @@ func offer(ch chan *Task, v *Task) {
 }
 
 func (r *Requestor) notify(t *Task) {
+	r.all.publish(t)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for w := range r.watchers[t.ID] {
 		offer(w.ch, t)
 	}
+	if t.Parent != "" {
+		for w := range r.watchers["parent:"+t.Parent] {
+			offer(w.ch, t)
+		}
+	}
 }
 
-// update persists a mutation and notifies watchers.
+// update persists a mutation and notifies watchers. Executions that the
+// mutation finished feed the providers' reputations.
 func (r *Requestor) update(id string, fn func(*Task) error) (*Task, error) {
-	t, err := r.store.Update(id, fn)
+	var before map[string]string
+	t, err := r.store.Update(id, func(t *Task) error {
+		before = map[string]string{}
+		for _, e := range t.Executions {
+			before[fmt.Sprint(e.Provider, "/", e.Attempt)] = e.State
+		}
+		return fn(t)
+	})
 	if err != nil {
 		return nil, err
 	}
+	for _, e := range t.Executions {
+		if prev := before[fmt.Sprint(e.Provider, "/", e.Attempt)]; prev != e.State && (e.State == wire.ExecCompleted || e.State == wire.ExecFailed) {
+			r.rep.record(e)
+		}
+	}
+	observeUpdate(r.cfg.Observer, t)
 	r.notify(t)
 	return t, nil
 }
+
+// Reputations returns what this requestor learned of each provider.
+func (r *Requestor) Reputations() map[string]Reputation { return r.rep.snapshot() }
 
 func (r *Requestor) startDriver(id string) {
 	r.mu.Lock()
@@ -332,6 +380,17 @@ func (r *Requestor) drive(id string) {
 		t, err := r.store.Get(id)
 		if err != nil {
 			r.log.Error("load task", "task", id, "err", err)
+			return
+		}
+		if t.Group != nil {
+			if err := r.driveGroup(t); err != nil && r.ctx.Err() == nil {
+				r.log.Error("group driver", "task", id, "err", err)
+				if _, ferr := r.update(id, transition(StateFailed, nil, func(t *Task) {
+					t.Reason = "internal error: " + err.Error()
+				})); ferr != nil && !errors.Is(ferr, ErrInvalidTransition) {
+					r.log.Error("mark task failed", "task", id, "err", ferr)
+				}
+			}
 			return
 		}
 		switch t.State {
@@ -415,7 +474,7 @@ func (r *Requestor) runAuction(t *Task) error {
 			why = "provider " + t.Spec.Provider + " is not reachable on the task topic"
 		}
 		if known > 0 {
-			why = fmt.Sprintf("all %d known providers failed this task (last: %s)", known, t.Reason)
+			why = fmt.Sprintf("all %d known providers failed or are excluded from this task (last: %s)", known, t.Reason)
 		}
 		_, err := r.update(t.ID, transition(StateFailed, nil, func(t *Task) { t.Reason = why }))
 		return err
@@ -519,9 +578,13 @@ func (r *Requestor) watchTopicPeers(h *pubsub.TopicEventHandler) {
 	}
 }
 
-// failedProviders are skipped in later attempts of a task.
+// failedProviders are skipped in later attempts of a task, together with
+// the providers the spec excludes.
 func failedProviders(t *Task) map[string]bool {
 	out := map[string]bool{}
+	for _, p := range t.Spec.Exclude {
+		out[p] = true
+	}
 	for _, e := range t.Executions {
 		if e.State == wire.ExecFailed {
 			out[e.Provider] = true
@@ -550,29 +613,7 @@ func (r *Requestor) award(t *Task, attempt, known int, got []bidFrom, excluded m
 		}
 		records = append(records, rec)
 	}
-	// Cheapest first; then earliest start; then image already local.
-	order := make([]int, 0, len(records))
-	for i, rec := range records {
-		if rec.Outcome == "" {
-			order = append(order, i)
-		}
-	}
-	slices.SortStableFunc(order, func(i, j int) int {
-		a, b := records[i], records[j]
-		if c := cmp.Compare(a.Price, b.Price); c != 0 {
-			return c
-		}
-		if c := cmp.Compare(a.StartMS, b.StartMS); c != 0 {
-			return c
-		}
-		if a.HasImage != b.HasImage {
-			if a.HasImage {
-				return -1
-			}
-			return 1
-		}
-		return 0
-	})
+	order, why := rankBids(records, t.Spec.Strategy, r.rep.snapshot())
 	summary := bidSummary(known, records, t.Spec.MaxPrice)
 	t, err := r.update(t.ID, transition("", []State{StateBidding}, func(t *Task) {
 		t.Bids = append(t.Bids, records...)
@@ -587,9 +628,9 @@ func (r *Requestor) award(t *Task, attempt, known int, got []bidFrom, excluded m
 		now := time.Now().UTC()
 		t, err = r.update(t.ID, transition(StateAwarded, []State{StateBidding}, func(t *Task) {
 			t.Provider = rec.Provider
-			t.Reason = fmt.Sprintf("awarded to %s (lowest price %g of %d acceptable bids); preparing image and inputs", short(rec.Provider), rec.Price, len(order))
+			t.Reason = fmt.Sprintf("awarded to %s: %s, of %d acceptable bids; preparing image and inputs", short(rec.Provider), why, len(order))
 			t.Executions = append(t.Executions, Execution{Provider: rec.Provider, Attempt: attempt, State: "awarded", AwardedAt: now})
-			setBidOutcome(t, rec.Provider, attempt, "won: lowest price")
+			setBidOutcome(t, rec.Provider, attempt, "won: "+why)
 		}))
 		if err != nil {
 			return err
@@ -597,17 +638,25 @@ func (r *Requestor) award(t *Task, attempt, known int, got []bidFrom, excluded m
 		var reply wire.AwardReply
 		err := p2p.Request(r.ctx, r.h, pid, wire.ProtoAward, &wire.Award{TaskID: t.ID, Attempt: attempt, Spec: t.Spec}, wire.MaxAckSize, &reply)
 		if err == nil && reply.Accepted {
+			observe(r.cfg.Observer).Awarded()
 			r.log.Debug("awarded", "task", t.ID, "peer", pid)
 			_, err := r.update(t.ID, transition("", nil, func(t *Task) {
 				for _, j := range order {
 					if o := records[j]; o.Provider != rec.Provider {
-						setBidOutcome(t, o.Provider, attempt, fmt.Sprintf("lost to %s at price %g", short(rec.Provider), rec.Price))
+						setBidOutcome(t, o.Provider, attempt, fmt.Sprintf("lost to %s (%s)", short(rec.Provider), why))
 					}
 				}
 			}))
 			if errors.Is(err, ErrInvalidTransition) {
 				err = nil // already finished: the outcome notes do not matter
 			}
+			var losers []string
+			for _, j := range order {
+				if o := records[j]; o.Provider != rec.Provider {
+					losers = append(losers, o.Provider)
+				}
+			}
+			r.releaseBids(t.ID, attempt, losers)
 			return err
 		}
 		why := "declined the award: " + reply.Reason
@@ -634,6 +683,25 @@ func (r *Requestor) award(t *Task, attempt, known int, got []bidFrom, excluded m
 	}
 	awardFailed := len(order) > 0
 	return r.noBids(t, summary, busy || awardFailed)
+}
+
+// releaseBids tells providers whose bids lost that their reservations can
+// go, in the background and best effort (they expire anyway).
+func (r *Requestor) releaseBids(task string, attempt int, providers []string) {
+	for _, p := range providers {
+		pid, err := peer.Decode(p)
+		if err != nil {
+			continue
+		}
+		r.wg.Add(1)
+		go func() {
+			defer r.wg.Done()
+			ctx, cancel := context.WithTimeout(r.ctx, 5*time.Second)
+			defer cancel()
+			var ack wire.Ack
+			_ = p2p.Request(ctx, r.h, pid, wire.ProtoCancel, &wire.Cancel{TaskID: task, Attempt: attempt}, wire.MaxAckSize, &ack)
+		}()
+	}
 }
 
 // noBids ends an attempt without an award. When the obstacle may pass (a
@@ -764,6 +832,7 @@ func (r *Requestor) awaitResult(t *Task) error {
 				t.Provider = ""
 				t.Reason = why + "; trying another provider"
 			}))
+			observeFailover(r.cfg.Observer, err == nil)
 			return err
 		case cur := <-ch:
 			if cur.State.IsTerminal() || cur.Attempt != attempt || cur.State == StateBidding || cur.Result != nil {
@@ -780,9 +849,28 @@ func (r *Requestor) awaitResult(t *Task) error {
 				t.Provider = ""
 				t.Reason = why
 			}))
+			observeFailover(r.cfg.Observer, err == nil)
 			return err
 		}
 	}
+}
+
+// countersign signs an accepted result's receipt, keeps it in the ledger
+// and returns the ack carrying the countersignature.
+func (r *Requestor) countersign(rep *wire.Report, rc *wire.Receipt) wire.Ack {
+	sr := *rep.Result.Receipt
+	if err := sr.Countersign(r.h.Peerstore().PrivKey(r.h.ID())); err != nil {
+		r.log.Error("countersign", "task", rep.TaskID, "err", err)
+		return wire.Ack{OK: true}
+	}
+	if r.cfg.Ledger != nil {
+		e := &LedgerEntry{Key: fmt.Sprintf("%s/%d/spent", rep.TaskID, rep.Attempt), TaskID: rep.TaskID, Attempt: rep.Attempt,
+			Peer: rc.Provider, Role: RoleSpent, Amount: rc.Cost, At: time.Now().UTC(), Receipt: &sr}
+		if err := r.cfg.Ledger.Put(e.Key, e); err != nil {
+			r.log.Error("record spent", "task", rep.TaskID, "err", err)
+		}
+	}
+	return wire.Ack{OK: true, Countersig: sr.RequestorSig}
 }
 
 // beat records that the provider holding task id was heard from.
@@ -850,6 +938,7 @@ func (r *Requestor) handleBid(s network.Stream) {
 	}
 	select {
 	case a.bids <- bidFrom{from: from, bid: *bid, at: time.Now().UTC()}:
+		observe(r.cfg.Observer).BidReceived()
 		_ = p2p.WriteMsg(s, &wire.BidAck{OK: true})
 	default:
 		_ = p2p.WriteMsg(s, &wire.BidAck{Reason: "too many bids"})
@@ -918,6 +1007,11 @@ func (r *Requestor) applyReport(from peer.ID, rep *wire.Report) wire.Ack {
 			err = nil // a late running report after the result: fine
 		}
 	case wire.ExecCompleted, wire.ExecFailed:
+		rc, rerr := checkReceipt(rep, from, r.h.ID())
+		if rerr != nil {
+			r.log.Warn("result refused", "task", t.ID, "peer", from, "err", rerr)
+			return wire.Ack{Reason: "invalid receipt: " + rerr.Error()}
+		}
 		res := rep.Result
 		retry := rep.State == wire.ExecFailed && res.Retryable && failures(t)+1 <= t.Spec.Retries
 		_, err = r.update(t.ID, func(t *Task) error {
@@ -954,10 +1048,12 @@ func (r *Requestor) applyReport(from peer.ID, rep *wire.Report) wire.Ack {
 				return transition(StateFailed, nil, nil)(t)
 			}
 		})
+		observeFailover(r.cfg.Observer, err == nil && retry && attempt == t.Attempt)
 		if err == nil {
 			// A driver waiting on an older attempt has returned; make sure
 			// one runs to re-announce after a retryable failure.
 			r.startDriver(t.ID)
+			return r.countersign(rep, rc)
 		}
 	}
 	if err != nil {

@@ -82,6 +82,11 @@ type Task struct {
 	Reason string `json:"reason,omitempty"`
 	// Revision is bumped on every write.
 	Revision int64 `json:"revision"`
+	// Parent and Piece link a child task to its group.
+	Parent string `json:"parent,omitempty"`
+	Piece  int    `json:"piece,omitempty"`
+	// Group, on a parent task, lists the children doing its work.
+	Group *Group `json:"group,omitempty"`
 }
 
 // execution returns the execution of provider p at attempt a, or nil.

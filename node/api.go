@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -91,23 +92,6 @@ func (s *apiServer) close() error {
 	return err
 }
 
-func (s *apiServer) routes() http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /api/v1/id", s.getID)
-	mux.HandleFunc("GET /api/v1/peers", s.getPeers)
-	mux.HandleFunc("POST /api/v1/tasks", s.postTask)
-	mux.HandleFunc("GET /api/v1/tasks", s.listTasks)
-	mux.HandleFunc("GET /api/v1/tasks/{id}", s.getTask)
-	mux.HandleFunc("GET /api/v1/tasks/{id}/events", s.taskEvents)
-	mux.HandleFunc("POST /api/v1/tasks/{id}/cancel", s.cancelTask)
-	s.poolRoutes(mux)
-	s.contentRoutes(mux)
-	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, "no such API route: "+r.Method+" "+r.URL.Path)
-	})
-	return s.auth(mux)
-}
-
 // auth requires the bearer token on every /api/ route.
 func (s *apiServer) auth(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -175,16 +159,49 @@ func (s *apiServer) postTask(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusCreated, t)
 }
 
+// listTasks answers every task, newest first; ?state=running,bidding keeps
+// only tasks in one of the given states (repeat or comma-separate them).
 func (s *apiServer) listTasks(w http.ResponseWriter, r *http.Request) {
+	states, err := parseStates(r.URL.Query()["state"])
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
 	ts, err := s.n.List()
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, err.Error())
 		return
 	}
-	if ts == nil {
-		ts = []*Task{}
+	out := []*Task{}
+	for _, t := range ts {
+		if len(states) == 0 || states[t.State] {
+			out = append(out, t)
+		}
 	}
-	writeJSON(w, http.StatusOK, ts)
+	writeJSON(w, http.StatusOK, out)
+}
+
+// taskStates are the states a task filter may name.
+var taskStates = []market.State{market.StatePending, market.StateBidding, market.StateAwarded,
+	market.StateRunning, market.StateCompleted, market.StateFailed, market.StateCanceled}
+
+// parseStates reads state filters ("running", "running,bidding"); none
+// means every state.
+func parseStates(vals []string) (map[string]bool, error) {
+	out := map[string]bool{}
+	for _, v := range vals {
+		for _, st := range strings.Split(v, ",") {
+			st = strings.ToLower(strings.TrimSpace(st))
+			if st == "" {
+				continue
+			}
+			if !slices.Contains(taskStates, market.State(st)) {
+				return nil, fmt.Errorf("unknown task state %q (want one of %v)", st, taskStates)
+			}
+			out[st] = true
+		}
+	}
+	return out, nil
 }
 
 func (s *apiServer) getTask(w http.ResponseWriter, r *http.Request) {
@@ -197,6 +214,10 @@ func (s *apiServer) getTask(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *apiServer) cancelTask(w http.ResponseWriter, r *http.Request) {
+	if _, err := s.n.Get(r.PathValue("id")); err != nil {
+		s.taskError(w, err) // the requestor's cancel does not say "not found" itself
+		return
+	}
 	t, err := s.n.Cancel(r.Context(), r.PathValue("id"))
 	if err != nil {
 		s.taskError(w, err)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"path/filepath"
 	"strconv"
@@ -13,20 +14,23 @@ import (
 
 	"github.com/ipfs/go-cid"
 
+	"github.com/offload-project/offload/executor"
 	"github.com/offload-project/offload/market"
 	"github.com/offload-project/offload/storage/content"
 )
 
-// contentRoutes registers the content, image and results routes.
-func (s *apiServer) contentRoutes(mux *http.ServeMux) {
-	mux.HandleFunc("POST /api/v1/content/add", s.addPath)
-	mux.HandleFunc("POST /api/v1/content", s.addBody)
-	mux.HandleFunc("GET /api/v1/content/{cid}", s.catContent)
-	mux.HandleFunc("POST /api/v1/content/{cid}/get", s.getContent)
-	mux.HandleFunc("GET /api/v1/pins", s.listPins)
-	mux.HandleFunc("DELETE /api/v1/pins/{cid}", s.removePin)
-	mux.HandleFunc("POST /api/v1/images/push", s.pushImage)
-	mux.HandleFunc("POST /api/v1/tasks/{id}/results", s.taskResults)
+// contentRoutes are the content, image and results routes.
+func (s *apiServer) contentRoutes() []route {
+	return []route{
+		{"POST", "/api/v1/content/add", "Add a file or directory from the node's disk (absolute path)", s.addPath},
+		{"POST", "/api/v1/content", "Add the request body as one file, streaming", s.addBody},
+		{"GET", "/api/v1/content/{cid}", "Stream one file's bytes", s.catContent},
+		{"POST", "/api/v1/content/{cid}/get", "Write content to a path on the node's disk", s.getContent},
+		{"GET", "/api/v1/pins", "List pinned content", s.listPins},
+		{"DELETE", "/api/v1/pins/{cid}", "Unpin content and collect unreferenced blocks", s.removePin},
+		{"POST", "/api/v1/images/push", "Add a local Docker image as content", s.pushImage},
+		{"POST", "/api/v1/tasks/{id}/results", "Write a task's outputs to a path on the node's disk", s.taskResults},
+	}
 }
 
 // readJSON decodes a small JSON request body, answering 400 or 413 itself.
@@ -111,6 +115,10 @@ func statusFor(err error) int {
 		return http.StatusNotFound
 	case errors.Is(err, content.ErrUnsafeName), errors.Is(err, content.ErrDestExists), errors.Is(err, content.ErrIsDir):
 		return http.StatusBadRequest
+	case errors.Is(err, fs.ErrNotExist): // a path on the node's disk
+		return http.StatusBadRequest
+	case errors.Is(err, executor.ErrImageNotFound):
+		return http.StatusNotFound
 	}
 	return http.StatusInternalServerError
 }
@@ -141,6 +149,10 @@ func (s *apiServer) addPath(w http.ResponseWriter, r *http.Request) {
 	}
 	if !filepath.IsAbs(req.Path) {
 		writeError(w, http.StatusBadRequest, fmt.Sprintf("path %q must be absolute", req.Path))
+		return
+	}
+	if v := cidVersion(req.CIDVersion); v != 0 && v != 1 {
+		writeError(w, http.StatusBadRequest, "cid_version must be 0 or 1")
 		return
 	}
 	s.longOp(w, r, func(progress func(int64)) (any, error) {

@@ -13,13 +13,15 @@ import (
 	"github.com/offload-project/offload/market"
 )
 
-// poolRoutes adds the pool's routes:
+// poolRoutes are the pool's routes:
 //
 //	GET /api/v1/pool?cpus=&memory=&gpus=&gpu_model=&arch=&os=&executor=&label=k=v...
 //	GET /api/v1/pool/stats
-func (s *apiServer) poolRoutes(mux *http.ServeMux) {
-	mux.HandleFunc("GET /api/v1/pool", s.getPool)
-	mux.HandleFunc("GET /api/v1/pool/stats", s.getPoolStats)
+func (s *apiServer) poolRoutes() []route {
+	return []route{
+		{"GET", "/api/v1/pool", "Providers this node knows, filtered by hardware", s.getPool},
+		{"GET", "/api/v1/pool/stats", "Counters of the pool's capability records", s.getPoolStats},
+	}
 }
 
 func (s *apiServer) getPool(w http.ResponseWriter, r *http.Request) {
@@ -42,7 +44,10 @@ func ParsePoolFilter(q url.Values) (client.PoolFilter, error) {
 	var f client.PoolFilter
 	set := func(name string) (string, bool) {
 		v := strings.TrimSpace(q.Get(name))
-		return v, v != "" && !strings.EqualFold(v, market.Any)
+		if strings.EqualFold(v, market.Any) {
+			return "", false
+		}
+		return v, v != ""
 	}
 	if v, ok := set("cpus"); ok {
 		n, err := strconv.ParseFloat(v, 64)

@@ -46,6 +46,10 @@ type TaskSpec = wire.TaskSpec
 // Task is a task's status as the API and CLI show it.
 type Task = client.Task
 
+// MarketTask is the requestor's full record of a task (what verify
+// callbacks receive).
+type MarketTask = market.Task
+
 // Files under a node's home.
 const (
 	IdentityFile = "identity.key"
@@ -104,12 +108,15 @@ type Node struct {
 	host      *p2p.Host
 	db        *storage.DB
 	content   *content.Store
+	ledger    *storage.Table[market.LedgerEntry]
+	local     *localExecutors // verify steps on this node
 	req       *market.Requestor
 	prov      *market.Provider
 	pool      *market.Pool       // every node's view of the providers
 	adv       *market.Advertiser // a provider's capability adverts
 	executors []executor.Executor
 	api       *apiServer
+	metrics   *metrics // Prometheus registry; also the market's Observer
 
 	closeOnce sync.Once
 	closeErr  error
@@ -127,6 +134,8 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 		return nil, fmt.Errorf("node: create home: %w", err)
 	}
 	n := &Node{cfg: cfg, log: cfg.Logger}
+	n.local = &localExecutors{n: n}
+	n.metrics = newMetrics(n)
 	defer func() {
 		if err != nil {
 			n.Close()
@@ -151,6 +160,7 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 		return nil, fmt.Errorf("node: %w", err)
 	}
 	cs := contentAdapter{s: n.content, timeout: cfg.ContentTimeout}
+	n.ledger = storage.NewTable[market.LedgerEntry](n.db, "ledger")
 	topic, err := n.host.PubSub.Join(n.host.Topic(wire.TopicTasks))
 	if err != nil {
 		return nil, fmt.Errorf("node: join task topic: %w", err)
@@ -159,8 +169,9 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 		return nil, fmt.Errorf("node: pool: %w", err)
 	}
 	n.req, err = market.NewRequestor(n.host, storage.NewTable[market.Task](n.db, "tasks"), topic, market.RequestorConfig{
-		BidWindow: cfg.BidWindow, ProviderWait: cfg.ProviderWait, Logger: cfg.Logger, Content: cs,
-		KnownProviders: n.pool.KnownProviders,
+		BidWindow: cfg.BidWindow, ProviderWait: cfg.ProviderWait, Logger: cfg.Logger, Content: cs, Ledger: n.ledger,
+		VerifyRunner: n.local.run, WorkDir: filepath.Join(cfg.Home, "work"),
+		KnownProviders: n.pool.KnownProviders, Observer: n.metrics,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("node: %w", err)
@@ -175,9 +186,9 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 		}
 		n.prov, err = market.NewProvider(n.host, storage.NewTable[market.ExecRecord](n.db, "executions"), topic, n.executors, market.ProviderConfig{
 			Capacity: capacity, Price: cfg.Price, Logger: cfg.Logger,
-			WorkDir: filepath.Join(cfg.Home, "work"), Content: cs,
+			WorkDir: filepath.Join(cfg.Home, "work"), Content: cs, Ledger: n.ledger,
 			Images:   storage.NewTable[market.CachedImage](n.db, "images"),
-			OnChange: n.advertChanged,
+			OnChange: n.advertChanged, Observer: n.metrics,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("node: %w", err)
@@ -230,6 +241,7 @@ func (n *Node) Close() error {
 			errs = append(errs, n.req.Close())
 		}
 		errs = append(errs, n.closePool())
+		n.local.close()
 		for _, e := range n.executors {
 			if c, ok := e.(interface{ Close() error }); ok {
 				errs = append(errs, c.Close())

@@ -7,9 +7,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/crypto"
+
 	"github.com/offload-project/offload/client"
 	"github.com/offload-project/offload/executor"
 	"github.com/offload-project/offload/market"
+	"github.com/offload-project/offload/market/wire"
 	"github.com/offload-project/offload/node"
 	"github.com/offload-project/offload/p2p"
 )
@@ -120,31 +123,46 @@ func TestPoolConvergesAcrossFiveNodes(t *testing.T) {
 	}
 }
 
-// TestAuctionClosesWhenKnownProvidersAnswered: a silent node on the task
-// topic (another requestor) must not hold the bid window open; the pool
-// says which providers to wait for.
+// TestAuctionClosesWhenKnownProvidersAnswered: a peer on the task topic
+// that never bids (a foreign or outdated node) must not hold the bid window
+// open: the pool says which providers to wait for.
 func TestAuctionClosesWhenKnownProvidersAnswered(t *testing.T) {
 	prov := startNode(t, t.TempDir(), true, nil, fakeProvider(nil))
-	silent := startNode(t, t.TempDir(), false, prov.Identity().Addrs)
 	req := startNode(t, t.TempDir(), false, prov.Identity().Addrs, func(c *node.Config) { c.BidWindow = 10 * time.Second })
-	waitPool(t, req, []*node.Node{prov}, 10*time.Second)
-	// Both the provider and the silent node are on the task topic.
-	deadline := time.Now().Add(10 * time.Second)
-	for len(req.Host().PubSub.ListPeers(req.Host().Topic("/offload/tasks/1"))) < 2 {
-		if time.Now().After(deadline) {
-			t.Fatal("task topic peers did not appear")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	_ = silent
-	start := time.Now()
-	sub, err := req.Submit(t.Context(), node.TaskSpec{Image: "fake:1", Cmd: []string{"true"}, TimeoutMS: 10_000})
+	key, _, err := crypto.GenerateEd25519Key(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	task := waitFor(t, req, sub.ID, 30*time.Second)
+	silent, err := p2p.New(t.Context(), p2p.Config{Identity: key, Listen: []string{"/ip4/127.0.0.1/tcp/0"}, Bootstrap: req.Identity().Addrs, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	topic, err := silent.PubSub.Join(silent.Topic(wire.TopicTasks))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub, err := topic.Subscribe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Cancel()
+	waitPool(t, req, []*node.Node{prov}, 10*time.Second)
+	deadline := time.Now().Add(10 * time.Second)
+	for len(req.Host().PubSub.ListPeers(req.Host().Topic(wire.TopicTasks))) < 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("task topic peers did not appear: %v", req.Host().PubSub.ListPeers(req.Host().Topic(wire.TopicTasks)))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	start := time.Now()
+	task, err := req.Submit(t.Context(), node.TaskSpec{Image: "fake:1", Cmd: []string{"true"}, TimeoutMS: 10_000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	task = waitFor(t, req, task.ID, 30*time.Second)
 	took := time.Since(start)
-	t.Logf("task %s in %s (bid window cap 10s)", task.State, took.Round(time.Millisecond))
+	t.Logf("task %s in %s (bid window cap 10s, a silent peer on the topic)", task.State, took.Round(time.Millisecond))
 	if task.State != "completed" || task.Provider != prov.ID().String() {
 		t.Fatalf("task = %+v", task)
 	}

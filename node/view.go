@@ -12,6 +12,13 @@ func view(t *market.Task) *client.Task {
 		CreatedAt: t.CreatedAt, UpdatedAt: t.UpdatedAt, Attempt: t.Attempt, Spec: t.Spec,
 		Bids: []client.Bid{}, Executions: []client.Execution{}, Stages: []client.Stage{},
 	}
+	v.Parent, v.Piece = t.Parent, t.Piece
+	if t.Group != nil {
+		for _, c := range t.Group.Children {
+			v.Children = append(v.Children, client.Child{ID: c.ID, Piece: c.Piece, State: string(c.State),
+				Provider: c.Provider, Outputs: c.Outputs, Verdict: c.Verdict})
+		}
+	}
 	if t.State == market.StateFailed || t.State == market.StateCanceled {
 		v.Error = t.Reason
 	}

@@ -14,4 +14,15 @@
 //   - With a swarm key only TCP is used: QUIC cannot carry a pre-shared key.
 //   - Messages on streams are a uvarint length followed by JSON; a reader
 //     refuses any message above its size limit before allocating it.
+//   - Public swarm reachability (AutoNAT, UPnP/NAT-PMP port mapping,
+//     auto-relay through connected peers, hole punching) is on only when
+//     some listen address is not loopback, no swarm key is set and
+//     Config.DisableNAT is false: tests and local swarms never send traffic
+//     beyond loopback. mDNS is opt-in (Config.MDNS) with a service name per
+//     swarm. DefaultBootstrap is empty: no public bootstrap node exists yet.
+//   - The resource manager uses libp2p's default limits scaled to the
+//     machine. Gossipsub peer scoring is on: topics in Config.ScoredTopics
+//     penalize messages their validator rejects; thresholds are permissive
+//     enough for small quiet swarms, and loopback is exempt from the
+//     IP-colocation penalty.
 package p2p

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p"
@@ -51,7 +52,24 @@ type Config struct {
 	SwarmKey pnet.PSK
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
+	// MDNS finds and dials peers of the same swarm on the local network
+	// (multicast DNS, a service name per swarm). Off by default: it sends
+	// multicast traffic on every interface.
+	MDNS bool
+	// DisableNAT turns off NAT traversal (AutoNAT service, UPnP/NAT-PMP port
+	// mapping, auto-relay and hole punching). It is off anyway in a private
+	// swarm and when every listen address is loopback, so that tests and
+	// local swarms never send traffic beyond loopback.
+	DisableNAT bool
+	// ScoredTopics are base topic names (see Topic) given the default
+	// gossipsub topic score parameters (TopicScoreParams).
+	ScoredTopics []string
 }
+
+// DefaultBootstrap is the public swarm's bootstrap list. It is empty: no
+// public bootstrap node exists for this network yet, so a public node joins
+// through --bootstrap addresses, mDNS (--mdns) or peers that dial it.
+var DefaultBootstrap = []string{}
 
 // Host bundles the libp2p host with the DHT and gossipsub that run on it.
 type Host struct {
@@ -62,6 +80,7 @@ type Host struct {
 	// protocols and topics are suffixed with it (see Topic).
 	Namespace string
 
+	mdns      interface{ Close() error }
 	log       *slog.Logger
 	bootstrap []peer.AddrInfo
 	ctx       context.Context
@@ -105,19 +124,30 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 	if err != nil {
 		return nil, fmt.Errorf("p2p: connection manager: %w", err)
 	}
+	rm, err := resourceManager()
+	if err != nil {
+		return nil, fmt.Errorf("p2p: resource manager: %w", err)
+	}
 	opts := []libp2p.Option{
 		libp2p.Identity(cfg.Identity),
 		libp2p.ListenAddrStrings(listen...),
 		libp2p.ConnectionManager(cm),
+		libp2p.ResourceManager(rm),
 	}
 	if len(cfg.SwarmKey) > 0 {
 		// libp2p falls back to its private transports (TCP, websocket).
 		opts = append(opts, libp2p.PrivateNetwork(cfg.SwarmKey))
 	}
+	var hostRef atomic.Pointer[host.Host]
+	if natTraversal(cfg, listen) {
+		opts = append(opts, natOptions(&hostRef)...)
+	}
 	h, err := libp2p.New(opts...)
 	if err != nil {
+		// libp2p closes the resource manager it was given.
 		return nil, fmt.Errorf("p2p: start host: %w", err)
 	}
+	hostRef.Store(&h)
 	ns := SwarmID(cfg.SwarmKey)
 	prefix := DefaultProtocolPrefix
 	if ns != "" {
@@ -133,6 +163,7 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 		pubsub.WithMaxMessageSize(MaxPubSubMessage),
 		pubsub.WithFloodPublish(true),
 		pubsub.WithPeerExchange(true),
+		pubsub.WithPeerScore(peerScoreParams(ns, cfg.ScoredTopics)),
 	)
 	if err != nil {
 		kad.Close()
@@ -145,6 +176,12 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 		// is opened to a peer we only heard of through gossip.
 		Host: routedhost.Wrap(h, kad), DHT: kad, PubSub: ps, Namespace: ns,
 		log: log, bootstrap: boot, ctx: hctx, cancel: cancel,
+	}
+	if cfg.MDNS {
+		if err := n.startMDNS(); err != nil {
+			n.Close()
+			return nil, fmt.Errorf("p2p: mdns: %w", err)
+		}
 	}
 	n.connectBootstrap(ctx)
 	if err := kad.Bootstrap(hctx); err != nil {
@@ -192,7 +229,10 @@ func (h *Host) Close() error {
 	h.closeOnce.Do(func() {
 		h.cancel()
 		h.wg.Wait()
-		err = errors.Join(h.DHT.Close(), h.Host.Close())
+		if h.mdns != nil {
+			err = h.mdns.Close()
+		}
+		err = errors.Join(err, h.DHT.Close(), h.Host.Close())
 	})
 	return err
 }

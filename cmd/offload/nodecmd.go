@@ -72,6 +72,8 @@ $home/api and its token to $home/api.token, so '--api 127.0.0.1:0' and
 	f.StringSliceVar(&executors, "executors", nil, "executors to offer: docker,wasm (default: what is available)")
 	f.StringSliceVar(&labels, "labels", nil, "provider labels k=v,... (e.g. fpga=xilinx)")
 	f.Float64Var(&cfg.Price, "price", 0, "price in credits per CPU-second")
+	f.BoolVar(&cfg.MDNS, "mdns", false, "find peers of the same swarm on the local network (multicast DNS)")
+	f.BoolVar(&cfg.DisableNAT, "no-nat", false, "turn off NAT traversal (AutoNAT, port mapping, relays, hole punching)")
 	return cmd
 }
 

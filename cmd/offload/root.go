@@ -41,7 +41,11 @@ WASM module with inputs by CID), providers bid, the winner runs the task and
 returns the result over libp2p.
 
 Start a node with 'offload node' (add --provider to sell compute), then run
-tasks with 'offload run'. Try 'offload demo' for a local swarm in one process.`,
+tasks with 'offload run'. Try 'offload demo' for a local swarm in one process.
+'offload dashboard' opens the node's web dashboard. Listings take --json.
+
+Shell completion: 'offload completion bash|zsh|fish|powershell --help' says
+how to load it (e.g. source <(offload completion bash)).`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
@@ -51,6 +55,7 @@ tasks with 'offload run'. Try 'offload demo' for a local swarm in one process.`,
 		newInitCmd(g), newSwarmKeyCmd(), newNodeCmd(g), newIDCmd(g), newPeersCmd(g),
 		newRunCmd(g), newStatusCmd(g), newListCmd(g), newCancelCmd(g), newDemoCmd(g),
 		newAddCmd(g), newGetCmd(g), newLsCmd(g), newRmCmd(g), newImageCmd(g), newResultsCmd(g),
+		newPoolCmd(g), newDashboardCmd(g),
 	)
 	return root
 }

@@ -6,14 +6,17 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/offload-project/offload/client"
 )
 
 func newStatusCmd(g *globals) *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
-		Use:   "status ID [--json]",
-		Short: "Show a task's state, bids, executions and result",
-		Args:  cobra.ExactArgs(1),
+		Use:               "status ID [--json]",
+		Short:             "Show a task's state, bids, executions and result",
+		Args:              cobra.ExactArgs(1),
+		ValidArgsFunction: completeTaskIDs(g),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := g.client()
 			if err != nil {
@@ -53,21 +56,31 @@ func newStatusCmd(g *globals) *cobra.Command {
 
 func newListCmd(g *globals) *cobra.Command {
 	var asJSON bool
+	var states []string
 	cmd := &cobra.Command{
-		Use:   "list [--json]",
+		Use:   "list [--json] [--state S]...",
 		Short: "List this node's tasks, newest first",
-		Args:  cobra.NoArgs,
+		Example: `  offload list
+  offload list --state running,bidding --json`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := g.client()
 			if err != nil {
 				return err
 			}
-			ts, err := c.List(cmd.Context())
+			ts, err := c.List(cmd.Context(), states...)
 			if err != nil {
 				return err
 			}
+			if ts == nil {
+				ts = []client.Task{}
+			}
 			if asJSON {
 				return printJSON(cmd.OutOrStdout(), ts)
+			}
+			if len(ts) == 0 {
+				fmt.Fprintln(cmd.OutOrStdout(), "no tasks (submit one with 'offload run --image REF -- CMD')")
+				return nil
 			}
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 2, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "ID\tSTATE\tIMAGE\tCREATED\tREASON")
@@ -78,14 +91,17 @@ func newListCmd(g *globals) *cobra.Command {
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	cmd.Flags().StringSliceVar(&states, "state", nil, "only tasks in these states: pending, bidding, awarded, running, completed, failed, canceled")
+	_ = cmd.RegisterFlagCompletionFunc("state", cobra.FixedCompletions(taskStates, cobra.ShellCompDirectiveNoFileComp))
 	return cmd
 }
 
 func newCancelCmd(g *globals) *cobra.Command {
 	return &cobra.Command{
-		Use:   "cancel ID",
-		Short: "Cancel a task (its container is stopped on the provider)",
-		Args:  cobra.ExactArgs(1),
+		Use:               "cancel ID",
+		Short:             "Cancel a task (its container is stopped on the provider)",
+		Args:              cobra.ExactArgs(1),
+		ValidArgsFunction: completeTaskIDs(g, "pending", "bidding", "awarded", "running"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := g.client()
 			if err != nil {

@@ -113,7 +113,46 @@ type TaskSpec struct {
 	Provider string `json:"provider,omitempty"`
 	// Inputs are content mounted read-only into the task.
 	Inputs []Input `json:"inputs,omitempty"`
+	// Strategy selects among bids: "cheapest" (default), "fastest" or
+	// "reputation".
+	Strategy string `json:"strategy,omitempty"`
+	// Redundancy runs the task on this many distinct providers and
+	// completes it only when their results agree (0 or 1: once).
+	Redundancy int `json:"redundancy,omitempty"`
+	// Subtasks fan the task out: one execution per piece, each with its
+	// own arguments, environment and inputs, in parallel.
+	Subtasks []Subtask `json:"subtasks,omitempty"`
+	// Verify checks each piece's outputs on the requestor's own executor.
+	Verify *Verify `json:"verify,omitempty"`
+	// Exclude lists providers that may not run this task (a redundant
+	// copy's siblings, a piece's rejected providers).
+	Exclude []string `json:"exclude,omitempty"`
 }
+
+// Subtask is one piece of a fanned-out task: it overrides the task's
+// command (when Cmd is set), adds environment variables and inputs.
+type Subtask struct {
+	Name   string            `json:"name,omitempty"`
+	Cmd    []string          `json:"cmd,omitempty"`
+	Env    map[string]string `json:"env,omitempty"`
+	Inputs []Input           `json:"inputs,omitempty"`
+}
+
+// Verify is a check run on the requestor over a piece's outputs, mounted
+// read-only at /inputs/piece; exit code 0 accepts the piece. The piece's
+// index is in $OFFLOAD_PIECE and its stdout in $OFFLOAD_PIECE_STDOUT.
+type Verify struct {
+	Runtime   string   `json:"runtime,omitempty"`
+	Image     string   `json:"image"`
+	Cmd       []string `json:"cmd,omitempty"`
+	TimeoutMS int64    `json:"timeout_ms,omitempty"`
+}
+
+// Limits of fan-out.
+const (
+	MaxRedundancy = 16
+	MaxSubtasks   = 1024
+)
 
 // Input is content (a file or a directory, by CID) mounted read-only at
 // Path inside the task.
@@ -221,6 +260,49 @@ func (s TaskSpec) Validate() error {
 			return invalid("provider %q is not a peer id: %v", s.Provider, err)
 		}
 	}
+	if s.Redundancy < 0 || s.Redundancy > MaxRedundancy {
+		return invalid("redundancy %d out of range (0..%d)", s.Redundancy, MaxRedundancy)
+	}
+	if len(s.Subtasks) > MaxSubtasks {
+		return invalid("more than %d subtasks", MaxSubtasks)
+	}
+	if s.Redundancy > 1 && len(s.Subtasks) > 0 {
+		return invalid("redundancy and subtasks cannot be combined")
+	}
+	for i, st := range s.Subtasks {
+		piece := s
+		piece.Subtasks, piece.Verify = nil, nil
+		if len(st.Cmd) > 0 {
+			piece.Cmd = st.Cmd
+		}
+		piece.Inputs = append(append([]Input{}, s.Inputs...), st.Inputs...)
+		for k := range st.Env {
+			if piece.Env == nil {
+				piece.Env = map[string]string{}
+			}
+			piece.Env[k] = st.Env[k]
+		}
+		if err := piece.Validate(); err != nil {
+			return fmt.Errorf("subtask %d: %w", i, err)
+		}
+	}
+	if s.Verify != nil {
+		if len(s.Subtasks) == 0 {
+			return invalid("verify needs subtasks")
+		}
+		v := TaskSpec{Runtime: s.Verify.Runtime, Image: s.Verify.Image, Cmd: s.Verify.Cmd, TimeoutMS: s.Verify.TimeoutMS}
+		if err := v.Validate(); err != nil {
+			return fmt.Errorf("verify: %w", err)
+		}
+	}
+	if len(s.Exclude) > 1024 {
+		return invalid("more than 1024 excluded providers")
+	}
+	switch s.Strategy {
+	case "", "cheapest", "fastest", "reputation":
+	default:
+		return invalid("unknown strategy %q (want cheapest, fastest or reputation)", s.Strategy)
+	}
 	if len(s.Inputs) > maxInputs {
 		return invalid("more than %d inputs", maxInputs)
 	}
@@ -260,6 +342,8 @@ type Requirements struct {
 	TimeoutMS int64     `json:"timeout_ms"`
 	MaxPrice  float64   `json:"max_price,omitempty"`
 	Provider  string    `json:"provider,omitempty"`
+	// Exclude lists providers that must not answer.
+	Exclude []string `json:"exclude,omitempty"`
 	// Inputs lists the CIDs the task reads, so providers can say how much
 	// they already hold.
 	Inputs []string `json:"inputs,omitempty"`
@@ -270,7 +354,7 @@ func RequirementsOf(s TaskSpec) Requirements {
 	return Requirements{
 		Runtime: s.RuntimeOrDefault(), Image: s.Image, Resources: s.Resources,
 		TimeoutMS: s.TimeoutMS, MaxPrice: s.MaxPrice, Provider: s.Provider,
-		Inputs: inputCIDs(s.Inputs),
+		Inputs: inputCIDs(s.Inputs), Exclude: s.Exclude,
 	}
 }
 
@@ -430,6 +514,8 @@ type Result struct {
 	// FetchMS is the time spent fetching and loading the image and inputs,
 	// which does not count against the task's timeout.
 	FetchMS int64 `json:"fetch_ms,omitempty"`
+	// Receipt is the provider's signed account of the execution.
+	Receipt *SignedReceipt `json:"receipt,omitempty"`
 }
 
 // Report is sent by the provider running a task: a state change, and at the
@@ -484,6 +570,9 @@ func (c *Cancel) Validate() error { return validID(c.TaskID) }
 type Ack struct {
 	OK     bool   `json:"ok"`
 	Reason string `json:"reason,omitempty"`
+	// Countersig, on the ack of a result, is the requestor's signature of
+	// the result's receipt.
+	Countersig []byte `json:"countersig,omitempty"`
 }
 
 func validID(id string) error {

@@ -1,0 +1,85 @@
+package main_test
+
+import (
+	"encoding/json"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/offload-project/offload/client"
+)
+
+// TestPoolEndToEnd: a provider started with --labels is listed by
+// `offload pool --json --label` on another node, and a label it does not
+// have lists nothing.
+func TestPoolEndToEnd(t *testing.T) {
+	dir := t.TempDir()
+	a := startNodeProc(t, filepath.Join(dir, "A"), "--provider", "--executors", "wasm", "--labels", "fpga=xilinx,zone=lab", "--price", "0.5")
+	aid := a.id(t)
+	b := startNodeProc(t, filepath.Join(dir, "B"), "--bootstrap", aid.Addrs[0])
+
+	pool := func(args ...string) []client.Provider {
+		t.Helper()
+		out, stderr, code := offload(t, append([]string{"pool", "--json", "--home", b.home}, args...)...)
+		if code != 0 {
+			t.Fatalf("pool %v exited %d: %s", args, code, stderr)
+		}
+		var ps []client.Provider
+		if err := json.Unmarshal([]byte(out), &ps); err != nil {
+			t.Fatalf("pool --json: %v\n%s", err, out)
+		}
+		return ps
+	}
+	start := time.Now()
+	var got []client.Provider
+	for {
+		if got = pool("--label", "fpga=xilinx"); len(got) > 0 {
+			break
+		}
+		if time.Since(start) > 15*time.Second {
+			t.Fatalf("the provider never showed up in the pool\nnode A:\n%s\nnode B:\n%s", a.log, b.log)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Logf("provider listed after %s", time.Since(start).Round(time.Millisecond))
+	p := got[0]
+	if len(got) != 1 || p.Peer != aid.ID || p.Hardware.Labels["fpga"] != "xilinx" || p.Price != 0.5 ||
+		len(p.Executors) != 1 || p.Executors[0] != "wasm" || p.Hardware.CPUs <= 0 || len(p.Addrs) == 0 {
+		t.Errorf("pool entry: %+v", got)
+	}
+	// The JSON field names scripts rely on.
+	out, _, _ := offload(t, "pool", "--json", "--home", b.home)
+	var raw []map[string]any
+	if err := json.Unmarshal([]byte(out), &raw); err != nil || len(raw) != 1 {
+		t.Fatalf("pool --json: %v %s", err, out)
+	}
+	for _, k := range []string{"peer", "addrs", "hardware", "executors", "price", "free", "seen_at"} {
+		if _, ok := raw[0][k]; !ok {
+			t.Errorf("pool --json has no %q", k)
+		}
+	}
+	hw, _ := raw[0]["hardware"].(map[string]any)
+	for _, k := range []string{"os", "arch", "cpu_model", "cpus", "memory_bytes", "disk_free_bytes", "gpus", "labels"} {
+		if _, ok := hw[k]; !ok {
+			t.Errorf("pool --json hardware has no %q", k)
+		}
+	}
+
+	if got := pool("--label", "fpga=altera"); len(got) != 0 {
+		t.Errorf("fpga=altera matched %+v", got)
+	}
+	if got := pool("--label", "fpga=any", "--arch", "any", "--executor", "wasm"); len(got) != 1 {
+		t.Errorf("any filters: %+v", got)
+	}
+	if got := pool("--executor", "docker"); len(got) != 0 {
+		t.Errorf("--executor docker matched a wasm-only provider: %+v", got)
+	}
+	if _, stderr, code := offload(t, "pool", "--home", b.home, "--memory", "lots"); code == 0 {
+		t.Errorf("--memory lots accepted: %s", stderr)
+	}
+	out, _, code := offload(t, "pool", "--home", b.home, "--label", "fpga=xilinx")
+	if code != 0 || !strings.Contains(out, aid.ID) {
+		t.Errorf("pool table: %d %s", code, out)
+	}
+}
