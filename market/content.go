@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -61,6 +63,8 @@ type prepared struct {
 	spec    executor.Spec
 	workDir string
 	fetchMS int64
+	// workMount is the host side of /work ("" when the task has none).
+	workMount string
 }
 
 // prepare fetches the task's image and inputs and lays out its directories.
@@ -105,6 +109,15 @@ func (p *Provider) prepare(ctx context.Context, ex executor.Executor, rec *ExecR
 	}
 	_ = os.Chmod(out, 0o777) // umask-independent: a non-root task must write here
 	pr.spec.OutputsDir = out
+	if len(rec.Spec.Stages) > 0 || hasWorkArtifact(rec.Spec.Artifacts) {
+		work := filepath.Join(workDir, "work")
+		if err := os.MkdirAll(work, 0o777); err != nil {
+			return pr, fmt.Errorf("create work dir: %w", err)
+		}
+		_ = os.Chmod(work, 0o777)
+		pr.workMount = work
+		pr.spec.Mounts = append(pr.spec.Mounts, executor.Mount{Source: work, Target: wire.WorkPath})
+	}
 	pr.fetchMS = time.Since(start).Milliseconds()
 	return pr, nil
 }
@@ -198,11 +211,22 @@ func (p *Provider) hasImage(ctx context.Context, ex executor.Executor, req wire.
 	return has, has
 }
 
-// collectOutputs adds what the task wrote to /outputs and pins it until
-// the requestor fetched it.
-func (p *Provider) collectOutputs(ctx context.Context, rec *ExecRecord, dir string) (string, error) {
+// collectOutputs adds the task's outputs — its artifacts when it lists
+// some, else all of /outputs — and pins them until the requestor fetched
+// them. A listed artifact the task did not produce fails the task.
+func (p *Provider) collectOutputs(ctx context.Context, rec *ExecRecord, pr *prepared) (string, error) {
+	if p.cfg.Content == nil {
+		return "", nil
+	}
+	dir := pr.spec.OutputsDir
+	if len(rec.Spec.Artifacts) > 0 {
+		dir = filepath.Join(pr.workDir, "artifacts")
+		if err := gatherArtifacts(rec.Spec.Artifacts, pr, dir); err != nil {
+			return "", err
+		}
+	}
 	entries, err := os.ReadDir(dir)
-	if err != nil || len(entries) == 0 || p.cfg.Content == nil {
+	if err != nil || len(entries) == 0 {
 		return "", nil
 	}
 	c, err := p.cfg.Content.AddDir(ctx, dir, "outputs:"+rec.TaskID)
@@ -210,6 +234,87 @@ func (p *Provider) collectOutputs(ctx context.Context, rec *ExecRecord, dir stri
 		return "", fmt.Errorf("add outputs: %w", err)
 	}
 	return c, nil
+}
+
+func hasWorkArtifact(paths []string) bool {
+	for _, a := range paths {
+		if strings.HasPrefix(a, wire.WorkPath+"/") {
+			return true
+		}
+	}
+	return false
+}
+
+// gatherArtifacts links (or copies) each artifact into dst, keeping its path
+// below /outputs or /work.
+func gatherArtifacts(paths []string, pr *prepared, dst string) error {
+	for _, a := range paths {
+		var src, rel string
+		switch {
+		case strings.HasPrefix(a, wire.OutputsPath+"/"):
+			rel = strings.TrimPrefix(a, wire.OutputsPath+"/")
+			src = filepath.Join(pr.spec.OutputsDir, rel)
+		case strings.HasPrefix(a, wire.WorkPath+"/") && pr.workMount != "":
+			rel = strings.TrimPrefix(a, wire.WorkPath+"/")
+			src = filepath.Join(pr.workMount, rel)
+		default:
+			return fmt.Errorf("artifact %s is not under %s or %s", a, wire.OutputsPath, wire.WorkPath)
+		}
+		fi, err := os.Lstat(src)
+		if err != nil {
+			return fmt.Errorf("artifact %s was not produced by the task", a)
+		}
+		if fi.Mode()&os.ModeSymlink != 0 {
+			return fmt.Errorf("artifact %s is a symlink; artifacts must be files or directories", a)
+		}
+		target := filepath.Join(dst, rel)
+		if _, err := os.Lstat(target); err == nil {
+			return fmt.Errorf("artifact %s collides with another artifact", a)
+		}
+		if err := copyTree(src, target); err != nil {
+			return fmt.Errorf("collect artifact %s: %w", a, err)
+		}
+	}
+	return nil
+}
+
+// copyTree hard-links files (copying when linking fails) from src to dst.
+func copyTree(src, dst string) error {
+	return filepath.Walk(src, func(path string, info os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, path)
+		out := filepath.Join(dst, rel)
+		switch {
+		case info.IsDir():
+			return os.MkdirAll(out, 0o755)
+		case info.Mode()&os.ModeSymlink != 0:
+			return nil // a task's symlinks never leave the sandbox
+		case !info.Mode().IsRegular():
+			return nil
+		}
+		if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
+			return err
+		}
+		if os.Link(path, out) == nil {
+			return nil
+		}
+		in, err := os.Open(path)
+		if err != nil {
+			return err
+		}
+		defer in.Close()
+		f, err := os.OpenFile(out, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+		if err != nil {
+			return err
+		}
+		if _, err := io.Copy(f, in); err != nil {
+			f.Close()
+			return err
+		}
+		return f.Close()
+	})
 }
 
 func chmodTree(root string, dirMode, fileMode os.FileMode) error {

@@ -457,9 +457,9 @@ func (p *Provider) run(ctx context.Context, ex executor.Executor, rec *ExecRecor
 		// Only now is the task running: fetching its image and inputs is
 		// reported apart and does not count against its timeout.
 		p.markRunning(ctx, rec)
-		out, err = ex.Run(ctx, pr.spec)
+		out, res.Stages, err = runStages(ctx, ex, rec.Spec, pr)
 		if err == nil {
-			res.Outputs, err = p.collectOutputs(ctx, rec, pr.spec.OutputsDir)
+			res.Outputs, err = p.collectOutputs(ctx, rec, pr)
 		}
 	} else if !errors.Is(err, errNotContent) && ctx.Err() == nil {
 		// Another provider may reach the content where this one could not.

@@ -1,40 +1,21 @@
 package node
 
 import (
-	"bufio"
-	"os"
 	"runtime"
-	"strconv"
-	"strings"
 
+	"github.com/offload-project/offload/executor/hardware"
 	"github.com/offload-project/offload/market"
 )
 
-// detectCapacity offers every core and the machine's total memory less a
-// quarter kept for the host.
-func detectCapacity() market.Capacity {
-	c := market.Capacity{CPUs: float64(runtime.NumCPU()), MemoryBytes: 4 << 30}
-	if mem := memTotal(); mem > 0 {
-		c.MemoryBytes = mem - mem/4
+// capacityOf is what a provider offers by default: every core, the
+// machine's memory less a quarter kept for the host, and every GPU found.
+func capacityOf(info hardware.Info) market.Capacity {
+	c := market.Capacity{CPUs: float64(info.CPUs), MemoryBytes: info.MemoryBytes - info.MemoryBytes/4, GPUs: len(info.GPUs)}
+	if c.CPUs <= 0 {
+		c.CPUs = float64(runtime.NumCPU())
+	}
+	if c.MemoryBytes <= 0 {
+		c.MemoryBytes = 4 << 30
 	}
 	return c
-}
-
-func memTotal() int64 {
-	f, err := os.Open("/proc/meminfo")
-	if err != nil {
-		return 0
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) >= 2 && fields[0] == "MemTotal:" {
-			kb, err := strconv.ParseInt(fields[1], 10, 64)
-			if err == nil {
-				return kb << 10
-			}
-		}
-	}
-	return 0
 }

@@ -2,7 +2,9 @@
 // builds a node from a Config: the libp2p host (p2p), the Badger database
 // (storage), the executors (executor/docker, executor/wasm), the market's
 // requestor and, for a provider, its provider side; it also serves the
-// local HTTP API that the CLI talks to.
+// local HTTP API that the CLI talks to (routes.go lists every route; the
+// OpenAPI description is at /openapi.json, Prometheus metrics at /metrics
+// and a web dashboard at /).
 //
 //	n, err := node.New(ctx, node.Config{Home: dir, Provider: true})
 //	defer n.Close()
@@ -33,6 +35,7 @@ import (
 
 	"github.com/offload-project/offload/client"
 	"github.com/offload-project/offload/executor"
+	"github.com/offload-project/offload/executor/hardware"
 	"github.com/offload-project/offload/market"
 	"github.com/offload-project/offload/market/wire"
 	"github.com/offload-project/offload/p2p"
@@ -180,7 +183,11 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 		if n.executors, err = buildExecutors(ctx, cfg); err != nil {
 			return nil, fmt.Errorf("node: %w", err)
 		}
-		capacity := detectCapacity()
+		info, herr := hardware.Detect(ctx, hardware.Options{Dir: cfg.Home, Labels: cfg.Labels})
+		if herr != nil {
+			n.log.Debug("hardware detection incomplete", "err", herr)
+		}
+		capacity := capacityOf(info)
 		if cfg.Capacity != nil {
 			capacity = *cfg.Capacity
 		}
@@ -193,7 +200,7 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 		if err != nil {
 			return nil, fmt.Errorf("node: %w", err)
 		}
-		if err := n.newAdvertiser(ctx, capacity); err != nil {
+		if err := n.newAdvertiser(info, capacity); err != nil {
 			return nil, fmt.Errorf("node: %w", err)
 		}
 		if err := n.prov.Start(); err != nil {

@@ -1,7 +1,6 @@
 package node
 
 import (
-	"context"
 	"runtime/debug"
 	"slices"
 	"time"
@@ -28,11 +27,8 @@ func (n *Node) startPool() error {
 
 // newAdvertiser detects the machine and prepares the provider's adverts;
 // the provider's OnChange (advertChanged) reaches it once n.adv is set.
-func (n *Node) newAdvertiser(ctx context.Context, capacity market.Capacity) error {
-	info, err := hardware.Detect(ctx, hardware.Options{Dir: n.cfg.Home, Labels: n.cfg.Labels})
-	if err != nil {
-		n.log.Debug("hardware detection incomplete", "err", err)
-	}
+func (n *Node) newAdvertiser(info hardware.Info, capacity market.Capacity) error {
+	var err error
 	hw := wire.Hardware{
 		OS: info.OS, Arch: info.Arch, CPUModel: info.CPUModel, CPUs: info.CPUs,
 		MemoryBytes: info.MemoryBytes, DiskFreeBytes: info.DiskFreeBytes,

@@ -29,6 +29,9 @@ func view(t *market.Task) *client.Task {
 		v.StdoutSize, v.StderrSize = r.StdoutSize, r.StderrSize
 		v.Usage = client.Usage(r.Usage)
 		v.Price = r.Cost
+		for _, st := range r.Stages {
+			v.Stages = append(v.Stages, client.Stage{Name: st.Name, ExitCode: st.ExitCode, Stdout: st.Stdout, Stderr: st.Stderr, WallMS: st.WallMS})
+		}
 		v.Outputs = r.Outputs
 		if !r.StartedAt.IsZero() {
 			s, f := r.StartedAt, r.FinishedAt

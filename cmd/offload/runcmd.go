@@ -14,11 +14,11 @@ import (
 )
 
 type runFlags struct {
-	image, runtime, entrypoint, workdir, memory, timeout, provider string
-	env, inputs                                                    []string
-	cpus, maxPrice                                                 float64
-	gpus, retries                                                  int
-	wait, asJSON                                                   bool
+	image, runtime, entrypoint, workdir, memory, timeout, provider, strategy string
+	env, inputs                                                              []string
+	cpus, maxPrice                                                           float64
+	gpus, retries, redundancy                                                int
+	wait, asJSON                                                             bool
 }
 
 func newRunCmd(g *globals) *cobra.Command {
@@ -71,6 +71,8 @@ exits non-zero unless the task completed with exit code 0.`,
 	fl.Float64Var(&f.maxPrice, "max-price", 0, "maximum price in credits per CPU-second (0: no cap)")
 	fl.IntVar(&f.retries, "retries", 2, "how many other providers to try after a failure")
 	fl.StringVar(&f.provider, "provider", "", "run only on this provider (peer id)")
+	fl.StringVar(&f.strategy, "strategy", "cheapest", "bid selection: cheapest, fastest or reputation")
+	fl.IntVar(&f.redundancy, "redundancy", 1, "run on N distinct providers; complete only if their results agree")
 	fl.BoolVar(&f.wait, "wait", false, "wait for the result")
 	fl.BoolVar(&f.asJSON, "json", false, "print JSON")
 	return cmd
@@ -83,6 +85,7 @@ func (f *runFlags) spec(args []string) (wire.TaskSpec, error) {
 		Runtime: f.runtime, Image: f.image, Cmd: args, WorkDir: f.workdir,
 		Resources: wire.Resources{CPUs: f.cpus, GPUs: f.gpus},
 		MaxPrice:  f.maxPrice, Retries: f.retries, Provider: f.provider,
+		Strategy: f.strategy, Redundancy: f.redundancy,
 	}
 	if f.image == "" {
 		return spec, fmt.Errorf("--image is required (a local image reference on the provider, e.g. --image hello:1)")

@@ -127,6 +127,54 @@ type TaskSpec struct {
 	// Exclude lists providers that may not run this task (a redundant
 	// copy's siblings, a piece's rejected providers).
 	Exclude []string `json:"exclude,omitempty"`
+	// Name is a label for people.
+	Name string `json:"name,omitempty"`
+	// Stages run in order in the same sandbox (same mounts and limits),
+	// sharing /outputs and a work dir at /work; the first failure stops
+	// the rest unless the stage says continue_on_error. Without stages the
+	// task runs Cmd once.
+	Stages []Stage `json:"stages,omitempty"`
+	// Artifacts are the paths (under /outputs or /work) returned as the
+	// task's outputs; all of /outputs when none are listed.
+	Artifacts []string `json:"artifacts,omitempty"`
+}
+
+// Stage is one command of a multi-stage task.
+type Stage struct {
+	Name            string            `json:"name"`
+	Cmd             []string          `json:"cmd"`
+	Env             map[string]string `json:"env,omitempty"`
+	ContinueOnError bool              `json:"continue_on_error,omitempty"`
+}
+
+// StageResult is what one stage did.
+type StageResult struct {
+	Name     string `json:"name"`
+	ExitCode int    `json:"exit_code"`
+	Stdout   string `json:"stdout"`
+	Stderr   string `json:"stderr"`
+	WallMS   int64  `json:"wall_ms"`
+	Error    string `json:"error,omitempty"`
+}
+
+// Sandbox paths a task can write.
+const (
+	OutputsPath = "/outputs"
+	WorkPath    = "/work"
+)
+
+// ValidateArtifact checks an artifact path: clean, absolute, inside
+// /outputs or /work.
+func ValidateArtifact(p string) error {
+	if path.Clean(p) != p || !strings.HasPrefix(p, "/") {
+		return invalid("artifact %q must be a clean absolute path", p)
+	}
+	for _, root := range []string{OutputsPath, WorkPath} {
+		if strings.HasPrefix(p, root+"/") {
+			return nil
+		}
+	}
+	return invalid("artifact %q must be inside %s or %s", p, OutputsPath, WorkPath)
 }
 
 // Subtask is one piece of a fanned-out task: it overrides the task's
@@ -297,6 +345,41 @@ func (s TaskSpec) Validate() error {
 	}
 	if len(s.Exclude) > 1024 {
 		return invalid("more than 1024 excluded providers")
+	}
+	if len(s.Name) > 256 {
+		return invalid("name longer than 256 bytes")
+	}
+	if len(s.Stages) > 64 {
+		return invalid("more than 64 stages")
+	}
+	names := map[string]bool{}
+	for i, st := range s.Stages {
+		if st.Name == "" {
+			return invalid("stage %d has no name", i)
+		}
+		if names[st.Name] {
+			return invalid("two stages are named %q", st.Name)
+		}
+		names[st.Name] = true
+		if len(st.Cmd) == 0 {
+			return invalid("stage %q has no command", st.Name)
+		}
+		if len(st.Cmd) > maxArgs || len(st.Env) > maxEnv {
+			return invalid("stage %q has too many arguments or variables", st.Name)
+		}
+		for k := range st.Env {
+			if k == "" || strings.ContainsAny(k, "=\x00") {
+				return invalid("stage %q: invalid environment variable name %q", st.Name, k)
+			}
+		}
+	}
+	if len(s.Artifacts) > 256 {
+		return invalid("more than 256 artifacts")
+	}
+	for _, a := range s.Artifacts {
+		if err := ValidateArtifact(a); err != nil {
+			return err
+		}
 	}
 	switch s.Strategy {
 	case "", "cheapest", "fastest", "reputation":
@@ -514,6 +597,8 @@ type Result struct {
 	// FetchMS is the time spent fetching and loading the image and inputs,
 	// which does not count against the task's timeout.
 	FetchMS int64 `json:"fetch_ms,omitempty"`
+	// Stages reports each stage of a multi-stage task.
+	Stages []StageResult `json:"stages,omitempty"`
 	// Receipt is the provider's signed account of the execution.
 	Receipt *SignedReceipt `json:"receipt,omitempty"`
 }

@@ -1,0 +1,89 @@
+package client_test
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/offload-project/offload/client"
+)
+
+const pipeline = `
+name: pipeline
+image: hello:1
+resources: {cpus: 1, memory: 256m}
+timeout: 2m
+inputs:
+  - {cid: QmZULkCELmmk5XNfCgTnCyFgAVxBRBXyDHGGMVoLFLiXEN, path: /inputs/hello}
+  - {local: ./data, path: /inputs/data}
+stages:
+  - name: prepare
+    command: [/hello, write, /work/step1, ok]
+  - name: build
+    command: [/hello, cat, /work/step1]
+    env: {MODE: fast}
+    continue_on_error: true
+artifacts: [/outputs/model.bin, /work/step1]
+`
+
+func TestParseTaskFile(t *testing.T) {
+	tf, err := client.ParseTaskFile([]byte(pipeline))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := tf.LocalInputs(); got["1"] != "./data" {
+		t.Fatalf("local inputs: %v", got)
+	}
+	spec, err := tf.Spec(map[string]string{"1": "bafkreicysg23kiwv34eg2d7qweipxwosdo2py4ldv42nbauguluen5v6am"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if spec.Resources.MemoryBytes != 256<<20 || spec.TimeoutMS != 120_000 || len(spec.Stages) != 2 ||
+		!spec.Stages[1].ContinueOnError || spec.Stages[1].Env["MODE"] != "fast" || len(spec.Artifacts) != 2 || spec.Retries != 2 {
+		t.Fatalf("spec = %+v", spec)
+	}
+	if spec.Inputs[1].CID != "bafkreicysg23kiwv34eg2d7qweipxwosdo2py4ldv42nbauguluen5v6am" {
+		t.Errorf("local input CID not filled: %+v", spec.Inputs[1])
+	}
+}
+
+func TestTaskFileErrorsNameTheLine(t *testing.T) {
+	tests := []struct {
+		name, file, want string
+	}{
+		{"syntax", "image: [unclosed\n", "["},
+		{"unknown field", "image: a\nimagee: b\n", "imagee"},
+		{"bad memory", "image: a\nresources:\n  memory: lots\n", "line 3"},
+		{"bad timeout", "image: a\ntimeout: soon\n", "line 2"},
+		{"no image", "name: x\n", "image is required"},
+		{"input on /etc", "image: a\ninputs:\n  - {cid: QmZULkCELmmk5XNfCgTnCyFgAVxBRBXyDHGGMVoLFLiXEN, path: /etc/x}\n", "line 3"},
+		{"stage without command", "image: a\nstages:\n  - name: s\n", "has no command"},
+		{"artifact outside", "image: a\nartifacts: [/etc/passwd]\n", "must be inside"},
+		{"empty", "  \n", "empty"},
+		{"both cid and local", "image: a\ninputs:\n  - {cid: x, local: y, path: /in}\n", "not both"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := client.ParseTaskFile([]byte(tc.file))
+			var tfe *client.TaskFileError
+			if err == nil || !errors.As(err, &tfe) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("want a task file error containing %q, got %v", tc.want, err)
+			}
+		})
+	}
+}
+
+func FuzzParseTaskFile(f *testing.F) {
+	f.Add([]byte(pipeline))
+	f.Add([]byte("image: a\nsubtasks:\n  - command: [x]\nverify: {image: b}\n"))
+	f.Add([]byte("{image: a, resources: {memory: 1g}}"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		tf, err := client.ParseTaskFile(data)
+		if err != nil {
+			return
+		}
+		if _, err := tf.Spec(nil); err != nil {
+			t.Fatalf("accepted file gives an invalid spec: %v", err)
+		}
+	})
+}
