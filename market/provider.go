@@ -124,6 +124,11 @@ type Provider struct {
 	ledger    *ledger
 
 	imageMu sync.Mutex // serializes image loads so each CID loads once
+	// annLimit and streamLimit rate-limit peers; answering bounds the
+	// bids and declines being sent at once.
+	annLimit    *peerLimiter
+	streamLimit *peerLimiter
+	answering   chan struct{}
 
 	mu      sync.Mutex
 	running map[string]context.CancelCauseFunc // by exec key
@@ -168,7 +173,9 @@ func NewProvider(h *p2p.Host, store ExecStore, topic *pubsub.Topic, executors []
 		h: h, store: store, executors: map[string]executor.Executor{}, cfg: cfg,
 		log: cfg.Logger.With("role", "provider"), sub: sub, ledger: newLedger(cfg.Capacity),
 		running: map[string]context.CancelCauseFunc{}, connCh: make(chan struct{}),
-		ctx: ctx, cancel: cancel,
+		annLimit: newPeerLimiter(announceRate, announceBurst), streamLimit: newPeerLimiter(streamRate, streamBurst),
+		answering: make(chan struct{}, 256),
+		ctx:       ctx, cancel: cancel,
 	}
 	for _, e := range executors {
 		p.executors[e.Name()] = e
@@ -291,6 +298,10 @@ func (p *Provider) readAnnouncements() {
 		if msg.GetFrom() == p.h.ID() {
 			continue
 		}
+		if !p.annLimit.allow(msg.GetFrom()) {
+			p.log.Debug("announcement over rate", "peer", msg.GetFrom())
+			continue
+		}
 		ann, err := wire.Decode[wire.Announce](msg.Data)
 		if err != nil {
 			p.log.Debug("bad announcement", "peer", msg.GetFrom(), "err", err)
@@ -306,9 +317,15 @@ func (p *Provider) readAnnouncements() {
 		if slices.Contains(ann.Req.Exclude, p.h.ID().String()) {
 			continue // the requestor does not want this provider for it
 		}
+		select {
+		case p.answering <- struct{}{}:
+		case <-p.ctx.Done():
+			return
+		}
 		p.wg.Add(1)
 		go func() {
 			defer p.wg.Done()
+			defer func() { <-p.answering }()
 			p.answer(msg.GetFrom(), ann)
 		}()
 	}
@@ -377,6 +394,10 @@ func (p *Provider) handleAward(s network.Stream) {
 	defer s.Close()
 	_ = s.SetDeadline(time.Now().Add(10 * time.Second))
 	from := s.Conn().RemotePeer()
+	if !p.streamLimit.allow(from) {
+		s.Reset()
+		return
+	}
 	body, err := p2p.ReadFrame(bufio.NewReader(s), wire.MaxAwardSize)
 	if err != nil {
 		s.Reset()
@@ -656,6 +677,10 @@ func (p *Provider) handleCancel(s network.Stream) {
 	defer s.Close()
 	_ = s.SetDeadline(time.Now().Add(10 * time.Second))
 	from := s.Conn().RemotePeer()
+	if !p.streamLimit.allow(from) {
+		s.Reset()
+		return
+	}
 	body, err := p2p.ReadFrame(bufio.NewReader(s), wire.MaxAckSize)
 	if err != nil {
 		s.Reset()

@@ -86,6 +86,7 @@ type Requestor struct {
 	watchers map[string]map[*watcher]struct{}
 	drivers  map[string]bool
 	rep      *repBook
+	limit    *peerLimiter // bids and reports per provider
 	// verifyFns are the embedding program's piece verifications.
 	verifyFns map[string]VerifyFunc
 	peersCh   chan struct{} // closed and replaced when topic peers change
@@ -134,7 +135,7 @@ func NewRequestor(h *p2p.Host, store TaskStore, topic *pubsub.Topic, cfg Request
 	r := &Requestor{
 		h: h, store: store, cfg: cfg, log: cfg.Logger.With("role", "requestor"), topic: topic,
 		auctions: map[string]*auction{}, watchers: map[string]map[*watcher]struct{}{},
-		drivers: map[string]bool{}, rep: newRepBook(nil), verifyFns: map[string]VerifyFunc{}, peersCh: make(chan struct{}), lastBeat: map[string]time.Time{},
+		drivers: map[string]bool{}, rep: newRepBook(nil), limit: newPeerLimiter(streamRate, streamBurst), verifyFns: map[string]VerifyFunc{}, peersCh: make(chan struct{}), lastBeat: map[string]time.Time{},
 		ctx: ctx, cancel: cancel,
 	}
 	evts, err := topic.EventHandler()
@@ -917,6 +918,10 @@ func (r *Requestor) handleBid(s network.Stream) {
 	defer s.Close()
 	_ = s.SetDeadline(time.Now().Add(10 * time.Second))
 	from := s.Conn().RemotePeer()
+	if !r.limit.allow(from) {
+		s.Reset()
+		return
+	}
 	body, err := p2p.ReadFrame(bufio.NewReader(s), wire.MaxBidSize)
 	if err != nil {
 		r.log.Debug("bad bid frame", "peer", from, "err", err)
@@ -950,6 +955,10 @@ func (r *Requestor) handleReport(s network.Stream) {
 	defer s.Close()
 	_ = s.SetDeadline(time.Now().Add(30 * time.Second))
 	from := s.Conn().RemotePeer()
+	if !r.limit.allow(from) {
+		s.Reset()
+		return
+	}
 	body, err := p2p.ReadFrame(bufio.NewReader(s), wire.MaxReportSize)
 	if err != nil {
 		r.log.Debug("bad report frame", "peer", from, "err", err)

@@ -109,6 +109,7 @@ func TestAPIStatusCodes(t *testing.T) {
 		{"pool", apiCall{method: "GET", path: "/api/v1/pool?gpus=any"}, 200},
 		{"pool bad filter", apiCall{method: "GET", path: "/api/v1/pool?cpus=lots"}, 400},
 		{"pool stats", apiCall{method: "GET", path: "/api/v1/pool/stats"}, 200},
+		{"ledger", apiCall{method: "GET", path: "/api/v1/ledger"}, 200},
 		{"add path", apiCall{method: "POST", path: "/api/v1/content/add", body: js(map[string]string{"path": file})}, 200},
 		{"add relative path", apiCall{method: "POST", path: "/api/v1/content/add", body: `{"path":"f.txt"}`}, 400},
 		{"add missing path", apiCall{method: "POST", path: "/api/v1/content/add", body: js(map[string]string{"path": file + ".gone"})}, 400},

@@ -93,3 +93,23 @@ func TestMetricsAfterATask(t *testing.T) {
 		t.Error("no Go runtime metrics")
 	}
 }
+
+// metricValue sums the samples of one counter or gauge family of a node's
+// registry (through Node.Metrics, as an embedding program would).
+func metricValue(t *testing.T, n *node.Node, name string) float64 {
+	t.Helper()
+	fams, err := n.Metrics().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := 0.0
+	for _, f := range fams {
+		if f.GetName() != name {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			sum += m.GetCounter().GetValue() + m.GetGauge().GetValue()
+		}
+	}
+	return sum
+}

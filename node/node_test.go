@@ -319,6 +319,9 @@ func TestFailoverWhenProviderVanishes(t *testing.T) {
 		t.Errorf("executions: %+v", got.Executions)
 	}
 	t.Logf("failover completed %s after the provider vanished", time.Since(start).Round(time.Millisecond))
+	if v := metricValue(t, req, "offload_failovers_total"); v != 1 {
+		t.Errorf("offload_failovers_total = %v, want 1", v)
+	}
 }
 
 func TestCancelStopsTheContainer(t *testing.T) {

@@ -38,6 +38,7 @@ func (s *apiServer) table() []route {
 		{"GET", "/api/v1/tasks/{id}/events", "Server-sent events: the task after every change, until it ends", s.taskEvents},
 		{"POST", "/api/v1/tasks/{id}/cancel", "Cancel a task and stop it on its provider", s.cancelTask},
 		{"GET", "/api/v1/events", "Server-sent events: every task after every change", s.allEvents},
+		{"GET", "/api/v1/ledger", "Credits earned and spent per peer, with receipts and reputations", s.getLedger},
 	}
 	rs = append(rs, s.poolRoutes()...)
 	return append(rs, s.contentRoutes()...)

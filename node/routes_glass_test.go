@@ -110,8 +110,10 @@ func TestOpenAPISchemasMatchTypes(t *testing.T) {
 		"Error": client.Error{}, "Identity": client.Identity{}, "Peer": client.Peer{},
 		"Task": client.Task{}, "Bid": client.Bid{}, "Execution": client.Execution{}, "Stage": client.Stage{},
 		"Usage": client.Usage{}, "TaskSpec": wire.TaskSpec{}, "Resources": wire.Resources{}, "Input": wire.Input{},
-		"Subtask": wire.Subtask{}, "Verify": wire.Verify{}, "Child": client.Child{},
-		"Provider": client.Provider{}, "Capacity": client.Capacity{}, "Hardware": wire.Hardware{}, "GPU": wire.GPU{},
+		"StageSpec": wire.Stage{}, "Subtask": wire.Subtask{}, "Verify": wire.Verify{}, "Child": client.Child{},
+		"Ledger": client.Ledger{}, "LedgerEntry": client.LedgerEntry{}, "PeerBalance": client.PeerBalance{},
+		"Reputation": client.Reputation{},
+		"Provider":   client.Provider{}, "Capacity": client.Capacity{}, "Hardware": wire.Hardware{}, "GPU": wire.GPU{},
 		"PoolStats": market.PoolStats{}, "Pin": PinInfo{}, "CIDResponse": CIDResponse{}, "AddRequest": addRequest{},
 		"DestRequest": destRequest{}, "PushRequest": pushRequest{}, "ProgressEvent": progressEvent{},
 	}
