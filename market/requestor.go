@@ -1021,6 +1021,9 @@ func (r *Requestor) applyReport(from peer.ID, rep *wire.Report) wire.Ack {
 			r.log.Warn("result refused", "task", t.ID, "peer", from, "err", rerr)
 			return wire.Ack{Reason: "invalid receipt: " + rerr.Error()}
 		}
+		// Keep the countersigned receipt before the task is seen as
+		// finished: whoever watches the task finds the ledger up to date.
+		ack := r.countersign(rep, rc)
 		res := rep.Result
 		retry := rep.State == wire.ExecFailed && res.Retryable && failures(t)+1 <= t.Spec.Retries
 		_, err = r.update(t.ID, func(t *Task) error {
@@ -1062,7 +1065,7 @@ func (r *Requestor) applyReport(from peer.ID, rep *wire.Report) wire.Ack {
 			// A driver waiting on an older attempt has returned; make sure
 			// one runs to re-announce after a retryable failure.
 			r.startDriver(t.ID)
-			return r.countersign(rep, rc)
+			return ack
 		}
 	}
 	if err != nil {

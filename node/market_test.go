@@ -1,0 +1,87 @@
+package node_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/offload-project/offload/market"
+	"github.com/offload-project/offload/node"
+)
+
+func TestNoAcceptableBidSaysWhy(t *testing.T) {
+	req, _, mod := wasmSwarm(t, false, false) // prices 0.1 and 0.2
+	spec := node.TaskSpec{Runtime: "wasm", Image: mod, Cmd: []string{"echo", "x"}, TimeoutMS: 60_000, MaxPrice: 0.05}
+	sub, err := req.Submit(t.Context(), spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	got := waitFor(t, req, sub.ID, 30*time.Second)
+	if got.State != "failed" {
+		t.Fatalf("state %s", got.State)
+	}
+	for _, want := range []string{"no provider took the task", "2 providers known", "0 bid", "2 declined", "above max price 0.05"} {
+		if !strings.Contains(got.Error, want) {
+			t.Errorf("reason %q lacks %q", got.Error, want)
+		}
+	}
+	if len(got.Bids) != 2 {
+		t.Errorf("bids: %+v", got.Bids)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("took %s to say no (the window must close when all known providers answered)", d)
+	}
+}
+
+func TestReceiptsLedgerAndReputation(t *testing.T) {
+	req, provs, mod := wasmSwarm(t, false)
+	spec := node.TaskSpec{Runtime: "wasm", Image: mod, Cmd: []string{"echo", "paid"}, TimeoutMS: 60_000, Strategy: market.StrategyReputation}
+	var ids []string
+	for range 2 {
+		sub, err := req.Submit(t.Context(), spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, sub.ID)
+	}
+	for _, id := range ids {
+		if got := waitFor(t, req, id, time.Minute); got.State != "completed" {
+			t.Fatalf("task %s: %s", id, got.Error)
+		}
+	}
+	l, err := req.Ledger()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(l.Entries) != 2 || l.Entries[0].Role != market.RoleSpent || l.Entries[0].Receipt == nil || len(l.Entries[0].Receipt.RequestorSig) == 0 {
+		for _, e := range l.Entries { t.Logf("entry %+v", *e) }; t.Fatalf("requestor ledger: %d entries", len(l.Entries))
+	}
+	if _, err := l.Entries[0].Receipt.Verify(); err != nil {
+		t.Fatalf("stored receipt does not verify: %v", err)
+	}
+	if len(l.Peers) != 1 || l.Peers[0].Peer != provs[0].ID().String() || l.Peers[0].Tasks != 2 {
+		t.Errorf("balances: %+v", l.Peers)
+	}
+	if r := l.Reputations[provs[0].ID().String()]; r.Completed != 2 {
+		t.Errorf("reputation: %+v", r)
+	}
+	// The provider keeps the countersigned receipts of what it earned.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		pl, err := provs[0].Ledger()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(pl.Entries) == 2 {
+			if pl.Entries[0].Role != market.RoleEarned || len(pl.Entries[0].Receipt.RequestorSig) == 0 {
+				t.Fatalf("provider ledger: %+v", pl.Entries[0])
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("provider ledger has %d entries", len(pl.Entries))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
