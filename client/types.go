@@ -49,6 +49,7 @@ type Stage struct {
 	Stdout   string `json:"stdout"`
 	Stderr   string `json:"stderr"`
 	WallMS   int64  `json:"wall_ms"`
+	Usage    Usage  `json:"usage"`
 }
 
 // Task is the status of one task as `offload status --json` and

@@ -229,11 +229,26 @@ func (p *Provider) collectOutputs(ctx context.Context, rec *ExecRecord, pr *prep
 	if err != nil || len(entries) == 0 {
 		return "", nil
 	}
+	if size := treeSize(dir); size > p.cfg.OutputsQuota {
+		return "", fmt.Errorf("outputs are %d bytes, over this provider's quota of %d bytes", size, p.cfg.OutputsQuota)
+	}
 	c, err := p.cfg.Content.AddDir(ctx, dir, "outputs:"+rec.TaskID)
 	if err != nil {
 		return "", fmt.Errorf("add outputs: %w", err)
 	}
 	return c, nil
+}
+
+// treeSize sums the sizes of the regular files under dir.
+func treeSize(dir string) int64 {
+	var n int64
+	_ = filepath.Walk(dir, func(_ string, info os.FileInfo, err error) error {
+		if err == nil && info.Mode().IsRegular() {
+			n += info.Size()
+		}
+		return nil
+	})
+	return n
 }
 
 func hasWorkArtifact(paths []string) bool {

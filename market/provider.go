@@ -30,6 +30,8 @@ const (
 	// DefaultHeartbeat is how often a provider tells the requestor it still
 	// holds a task.
 	DefaultHeartbeat = 2 * time.Second
+	// DefaultOutputsQuota bounds a task's outputs.
+	DefaultOutputsQuota = 1 << 30
 	// DefaultOutputsTTL is how long outputs stay pinned after delivery.
 	DefaultOutputsTTL = time.Hour
 	// maxRedeliveryPause caps the back-off between delivery attempts.
@@ -101,7 +103,10 @@ type ProviderConfig struct {
 	Heartbeat time.Duration
 	// Ledger keeps countersigned receipts of what this provider earned.
 	Ledger LedgerStore
-	Logger *slog.Logger
+	// OutputsQuota bounds the bytes a task may return as outputs
+	// (default DefaultOutputsQuota).
+	OutputsQuota int64
+	Logger       *slog.Logger
 	// OnChange, when set, is called after free capacity changed (a
 	// reservation, an award, a release). It runs with the provider's
 	// capacity lock held: it must only signal (the advertiser's Changed).
@@ -157,6 +162,9 @@ func NewProvider(h *p2p.Host, store ExecStore, topic *pubsub.Topic, executors []
 	}
 	if cfg.Heartbeat <= 0 {
 		cfg.Heartbeat = DefaultHeartbeat
+	}
+	if cfg.OutputsQuota <= 0 {
+		cfg.OutputsQuota = DefaultOutputsQuota
 	}
 	if cfg.WorkDir == "" {
 		return nil, errors.New("provider: a work directory is required")

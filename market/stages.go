@@ -46,6 +46,7 @@ func runStages(ctx context.Context, ex executor.Executor, spec wire.TaskSpec, pr
 		sr := wire.StageResult{Name: st.Name, ExitCode: -1}
 		if out != nil {
 			sr.ExitCode, sr.Stdout, sr.Stderr, sr.WallMS = out.ExitCode, string(out.Stdout), string(out.Stderr), out.Usage.WallMS
+			sr.Usage = wire.Usage(out.Usage)
 			total = addUsage(total, out)
 		}
 		if err != nil {

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/offload-project/offload/internal/testimage"
 	"github.com/offload-project/offload/market"
 	"github.com/offload-project/offload/node"
 )
@@ -55,7 +56,10 @@ func TestReceiptsLedgerAndReputation(t *testing.T) {
 		t.Fatal(err)
 	}
 	if len(l.Entries) != 2 || l.Entries[0].Role != market.RoleSpent || l.Entries[0].Receipt == nil || len(l.Entries[0].Receipt.RequestorSig) == 0 {
-		for _, e := range l.Entries { t.Logf("entry %+v", *e) }; t.Fatalf("requestor ledger: %d entries", len(l.Entries))
+		for _, e := range l.Entries {
+			t.Logf("entry %+v", *e)
+		}
+		t.Fatalf("requestor ledger: %d entries", len(l.Entries))
 	}
 	if _, err := l.Entries[0].Receipt.Verify(); err != nil {
 		t.Fatalf("stored receipt does not verify: %v", err)
@@ -83,5 +87,31 @@ func TestReceiptsLedgerAndReputation(t *testing.T) {
 			t.Fatalf("provider ledger has %d entries", len(pl.Entries))
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func TestOutputsOverQuotaFailClearly(t *testing.T) {
+	mod := testimage.BuildWASM(t)
+	prov := startNode(t, t.TempDir(), true, nil, func(c *node.Config) { c.Executors = []string{"wasm"}; c.OutputsQuota = 4 })
+	req := startNode(t, t.TempDir(), false, prov.Identity().Addrs)
+	c, err := req.Add(t.Context(), mod, node.AddOptions{CIDVersion: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub, err := req.Submit(t.Context(), node.TaskSpec{Runtime: "wasm", Image: c, Cmd: []string{"write", "/outputs/big.txt", "more than four bytes"}, TimeoutMS: 60_000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := waitFor(t, req, sub.ID, time.Minute)
+	if got.State != "failed" || !strings.Contains(got.Error, "over this provider's quota of 4 bytes") {
+		t.Fatalf("over quota: %s %q", got.State, got.Error)
+	}
+	// The provider is healthy afterwards.
+	sub, err = req.Submit(t.Context(), node.TaskSpec{Runtime: "wasm", Image: c, Cmd: []string{"echo", "ok"}, TimeoutMS: 60_000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := waitFor(t, req, sub.ID, time.Minute); got.State != "completed" {
+		t.Fatalf("after quota failure: %s %s", got.State, got.Error)
 	}
 }

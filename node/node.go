@@ -97,6 +97,8 @@ type Config struct {
 	BidWindow time.Duration
 	// ProviderWait bounds how long an auction waits for a first provider.
 	ProviderWait time.Duration
+	// OutputsQuota bounds what one task may return (default 1 GiB).
+	OutputsQuota int64
 	// ContentTimeout is how long a content fetch may go without receiving a
 	// block before it fails (default: the content store's).
 	ContentTimeout time.Duration
@@ -195,7 +197,7 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 			Capacity: capacity, Price: cfg.Price, Logger: cfg.Logger,
 			WorkDir: filepath.Join(cfg.Home, "work"), Content: cs, Ledger: n.ledger,
 			Images:   storage.NewTable[market.CachedImage](n.db, "images"),
-			OnChange: n.advertChanged, Observer: n.metrics,
+			OnChange: n.advertChanged, Observer: n.metrics, OutputsQuota: cfg.OutputsQuota,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("node: %w", err)

@@ -30,7 +30,7 @@ func view(t *market.Task) *client.Task {
 		v.Usage = client.Usage(r.Usage)
 		v.Price = r.Cost
 		for _, st := range r.Stages {
-			v.Stages = append(v.Stages, client.Stage{Name: st.Name, ExitCode: st.ExitCode, Stdout: st.Stdout, Stderr: st.Stderr, WallMS: st.WallMS})
+			v.Stages = append(v.Stages, client.Stage{Name: st.Name, ExitCode: st.ExitCode, Stdout: st.Stdout, Stderr: st.Stderr, WallMS: st.WallMS, Usage: client.Usage(st.Usage)})
 		}
 		v.Outputs = r.Outputs
 		if !r.StartedAt.IsZero() {

@@ -154,6 +154,7 @@ type StageResult struct {
 	Stdout   string `json:"stdout"`
 	Stderr   string `json:"stderr"`
 	WallMS   int64  `json:"wall_ms"`
+	Usage    Usage  `json:"usage"`
 	Error    string `json:"error,omitempty"`
 }
 
