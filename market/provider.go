@@ -214,8 +214,10 @@ func (p *Provider) Start() error {
 	for _, rec := range recs {
 		switch rec.State {
 		case ExecAccepted, ExecRunningP:
-			// The process that ran it is gone. Report it failed and
-			// retryable so the requestor moves on at once.
+			// The process that ran it is gone. Stop what it may have left
+			// running (a container outlives its provider), then report it
+			// failed and retryable so the requestor moves on at once.
+			p.removeLeftovers(rec)
 			now := time.Now().UTC()
 			rep := &wire.Report{TaskID: rec.TaskID, Attempt: rec.Attempt, State: wire.ExecFailed, Result: &wire.Result{
 				ExitCode: -1, Error: "the provider restarted while running the task", Retryable: true,
@@ -563,6 +565,25 @@ func (p *Provider) heartbeat(ctx context.Context, rec *ExecRecord) {
 			}
 			return
 		}
+	}
+}
+
+// TaskRemover is implemented by executors whose workloads can outlive the
+// provider process (containers); RemoveTask stops and removes them.
+type TaskRemover interface {
+	RemoveTask(ctx context.Context, taskID string) error
+}
+
+// removeLeftovers removes whatever an interrupted execution left running.
+func (p *Provider) removeLeftovers(rec *ExecRecord) {
+	ex, ok := p.executors[rec.Spec.RuntimeOrDefault()].(TaskRemover)
+	if !ok {
+		return
+	}
+	ctx, cancel := context.WithTimeout(p.ctx, 30*time.Second)
+	defer cancel()
+	if err := ex.RemoveTask(ctx, rec.TaskID); err != nil {
+		p.log.Warn("remove leftover workload", "task", rec.TaskID, "err", err)
 	}
 }
 
