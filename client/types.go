@@ -24,8 +24,11 @@ type Bid struct {
 	MaxCost  float64 `json:"max_cost"`
 	StartMS  int64   `json:"start_ms"`
 	HasImage bool    `json:"has_image"`
-	Decline  string  `json:"decline,omitempty"`
-	Outcome  string  `json:"outcome,omitempty"`
+	// InputsLocal is the share of the task's input bytes the provider
+	// already held.
+	InputsLocal float64 `json:"inputs_local"`
+	Decline     string  `json:"decline,omitempty"`
+	Outcome     string  `json:"outcome,omitempty"`
 }
 
 // Execution is one provider's run of the task.

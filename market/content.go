@@ -32,6 +32,8 @@ type ContentStore interface {
 	Unpin(ctx context.Context, c string) error
 	// Has reports whether c's root block is local.
 	Has(ctx context.Context, c string) bool
+	// LocalFraction is the share (0..1) of c's bytes held locally.
+	LocalFraction(ctx context.Context, c string) float64
 }
 
 // ImageLoader is implemented by executors that can load an image from a
@@ -65,6 +67,8 @@ type prepared struct {
 	fetchMS int64
 	// workMount is the host side of /work ("" when the task has none).
 	workMount string
+	// volumes are the task's writable volumes (service.go).
+	volumes []volumeMount
 }
 
 // prepare fetches the task's image and inputs and lays out its directories.
@@ -102,6 +106,9 @@ func (p *Provider) prepare(ctx context.Context, ex executor.Executor, rec *ExecR
 		// The task may run as any user: let it read what it was given.
 		_ = chmodTree(dst, 0o755, 0o644)
 		pr.spec.Mounts = append(pr.spec.Mounts, executor.Mount{Source: dst, Target: in.Path, ReadOnly: true})
+	}
+	if err := p.prepareVolumes(ctx, rec, pr, from); err != nil {
+		return pr, err
 	}
 	out := filepath.Join(workDir, "outputs")
 	if err := os.MkdirAll(out, 0o777); err != nil {
@@ -209,6 +216,23 @@ func (p *Provider) hasImage(ctx context.Context, ex executor.Executor, req wire.
 	}
 	has = ic.HasImage(ctx, req.Image)
 	return has, has
+}
+
+// inputsLocal is the mean share of the inputs already held here.
+func (p *Provider) inputsLocal(inputs []string) float64 {
+	if len(inputs) == 0 {
+		return 1 // nothing to fetch
+	}
+	if p.cfg.Content == nil {
+		return 0
+	}
+	ctx, cancel := context.WithTimeout(p.ctx, time.Second)
+	defer cancel()
+	var sum float64
+	for _, c := range inputs {
+		sum += p.cfg.Content.LocalFraction(ctx, c)
+	}
+	return sum / float64(len(inputs))
 }
 
 // collectOutputs adds the task's outputs — its artifacts when it lists

@@ -63,6 +63,8 @@ type ExecRecord struct {
 	UpdatedAt time.Time     `json:"updated_at"`
 	// OutputsReleased is set once the outputs pin was let go.
 	OutputsReleased bool `json:"outputs_released,omitempty"`
+	// VolumesReleased is set once the volume pins were let go (service.go).
+	VolumesReleased bool `json:"volumes_released,omitempty"`
 }
 
 // ExecStore persists provider execution records. storage.Table[ExecRecord]
@@ -138,6 +140,7 @@ type Provider struct {
 	mu      sync.Mutex
 	running map[string]context.CancelCauseFunc // by exec key
 	connCh  chan struct{}                      // closed and replaced on each new connection
+	live    liveRegistry                       // running services (service.go)
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -243,6 +246,7 @@ func (p *Provider) Start() error {
 		p.connCh = make(chan struct{})
 		p.mu.Unlock()
 	}})
+	p.startServices()
 	p.h.SetStreamHandler(wire.ProtoAward, p.handleAward)
 	p.h.SetStreamHandler(wire.ProtoCancel, p.handleCancel)
 	p.wg.Add(2)
@@ -288,6 +292,7 @@ func (p *Provider) releaseOutputsLoop() {
 func (p *Provider) Close() error {
 	p.h.RemoveStreamHandler(wire.ProtoAward)
 	p.h.RemoveStreamHandler(wire.ProtoCancel)
+	p.closeServices()
 	p.sub.Cancel()
 	p.cancel()
 	p.wg.Wait()
@@ -351,6 +356,10 @@ func (p *Provider) decide(requestor peer.ID, ann *wire.Announce) wire.Bid {
 		bid.Decline = fmt.Sprintf("no %s executor", req.Runtime)
 		return bid
 	}
+	if why := serviceDecline(ex, req); why != "" {
+		bid.Decline = why
+		return bid
+	}
 	res := normalize(req.Resources)
 	if res.GPUs > p.cfg.Capacity.GPUs || res.CPUs > p.cfg.Capacity.CPUs || res.MemoryBytes > p.cfg.Capacity.MemoryBytes {
 		bid.Decline = fmt.Sprintf("asks for more than this provider has (%.2f cpus, %d MiB, %d gpus)",
@@ -365,6 +374,7 @@ func (p *Provider) decide(requestor peer.ID, ann *wire.Announce) wire.Bid {
 	has, canRun := p.hasImage(ctx, ex, req)
 	cancel()
 	bid.HasImage = has
+	bid.InputsLocal = p.inputsLocal(req.Inputs)
 	if !canRun {
 		bid.Decline = fmt.Sprintf("image %s not found on this provider", req.Image)
 		return bid
@@ -488,7 +498,7 @@ func (p *Provider) run(ctx context.Context, ex executor.Executor, rec *ExecRecor
 		// Only now is the task running: fetching its image and inputs is
 		// reported apart and does not count against its timeout.
 		p.markRunning(ctx, rec)
-		out, res.Stages, err = runStages(ctx, ex, rec.Spec, pr)
+		out, res.Stages, err = p.runWorkload(ctx, ex, rec, pr, res)
 		if err == nil {
 			res.Outputs, err = p.collectOutputs(ctx, rec, pr)
 		}

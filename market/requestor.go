@@ -68,6 +68,9 @@ type RequestorConfig struct {
 	KnownProviders func(req wire.Requirements) []peer.ID
 	// Observer counts bids, awards, failovers and ended tasks (nil: none).
 	Observer Observer
+	// Volumes is the requestor's volume table (volume.go); nil: volumes
+	// start empty every time and their results are not kept.
+	Volumes VolumeStore
 }
 
 // Requestor runs the requestor side of the market: it announces tasks,
@@ -94,6 +97,7 @@ type Requestor struct {
 	// (kept in memory: after a restart every provider gets a fresh grace).
 	lastBeat map[string]time.Time
 	all      allWatchers // WatchAll's feeds (watch.go)
+	volMu    sync.Mutex  // serializes volume table swaps (volume.go)
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -396,7 +400,9 @@ func (r *Requestor) drive(id string) {
 		}
 		switch t.State {
 		case StatePending, StateBidding:
-			err = r.runAuction(t)
+			if t, err = r.beforeAuction(t); err == nil && r.ctx.Err() == nil { // schedule.go
+				err = r.runAuction(t)
+			}
 		case StateAwarded, StateRunning:
 			if t.Result != nil {
 				err = r.fetchOutputs(t)
@@ -441,7 +447,7 @@ func (r *Requestor) runAuction(t *Task) error {
 		}))
 		return err
 	}
-	if time.Since(t.CreatedAt) > DefaultQueueTimeout {
+	if time.Since(queuedSince(t)) > DefaultQueueTimeout {
 		_, err := r.update(t.ID, transition(StateFailed, nil, func(t *Task) {
 			t.Reason = fmt.Sprintf("not started within %s: %s", DefaultQueueTimeout, t.Reason)
 		}))
@@ -601,7 +607,7 @@ func (r *Requestor) award(t *Task, attempt, known int, got []bidFrom, excluded m
 	for _, b := range got {
 		rec := BidRecord{
 			Provider: b.from.String(), Attempt: attempt, Price: b.bid.Price, MaxCost: b.bid.MaxCost,
-			StartMS: b.bid.StartMS, HasImage: b.bid.HasImage, Decline: b.bid.Decline, Busy: b.bid.Busy,
+			StartMS: b.bid.StartMS, HasImage: b.bid.HasImage, InputsLocal: b.bid.InputsLocal, Decline: b.bid.Decline, Busy: b.bid.Busy,
 			ReceivedAt: b.at,
 		}
 		switch {
@@ -892,7 +898,7 @@ func (r *Requestor) fetchOutputs(t *Task) error {
 	c := t.Result.Outputs
 	var err error
 	for try := 1; try <= outputFetchTries; try++ {
-		err = r.cfg.Content.FetchPin(r.ctx, c, provider, "outputs:"+t.ID)
+		err = r.fetchResultContent(t, provider) // outputs and volumes (volume.go)
 		if err == nil {
 			_, err := r.update(t.ID, transition(StateCompleted, nil, func(t *Task) { t.Reason = "" }))
 			return err
@@ -1033,7 +1039,7 @@ func (r *Requestor) applyReport(from peer.ID, rep *wire.Report) wire.Ack {
 				e.FinishedAt = time.Now().UTC()
 			}
 			switch {
-			case rep.State == wire.ExecCompleted && res.ExitCode == 0 && res.Outputs != "" && r.cfg.Content != nil:
+			case rep.State == wire.ExecCompleted && res.ExitCode == 0 && (res.Outputs != "" || len(res.Volumes) > 0) && r.cfg.Content != nil:
 				// Record the result now (the provider may clear its
 				// outbox), then fetch the outputs before completing.
 				t.Provider, t.Result = provider, res

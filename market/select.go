@@ -23,6 +23,9 @@ const (
 // the image, standing for its transfer.
 const imageFetchPenaltyMS = 2000
 
+// inputFetchPenaltyMS stands for fetching all of a task's inputs.
+const inputFetchPenaltyMS = 1000
+
 // Reputation is what a requestor learned of one provider from the tasks it
 // gave it.
 type Reputation struct {
@@ -87,11 +90,14 @@ func rankBids(bids []BidRecord, strategy string, rep map[string]Reputation) ([]i
 	return order, why
 }
 
+// startMS estimates when a bid's provider would really start: its own
+// estimate plus a transfer penalty for the image and the inputs it lacks.
 func startMS(b BidRecord) int64 {
-	if b.HasImage {
-		return b.StartMS
+	ms := b.StartMS + int64((1-b.InputsLocal)*inputFetchPenaltyMS)
+	if !b.HasImage {
+		ms += imageFetchPenaltyMS
 	}
-	return b.StartMS + imageFetchPenaltyMS
+	return ms
 }
 
 // repBook keeps providers' reputations in memory; it is rebuilt from the

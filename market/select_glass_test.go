@@ -10,9 +10,9 @@ import (
 
 func TestRankBids(t *testing.T) {
 	bids := []BidRecord{
-		{Provider: "A", Price: 0.3, StartMS: 10, HasImage: true},
-		{Provider: "B", Price: 0.1, StartMS: 500, HasImage: false},
-		{Provider: "C", Price: 0.2, StartMS: 5, HasImage: true},
+		{Provider: "A", Price: 0.3, StartMS: 10, HasImage: true, InputsLocal: 1},
+		{Provider: "B", Price: 0.1, StartMS: 500, HasImage: false, InputsLocal: 1},
+		{Provider: "C", Price: 0.2, StartMS: 5, HasImage: true, InputsLocal: 1},
 		{Provider: "D", Decline: "busy"},
 		{Provider: "E", Price: 0.05, Outcome: "over max price 0.01"},
 	}
@@ -45,6 +45,11 @@ func TestRankBids(t *testing.T) {
 				t.Errorf("why = %q, want it to contain %q", why, tc.why)
 			}
 		})
+	}
+	// Fastest prefers the provider that already holds the inputs.
+	local := []BidRecord{{Provider: "far", StartMS: 5, HasImage: true}, {Provider: "near", StartMS: 10, HasImage: true, InputsLocal: 1}}
+	if order, _ := rankBids(local, StrategyFastest, nil); local[order[0]].Provider != "near" {
+		t.Errorf("fastest with inputs: %v", order)
 	}
 	if order, _ := rankBids([]BidRecord{{Provider: "X", Decline: "no"}}, "", nil); len(order) != 0 {
 		t.Errorf("declines are never ranked: %v", order)

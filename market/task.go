@@ -43,7 +43,9 @@ type BidRecord struct {
 	MaxCost  float64 `json:"max_cost"`
 	StartMS  int64   `json:"start_ms"`
 	HasImage bool    `json:"has_image"`
-	Decline  string  `json:"decline,omitempty"`
+	// InputsLocal is the share of input bytes the provider already held.
+	InputsLocal float64 `json:"inputs_local,omitempty"`
+	Decline     string  `json:"decline,omitempty"`
 	// Busy marks a decline for lack of free capacity (it may pass).
 	Busy       bool      `json:"busy,omitempty"`
 	ReceivedAt time.Time `json:"received_at"`

@@ -66,6 +66,18 @@ func (a contentAdapter) Unpin(ctx context.Context, c string) error {
 	return a.s.Unpin(ctx, id)
 }
 
+func (a contentAdapter) LocalFraction(ctx context.Context, c string) float64 {
+	id, err := content.ParseCID(c)
+	if err != nil {
+		return 0
+	}
+	st, err := a.s.Stat(ctx, id)
+	if err != nil {
+		return 0
+	}
+	return st.Local
+}
+
 func (a contentAdapter) Has(ctx context.Context, c string) bool {
 	id, err := content.ParseCID(c)
 	if err != nil {
