@@ -158,9 +158,17 @@ func (s *Store) fetch(ctx context.Context, c cid.Cid, timeout time.Duration, hin
 	if timeout <= 0 {
 		timeout = s.cfg.timeout
 	}
-	ctx, kick, stop := idleContext(ctx, timeout)
+	ctx, idleKick, stop := idleContext(ctx, timeout)
 	defer stop()
 	s.connectHints(ctx, hints)
+	var lastBlock atomic.Int64
+	lastBlock.Store(time.Now().UnixNano())
+	kick := func() {
+		idleKick()
+		lastBlock.Store(time.Now().UnixNano())
+	}
+	stopWatch := s.watchStall(ctx, hints, &lastBlock)
+	defer stopWatch()
 
 	ng := merkledag.NewSession(ctx, s.dag)
 	var got atomic.Int64
@@ -192,6 +200,57 @@ func (s *Store) fetch(ctx context.Context, c cid.Cid, timeout time.Duration, hin
 		return s.timeoutError(ctx, err, len(hints))
 	}
 	return nil
+}
+
+// stallProbe is how long a fetch from hinted peers may go without a block
+// before the connections to them are reset, and maxStallResets how often.
+const (
+	stallProbe     = 3 * time.Second
+	maxStallResets = 3
+)
+
+// watchStall works around a bitswap sender that stops serving a peer: with
+// a large MaxOutstandingBytesPerPeer, boxo's per-peer work accounting can
+// stay "full" after a peer re-requests blocks it collected (reproduced by
+// fetching tens of MiB, collecting them, and fetching them again from the
+// same peer). The sender clears that state when the peer disconnects, so a
+// fetch that gets no block from its hinted peers for stallProbe closes the
+// connections to them and dials again; bitswap then sends its wants anew.
+func (s *Store) watchStall(ctx context.Context, hints []peer.ID, last *atomic.Int64) (stop func()) {
+	if len(hints) == 0 {
+		return func() {}
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(stallProbe / 3)
+		defer t.Stop()
+		resets := 0
+		for resets < maxStallResets {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			if time.Since(time.Unix(0, last.Load())) < stallProbe {
+				continue
+			}
+			resets++
+			s.log.Debug("fetch stalled: reconnecting to hinted peers", "peers", len(hints), "reset", resets)
+			for _, p := range hints {
+				if p != s.host.ID() {
+					_ = s.host.Network().ClosePeer(p)
+				}
+			}
+			s.connectHints(ctx, hints)
+			last.Store(time.Now().UnixNano())
+		}
+	}()
+	return func() {
+		cancel()
+		<-done
+	}
 }
 
 // putIfEmpty stores the block of k when k is the hash of zero bytes (the
