@@ -121,7 +121,8 @@ type Node struct {
 	adv       *market.Advertiser // a provider's capability adverts
 	executors []executor.Executor
 	api       *apiServer
-	metrics   *metrics // Prometheus registry; also the market's Observer
+	metrics   *metrics  // Prometheus registry; also the market's Observer
+	tunnels   tunnelSet // tunnels opened through the API (service.go)
 
 	closeOnce sync.Once
 	closeErr  error
@@ -177,6 +178,7 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 		BidWindow: cfg.BidWindow, ProviderWait: cfg.ProviderWait, Logger: cfg.Logger, Content: cs, Ledger: n.ledger,
 		VerifyRunner: n.local.run, WorkDir: filepath.Join(cfg.Home, "work"),
 		KnownProviders: n.pool.KnownProviders, Observer: n.metrics,
+		Volumes: storage.NewTable[market.VolumeRecord](n.db, "volumes"),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("node: %w", err)
@@ -243,6 +245,7 @@ func (n *Node) Close() error {
 		if n.api != nil {
 			errs = append(errs, n.api.close())
 		}
+		n.tunnels.closeAll()
 		if n.prov != nil {
 			errs = append(errs, n.prov.Close())
 		}

@@ -41,6 +41,7 @@ func (s *apiServer) table() []route {
 		{"GET", "/api/v1/ledger", "Credits earned and spent per peer, with receipts and reputations", s.getLedger},
 	}
 	rs = append(rs, s.poolRoutes()...)
+	rs = append(rs, s.serviceRoutes()...)
 	return append(rs, s.contentRoutes()...)
 }
 

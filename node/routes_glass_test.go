@@ -116,6 +116,8 @@ func TestOpenAPISchemasMatchTypes(t *testing.T) {
 		"Provider":   client.Provider{}, "Capacity": client.Capacity{}, "Hardware": wire.Hardware{}, "GPU": wire.GPU{},
 		"PoolStats": market.PoolStats{}, "Pin": PinInfo{}, "CIDResponse": CIDResponse{}, "AddRequest": addRequest{},
 		"DestRequest": destRequest{}, "PushRequest": pushRequest{}, "ProgressEvent": progressEvent{},
+		"Tunnel": client.Tunnel{}, "TunnelRequest": client.TunnelRequest{}, "ExecRequest": client.ExecRequest{},
+		"ExecEvent": client.ExecEvent{}, "Volume": client.Volume{}, "VolumeSpec": wire.Volume{},
 	}
 	for name, v := range types {
 		ref, ok := doc.Components.Schemas[name]

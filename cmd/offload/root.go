@@ -56,6 +56,7 @@ how to load it (e.g. source <(offload completion bash)).`,
 		newRunCmd(g), newStatusCmd(g), newListCmd(g), newCancelCmd(g), newDemoCmd(g),
 		newAddCmd(g), newSubmitCmd(g), newLedgerCmd(g), newGetCmd(g), newLsCmd(g), newRmCmd(g), newImageCmd(g), newResultsCmd(g),
 		newPoolCmd(g), newDashboardCmd(g),
+		newTunnelCmd(g), newExecCmd(g), newVolumeCmd(g),
 	)
 	return root
 }

@@ -19,6 +19,7 @@ type runFlags struct {
 	cpus, maxPrice                                                           float64
 	gpus, retries, redundancy                                                int
 	wait, asJSON                                                             bool
+	svc                                                                      serviceFlags // runservice.go
 }
 
 func newRunCmd(g *globals) *cobra.Command {
@@ -75,6 +76,7 @@ exits non-zero unless the task completed with exit code 0.`,
 	fl.IntVar(&f.redundancy, "redundancy", 1, "run on N distinct providers; complete only if their results agree")
 	fl.BoolVar(&f.wait, "wait", false, "wait for the result")
 	fl.BoolVar(&f.asJSON, "json", false, "print JSON")
+	f.svc.register(fl)
 	return cmd
 }
 
@@ -123,6 +125,9 @@ func (f *runFlags) spec(args []string) (wire.TaskSpec, error) {
 			return spec, fmt.Errorf("--input %q is not CID:/path", in)
 		}
 		spec.Inputs = append(spec.Inputs, wire.Input{CID: c, Path: p})
+	}
+	if err := f.svc.apply(&spec); err != nil {
+		return spec, err
 	}
 	if err := spec.Validate(); err != nil {
 		return spec, err

@@ -137,6 +137,12 @@ type TaskSpec struct {
 	// Artifacts are the paths (under /outputs or /work) returned as the
 	// task's outputs; all of /outputs when none are listed.
 	Artifacts []string `json:"artifacts,omitempty"`
+	// Service, Ports, Namespace, Volumes and NotBefore: see service.go.
+	Service   bool     `json:"service,omitempty"`
+	Ports     []int    `json:"ports,omitempty"`
+	Namespace string   `json:"namespace,omitempty"`
+	Volumes   []Volume `json:"volumes,omitempty"`
+	NotBefore int64    `json:"not_before,omitempty"`
 }
 
 // Stage is one command of a multi-stage task.
@@ -403,6 +409,9 @@ func (s TaskSpec) Validate() error {
 		}
 		seen[in.Path] = true
 	}
+	if err := s.validateService(); err != nil {
+		return err
+	}
 	if rt == "wasm" {
 		if err := ValidCID(s.Image); err != nil {
 			return invalid("a wasm task's image must be the CID of a module: %v", err)
@@ -431,6 +440,8 @@ type Requirements struct {
 	// Inputs lists the CIDs the task reads, so providers can say how much
 	// they already hold.
 	Inputs []string `json:"inputs,omitempty"`
+	// Service says the task is a long-running service (see TaskSpec).
+	Service bool `json:"service,omitempty"`
 }
 
 // RequirementsOf extracts what providers need to see from a spec.
@@ -438,7 +449,7 @@ func RequirementsOf(s TaskSpec) Requirements {
 	return Requirements{
 		Runtime: s.RuntimeOrDefault(), Image: s.Image, Resources: s.Resources,
 		TimeoutMS: s.TimeoutMS, MaxPrice: s.MaxPrice, Provider: s.Provider,
-		Inputs: inputCIDs(s.Inputs), Exclude: s.Exclude,
+		Inputs: inputCIDs(s.Inputs), Exclude: s.Exclude, Service: s.Service,
 	}
 }
 
@@ -507,6 +518,9 @@ type Bid struct {
 	StartMS int64 `json:"start_ms"`
 	// HasImage tells whether the image is already local to the provider.
 	HasImage bool `json:"has_image"`
+	// InputsLocal is the share (0..1) of the task's input bytes the
+	// provider already holds.
+	InputsLocal float64 `json:"inputs_local,omitempty"`
 	// ReservationMS is how long the provider holds capacity for this bid.
 	ReservationMS int64 `json:"reservation_ms"`
 }
@@ -602,6 +616,8 @@ type Result struct {
 	Stages []StageResult `json:"stages,omitempty"`
 	// Receipt is the provider's signed account of the execution.
 	Receipt *SignedReceipt `json:"receipt,omitempty"`
+	// Volumes are the new contents of the task's volumes (see service.go).
+	Volumes []VolumeResult `json:"volumes,omitempty"`
 }
 
 // Report is sent by the provider running a task: a state change, and at the

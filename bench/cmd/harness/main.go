@@ -83,11 +83,19 @@ func main() {
 	bin := flag.String("bin", "bin/offload", "offload binary")
 	only := flag.String("only", "", "comma-separated metrics to measure (default all)")
 	keep := flag.Bool("keep", false, "keep the work directory (node homes and logs)")
+	tasks := flag.Int("tasks", 0, "override the task count of tasks_per_second")
+	conc := flag.Int("concurrency", 0, "override the tasks in flight of tasks_per_second")
 	flag.Parse()
 
 	sz := fullSizes
 	if *quick {
 		sz = quickSizes
+	}
+	if *tasks > 0 {
+		sz.tasks = *tasks
+	}
+	if *conc > 0 {
+		sz.concurrency = *conc
 	}
 	out := io.Writer(os.Stdout)
 	if *asJSON {

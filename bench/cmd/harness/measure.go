@@ -282,26 +282,51 @@ func (b *bench) throughput(ctx context.Context, r *results) error {
 	}
 	spec := client.TaskSpec{Runtime: "wasm", Image: b.wasmCID, Cmd: []string{"echo", "hi"}, TimeoutMS: 60_000, Retries: 2}
 	// A short warm-up so every provider holds the module.
-	if err := runTasks(ctx, c, spec, 8, 8, nil); err != nil {
+	if err := runTasks(ctx, c, spec, 8, 8, nil, nil); err != nil {
 		return err
 	}
 	var failed atomic.Int64
+	nodes := append([]*cluster.Node{b.req}, b.providers[:4]...)
+	cpu0 := cpuOf(nodes)
 	t0 := time.Now()
-	err = runTasks(ctx, c, spec, b.sz.tasks, b.sz.concurrency, &failed)
+	var mu sync.Mutex
+	var lat []time.Duration
+	announces := 0
+	err = runTasks(ctx, c, spec, b.sz.tasks, b.sz.concurrency, &failed, func(t *client.Task, d time.Duration) {
+		mu.Lock()
+		defer mu.Unlock()
+		lat = append(lat, d)
+		announces += t.Attempt
+	})
 	el := time.Since(t0)
 	if err != nil {
 		return err
 	}
+	cpu := cpuOf(nodes) - cpu0
 	ok := int64(b.sz.tasks) - failed.Load()
 	r.set("tasks_per_second", float64(ok)/el.Seconds(),
-		fmt.Sprintf("%d completed (%d failed) in %s, %d in flight, 4 providers", ok, failed.Load(), el.Round(time.Millisecond), b.sz.concurrency))
+		fmt.Sprintf("%d completed (%d failed) in %s, %d in flight, 4 providers; per task: %.1f ms node CPU, latency median %s p95 %s, %.2f announcements",
+			ok, failed.Load(), el.Round(time.Millisecond), b.sz.concurrency, msf(cpu)/float64(b.sz.tasks),
+			ms(median(lat)), ms(percentile(lat, 0.95)), float64(announces)/float64(len(lat))))
 	return nil
+}
+
+// cpuOf sums the CPU time the nodes' processes have used.
+func cpuOf(nodes []*cluster.Node) time.Duration {
+	var sum time.Duration
+	for _, n := range nodes {
+		if d, err := n.CPUTime(); err == nil {
+			sum += d
+		}
+	}
+	return sum
 }
 
 // runTasks submits n copies of spec with at most par in flight and waits
 // for each; with failed nil any task that does not complete is an error,
-// otherwise it is counted there.
-func runTasks(ctx context.Context, c *client.Client, spec client.TaskSpec, n, par int, failed *atomic.Int64) error {
+// otherwise it is counted there. done, when set, sees every finished task
+// and its latency from submission.
+func runTasks(ctx context.Context, c *client.Client, spec client.TaskSpec, n, par int, failed *atomic.Int64, done func(*client.Task, time.Duration)) error {
 	sem := make(chan struct{}, par)
 	var wg sync.WaitGroup
 	var mu sync.Mutex
@@ -313,6 +338,7 @@ func runTasks(ctx context.Context, c *client.Client, spec client.TaskSpec, n, pa
 			defer wg.Done()
 			defer func() { <-sem }()
 			err := func() error {
+				t0 := time.Now()
 				t, err := c.Submit(ctx, spec)
 				if err != nil {
 					return fmt.Errorf("submit: %w", err)
@@ -320,6 +346,9 @@ func runTasks(ctx context.Context, c *client.Client, spec client.TaskSpec, n, pa
 				id := t.ID
 				if t, err = c.Wait(ctx, id); err != nil {
 					return fmt.Errorf("wait %s: %w", id, err)
+				}
+				if done != nil {
+					done(t, time.Since(t0))
 				}
 				if t.State != "completed" {
 					if failed != nil {

@@ -19,12 +19,16 @@
 //	net                   (linux) report network interfaces and a loopback dial
 //	whoami, caps          (linux) uid, CapEff and NoNewPrivs from /proc/self/status
 //	fork N                (linux) start N child processes that sleep; report how many started
+//	get URL               print the body of an HTTP GET of URL (3 s limit); exit 1 on any failure
+//	serve PORT [BODY]     serve BODY (default "hello from offload") to every HTTP request on PORT
 //
 // Anything it cannot do it reports on stderr and exits with status 1.
 package main
 
 import (
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"strconv"
 	"strings"
@@ -93,6 +97,12 @@ func main() {
 		d, err := time.ParseDuration(args[0])
 		check(err)
 		spin(d)
+	case "get":
+		need(args, 1)
+		get(args[0])
+	case "serve":
+		need(args, 1)
+		serve(args)
 	case "spam":
 		need(args, 1)
 		n, err := strconv.Atoi(args[0])
@@ -163,4 +173,29 @@ func check(err error) {
 func fail(msg string) {
 	fmt.Fprintln(os.Stderr, "hello:", msg)
 	os.Exit(1)
+}
+
+// serve answers every HTTP request on args[0] with a fixed body (args[1],
+// or "hello from offload") until it is killed.
+func serve(args []string) {
+	body := "hello from offload"
+	if len(args) > 1 {
+		body = args[1]
+	}
+	fmt.Println("serving on :" + args[0])
+	err := http.ListenAndServe(":"+args[0], http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		fmt.Fprint(w, body)
+	}))
+	check(err)
+}
+
+// get prints the body of GET url.
+func get(url string) {
+	c := &http.Client{Timeout: 3 * time.Second}
+	resp, err := c.Get(url)
+	check(err)
+	defer resp.Body.Close()
+	_, err = io.Copy(os.Stdout, resp.Body)
+	check(err)
 }

@@ -1,0 +1,133 @@
+package docker_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/offload-project/offload/executor"
+)
+
+// getUntil GETs url until it answers or the deadline passes (the server in
+// the container needs a moment to listen after its process started).
+func getUntil(t *testing.T, url string, d time.Duration) string {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		resp, err := http.Get(url)
+		if err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			return string(b)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("GET %s: %v", url, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func TestServiceOnInternalNetwork(t *testing.T) {
+	e := newExecutor(t)
+	id := taskID(t)
+	netName := "offload-test-" + id[len(id)-8:]
+	spec := executor.ServiceSpec{
+		Spec:    executor.Spec{TaskID: id, Image: image, Cmd: []string{"serve", "8080", "svc-body"}},
+		Network: netName, Aliases: []string{"web"}, Ports: []int{8080},
+	}
+	h, err := e.StartService(t.Context(), spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stopped := false
+	t.Cleanup(func() {
+		if !stopped {
+			h.Stop()
+		}
+	})
+	exists, internal, err := e.NetworkInternal(t.Context(), netName)
+	if err != nil || !exists || !internal {
+		t.Fatalf("network %s: exists=%v internal=%v err=%v", netName, exists, internal, err)
+	}
+	if _, err := h.Addr(t.Context(), 9999); !errors.Is(err, executor.ErrServiceNotFound) {
+		t.Errorf("undeclared port: %v", err)
+	}
+	addr, err := h.Addr(t.Context(), 8080)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := getUntil(t, "http://"+addr+"/", 10*time.Second); got != "svc-body" {
+		t.Errorf("body = %q", got)
+	}
+
+	// Exec: output and exit code; a second service on the same network
+	// reaches the first by its alias, nothing outside.
+	var out, errOut bytes.Buffer
+	code, err := h.Exec(t.Context(), []string{"/hello", "echo", "inside"}, &out, &errOut)
+	if err != nil || code != 0 || out.String() != "inside\n" {
+		t.Errorf("exec: code %d err %v out %q", code, err, out.String())
+	}
+	code, err = h.Exec(t.Context(), []string{"/hello", "exit", "3"}, io.Discard, io.Discard)
+	if err != nil || code != 3 {
+		t.Errorf("exec exit 3: code %d err %v", code, err)
+	}
+
+	res, err := h.Stop()
+	stopped = true
+	if err != nil {
+		t.Fatalf("stop: %v", err)
+	}
+	if !strings.Contains(string(res.Stdout), "serving on :8080") || res.Usage.WallMS <= 0 {
+		t.Errorf("result: %+v stdout %q", res.Usage, res.Stdout)
+	}
+	select {
+	case <-h.Done():
+	default:
+		t.Error("Done not closed after Stop")
+	}
+	if _, err := h.Addr(t.Context(), 8080); !errors.Is(err, executor.ErrServiceNotFound) {
+		t.Errorf("Addr after stop: %v", err)
+	}
+	assertNoContainers(t, e, id)
+	if exists, _, _ := e.NetworkInternal(context.Background(), netName); exists {
+		t.Errorf("network %s left behind", netName)
+	}
+}
+
+func TestServiceReachesSiblingByAliasOnly(t *testing.T) {
+	e := newExecutor(t)
+	netName := "offload-test-" + taskID(t)[len(taskID(t))-8:]
+	start := func(alias string, cmd ...string) executor.ServiceHandle {
+		h, err := e.StartService(t.Context(), executor.ServiceSpec{
+			Spec:    executor.Spec{TaskID: taskID(t), Image: image, Cmd: cmd},
+			Network: netName, Aliases: []string{alias}, Ports: []int{8080},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { h.Stop() })
+		return h
+	}
+	a := start("alpha", "serve", "8080", "from-alpha")
+	b := start("beta", "sleep", "60s")
+	addr, _ := a.Addr(t.Context(), 8080)
+	getUntil(t, "http://"+addr+"/", 10*time.Second)
+	var out bytes.Buffer
+	code, err := b.Exec(t.Context(), []string{"/hello", "get", "http://alpha:8080/"}, &out, &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code != 0 || out.String() != "from-alpha" {
+		t.Errorf("beta -> alpha: exit %d, %q", code, out.String())
+	}
+	out.Reset()
+	code, _ = b.Exec(t.Context(), []string{"/hello", "get", "http://1.1.1.1/"}, &out, &out)
+	if code == 0 {
+		t.Errorf("a service reached the outside: %q", out.String())
+	}
+}
