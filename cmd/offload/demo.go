@@ -113,6 +113,26 @@ func runDemo(ctx context.Context, out io.Writer, g *globals, keep bool) error {
 	say("   provider-2 %s (price 0.001 credits/cpu-s)", p2.ID())
 	say("   requestor  %s", req.ID())
 
+	// Discovery: the requestor learns the providers' signed capability
+	// records (gossip, or by asking them when it joins).
+	joined := time.Now()
+	var pool []client.Provider
+	for len(pool) < 2 && time.Since(joined) < 10*time.Second {
+		pool = req.Pool(client.PoolFilter{})
+		if len(pool) < 2 {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(10 * time.Millisecond):
+			}
+		}
+	}
+	say("   discovery: the requestor sees %d providers after %s:", len(pool), time.Since(joined).Round(time.Millisecond))
+	for _, p := range pool {
+		say("     %s  %s/%s, %d cpus, %d MiB free, executors %v, price %g", p.Peer, p.Hardware.OS, p.Hardware.Arch,
+			p.Hardware.CPUs, p.Free.MemoryBytes>>20, p.Executors, p.Price)
+	}
+
 	if runtime == "wasm" {
 		c, err := req.Add(ctx, wasmFile, node.AddOptions{CIDVersion: 1})
 		if err != nil {
@@ -158,7 +178,7 @@ func runDemo(ctx context.Context, out io.Writer, g *globals, keep bool) error {
 	}
 	say("5. result from %s:", t.Provider)
 	if t.ExitCode != nil {
-		say("   exit code %d, stdout %q, wall %dms, cpu %dms, max rss %d bytes, cost %g",
+		say("   exit code %d, stdout %q, wall %dms, cpu %dms, max rss %d bytes, cost %.6g credits",
 			*t.ExitCode, t.Stdout, t.Usage.WallMS, t.Usage.CPUMS, t.Usage.MaxRSSBytes, t.Price)
 	}
 	say("   end to end: %s", time.Since(began).Round(time.Millisecond))
