@@ -289,8 +289,10 @@ func TestUsage(t *testing.T) {
 	if u.WallMS < 700 {
 		t.Errorf("wall_ms %d < 700", u.WallMS)
 	}
-	if u.CPUMS < 300 {
-		t.Errorf("cpu_ms %d, want > 300", u.CPUMS)
+	// A busy loop's CPU time depends on what else the machine runs; it
+	// must be measured (not zero) and cannot exceed its wall time.
+	if u.CPUMS < 50 || u.CPUMS > u.WallMS+100 {
+		t.Errorf("cpu_ms %d for a %dms busy loop", u.CPUMS, u.WallMS)
 	}
 	if u.MaxRSSBytes <= 0 {
 		t.Errorf("max_rss_bytes %d", u.MaxRSSBytes)
