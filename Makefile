@@ -9,7 +9,7 @@ GO ?= go
 FUZZTIME ?= 5s
 TEST_TIMEOUT ?= 12m
 
-.PHONY: build test deps unit fuzz vet
+.PHONY: build test deps unit fuzz vet chaos bench
 
 build:
 	$(GO) build -o bin/offload ./cmd/offload
@@ -27,5 +27,15 @@ unit:
 # Runs each fuzz target for FUZZTIME on top of its committed seed corpus.
 fuzz:
 	@bash scripts/fuzz.sh $(FUZZTIME)
+
+# The chaos suite at full size (make test runs its small version): tasks
+# while providers are killed, the requestor is killed and restarted, and
+# (as root) a provider is cut off in a network namespace.
+chaos:
+	OFFLOAD_CHAOS=full $(GO) test -count=1 -v -run '^TestChaos$$' -timeout 15m ./bench
+
+# The benchmark harness (see BENCHMARKS.md); BENCHFLAGS=--quick for a short run.
+bench:
+	bash bench/run $(BENCHFLAGS)
 
 test: deps vet unit fuzz

@@ -31,4 +31,10 @@
 // round trip; Discover finds providers through the DHT alone. The requestor
 // expects bids from the pool's matching providers (Pool.KnownProviders), so
 // a bid window closes as soon as they all answered.
+//
+// Live tasks: a service task runs until its timeout or cancel on the
+// provider (service.go), which answers tunnel and exec streams from the
+// task's requestor only (live.go is the requestor's side); volumes follow
+// the requestor by CID (volume.go); a task may be held until a start time
+// (schedule.go).
 package market

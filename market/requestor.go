@@ -90,6 +90,8 @@ type Requestor struct {
 	drivers  map[string]bool
 	rep      *repBook
 	limit    *peerLimiter // bids and reports per provider
+	// capWaiters are tasks waiting for a provider's capacity, oldest first.
+	capWaiters []chan struct{}
 	// verifyFns are the embedding program's piece verifications.
 	verifyFns map[string]VerifyFunc
 	peersCh   chan struct{} // closed and replaced when topic peers change
@@ -689,7 +691,10 @@ func (r *Requestor) award(t *Task, attempt, known int, got []bidFrom, excluded m
 		busy = busy || rec.Busy
 	}
 	awardFailed := len(order) > 0
-	return r.noBids(t, summary, busy || awardFailed)
+	// Nobody answered at all (not even a decline): the providers we know of
+	// may be restarting or cut off; that passes, so announce again.
+	silent := len(records) == 0
+	return r.noBids(t, summary, busy || awardFailed || silent)
 }
 
 // releaseBids tells providers whose bids lost that their reservations can
@@ -726,16 +731,48 @@ func (r *Requestor) noBids(t *Task, reason string, transient bool) error {
 	if err != nil {
 		return err
 	}
+	// Wait for capacity: a slot freed by one of our own tasks finishing (the
+	// oldest waiter is woken first), a provider joining, or a pause that
+	// grows with the attempts.
+	wake := make(chan struct{}, 1)
 	r.mu.Lock()
 	changed := r.peersCh
+	r.capWaiters = append(r.capWaiters, wake)
 	r.mu.Unlock()
 	pause := min(time.Duration(t.Attempt)*500*time.Millisecond, 5*time.Second)
+	timer := time.NewTimer(pause)
+	defer timer.Stop()
 	select {
 	case <-changed:
-	case <-time.After(pause):
+	case <-wake:
+	case <-timer.C:
 	case <-r.ctx.Done():
 	}
+	r.mu.Lock()
+	for i, w := range r.capWaiters {
+		if w == wake {
+			r.capWaiters = append(r.capWaiters[:i], r.capWaiters[i+1:]...)
+			break
+		}
+	}
+	r.mu.Unlock()
 	return nil
+}
+
+// capacityFreed wakes the task that has waited longest for capacity: one
+// of this requestor's tasks just released a slot on some provider.
+func (r *Requestor) capacityFreed() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.capWaiters) == 0 {
+		return
+	}
+	w := r.capWaiters[0]
+	r.capWaiters = r.capWaiters[1:]
+	select {
+	case w <- struct{}{}:
+	default:
+	}
 }
 
 func bidSummary(known int, records []BidRecord, maxPrice float64) string {
@@ -1068,6 +1105,7 @@ func (r *Requestor) applyReport(from peer.ID, rep *wire.Report) wire.Ack {
 		})
 		observeFailover(r.cfg.Observer, err == nil && retry && attempt == t.Attempt)
 		if err == nil {
+			r.capacityFreed()
 			// A driver waiting on an older attempt has returned; make sure
 			// one runs to re-announce after a retryable failure.
 			r.startDriver(t.ID)

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"crypto/subtle"
 	"encoding/json"
@@ -143,8 +144,15 @@ func (s *apiServer) postTask(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "malformed task JSON: "+err.Error())
 		return
 	}
-	if _, err := io.Copy(io.Discard, body); err != nil {
+	rest, err := io.ReadAll(io.MultiReader(dec.Buffered(), body))
+	if err != nil {
 		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body over %d bytes", MaxRequestBody))
+		return
+	}
+	// One JSON object and nothing after it: trailing data means the client
+	// sent something other than what it thinks.
+	if len(bytes.TrimSpace(rest)) > 0 {
+		writeError(w, http.StatusBadRequest, "malformed task JSON: data after the task object")
 		return
 	}
 	t, err := s.n.Submit(r.Context(), spec)

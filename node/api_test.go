@@ -251,3 +251,27 @@ func TestAllEventsStream(t *testing.T) {
 	}
 	t.Logf("states seen: %v", seen)
 }
+
+func TestPostTaskRefusesTrailingData(t *testing.T) {
+	home := t.TempDir()
+	startNode(t, home, false, nil)
+	c, err := client.FromHome(home)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, body := range []string{`{"image":"a"} {"image":"b"}`, `{"image":"a"}x000`} {
+		req, _ := http.NewRequest("POST", c.BaseURL+"/api/v1/tasks", strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+c.Token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 400 {
+			t.Errorf("%s: status %d, want 400", body, resp.StatusCode)
+		}
+	}
+	if ts, _ := c.List(t.Context()); len(ts) != 0 {
+		t.Errorf("trailing data created %d tasks", len(ts))
+	}
+}

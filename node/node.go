@@ -133,6 +133,12 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if cfg.Home == "" {
 		return nil, errors.New("node: home is required")
 	}
+	// Paths under the home are handed to Docker, which needs them absolute.
+	home, err := filepath.Abs(cfg.Home)
+	if err != nil {
+		return nil, fmt.Errorf("node: home: %w", err)
+	}
+	cfg.Home = home
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}

@@ -122,7 +122,7 @@ func run(ctx context.Context, out io.Writer) error {
 	if done.State != "completed" {
 		return fmt.Errorf("task %s %s: %s", done.ID, done.State, done.Error)
 	}
-	say("provider  %s ran it (price %.3f, wall %d ms)", short(done.Provider), done.Price, done.Usage.WallMS)
+	say("provider  %s ran it (%.6f credits, wall %d ms)", short(done.Provider), done.Price, done.Usage.WallMS)
 	say("stdout    %s", strings.TrimSpace(done.Stdout))
 	return nil
 }

@@ -45,4 +45,15 @@
 // is what the development machine has (Docker 20.10, API 1.41, cgroup v1,
 // cgroupfs driver). With the systemd driver or a remote engine, CPUMS and
 // MaxRSSBytes stay 0 (logged once at debug level).
+//
+// # Services
+//
+// StartService (executor.Service, service.go) is the one exception to "no
+// network": the container joins a bridge network created with Internal:
+// true (engine 20.10 supports it: no NAT, no route to other interfaces), so
+// it has an address that this host reaches (tunnels) and that the other
+// services of the same network reach by alias, and nothing beyond. Exec
+// uses ExecCreate, ExecAttach and ExecInspect. The host itself (the bridge
+// gateway) stays reachable from the container, as with any bridge network:
+// a provider should not listen beyond loopback on anything unauthenticated.
 package docker

@@ -15,7 +15,9 @@ import (
 // runs commands in it through ProtoExec streams. A service still has no
 // route to any outside network: the provider puts it on an internal network
 // of the requestor's Namespace, where the requestor's other services of
-// that namespace reach it by its Name (or task id).
+// that namespace reach it by its Name (or task id). A service without a
+// namespace gets a network of its own; the namespace of a task that is not
+// a service has no effect.
 //
 // A Volume is a writable directory that follows the requestor: the provider
 // fetches it by CID ("" for a new, empty volume), mounts it at Path, and

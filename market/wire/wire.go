@@ -16,6 +16,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"path"
 	"strings"
 	"time"
@@ -83,7 +84,7 @@ type Resources struct {
 // Validate checks ranges.
 func (r Resources) Validate() error {
 	switch {
-	case r.CPUs < 0 || r.CPUs > maxCPUs:
+	case badFloat(r.CPUs) || r.CPUs < 0 || r.CPUs > maxCPUs:
 		return invalid("cpus %v out of range (0..%d)", r.CPUs, maxCPUs)
 	case r.MemoryBytes < 0:
 		return invalid("memory %d is negative", r.MemoryBytes)
@@ -304,7 +305,7 @@ func (s TaskSpec) Validate() error {
 	if s.TimeoutMS < 0 || s.TimeoutMS > maxTimeout.Milliseconds() {
 		return invalid("timeout %dms out of range (0..%s)", s.TimeoutMS, maxTimeout)
 	}
-	if s.MaxPrice < 0 {
+	if s.MaxPrice < 0 || math.IsNaN(s.MaxPrice) || math.IsInf(s.MaxPrice, 0) {
 		return invalid("max price %v is negative", s.MaxPrice)
 	}
 	if s.Retries < 0 || s.Retries > 100 {
@@ -536,7 +537,8 @@ func (b *Bid) Validate() error {
 	if len(b.Decline) > maxReasonLen {
 		return invalid("decline reason longer than %d bytes", maxReasonLen)
 	}
-	if b.Price < 0 || b.MaxCost < 0 || b.StartMS < 0 || b.ReservationMS < 0 {
+	if b.Price < 0 || b.MaxCost < 0 || b.StartMS < 0 || b.ReservationMS < 0 || badFloat(b.Price) || badFloat(b.MaxCost) ||
+		badFloat(b.InputsLocal) || b.InputsLocal < 0 || b.InputsLocal > 1 {
 		return invalid("negative price, cost, start or reservation")
 	}
 	return nil
@@ -676,6 +678,10 @@ type Ack struct {
 	// the result's receipt.
 	Countersig []byte `json:"countersig,omitempty"`
 }
+
+// badFloat reports NaN and infinities, which JSON cannot carry and no
+// price or share may be.
+func badFloat(f float64) bool { return math.IsNaN(f) || math.IsInf(f, 0) }
 
 func validID(id string) error {
 	if id == "" || len(id) > maxIDLen {

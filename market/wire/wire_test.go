@@ -3,6 +3,7 @@ package wire_test
 import (
 	"encoding/json"
 	"errors"
+	"math"
 	"strings"
 	"testing"
 
@@ -45,6 +46,8 @@ func TestTaskSpecValidate(t *testing.T) {
 		{"long image", func(s *wire.TaskSpec) { s.Image = strings.Repeat("a", 600) }, "image reference longer"},
 		{"negative cpus", func(s *wire.TaskSpec) { s.Resources.CPUs = -1 }, "cpus"},
 		{"absurd cpus", func(s *wire.TaskSpec) { s.Resources.CPUs = 1e9 }, "cpus"},
+		{"NaN cpus", func(s *wire.TaskSpec) { s.Resources.CPUs = math.NaN() }, "cpus"},
+		{"NaN price", func(s *wire.TaskSpec) { s.MaxPrice = math.NaN() }, "max price"},
 		{"negative memory", func(s *wire.TaskSpec) { s.Resources.MemoryBytes = -5 }, "memory"},
 		{"negative gpus", func(s *wire.TaskSpec) { s.Resources.GPUs = -1 }, "gpus"},
 		{"negative timeout", func(s *wire.TaskSpec) { s.TimeoutMS = -1 }, "timeout"},
