@@ -349,6 +349,17 @@ func (r *Requestor) createChild(t *Task, id string, piece int, exclude []string)
 // settleGroup ends the parent with the children's executions and, on
 // success, an aggregate result.
 func (r *Requestor) settleGroup(t *Task, children map[string]*Task, to State, reason string) error {
+	// Children added since the caller loaded them (a piece started again)
+	// are loaded now.
+	for _, c := range t.Group.Children {
+		if children[c.ID] == nil {
+			if ct, err := r.store.Get(c.ID); err == nil {
+				children[c.ID] = ct
+			} else {
+				children[c.ID] = &Task{ID: c.ID, State: c.State}
+			}
+		}
+	}
 	cur := current(t.Group)
 	_, err := r.update(t.ID, transition(to, nil, func(t *Task) {
 		t.Reason = reason

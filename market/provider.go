@@ -108,7 +108,10 @@ type ProviderConfig struct {
 	// OutputsQuota bounds the bytes a task may return as outputs
 	// (default DefaultOutputsQuota).
 	OutputsQuota int64
-	Logger       *slog.Logger
+	// MaxQueue bounds the awards a busy provider accepts to run later
+	// (default: its CPU count, at least 2); beyond it, it declines "busy".
+	MaxQueue int
+	Logger   *slog.Logger
 	// OnChange, when set, is called after free capacity changed (a
 	// reservation, an award, a release). It runs with the provider's
 	// capacity lock held: it must only signal (the advertiser's Changed).
@@ -131,6 +134,8 @@ type Provider struct {
 	ledger    *ledger
 
 	imageMu sync.Mutex // serializes image loads so each CID loads once
+	// queue holds awards accepted while busy, to run as slots free.
+	queue *taskQueue
 	// annLimit and streamLimit rate-limit peers; answering bounds the
 	// bids and declines being sent at once.
 	annLimit    *peerLimiter
@@ -186,6 +191,7 @@ func NewProvider(h *p2p.Host, store ExecStore, topic *pubsub.Topic, executors []
 		running: map[string]context.CancelCauseFunc{}, connCh: make(chan struct{}),
 		annLimit: newPeerLimiter(announceRate, announceBurst), streamLimit: newPeerLimiter(streamRate, streamBurst),
 		answering: make(chan struct{}, 256),
+		queue:     newTaskQueue(queueLength(cfg)),
 		ctx:       ctx, cancel: cancel,
 	}
 	for _, e := range executors {
@@ -381,8 +387,14 @@ func (p *Provider) decide(requestor peer.ID, ann *wire.Announce) wire.Bid {
 	}
 	key := execKey(requestor.String(), ann.TaskID, ann.Attempt)
 	if why := p.ledger.reserve(key, requestor.String(), res, p.cfg.ReservationTTL); why != "" {
-		bid.Decline, bid.Busy = why, true
-		return bid
+		// Busy: offer a place in the queue, with a later start, rather
+		// than a decline the requestor can only answer by asking again.
+		startMS, ok := p.queue.hold(key, p.cfg.ReservationTTL, queueSlots(p.cfg.Capacity, res))
+		if !ok {
+			bid.Decline, bid.Busy = why+" and the queue is full", true
+			return bid
+		}
+		bid.StartMS = startMS
 	}
 	timeout := time.Duration(req.TimeoutMS) * time.Millisecond
 	if timeout <= 0 {
@@ -406,6 +418,7 @@ func (p *Provider) answer(requestor peer.ID, ann *wire.Announce) {
 	}
 	if err != nil || !ack.OK {
 		p.ledger.release(key)
+		p.queue.release(key)
 		p.log.Debug("bid not taken", "task", ann.TaskID, "err", err, "reason", ack.Reason)
 	}
 }
@@ -441,8 +454,13 @@ func (p *Provider) accept(from peer.ID, body []byte) wire.AwardReply {
 	if owner, ok := p.ledger.owner(key); ok && owner != from.String() {
 		return wire.AwardReply{Reason: "not your reservation"}
 	}
+	queued := false
 	if why := p.ledger.claim(key, from.String(), normalize(award.Spec.Resources)); why != "" {
-		return wire.AwardReply{Reason: why}
+		// No free slot now: run it as soon as one frees, in order.
+		if !p.queue.enqueue(key) {
+			return wire.AwardReply{Reason: why + " and the queue is full"}
+		}
+		queued = true
 	}
 	now := time.Now().UTC()
 	rec := &ExecRecord{
@@ -451,6 +469,7 @@ func (p *Provider) accept(from peer.ID, body []byte) wire.AwardReply {
 	}
 	if err := p.store.Create(key, rec); err != nil {
 		p.ledger.release(key)
+		p.queue.remove(key)
 		return wire.AwardReply{Reason: "already awarded"}
 	}
 	ctx, cancel := context.WithCancelCause(p.ctx)
@@ -461,7 +480,7 @@ func (p *Provider) accept(from peer.ID, body []byte) wire.AwardReply {
 	go func() {
 		defer p.wg.Done()
 		defer cancel(nil)
-		p.run(ctx, ex, rec)
+		p.run(ctx, ex, rec, queued)
 	}()
 	return wire.AwardReply{Accepted: true}
 }
@@ -470,12 +489,13 @@ func (p *Provider) accept(from peer.ID, body []byte) wire.AwardReply {
 var errCanceled = errors.New("canceled by the requestor")
 
 // run executes one award and puts its result in the outbox.
-func (p *Provider) run(ctx context.Context, ex executor.Executor, rec *ExecRecord) {
+func (p *Provider) run(ctx context.Context, ex executor.Executor, rec *ExecRecord, queued bool) {
 	defer func() {
 		p.mu.Lock()
 		delete(p.running, rec.Key)
 		p.mu.Unlock()
 		p.ledger.release(rec.Key)
+		p.queue.slotFreed()
 	}()
 	beatCtx, stopBeats := context.WithCancel(ctx)
 	p.wg.Add(1)
@@ -493,11 +513,18 @@ func (p *Provider) run(ctx context.Context, ex executor.Executor, rec *ExecRecor
 	if pr != nil {
 		defer os.RemoveAll(pr.workDir)
 	}
+	if err == nil && queued {
+		// Image and inputs are in place; now wait for a free slot.
+		need := normalize(rec.Spec.Resources)
+		err = p.queue.waitTurn(ctx, rec.Key, func() bool { return p.ledger.claim(rec.Key, rec.Requestor, need) == "" })
+	}
 	if err == nil {
 		res.FetchMS = pr.fetchMS
 		// Only now is the task running: fetching its image and inputs is
 		// reported apart and does not count against its timeout.
 		p.markRunning(ctx, rec)
+		ranFrom := time.Now()
+		defer func() { p.queue.ran(time.Since(ranFrom)) }()
 		out, res.Stages, err = p.runWorkload(ctx, ex, rec, pr, res)
 		if err == nil {
 			res.Outputs, err = p.collectOutputs(ctx, rec, pr)
@@ -576,6 +603,16 @@ func (p *Provider) heartbeat(ctx context.Context, rec *ExecRecord) {
 			return
 		}
 	}
+}
+
+// queueLength is how many awards a busy provider keeps waiting: one round
+// of its CPU slots (a queued task waits for at most one run ahead of it on
+// each slot), at least 2.
+func queueLength(cfg ProviderConfig) int {
+	if cfg.MaxQueue > 0 {
+		return cfg.MaxQueue
+	}
+	return max(2, int(cfg.Capacity.CPUs))
 }
 
 // TaskRemover is implemented by executors whose workloads can outlive the
@@ -737,6 +774,7 @@ func (p *Provider) handleCancel(s network.Stream) {
 	if cancel == nil {
 		// A bid that lost (or a task canceled before its award): give back
 		// the capacity reserved for it now rather than at the TTL.
+		p.queue.release(key)
 		if owner, ok := p.ledger.owner(key); ok && owner == from.String() {
 			p.ledger.release(key)
 			_ = p2p.WriteMsg(s, &wire.Ack{OK: true, Reason: "reservation released"})

@@ -19,7 +19,6 @@ import (
 	"time"
 
 	"github.com/offload-project/offload/client"
-	"github.com/offload-project/offload/internal/testimage"
 )
 
 // Binary is the path of the offload CLI built by Main.
@@ -77,6 +76,7 @@ func MustJSON(t testing.TB, v any, args ...string) {
 
 // Node is a running `offload node` process.
 type Node struct {
+	// Home is the node's home directory (pass it as --home).
 	Home string
 	cmd  *exec.Cmd
 	log  *syncBuffer
@@ -101,7 +101,11 @@ func StartNode(t testing.TB, home string, initArgs, nodeArgs []string) *Node {
 		t.Fatalf("start node: %v", err)
 	}
 	go func() { cmd.Wait(); close(n.done) }()
-	t.Cleanup(n.Stop)
+	t.Cleanup(func() {
+		if !n.Stop() {
+			t.Errorf("node %s did not stop on SIGTERM within 15s:\n%s", home, n.log.String())
+		}
+	})
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		if _, err := os.Stat(filepath.Join(home, client.APIFile)); err == nil {
@@ -119,19 +123,22 @@ func StartNode(t testing.TB, home string, initArgs, nodeArgs []string) *Node {
 	}
 }
 
-// Stop ends the node with SIGTERM (SIGKILL after 15 s).
-func (n *Node) Stop() {
+// Stop ends the node with SIGTERM, or SIGKILL after 15 s; it reports
+// whether SIGTERM was enough.
+func (n *Node) Stop() bool {
 	select {
 	case <-n.done:
-		return
+		return true
 	default:
 	}
 	_ = n.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-n.done:
+		return true
 	case <-time.After(15 * time.Second):
 		_ = n.cmd.Process.Kill()
 		<-n.done
+		return false
 	}
 }
 
@@ -164,19 +171,6 @@ func (n *Node) WaitPeers(t testing.TB, want int) []client.Peer {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-}
-
-// WASMModule compiles the Go main package in dir for WASI preview 1 into
-// the test's temporary directory and returns the module's path.
-func WASMModule(t testing.TB, dir string) string {
-	t.Helper()
-	out := filepath.Join(t.TempDir(), filepath.Base(dir)+".wasm")
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	if err := testimage.CompileGo(ctx, dir, "wasip1", "wasm", out); err != nil {
-		t.Fatal(err)
-	}
-	return out
 }
 
 // syncBuffer is a bytes.Buffer safe for a process writing while a test
