@@ -46,7 +46,10 @@ func BenchmarkWASMTaskThroughput(b *testing.B) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	wasm := testimage.BuildWASM(b)
+	wasm, err := testimage.TinyWASMFile()
+	if err != nil {
+		b.Fatal(err)
+	}
 	cid, err := req.Add(context.Background(), wasm, node.AddOptions{})
 	if err != nil {
 		b.Fatal(err)

@@ -109,7 +109,8 @@ type ProviderConfig struct {
 	// (default DefaultOutputsQuota).
 	OutputsQuota int64
 	// MaxQueue bounds the awards a busy provider accepts to run later
-	// (default: its CPU count, at least 2); beyond it, it declines "busy".
+	// (default: four times its CPU count, at least 4); beyond it, it
+	// declines "busy".
 	MaxQueue int
 	Logger   *slog.Logger
 	// OnChange, when set, is called after free capacity changed (a
@@ -605,14 +606,14 @@ func (p *Provider) heartbeat(ctx context.Context, rec *ExecRecord) {
 	}
 }
 
-// queueLength is how many awards a busy provider keeps waiting: one round
-// of its CPU slots (a queued task waits for at most one run ahead of it on
-// each slot), at least 2.
+// queueLength is how many awards a busy provider keeps waiting: four rounds
+// of its CPU slots, at least 4. Bids state the expected start, so a
+// requestor in a hurry picks a provider with a shorter queue.
 func queueLength(cfg ProviderConfig) int {
 	if cfg.MaxQueue > 0 {
 		return cfg.MaxQueue
 	}
-	return max(2, int(cfg.Capacity.CPUs))
+	return max(4, 4*int(cfg.Capacity.CPUs))
 }
 
 // TaskRemover is implemented by executors whose workloads can outlive the

@@ -44,11 +44,13 @@ func (q *taskQueue) hold(key string, ttl time.Duration, slots float64) (startMS 
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.expireLocked(time.Now())
-	if _, held := q.holds[key]; !held && len(q.order)+len(q.holds) >= q.max {
+	// Only accepted awards fill the queue: most bids lose, so promised
+	// places only lengthen the start estimate.
+	if len(q.order) >= q.max {
 		return 0, false
 	}
 	q.holds[key] = time.Now().Add(ttl)
-	ahead := float64(len(q.order) + len(q.holds))
+	ahead := float64(len(q.order)) + float64(len(q.holds))/2
 	if slots < 1 {
 		slots = 1
 	}
@@ -60,9 +62,8 @@ func (q *taskQueue) enqueue(key string) bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.expireLocked(time.Now())
-	if _, held := q.holds[key]; held {
-		delete(q.holds, key)
-	} else if len(q.order)+len(q.holds) >= q.max {
+	delete(q.holds, key)
+	if len(q.order) >= q.max {
 		return false
 	}
 	q.order = append(q.order, key)

@@ -8,6 +8,8 @@ import (
 
 	"github.com/moby/moby/client"
 
+	"github.com/offload-project/offload/executor"
+	"github.com/offload-project/offload/executor/wasm"
 	"github.com/offload-project/offload/internal/testimage"
 )
 
@@ -43,5 +45,21 @@ func TestBuildWASM(t *testing.T) {
 	}
 	if p2 := testimage.BuildWASM(t); p2 != p {
 		t.Errorf("BuildWASM not cached: %s then %s", p, p2)
+	}
+}
+
+func TestTinyWASMPrintsHi(t *testing.T) {
+	p, err := testimage.TinyWASMFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ex, err := wasm.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ex.Close()
+	res, err := ex.Run(t.Context(), executor.Spec{TaskID: "tiny", Image: p})
+	if err != nil || res.ExitCode != 0 || string(res.Stdout) != "hi\n" {
+		t.Fatalf("tiny module: %v %+v", err, res)
 	}
 }
