@@ -366,6 +366,9 @@ func (r *Requestor) settleGroup(t *Task, children map[string]*Task, to State, re
 		t.Executions = nil
 		for _, c := range t.Group.Children {
 			ct := children[c.ID]
+			if ct == nil {
+				continue // added after this step looked; it is canceled below
+			}
 			for _, e := range ct.Executions {
 				if e.State == wire.ExecCompleted || e.State == wire.ExecFailed {
 					t.Executions = append(t.Executions, e)
