@@ -82,13 +82,14 @@ func (e *Executor) Run(ctx context.Context, spec executor.Spec) (*executor.Resul
 	if timeout == 0 {
 		timeout = executor.DefaultTimeout
 	}
-	runCtx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-
 	started := time.Now()
-	if _, err := e.cli.ContainerStart(runCtx, id, client.ContainerStartOptions{}); err != nil {
+	if _, err := e.cli.ContainerStart(ctx, id, client.ContainerStartOptions{}); err != nil {
 		return nil, e.classify(fmt.Sprintf("docker run %s: start container", spec.TaskID), err)
 	}
+	// The timeout counts from the start: a slow engine does not eat into
+	// the task's own time.
+	runCtx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
 
 	var (
 		exitCode int64
