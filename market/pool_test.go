@@ -298,9 +298,9 @@ func TestExpiredRecordLeavesPool(t *testing.T) {
 	start := time.Now()
 	eventually(t, 5*time.Second, "a's record to expire in b's pool", func() bool { return !inPool(pb.pool, a.ID()) })
 	t.Logf("record left the pool %s after the advertiser stopped", time.Since(start).Round(time.Millisecond))
-	if pb.pool.Stats().Expired == 0 {
-		t.Error("expiry not counted")
-	}
+	// Reads hide an expired record at once; the sweeper counts it on its
+	// next pass.
+	eventually(t, 2*time.Second, "the expiry to be counted", func() bool { return pb.pool.Stats().Expired > 0 })
 }
 
 func TestAdvertRepublishesOnChange(t *testing.T) {

@@ -479,6 +479,9 @@ func (r *Requestor) runAuction(t *Task) error {
 	expected, known := r.waitForProviders(t, excluded)
 	if len(expected) == 0 {
 		why := "no provider is reachable on the task topic"
+		if len(r.h.Network().Peers()) == 0 {
+			why += " (this node is connected to no peer: check --bootstrap, and in a private swarm that every node has the same swarm key)"
+		}
 		if t.Spec.Provider != "" {
 			why = "provider " + t.Spec.Provider + " is not reachable on the task topic"
 		}

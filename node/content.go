@@ -89,8 +89,9 @@ func (a contentAdapter) Has(ctx context.Context, c string) bool {
 
 // AddOptions tunes Node.Add.
 type AddOptions struct {
-	// CIDVersion is 0 (the reference `ipfs add` defaults) or 1 (default,
-	// raw leaves).
+	// CIDVersion is 0 (the reference `ipfs add` defaults: dag-pb leaves,
+	// CIDv0) or 1 (raw leaves, as `ipfs add --cid-version 1`). Note that the
+	// zero value asks for CIDv0; the CLI and the HTTP API default to 1.
 	CIDVersion int
 	// Progress is called with the bytes read so far.
 	Progress func(int64)

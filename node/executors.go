@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -10,6 +11,21 @@ import (
 	"github.com/offload-project/offload/executor/docker"
 	"github.com/offload-project/offload/executor/wasm"
 )
+
+// wasmCacheDir is where compiled WASM modules are cached: the user's cache
+// directory, shared by every node of the user (compiled code is keyed by
+// the module's content and wazero's version, so sharing is safe), so that a
+// new home does not compile the same module again; under the home when
+// there is no user cache directory.
+func wasmCacheDir(cfg Config) string {
+	if cfg.WASMCacheDir != "" {
+		return cfg.WASMCacheDir
+	}
+	if dir, err := os.UserCacheDir(); err == nil {
+		return filepath.Join(dir, "offload", "wasm")
+	}
+	return filepath.Join(cfg.Home, "wasm-cache")
+}
 
 // buildExecutors constructs the executors a provider offers. With no names
 // configured it offers docker when an engine answers, and wasm.
@@ -30,7 +46,7 @@ func buildExecutors(ctx context.Context, cfg Config) ([]executor.Executor, error
 		case "docker":
 			ex, err = docker.New(docker.WithLogger(cfg.Logger))
 		case "wasm":
-			ex, err = wasm.New(wasm.WithLogger(cfg.Logger), wasm.WithCacheDir(filepath.Join(cfg.Home, "wasm-cache")))
+			ex, err = wasm.New(wasm.WithLogger(cfg.Logger), wasm.WithCacheDir(wasmCacheDir(cfg)))
 		default:
 			return nil, fmt.Errorf("unknown executor %q (want docker or wasm)", name)
 		}

@@ -97,6 +97,9 @@ type Config struct {
 	BidWindow time.Duration
 	// ProviderWait bounds how long an auction waits for a first provider.
 	ProviderWait time.Duration
+	// WASMCacheDir holds compiled WASM modules (default: the user's cache
+	// directory, shared by the user's nodes).
+	WASMCacheDir string
 	// OutputsQuota bounds what one task may return (default 1 GiB).
 	OutputsQuota int64
 	// ContentTimeout is how long a content fetch may go without receiving a

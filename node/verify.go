@@ -3,7 +3,6 @@ package node
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"sync"
 
 	"github.com/offload-project/offload/executor"
@@ -50,7 +49,7 @@ func (l *localExecutors) get(runtime string) (executor.Executor, error) {
 	case "docker":
 		ex, err = docker.New(docker.WithLogger(l.n.log))
 	case "wasm":
-		ex, err = wasm.New(wasm.WithLogger(l.n.log), wasm.WithCacheDir(filepath.Join(l.n.cfg.Home, "wasm-cache")))
+		ex, err = wasm.New(wasm.WithLogger(l.n.log), wasm.WithCacheDir(wasmCacheDir(l.n.cfg)))
 	default:
 		return nil, fmt.Errorf("unknown runtime %q for verify", runtime)
 	}
