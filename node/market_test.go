@@ -5,8 +5,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/offload-project/offload/client"
 	"github.com/offload-project/offload/internal/testimage"
 	"github.com/offload-project/offload/market"
+	"github.com/offload-project/offload/market/wire"
 	"github.com/offload-project/offload/node"
 )
 
@@ -113,5 +115,21 @@ func TestOutputsOverQuotaFailClearly(t *testing.T) {
 	}
 	if got := waitFor(t, req, sub.ID, time.Minute); got.State != "completed" {
 		t.Fatalf("after quota failure: %s %s", got.State, got.Error)
+	}
+}
+
+func TestGPUTaskNeverReachesAProviderWithoutGPUs(t *testing.T) {
+	req, _, mod := wasmSwarm(t, false)
+	sub, err := req.Submit(t.Context(), node.TaskSpec{Runtime: "wasm", Image: mod, Cmd: []string{"echo", "x"}, TimeoutMS: 60_000,
+		Resources: wire.Resources{GPUs: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := waitFor(t, req, sub.ID, 30*time.Second)
+	if got.State != "failed" || !strings.Contains(got.Error, "0 gpus") || len(got.Executions) != 0 {
+		t.Fatalf("gpu task on a gpu-less swarm: %s %q executions=%d", got.State, got.Error, len(got.Executions))
+	}
+	if got := req.Pool(client.PoolFilter{GPUs: 1}); len(got) != 0 {
+		t.Errorf("pool --gpus 1 lists %d providers without GPUs", len(got))
 	}
 }
