@@ -676,10 +676,17 @@ func (r *Requestor) award(t *Task, attempt, known int, got []bidFrom, excluded m
 			why = "award failed: " + err.Error()
 		}
 		r.log.Info("award not accepted", "task", t.ID, "peer", pid, "reason", why)
+		// A provider that answers "no" (its capacity went to another task
+		// in between) ran nothing: that costs no retry and does not exclude
+		// it later. One that cannot be reached failed.
+		state := ExecDeclined
+		if err != nil {
+			state = wire.ExecFailed
+		}
 		t, err = r.update(t.ID, transition(StateBidding, []State{StateAwarded}, func(t *Task) {
 			t.Provider = ""
 			if e := t.execution(rec.Provider, attempt); e != nil {
-				e.State = wire.ExecFailed
+				e.State = state
 				e.FinishedAt = time.Now().UTC()
 			}
 			setBidOutcome(t, rec.Provider, attempt, why)

@@ -29,6 +29,10 @@ func (s State) IsTerminal() bool {
 	return s == StateCompleted || s == StateFailed || s == StateCanceled
 }
 
+// ExecDeclined marks an execution whose award the provider declined: it
+// ran nothing, costs no retry and does not count against the provider.
+const ExecDeclined = "declined"
+
 // ErrTaskNotFound is returned for an unknown task id.
 var ErrTaskNotFound = errors.New("task not found")
 
