@@ -119,6 +119,8 @@ func statusFor(err error) int {
 		return http.StatusBadRequest
 	case errors.Is(err, executor.ErrImageNotFound):
 		return http.StatusNotFound
+	case errors.Is(err, ErrNoOutputs):
+		return http.StatusConflict
 	}
 	return http.StatusInternalServerError
 }

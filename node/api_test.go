@@ -105,6 +105,7 @@ func TestAPIStatusCodes(t *testing.T) {
 		{"results unknown", apiCall{method: "POST", path: "/api/v1/tasks/nope/results", body: js(map[string]string{"dest": dest()})}, 404},
 		{"results relative", apiCall{method: "POST", path: "/api/v1/tasks/" + sub.ID + "/results", body: `{"dest":"rel"}`}, 400},
 		{"results malformed", apiCall{method: "POST", path: "/api/v1/tasks/" + sub.ID + "/results", body: `[`}, 400},
+		{"results of a task without outputs", apiCall{method: "POST", path: "/api/v1/tasks/" + sub.ID + "/results", body: js(map[string]string{"dest": dest()})}, 409},
 		{"all events bad snapshot", apiCall{method: "GET", path: "/api/v1/events?snapshot=yes"}, 400},
 		{"pool", apiCall{method: "GET", path: "/api/v1/pool?gpus=any"}, 200},
 		{"pool bad filter", apiCall{method: "GET", path: "/api/v1/pool?cpus=lots"}, 400},

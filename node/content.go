@@ -16,6 +16,9 @@ import (
 	"github.com/offload-project/offload/storage/content"
 )
 
+// ErrNoOutputs is returned by Results for a task that has no outputs (yet).
+var ErrNoOutputs = errors.New("no outputs")
+
 // BlocksDir is the block store's directory under the home.
 const BlocksDir = "blocks"
 
@@ -195,9 +198,9 @@ func (n *Node) Results(ctx context.Context, id, dest string) (string, error) {
 	}
 	if t.Result == nil || t.Result.Outputs == "" {
 		if !t.State.IsTerminal() {
-			return "", fmt.Errorf("task %s is %s: no outputs yet (wait with `offload status %s`)", id, t.State, id)
+			return "", fmt.Errorf("%w: task %s is %s, no outputs yet (wait with `offload status %s`)", ErrNoOutputs, id, t.State, id)
 		}
-		return "", fmt.Errorf("task %s produced no outputs", id)
+		return "", fmt.Errorf("%w: task %s wrote nothing to /outputs", ErrNoOutputs, id)
 	}
 	from, _ := peer.Decode(t.Provider)
 	if err := n.GetContent(ctx, t.Result.Outputs, dest, from); err != nil {
