@@ -1,13 +1,11 @@
 package node
 
 import (
-	"bytes"
 	"context"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -132,27 +130,7 @@ func (s *apiServer) getPeers(w http.ResponseWriter, r *http.Request) {
 
 func (s *apiServer) postTask(w http.ResponseWriter, r *http.Request) {
 	var spec wire.TaskSpec
-	body := http.MaxBytesReader(w, r.Body, MaxRequestBody)
-	dec := json.NewDecoder(body)
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&spec); err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body over %d bytes", MaxRequestBody))
-			return
-		}
-		writeError(w, http.StatusBadRequest, "malformed task JSON: "+err.Error())
-		return
-	}
-	rest, err := io.ReadAll(io.MultiReader(dec.Buffered(), body))
-	if err != nil {
-		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body over %d bytes", MaxRequestBody))
-		return
-	}
-	// One JSON object and nothing after it: trailing data means the client
-	// sent something other than what it thinks.
-	if len(bytes.TrimSpace(rest)) > 0 {
-		writeError(w, http.StatusBadRequest, "malformed task JSON: data after the task object")
+	if !readJSON(w, r, &spec) {
 		return
 	}
 	t, err := s.n.Submit(r.Context(), spec)

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -33,17 +34,31 @@ func (s *apiServer) contentRoutes() []route {
 	}
 }
 
-// readJSON decodes a small JSON request body, answering 400 or 413 itself.
+// readJSON decodes a JSON request body of one object and nothing after it
+// (trailing data means the client sent something other than what it
+// thinks), answering 400 or 413 itself.
 func readJSON(w http.ResponseWriter, r *http.Request, v any) bool {
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxRequestBody))
+	tooBig := func() bool {
+		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body over %d bytes", MaxRequestBody))
+		return false
+	}
+	body := http.MaxBytesReader(w, r.Body, MaxRequestBody)
+	dec := json.NewDecoder(body)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body over %d bytes", MaxRequestBody))
-		} else {
-			writeError(w, http.StatusBadRequest, "malformed JSON: "+err.Error())
+		var over *http.MaxBytesError
+		if errors.As(err, &over) {
+			return tooBig()
 		}
+		writeError(w, http.StatusBadRequest, "malformed JSON: "+err.Error())
+		return false
+	}
+	rest, err := io.ReadAll(io.MultiReader(dec.Buffered(), body))
+	if err != nil {
+		return tooBig()
+	}
+	if len(bytes.TrimSpace(rest)) > 0 {
+		writeError(w, http.StatusBadRequest, "malformed JSON: data after the object")
 		return false
 	}
 	return true
