@@ -1,7 +1,6 @@
 package market
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -426,15 +425,8 @@ func (p *Provider) answer(requestor peer.ID, ann *wire.Announce) {
 
 func (p *Provider) handleAward(s network.Stream) {
 	defer s.Close()
-	_ = s.SetDeadline(time.Now().Add(10 * time.Second))
-	from := s.Conn().RemotePeer()
-	if !p.streamLimit.allow(from) {
-		s.Reset()
-		return
-	}
-	body, err := p2p.ReadFrame(bufio.NewReader(s), wire.MaxAwardSize)
-	if err != nil {
-		s.Reset()
+	from, body, ok := openRequest(s, p.streamLimit, 10*time.Second, wire.MaxAwardSize, p.log, "award")
+	if !ok {
 		return
 	}
 	reply := p.accept(from, body)
@@ -752,15 +744,8 @@ func (p *Provider) deliver(rec *ExecRecord) {
 
 func (p *Provider) handleCancel(s network.Stream) {
 	defer s.Close()
-	_ = s.SetDeadline(time.Now().Add(10 * time.Second))
-	from := s.Conn().RemotePeer()
-	if !p.streamLimit.allow(from) {
-		s.Reset()
-		return
-	}
-	body, err := p2p.ReadFrame(bufio.NewReader(s), wire.MaxAckSize)
-	if err != nil {
-		s.Reset()
+	from, body, ok := openRequest(s, p.streamLimit, 10*time.Second, wire.MaxAckSize, p.log, "cancel")
+	if !ok {
 		return
 	}
 	c, err := wire.Decode[wire.Cancel](body)

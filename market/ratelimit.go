@@ -1,10 +1,17 @@
 package market
 
 import (
+	"bufio"
+	"log/slog"
 	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 	"golang.org/x/time/rate"
+
+	"github.com/offload-project/offload/p2p"
 )
 
 // Per-peer rates for messages that make this node do work. They are far
@@ -44,4 +51,24 @@ func (l *peerLimiter) allow(p peer.ID) bool {
 		l.m[p] = lim
 	}
 	return lim.Allow()
+}
+
+// openRequest begins serving one request stream: it bounds the exchange by
+// d, applies the peer's rate limit and reads one frame of at most max
+// bytes. When any of that fails it resets the stream (a remote peer's fault
+// is logged at debug level only) and ok is false.
+func openRequest(s network.Stream, limit *peerLimiter, d time.Duration, max int, log *slog.Logger, what string) (from peer.ID, body []byte, ok bool) {
+	_ = s.SetDeadline(time.Now().Add(d))
+	from = s.Conn().RemotePeer()
+	if !limit.allow(from) {
+		s.Reset()
+		return from, nil, false
+	}
+	body, err := p2p.ReadFrame(bufio.NewReader(s), max)
+	if err != nil {
+		log.Debug("bad "+what+" frame", "peer", from, "err", err)
+		s.Reset()
+		return from, nil, false
+	}
+	return from, body, true
 }

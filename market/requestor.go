@@ -1,7 +1,6 @@
 package market
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -969,16 +968,8 @@ func (r *Requestor) fetchOutputs(t *Task) error {
 // handleBid receives one bid (or decline) from a provider.
 func (r *Requestor) handleBid(s network.Stream) {
 	defer s.Close()
-	_ = s.SetDeadline(time.Now().Add(10 * time.Second))
-	from := s.Conn().RemotePeer()
-	if !r.limit.allow(from) {
-		s.Reset()
-		return
-	}
-	body, err := p2p.ReadFrame(bufio.NewReader(s), wire.MaxBidSize)
-	if err != nil {
-		r.log.Debug("bad bid frame", "peer", from, "err", err)
-		s.Reset()
+	from, body, ok := openRequest(s, r.limit, 10*time.Second, wire.MaxBidSize, r.log, "bid")
+	if !ok {
 		return
 	}
 	bid, err := wire.Decode[wire.Bid](body)
@@ -1006,16 +997,8 @@ func (r *Requestor) handleBid(s network.Stream) {
 // handleReport receives a status change or a result from a provider.
 func (r *Requestor) handleReport(s network.Stream) {
 	defer s.Close()
-	_ = s.SetDeadline(time.Now().Add(30 * time.Second))
-	from := s.Conn().RemotePeer()
-	if !r.limit.allow(from) {
-		s.Reset()
-		return
-	}
-	body, err := p2p.ReadFrame(bufio.NewReader(s), wire.MaxReportSize)
-	if err != nil {
-		r.log.Debug("bad report frame", "peer", from, "err", err)
-		s.Reset()
+	from, body, ok := openRequest(s, r.limit, 30*time.Second, wire.MaxReportSize, r.log, "report")
+	if !ok {
 		return
 	}
 	rep, err := wire.Decode[wire.Report](body)
