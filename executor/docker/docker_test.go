@@ -1,16 +1,21 @@
 package docker_test
 
 import (
+	"archive/tar"
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -429,4 +434,109 @@ func TestOverhead(t *testing.T) {
 	t.Logf("trivial task, median of 7: raw API (like docker run --rm --network none) %v; "+
 		"raw API without network sandbox or log driver %v; executor.Run (attach, sandbox, accounting) %v (%.2fx of the latter)",
 		plain, bare, o, float64(o)/float64(bare))
+}
+
+// A task runs as an unprivileged uid, not root, and can still write
+// /outputs and /tmp.
+func TestRunsUnprivileged(t *testing.T) {
+	e := newExecutor(t)
+	outputs := t.TempDir() // 0700, owned by root: Run opens it to the task
+	res := mustRun(t, e, executor.Spec{OutputsDir: outputs, Cmd: []string{"whoami"}})
+	if !strings.Contains(string(res.Stdout), "uid=65534\n") {
+		t.Fatalf("task identity:\n%s", res.Stdout)
+	}
+	res = mustRun(t, e, executor.Spec{OutputsDir: outputs, Cmd: []string{"write", "/outputs/x", "42"}})
+	if res.ExitCode != 0 {
+		t.Fatalf("an unprivileged task cannot write /outputs: %s", res.Stderr)
+	}
+	var st syscall.Stat_t
+	if err := syscall.Stat(filepath.Join(outputs, "x"), &st); err != nil || st.Uid != 65534 {
+		t.Fatalf("outputs file owner %d, %v", st.Uid, err)
+	}
+}
+
+// Loading a requestor's tarball never adds or moves a tag: the tags it
+// carries are stripped and the image runs by its ID.
+func TestLoadImageAppliesNoTag(t *testing.T) {
+	e := newExecutor(t)
+	ctx := t.Context()
+	rc, err := e.SaveImage(ctx, image)
+	if err != nil {
+		t.Fatal(err)
+	}
+	saved, err := io.ReadAll(rc)
+	rc.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Rewrite the tarball as a hostile requestor would: claim tags that
+	// belong to other images (one that exists, one that does not yet).
+	victim := "offload-test/victim-" + hex.EncodeToString([]byte(t.Name()))[:8] + ":latest"
+	hostile := retagTar(t, saved, []string{victim, image})
+	tarPath := filepath.Join(t.TempDir(), "image.tar")
+	if err := os.WriteFile(tarPath, hostile, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cli, err := client.New(client.FromEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	before, err := cli.ImageInspect(ctx, image)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := e.LoadImage(ctx, tarPath)
+	if err != nil {
+		t.Fatalf("LoadImage: %v", err)
+	}
+	if id != before.ID {
+		t.Errorf("loaded ID %s, want %s", id, before.ID)
+	}
+	if _, err := cli.ImageInspect(ctx, victim); err == nil {
+		cli.ImageRemove(ctx, victim, client.ImageRemoveOptions{})
+		t.Fatalf("the tarball's tag %s was applied", victim)
+	}
+	res := mustRun(t, e, executor.Spec{Image: id, Cmd: []string{"echo", "by id"}})
+	if string(res.Stdout) != "by id\n" {
+		t.Fatalf("run by ID: %q", res.Stdout)
+	}
+
+	bad := filepath.Join(t.TempDir(), "bad.tar")
+	os.WriteFile(bad, []byte("not a tarball"), 0o600)
+	if _, err := e.LoadImage(ctx, bad); !errors.Is(err, docker.ErrBadImageTar) {
+		t.Fatalf("a junk file: %v, want ErrBadImageTar", err)
+	}
+}
+
+// retagTar returns the `docker save` tarball data with manifest.json's
+// RepoTags set to tags.
+func retagTar(t *testing.T, data []byte, tags []string) []byte {
+	t.Helper()
+	tr := tar.NewReader(bytes.NewReader(data))
+	var out bytes.Buffer
+	tw := tar.NewWriter(&out)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(tr)
+		if h.Name == "manifest.json" {
+			var m []map[string]any
+			if err := json.Unmarshal(body, &m); err != nil {
+				t.Fatal(err)
+			}
+			m[0]["RepoTags"] = tags
+			body, _ = json.Marshal(m)
+			h.Size = int64(len(body))
+		}
+		tw.WriteHeader(h)
+		tw.Write(body)
+	}
+	tw.Close()
+	return out.Bytes()
 }

@@ -55,6 +55,7 @@ type config struct {
 	client         *client.Client
 	logger         *slog.Logger
 	runtime        string
+	maxImageBytes  int64
 	cleanupTimeout time.Duration
 	cgroupRoot     string
 	cgroupParent   string
@@ -92,6 +93,18 @@ func WithLogger(l *slog.Logger) Option {
 func WithRuntime(name string) Option {
 	return func(c *config) error {
 		c.runtime = name
+		return nil
+	}
+}
+
+// WithMaxImageBytes bounds the size of an image tarball LoadImage accepts
+// (default DefaultMaxImageBytes).
+func WithMaxImageBytes(n int64) Option {
+	return func(c *config) error {
+		if n <= 0 {
+			return fmt.Errorf("docker: max image bytes must be positive, got %d", n)
+		}
+		c.maxImageBytes = n
 		return nil
 	}
 }

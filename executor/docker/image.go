@@ -12,16 +12,31 @@ import (
 	"github.com/moby/moby/client"
 )
 
-// LoadImage loads a `docker save` tarball into the engine and returns the
-// loaded image's ID (sha256:...), which runs it without any registry. A file
-// that is not an image tarball gives an error saying so and loads nothing.
+// LoadImage loads a `docker save` tarball from a requestor into the engine
+// and returns the loaded image's ID (sha256:...), which runs it without any
+// registry or tag. The tarball is checked first (checkImageTar: one image,
+// clean entry names, bounded size, config and layers present) and loaded
+// without the names it carries (untagImageTar), so it can never add or move
+// a tag that an operator or another tenant runs by name. A file that is
+// not such a tarball gives an error wrapping ErrBadImageTar and loads
+// nothing.
 func (e *Executor) LoadImage(ctx context.Context, tarPath string) (string, error) {
 	f, err := os.Open(tarPath)
 	if err != nil {
 		return "", fmt.Errorf("docker load: %w", err)
 	}
 	defer f.Close()
-	res, err := e.cli.ImageLoad(ctx, f, client.ImageLoadWithQuiet(true))
+	info, err := checkImageTar(f, e.cfg.maxImageBytes)
+	if err != nil {
+		return "", fmt.Errorf("docker load: %w", err)
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return "", fmt.Errorf("docker load: %w", err)
+	}
+	pr, pw := io.Pipe()
+	go func() { pw.CloseWithError(untagImageTar(f, pw)) }()
+	defer pr.Close()
+	res, err := e.cli.ImageLoad(ctx, pr, client.ImageLoadWithQuiet(true))
 	if err != nil {
 		return "", e.classify("docker load", err)
 	}
@@ -55,10 +70,10 @@ func (e *Executor) LoadImage(ctx context.Context, tarPath string) (string, error
 	if len(loaded) == 0 {
 		return "", errors.New("docker load: the tarball held no image")
 	}
-	// Prefer the immutable ID over a tag someone else may move.
-	insp, err := e.cli.ImageInspect(ctx, loaded[0])
+	insp, err := e.cli.ImageInspect(ctx, info.ConfigDigest)
 	if err != nil {
-		return "", e.classify("docker load: inspect loaded image", err)
+		return "", fmt.Errorf("docker load: the engine loaded %v, not the image %s the manifest names: %w",
+			loaded, info.ConfigDigest, ErrBadImageTar)
 	}
 	return insp.ID, nil
 }

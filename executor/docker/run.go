@@ -9,6 +9,7 @@ import (
 	"path"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
@@ -38,7 +39,8 @@ func (e *Executor) Run(ctx context.Context, spec executor.Spec) (*executor.Resul
 	if err := validate(spec); err != nil {
 		return nil, err
 	}
-	if _, err := e.cli.ImageInspect(ctx, spec.Image); err != nil {
+	img, err := e.cli.ImageInspect(ctx, spec.Image)
+	if err != nil {
 		if cerrdefs.IsNotFound(err) {
 			return nil, fmt.Errorf("docker run %s: image %q is not available locally (offload never pulls; load it first): %w",
 				spec.TaskID, spec.Image, executor.ErrImageNotFound)
@@ -46,12 +48,18 @@ func (e *Executor) Run(ctx context.Context, spec executor.Spec) (*executor.Resul
 		return nil, e.classify(fmt.Sprintf("docker run %s: inspect image %q", spec.TaskID, spec.Image), err)
 	}
 
+	if spec.OutputsDir != "" {
+		// The task runs unprivileged: let it write its outputs.
+		if err := os.Chmod(spec.OutputsDir, 0o777); err != nil {
+			return nil, fmt.Errorf("docker run %s: open outputs dir to the task: %w", spec.TaskID, err)
+		}
+	}
 	mode := e.accountingMode(ctx)
 	var cg string
 	if mode != cgroupNone {
 		cg = e.newRunCgroup()
 	}
-	cfg, hc := e.containerConfig(spec, cg)
+	cfg, hc := e.containerConfig(spec, imageUser(img), cg)
 	created, err := e.cli.ContainerCreate(ctx, client.ContainerCreateOptions{Config: cfg, HostConfig: hc})
 	if err != nil {
 		if mode != cgroupNone {
@@ -201,7 +209,10 @@ func (e *Executor) cleanup(log *slog.Logger, id string, mode cgroupMode, cg stri
 }
 
 // containerConfig turns spec into the sandboxed container configuration.
-func (e *Executor) containerConfig(spec executor.Spec, cgroupParent string) (*container.Config, *container.HostConfig) {
+//
+// The container runs as taskUser(user), user being the image's USER: never
+// as root.
+func (e *Executor) containerConfig(spec executor.Spec, user, cgroupParent string) (*container.Config, *container.HostConfig) {
 	env := make([]string, 0, len(spec.Env))
 	for k, v := range spec.Env {
 		env = append(env, k+"="+v)
@@ -220,6 +231,7 @@ func (e *Executor) containerConfig(spec executor.Spec, cgroupParent string) (*co
 
 	cfg := &container.Config{
 		Image:      spec.Image,
+		User:       taskUser(user),
 		Env:        env,
 		WorkingDir: spec.WorkDir,
 		Labels: map[string]string{
@@ -273,6 +285,40 @@ func (e *Executor) containerConfig(spec executor.Spec, cgroupParent string) (*co
 		}}
 	}
 	return cfg, hc
+}
+
+// UnprivilegedUser is the uid:gid a task runs as when its image names no
+// numeric, non-root USER (the conventional "nobody").
+const UnprivilegedUser = "65534:65534"
+
+// imageUser is the USER of an inspected image ("" when it has none).
+func imageUser(img client.ImageInspectResult) string {
+	if img.Config == nil {
+		return ""
+	}
+	return img.Config.User
+}
+
+// taskUser turns an image's USER into the uid:gid a task runs as. Only a
+// numeric, non-zero uid (with an optional numeric, non-zero gid; the gid
+// defaults to the uid) is kept as it is. Everything else — no USER, root,
+// uid 0, gid 0, or a user name, which the image's own /etc/passwd (written
+// by the requestor) could map to uid 0 — becomes UnprivilegedUser.
+func taskUser(user string) string {
+	uid, gid, hasGID := strings.Cut(user, ":")
+	if !hasGID {
+		gid = uid
+	}
+	if !positiveID(uid) || !positiveID(gid) {
+		return UnprivilegedUser
+	}
+	return uid + ":" + gid
+}
+
+// positiveID reports whether s is a decimal id in [1, 2^31).
+func positiveID(s string) bool {
+	n, err := strconv.ParseUint(s, 10, 31)
+	return err == nil && n > 0
 }
 
 func memoryLimit(spec executor.Spec) int64 {

@@ -62,7 +62,8 @@ func (e *Executor) StartService(ctx context.Context, spec executor.ServiceSpec) 
 			return nil, fmt.Errorf("docker service %s: port %d out of range: %w", spec.TaskID, p, executor.ErrInvalidSpec)
 		}
 	}
-	if _, err := e.cli.ImageInspect(ctx, spec.Image); err != nil {
+	img, err := e.cli.ImageInspect(ctx, spec.Image)
+	if err != nil {
 		if cerrdefs.IsNotFound(err) {
 			return nil, fmt.Errorf("docker service %s: image %q is not available locally (offload never pulls; load it first): %w",
 				spec.TaskID, spec.Image, executor.ErrImageNotFound)
@@ -74,7 +75,7 @@ func (e *Executor) StartService(ctx context.Context, spec executor.ServiceSpec) 
 	if mode != cgroupNone {
 		cg = e.newRunCgroup()
 	}
-	cfg, hc := e.containerConfig(spec.Spec, cg)
+	cfg, hc := e.containerConfig(spec.Spec, imageUser(img), cg)
 	cfg.NetworkDisabled = false
 	cfg.Labels[LabelService] = "true"
 	hc.NetworkMode = container.NetworkMode(spec.Network)
