@@ -32,6 +32,10 @@ type Provider struct {
 	Addrs     []string `json:"addrs"`
 	Hardware  Hardware `json:"hardware"`
 	Executors []string `json:"executors"`
+	// Isolation lists the stronger sandboxes offered ("gvisor");
+	// IsolationRequired says every task runs so.
+	Isolation         []string `json:"isolation"`
+	IsolationRequired bool     `json:"isolation_required"`
 	// Price in credits per CPU-second.
 	Price float64 `json:"price"`
 	// Capacity is what the provider offers in all; Free what is not held
@@ -53,6 +57,7 @@ type PoolFilter struct {
 	Arch        string
 	OS          string
 	Executor    string
+	Isolation   string
 	Labels      map[string]string
 }
 
@@ -68,7 +73,7 @@ func (f PoolFilter) Query() url.Values {
 	if f.GPUs > 0 {
 		q.Set("gpus", strconv.Itoa(f.GPUs))
 	}
-	for k, v := range map[string]string{"gpu_model": f.GPUModel, "arch": f.Arch, "os": f.OS, "executor": f.Executor} {
+	for k, v := range map[string]string{"gpu_model": f.GPUModel, "arch": f.Arch, "os": f.OS, "executor": f.Executor, "isolation": f.Isolation} {
 		if v != "" {
 			q.Set(k, v)
 		}

@@ -34,6 +34,7 @@ const MaxTaskFile = 1 << 20
 type TaskFile struct {
 	Name       string            `yaml:"name"`
 	Runtime    string            `yaml:"runtime"`
+	Isolation  string            `yaml:"isolation"`
 	Image      string            `yaml:"image"`
 	Entrypoint []string          `yaml:"entrypoint"`
 	Command    []string          `yaml:"command"`
@@ -175,7 +176,7 @@ func (tf *TaskFile) LocalInputs() map[string]string {
 // CID only for validation (nil added).
 func (tf *TaskFile) Spec(added map[string]string) (wire.TaskSpec, error) {
 	spec := wire.TaskSpec{
-		Name: tf.Name, Runtime: tf.Runtime, Image: tf.Image, Entrypoint: tf.Entrypoint, Cmd: tf.Command,
+		Name: tf.Name, Runtime: tf.Runtime, Isolation: tf.Isolation, Image: tf.Image, Entrypoint: tf.Entrypoint, Cmd: tf.Command,
 		Env: tf.Env, WorkDir: tf.Workdir, MaxPrice: tf.MaxPrice, Strategy: tf.Strategy,
 		Redundancy: tf.Redundancy, Provider: tf.Provider, Artifacts: tf.Artifacts, Retries: 2,
 		Resources: wire.Resources{CPUs: tf.Resources.CPUs, GPUs: tf.Resources.GPUs},

@@ -79,6 +79,9 @@ type Spec struct {
 	// Timeout is the wall-clock limit of the run (image loading excluded).
 	Timeout time.Duration `json:"timeout,omitempty"`
 	Mounts  []Mount       `json:"mounts,omitempty"`
+	// Isolation selects a stronger sandbox: "gvisor" runs a Docker task
+	// under gVisor. Empty: the executor's default.
+	Isolation string `json:"isolation,omitempty"`
 	// OutputsDir, when set, is a host directory mounted writable at
 	// /outputs; whatever the task writes there is returned by the caller.
 	OutputsDir string `json:"outputs_dir,omitempty"`

@@ -36,6 +36,10 @@ const (
 type AdvertiserConfig struct {
 	Hardware  wire.Hardware
 	Executors []string
+	// Isolation lists the stronger sandboxes offered ("gvisor");
+	// IsolationRequired says every task runs so.
+	Isolation         []string
+	IsolationRequired bool
 	// Price in credits per CPU-second.
 	Price float64
 	// Capacity is what the provider offers in all.
@@ -167,7 +171,8 @@ func (a *Advertiser) record(free Capacity) *wire.CapRecord {
 	slices.Sort(exs)
 	return &wire.CapRecord{
 		Version: wire.Version, Peer: h.ID().String(), Addrs: addrs, Hardware: a.cfg.Hardware,
-		Executors: exs, Price: a.cfg.Price,
+		Executors: exs, Isolation: slices.Clone(a.cfg.Isolation), IsolationRequired: a.cfg.IsolationRequired,
+		Price:    a.cfg.Price,
 		Capacity: wire.Resources(a.cfg.Capacity),
 		Free:     wire.Resources{CPUs: max(free.CPUs, 0), MemoryBytes: max(free.MemoryBytes, 0), GPUs: max(free.GPUs, 0)},
 		Software: a.cfg.Software, Seq: a.seq,

@@ -1,6 +1,7 @@
 package market
 
 import (
+	"slices"
 	"strings"
 
 	"github.com/offload-project/offload/market/wire"
@@ -28,6 +29,8 @@ type PoolFilter struct {
 	OS   string
 	// Executor must be among the provider's executors.
 	Executor string
+	// Isolation must be among the provider's isolation kinds ("gvisor").
+	Isolation string
 	// Labels must all be present with these values; a value "any" matches
 	// every provider.
 	Labels map[string]string
@@ -69,6 +72,9 @@ func (f PoolFilter) Match(rec *wire.CapRecord) bool {
 		return false
 	}
 	if !isAny(f.OS) && !strings.EqualFold(f.OS, hw.OS) {
+		return false
+	}
+	if !isAny(f.Isolation) && !slices.ContainsFunc(rec.Isolation, func(s string) bool { return strings.EqualFold(s, f.Isolation) }) {
 		return false
 	}
 	if !isAny(f.Executor) {

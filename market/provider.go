@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path"
 	"slices"
 	"sync"
 	"time"
@@ -116,6 +117,16 @@ type ProviderConfig struct {
 	// reservation, an award, a release). It runs with the provider's
 	// capacity lock held: it must only signal (the advertiser's Changed).
 	OnChange func()
+	// Isolation lists the stronger sandboxes this provider's executors
+	// offer (wire.IsolationGVisor); a task asking for another is declined.
+	Isolation []string
+	// IsolationRequired: every task runs under Isolation[0]; services,
+	// which gVisor cannot network, are declined.
+	IsolationRequired bool
+	// AllowedImages are the local images requestors may run by name or ID
+	// (path.Match patterns such as "python:3.*"); images given by CID are
+	// always allowed. Default: none.
+	AllowedImages []string
 	// Observer times executor runs (nil: none).
 	Observer Observer
 }
@@ -305,6 +316,30 @@ func (p *Provider) Close() error {
 	return nil
 }
 
+// ReasonNoReservation is the award reply of a provider that holds no live
+// reservation for the award's requestor, task and attempt (it never bid, or
+// its bid expired).
+const ReasonNoReservation = "no live reservation for this award (never bid or bid expired)"
+
+// imageRefused says why this provider's operator does not let requestors
+// run spec's image, or "" when it may run. Images by CID are always
+// allowed (they are loaded untagged and run by their content id); a local
+// image by name or ID only when it matches one of AllowedImages.
+func (p *Provider) imageRefused(spec wire.TaskSpec) string {
+	if spec.Image == "" || spec.ImageIsCID() {
+		return ""
+	}
+	if spec.RuntimeOrDefault() == "wasm" {
+		return fmt.Sprintf("wasm module %q must be given by CID", spec.Image)
+	}
+	for _, pat := range p.cfg.AllowedImages {
+		if ok, _ := path.Match(pat, spec.Image); ok {
+			return ""
+		}
+	}
+	return fmt.Sprintf("image %s is not one this provider's operator allows by name (give it by CID)", spec.Image)
+}
+
 func execKey(requestor, task string, attempt int) string {
 	return fmt.Sprintf("%s/%s/%d", requestor, task, attempt)
 }
@@ -362,6 +397,14 @@ func (p *Provider) decide(requestor peer.ID, ann *wire.Announce) wire.Bid {
 		bid.Decline = fmt.Sprintf("no %s executor", req.Runtime)
 		return bid
 	}
+	if req.Isolation != "" && (req.Runtime != "docker" || !slices.Contains(p.cfg.Isolation, req.Isolation)) {
+		bid.Decline = fmt.Sprintf("no %s isolation for %s tasks on this provider", req.Isolation, req.Runtime)
+		return bid
+	}
+	if req.Service && p.cfg.IsolationRequired && req.Runtime == "docker" {
+		bid.Decline = "this provider runs every docker task under gVisor, which runs no services"
+		return bid
+	}
 	if why := serviceDecline(ex, req); why != "" {
 		bid.Decline = why
 		return bid
@@ -374,6 +417,10 @@ func (p *Provider) decide(requestor peer.ID, ann *wire.Announce) wire.Bid {
 	}
 	if req.MaxPrice > 0 && p.cfg.Price > req.MaxPrice {
 		bid.Decline = fmt.Sprintf("price %g above max price %g", p.cfg.Price, req.MaxPrice)
+		return bid
+	}
+	if why := p.imageRefused(wire.TaskSpec{Image: req.Image, Runtime: req.Runtime}); why != "" {
+		bid.Decline = why
 		return bid
 	}
 	ctx, cancel := context.WithTimeout(p.ctx, 5*time.Second)
@@ -443,9 +490,20 @@ func (p *Provider) accept(from peer.ID, body []byte) wire.AwardReply {
 	if !ok {
 		return wire.AwardReply{Reason: "no " + award.Spec.RuntimeOrDefault() + " executor"}
 	}
+	// An award is honoured only against a live reservation this provider
+	// made when it bid for this same requestor, task and attempt: a peer
+	// that never received a bid (or whose bid expired) can make this
+	// provider spend nothing.
 	key := execKey(from.String(), award.TaskID, award.Attempt)
 	if owner, ok := p.ledger.owner(key); ok && owner != from.String() {
 		return wire.AwardReply{Reason: "not your reservation"}
+	} else if !ok && !p.queue.holding(key) {
+		return wire.AwardReply{Reason: ReasonNoReservation}
+	}
+	if why := p.imageRefused(award.Spec); why != "" {
+		p.ledger.release(key)
+		p.queue.release(key)
+		return wire.AwardReply{Reason: why}
 	}
 	queued := false
 	if why := p.ledger.claim(key, from.String(), normalize(award.Spec.Resources)); why != "" {
@@ -682,7 +740,7 @@ func executorSpec(rec *ExecRecord) executor.Spec {
 	res := normalize(s.Resources)
 	return executor.Spec{
 		TaskID: rec.TaskID, Image: s.Image, Entrypoint: s.Entrypoint, Cmd: s.Cmd, Env: s.Env,
-		WorkDir: s.WorkDir, Timeout: s.Timeout(),
+		WorkDir: s.WorkDir, Timeout: s.Timeout(), Isolation: s.Isolation,
 		Limits: executor.Limits{CPUs: res.CPUs, MemoryBytes: res.MemoryBytes, GPUs: res.GPUs},
 	}
 }

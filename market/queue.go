@@ -58,6 +58,15 @@ func (q *taskQueue) hold(key string, ttl time.Duration, slots float64) (startMS 
 }
 
 // enqueue turns a held (or, with room, a new) place into an accepted award.
+// holding reports whether key holds a live place promised by a bid.
+func (q *taskQueue) holding(key string) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.expireLocked(time.Now())
+	_, ok := q.holds[key]
+	return ok
+}
+
 func (q *taskQueue) enqueue(key string) bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()

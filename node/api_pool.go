@@ -74,6 +74,7 @@ func ParsePoolFilter(q url.Values) (client.PoolFilter, error) {
 	f.Arch, _ = set("arch")
 	f.OS, _ = set("os")
 	f.Executor, _ = set("executor")
+	f.Isolation, _ = set("isolation")
 	for _, kv := range q["label"] {
 		for _, part := range strings.Split(kv, ",") {
 			if part = strings.TrimSpace(part); part == "" {

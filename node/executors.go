@@ -10,6 +10,7 @@ import (
 	"github.com/offload-project/offload/executor"
 	"github.com/offload-project/offload/executor/docker"
 	"github.com/offload-project/offload/executor/wasm"
+	"github.com/offload-project/offload/market/wire"
 )
 
 // wasmCacheDir is where compiled WASM modules are cached: the user's cache
@@ -44,7 +45,11 @@ func buildExecutors(ctx context.Context, cfg Config) ([]executor.Executor, error
 		var err error
 		switch name {
 		case "docker":
-			ex, err = docker.New(docker.WithLogger(cfg.Logger))
+			opts := []docker.Option{docker.WithLogger(cfg.Logger)}
+			if cfg.RequireGVisor {
+				opts = append(opts, docker.WithRequireGVisor())
+			}
+			ex, err = docker.New(opts...)
 		case "wasm":
 			ex, err = wasm.New(wasm.WithLogger(cfg.Logger), wasm.WithCacheDir(wasmCacheDir(cfg)))
 		default:
@@ -76,4 +81,29 @@ func buildExecutors(ctx context.Context, cfg Config) ([]executor.Executor, error
 		return nil, fmt.Errorf("no executor available (tried %v)", names)
 	}
 	return out, nil
+}
+
+// gvisorExecutor is implemented by executors that can run tasks under
+// gVisor (executor/docker).
+type gvisorExecutor interface {
+	GVisor(ctx context.Context) bool
+}
+
+// isolationOf lists the stronger sandboxes the executors offer, and fails
+// when cfg.RequireGVisor asks for one that is not there.
+func isolationOf(ctx context.Context, cfg Config, exs []executor.Executor) ([]string, error) {
+	for _, ex := range exs {
+		if g, ok := ex.(gvisorExecutor); ok {
+			gctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+			has := g.GVisor(gctx)
+			cancel()
+			if has {
+				return []string{wire.IsolationGVisor}, nil
+			}
+		}
+	}
+	if cfg.RequireGVisor {
+		return nil, fmt.Errorf("gVisor is required but no docker engine here has the %q runtime registered (see SECURITY.md)", docker.DefaultGVisorRuntime)
+	}
+	return nil, nil
 }

@@ -100,6 +100,14 @@ type Config struct {
 	// WASMCacheDir holds compiled WASM modules (default: the user's cache
 	// directory, shared by the user's nodes).
 	WASMCacheDir string
+	// RequireGVisor runs every Docker task of this provider under gVisor
+	// (the engine must have runsc registered; see SECURITY.md).
+	RequireGVisor bool
+	// AllowImages are the local Docker images requestors may run by name
+	// or ID on this provider (path.Match patterns, e.g. "python:3.*").
+	// Images given by CID are always allowed: they are loaded untagged and
+	// run by content. Default: none.
+	AllowImages []string
 	// OutputsQuota bounds what one task may return (default 1 GiB).
 	OutputsQuota int64
 	// ContentTimeout is how long a content fetch may go without receiving a
@@ -123,6 +131,7 @@ type Node struct {
 	pool      *market.Pool       // every node's view of the providers
 	adv       *market.Advertiser // a provider's capability adverts
 	executors []executor.Executor
+	isolation []string // stronger sandboxes the executors offer ("gvisor")
 	api       *apiServer
 	metrics   *metrics  // Prometheus registry; also the market's Observer
 	tunnels   tunnelSet // tunnels opened through the API (service.go)
@@ -196,6 +205,9 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 		if n.executors, err = buildExecutors(ctx, cfg); err != nil {
 			return nil, fmt.Errorf("node: %w", err)
 		}
+		if n.isolation, err = isolationOf(ctx, cfg, n.executors); err != nil {
+			return nil, fmt.Errorf("node: %w", err)
+		}
 		info, herr := hardware.Detect(ctx, hardware.Options{Dir: cfg.Home, Labels: cfg.Labels})
 		if herr != nil {
 			n.log.Debug("hardware detection incomplete", "err", herr)
@@ -209,6 +221,8 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 			WorkDir: filepath.Join(cfg.Home, "work"), Content: cs, Ledger: n.ledger,
 			Images:   storage.NewTable[market.CachedImage](n.db, "images"),
 			OnChange: n.advertChanged, Observer: n.metrics, OutputsQuota: cfg.OutputsQuota,
+			AllowedImages: cfg.AllowImages,
+			Isolation:     n.isolation, IsolationRequired: cfg.RequireGVisor,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("node: %w", err)

@@ -39,6 +39,7 @@ func startNode(t *testing.T, home string, provider bool, boot []string, opts ...
 	}
 	if provider {
 		cfg.Executors = []string{"docker"}
+		cfg.AllowImages = []string{"offload-test/*"}
 	}
 	for _, o := range opts {
 		o(&cfg)

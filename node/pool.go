@@ -43,6 +43,7 @@ func (n *Node) newAdvertiser(info hardware.Info, capacity market.Capacity) error
 	}
 	n.adv, err = market.NewAdvertiser(n.pool, market.AdvertiserConfig{
 		Hardware: hw, Executors: exs, Price: n.cfg.Price, Capacity: capacity,
+		Isolation: n.isolation, IsolationRequired: n.cfg.RequireGVisor,
 		Free: func() market.Capacity {
 			if n.prov == nil {
 				return capacity
@@ -98,6 +99,7 @@ func (n *Node) Pool(f client.PoolFilter) []client.Provider {
 		}
 		out = append(out, client.Provider{
 			Peer: r.Peer, Addrs: nonNil(r.Addrs), Hardware: hw, Executors: nonNil(r.Executors), Price: r.Price,
+			Isolation: nonNil(r.Isolation), IsolationRequired: r.IsolationRequired,
 			Capacity: client.Capacity(r.Capacity), Free: client.Capacity(r.Free), Software: r.Software,
 			SeenAt: e.SeenAt, Expires: time.UnixMilli(r.Expires).UTC(),
 		})

@@ -32,6 +32,7 @@ func fakeProvider(labels map[string]string) opt {
 		c.ExecutorImpls = []executor.Executor{instantExec{}}
 		c.Capacity = &market.Capacity{CPUs: 4, MemoryBytes: 4 << 30}
 		c.Labels = labels
+		c.AllowImages = []string{"*"} // its images are names of nothing
 	}
 }
 

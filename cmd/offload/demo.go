@@ -86,6 +86,7 @@ func runDemo(ctx context.Context, out io.Writer, g *globals, keep bool) error {
 		n, err := node.New(ctx, node.Config{
 			Home: root + "/" + name, Listen: loopback, Bootstrap: boot, Provider: provider,
 			Executors: []string{runtime}, Price: price, Logger: log.With("node", name),
+			AllowImages: []string{demoImage},
 		})
 		if err != nil {
 			return nil, fmt.Errorf("demo: start %s: %w", name, err)

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -69,6 +70,10 @@ func startNodeProc(t *testing.T, home string, args ...string) *nodeProc {
 	}
 	os.Remove(filepath.Join(home, client.APIFile))
 	all := append([]string{"node", "--home", home, "--listen", "/ip4/127.0.0.1/tcp/0", "--api", "127.0.0.1:0"}, args...)
+	if slices.Contains(args, "--provider") {
+		// The tests' own images run by name; nothing else does.
+		all = append(all, "--allow-image", "offload-test/*")
+	}
 	cmd := exec.Command(bin, all...)
 	var log bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &log, &log

@@ -70,6 +70,8 @@ $home/api and its token to $home/api.token, so '--api 127.0.0.1:0' and
 	f.BoolVar(&cfg.AllowRemoteAPI, "api-allow-remote", false, "allow a non-loopback --api address")
 	f.StringVar(&cfg.SwarmKeyPath, "swarm-key", "", "private swarm key file (default $home/swarm.key when present)")
 	f.StringSliceVar(&executors, "executors", nil, "executors to offer: docker,wasm (default: what is available)")
+	f.BoolVar(&cfg.RequireGVisor, "require-gvisor", false, "run every docker task under gVisor (runsc registered with the engine); services are declined")
+	f.StringArrayVar(&cfg.AllowImages, "allow-image", nil, "local Docker image requestors may run by name (repeatable; a pattern such as 'python:3.*'); images given by CID always run")
 	f.StringSliceVar(&labels, "labels", nil, "provider labels k=v,... (e.g. fpga=xilinx)")
 	f.Float64Var(&cfg.Price, "price", 0, "price in credits per CPU-second")
 	f.BoolVar(&cfg.MDNS, "mdns", false, "find peers of the same swarm on the local network (multicast DNS)")

@@ -13,11 +13,11 @@ import (
 
 func newPoolCmd(g *globals) *cobra.Command {
 	var (
-		asJSON                          bool
-		cpus                            float64
-		gpus                            int
-		memory, gpuModel, arch, os, exe string
-		labels                          []string
+		asJSON                                     bool
+		cpus                                       float64
+		gpus                                       int
+		memory, gpuModel, arch, os, exe, isolation string
+		labels                                     []string
 	)
 	cmd := &cobra.Command{
 		Use:   "pool [--json] [--cpus N] [--memory SIZE] [--gpus N] [--gpu-model M] [--arch A] [--os O] [--executor E] [--label k=v]...",
@@ -35,7 +35,7 @@ for a provider label (repeatable).`,
   offload pool --label fpga=xilinx --executor docker`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			f := client.PoolFilter{CPUs: cpus, GPUs: gpus, GPUModel: gpuModel, Arch: arch, OS: os, Executor: exe}
+			f := client.PoolFilter{CPUs: cpus, GPUs: gpus, GPUModel: gpuModel, Arch: arch, OS: os, Executor: exe, Isolation: isolation}
 			if cpus < 0 || gpus < 0 {
 				return fmt.Errorf("--cpus and --gpus must not be negative")
 			}
@@ -99,6 +99,7 @@ for a provider label (repeatable).`,
 	fl.StringVar(&arch, "arch", "", "architecture (amd64, arm64)")
 	fl.StringVar(&os, "os", "", "operating system (linux, darwin, windows)")
 	fl.StringVar(&exe, "executor", "", "executor (docker, wasm)")
+	fl.StringVar(&isolation, "isolation", "", "isolation the provider offers (gvisor)")
 	fl.StringArrayVar(&labels, "label", nil, "provider label k=v (repeatable)")
 	return cmd
 }

@@ -14,12 +14,12 @@ import (
 )
 
 type runFlags struct {
-	image, runtime, entrypoint, workdir, memory, timeout, provider, strategy string
-	env, inputs                                                              []string
-	cpus, maxPrice                                                           float64
-	gpus, retries, redundancy                                                int
-	wait, asJSON                                                             bool
-	svc                                                                      serviceFlags // runservice.go
+	image, runtime, isolation, entrypoint, workdir, memory, timeout, provider, strategy string
+	env, inputs                                                                         []string
+	cpus, maxPrice                                                                      float64
+	gpus, retries, redundancy                                                           int
+	wait, asJSON                                                                        bool
+	svc                                                                                 serviceFlags // runservice.go
 }
 
 func newRunCmd(g *globals) *cobra.Command {
@@ -61,6 +61,7 @@ exits non-zero unless the task completed with exit code 0.`,
 	fl := cmd.Flags()
 	fl.StringVar(&f.image, "image", "", "container image: a reference local to providers, or a CID from `offload image push`; with --runtime wasm, a module CID")
 	fl.StringVar(&f.runtime, "runtime", "docker", "runtime: docker or wasm")
+	fl.StringVar(&f.isolation, "isolation", "", "stronger sandbox: gvisor (docker tasks without network; only providers offering it bid)")
 	fl.StringArrayVar(&f.env, "env", nil, "environment variable K=V (repeatable)")
 	fl.StringArrayVar(&f.inputs, "input", nil, "content mounted read-only: CID:/path (repeatable)")
 	fl.StringVar(&f.entrypoint, "entrypoint", "", "override the image's entrypoint")
@@ -84,7 +85,7 @@ exits non-zero unless the task completed with exit code 0.`,
 // is submitted.
 func (f *runFlags) spec(args []string) (wire.TaskSpec, error) {
 	spec := wire.TaskSpec{
-		Runtime: f.runtime, Image: f.image, Cmd: args, WorkDir: f.workdir,
+		Runtime: f.runtime, Isolation: f.isolation, Image: f.image, Cmd: args, WorkDir: f.workdir,
 		Resources: wire.Resources{CPUs: f.cpus, GPUs: f.gpus},
 		MaxPrice:  f.maxPrice, Retries: f.retries, Provider: f.provider,
 		Strategy: f.strategy, Redundancy: f.redundancy,

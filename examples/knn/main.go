@@ -91,7 +91,7 @@ func run(ctx context.Context, out io.Writer) (float64, error) {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	loopback := []string{"/ip4/127.0.0.1/tcp/0"}
 	prov, err := node.New(ctx, node.Config{Home: filepath.Join(root, "provider"), Listen: loopback,
-		Provider: true, Executors: []string{"docker"}, Logger: log.With("node", "provider")})
+		Provider: true, Executors: []string{"docker"}, AllowImages: []string{Image}, Logger: log.With("node", "provider")})
 	if err != nil {
 		return 0, fmt.Errorf("start provider: %w", err)
 	}

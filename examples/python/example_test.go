@@ -42,7 +42,7 @@ func TestExampleScript(t *testing.T) {
 	t.Cleanup(func() { ex.Close() })
 	quiet := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	prov, err := node.New(t.Context(), node.Config{Home: t.TempDir(), Listen: loopback, Provider: true,
-		ExecutorImpls: []executor.Executor{ex}, Logger: quiet})
+		ExecutorImpls: []executor.Executor{ex}, Logger: quiet, AllowImages: []string{"offload-test/*"}})
 	if err != nil {
 		t.Fatal(err)
 	}

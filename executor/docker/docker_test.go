@@ -540,3 +540,33 @@ func retagTar(t *testing.T, data []byte, tags []string) []byte {
 	tw.Close()
 	return out.Bytes()
 }
+
+// A task that asks for gVisor runs under gVisor's kernel, unprivileged, and
+// can write its outputs; a service cannot ask for it.
+func TestGVisorIsolation(t *testing.T) {
+	e := newExecutor(t)
+	if !e.GVisor(t.Context()) {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("CI registers runsc with the engine (scripts/ensure-docker.sh), but the engine lacks it")
+		}
+		t.Skip("the engine has no runsc runtime")
+	}
+	outputs := t.TempDir()
+	res := mustRun(t, e, executor.Spec{Isolation: docker.IsolationGVisor, OutputsDir: outputs, Cmd: []string{"cat", "/proc/version"}})
+	if res.ExitCode != 0 || !strings.Contains(string(res.Stdout), "Linux version 4.4.0") {
+		t.Fatalf("not gVisor's kernel: exit %d %q %q", res.ExitCode, res.Stdout, res.Stderr)
+	}
+	res = mustRun(t, e, executor.Spec{Isolation: docker.IsolationGVisor, OutputsDir: outputs, Cmd: []string{"whoami"}})
+	if !strings.Contains(string(res.Stdout), "uid=65534\n") {
+		t.Fatalf("gVisor task identity: %s", res.Stdout)
+	}
+	res = mustRun(t, e, executor.Spec{Isolation: docker.IsolationGVisor, OutputsDir: outputs, Cmd: []string{"write", "/outputs/g", "1"}})
+	if b, err := os.ReadFile(filepath.Join(outputs, "g")); res.ExitCode != 0 || string(b) != "1" {
+		t.Fatalf("gVisor task outputs: exit %d %q, file %q %v", res.ExitCode, res.Stderr, b, err)
+	}
+	_, err := e.StartService(t.Context(), executor.ServiceSpec{Spec: executor.Spec{TaskID: taskID(t), Image: image,
+		Isolation: docker.IsolationGVisor, Cmd: []string{"serve", "8080"}}, Network: "offload-test-gvisor"})
+	if !errors.Is(err, executor.ErrInvalidSpec) {
+		t.Fatalf("a gVisor service: %v, want ErrInvalidSpec", err)
+	}
+}

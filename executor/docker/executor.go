@@ -55,6 +55,8 @@ type config struct {
 	client         *client.Client
 	logger         *slog.Logger
 	runtime        string
+	gvisorRuntime  string
+	requireGVisor  bool
 	maxImageBytes  int64
 	cleanupTimeout time.Duration
 	cgroupRoot     string
@@ -93,6 +95,32 @@ func WithLogger(l *slog.Logger) Option {
 func WithRuntime(name string) Option {
 	return func(c *config) error {
 		c.runtime = name
+		return nil
+	}
+}
+
+// DefaultGVisorRuntime is the engine runtime name under which gVisor's
+// runsc is registered (in /etc/docker/daemon.json, with the runtime
+// argument --network=none: gVisor runs only tasks without network).
+const DefaultGVisorRuntime = "runsc"
+
+// WithGVisorRuntime names the engine runtime that runs tasks asking for
+// gVisor isolation (default DefaultGVisorRuntime).
+func WithGVisorRuntime(name string) Option {
+	return func(c *config) error {
+		if name == "" {
+			return errors.New("docker: empty gVisor runtime name")
+		}
+		c.gvisorRuntime = name
+		return nil
+	}
+}
+
+// WithRequireGVisor runs every task under gVisor, whatever it asks;
+// services (which need a network gVisor is not given) are refused.
+func WithRequireGVisor() Option {
+	return func(c *config) error {
+		c.requireGVisor = true
 		return nil
 	}
 }
@@ -163,6 +191,9 @@ func New(opts ...Option) (*Executor, error) {
 	if cfg.cgroupRoot == "" {
 		cfg.cgroupRoot = DefaultCgroupRoot
 	}
+	if cfg.gvisorRuntime == "" {
+		cfg.gvisorRuntime = DefaultGVisorRuntime
+	}
 	cfg.cgroupParent = DefaultCgroupParent
 	e := &Executor{cfg: cfg, log: cfg.logger.With("executor", Name)}
 	if cfg.client != nil {
@@ -187,6 +218,21 @@ func (e *Executor) Close() error {
 
 // Name returns "docker".
 func (e *Executor) Name() string { return Name }
+
+// GVisor reports whether the engine has the gVisor runtime registered, so
+// that tasks can ask for gVisor isolation here.
+func (e *Executor) GVisor(ctx context.Context) bool {
+	info, err := e.cli.Info(ctx, client.InfoOptions{})
+	if err != nil {
+		return false
+	}
+	_, ok := info.Info.Runtimes[e.cfg.gvisorRuntime]
+	return ok
+}
+
+// GVisorRequired reports whether every task runs under gVisor
+// (WithRequireGVisor).
+func (e *Executor) GVisorRequired() bool { return e.cfg.requireGVisor }
 
 // Available pings the engine; the error wraps executor.ErrUnavailable.
 func (e *Executor) Available(ctx context.Context) error {

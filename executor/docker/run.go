@@ -268,7 +268,7 @@ func (e *Executor) containerConfig(spec executor.Spec, user, cgroupParent string
 		// bounds /tmp too; size= makes that explicit.
 		Tmpfs:   map[string]string{"/tmp": "rw,nosuid,nodev,size=" + strconv.FormatInt(mem, 10)},
 		Mounts:  mounts,
-		Runtime: e.cfg.runtime,
+		Runtime: e.runtimeFor(spec),
 		Resources: container.Resources{
 			Memory:       mem,
 			MemorySwap:   mem, // memory+swap == memory: no swap
@@ -321,6 +321,19 @@ func positiveID(s string) bool {
 	return err == nil && n > 0
 }
 
+// runtimeFor is the OCI runtime of spec's container: gVisor when the spec
+// asks for it or the provider requires it, else the configured runtime
+// (the engine's default when empty).
+func (e *Executor) runtimeFor(spec executor.Spec) string {
+	if spec.Isolation == IsolationGVisor || e.cfg.requireGVisor {
+		return e.cfg.gvisorRuntime
+	}
+	return e.cfg.runtime
+}
+
+// IsolationGVisor is the Spec.Isolation value that asks for gVisor.
+const IsolationGVisor = "gvisor"
+
 func memoryLimit(spec executor.Spec) int64 {
 	if spec.Limits.MemoryBytes > 0 {
 		return spec.Limits.MemoryBytes
@@ -344,6 +357,8 @@ func validate(spec executor.Spec) error {
 		return bad("negative timeout %v", spec.Timeout)
 	case spec.WorkDir != "" && !path.IsAbs(spec.WorkDir):
 		return bad("workdir %q is not absolute", spec.WorkDir)
+	case spec.Isolation != "" && spec.Isolation != IsolationGVisor:
+		return bad("unknown isolation %q", spec.Isolation)
 	}
 	for _, m := range spec.Mounts {
 		if !path.IsAbs(m.Source) || !path.IsAbs(m.Target) || path.Clean(m.Target) == "/" {

@@ -54,6 +54,10 @@ func (e *Executor) StartService(ctx context.Context, spec executor.ServiceSpec) 
 	if err := validate(spec.Spec); err != nil {
 		return nil, err
 	}
+	if spec.Isolation == IsolationGVisor || e.cfg.requireGVisor {
+		return nil, fmt.Errorf("docker service %s: gVisor isolation runs batch tasks without network, not services: %w",
+			spec.TaskID, executor.ErrInvalidSpec)
+	}
 	if spec.Network == "" {
 		return nil, fmt.Errorf("docker service %s: no network: %w", spec.TaskID, executor.ErrInvalidSpec)
 	}

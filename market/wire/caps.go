@@ -105,6 +105,10 @@ type CapRecord struct {
 	// Hardware is the machine's inventory and labels.
 	Hardware  Hardware `json:"hardware"`
 	Executors []string `json:"executors"`
+	// Isolation lists the stronger sandboxes the provider offers
+	// (IsolationGVisor); IsolationRequired says it runs every task so.
+	Isolation         []string `json:"isolation,omitempty"`
+	IsolationRequired bool     `json:"isolation_required,omitempty"`
 	// Price in credits per CPU-second.
 	Price float64 `json:"price"`
 	// Capacity is what the provider offers in all (it may be less than the
@@ -151,6 +155,14 @@ func (r *CapRecord) Validate() error {
 	for _, e := range r.Executors {
 		if e == "" || len(e) > 32 {
 			return invalid("executor name %q empty or too long", e)
+		}
+	}
+	if len(r.Isolation) > maxExecutors {
+		return invalid("more than %d isolation kinds", maxExecutors)
+	}
+	for _, e := range r.Isolation {
+		if e == "" || len(e) > 32 {
+			return invalid("isolation name %q empty or too long", e)
 		}
 	}
 	if r.Price < 0 || len(r.Software) > maxCapText {

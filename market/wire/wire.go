@@ -97,7 +97,11 @@ func (r Resources) Validate() error {
 // TaskSpec is what a requestor asks to run.
 type TaskSpec struct {
 	// Runtime is "docker" (default) or "wasm".
-	Runtime    string            `json:"runtime,omitempty"`
+	Runtime string `json:"runtime,omitempty"`
+	// Isolation asks for a stronger sandbox than the runtime's default:
+	// IsolationGVisor runs a Docker task under gVisor (runsc). Empty: the
+	// provider's default (which may itself be gVisor).
+	Isolation  string            `json:"isolation,omitempty"`
 	Image      string            `json:"image"`
 	Entrypoint []string          `json:"entrypoint,omitempty"`
 	Cmd        []string          `json:"cmd,omitempty"`
@@ -389,6 +393,15 @@ func (s TaskSpec) Validate() error {
 			return err
 		}
 	}
+	switch s.Isolation {
+	case "":
+	case IsolationGVisor:
+		if s.RuntimeOrDefault() != "docker" {
+			return invalid("isolation %q is for the docker runtime", s.Isolation)
+		}
+	default:
+		return invalid("unknown isolation %q (want %q or nothing)", s.Isolation, IsolationGVisor)
+	}
 	switch s.Strategy {
 	case "", "cheapest", "fastest", "reputation":
 	default:
@@ -430,7 +443,9 @@ func (s TaskSpec) ImageIsCID() bool {
 
 // Requirements are the part of a spec providers match on.
 type Requirements struct {
-	Runtime   string    `json:"runtime"`
+	Runtime string `json:"runtime"`
+	// Isolation is the task's TaskSpec.Isolation.
+	Isolation string    `json:"isolation,omitempty"`
 	Image     string    `json:"image"`
 	Resources Resources `json:"resources"`
 	TimeoutMS int64     `json:"timeout_ms"`
@@ -445,10 +460,13 @@ type Requirements struct {
 	Service bool `json:"service,omitempty"`
 }
 
+// IsolationGVisor names gVisor (runsc) isolation in specs and adverts.
+const IsolationGVisor = "gvisor"
+
 // RequirementsOf extracts what providers need to see from a spec.
 func RequirementsOf(s TaskSpec) Requirements {
 	return Requirements{
-		Runtime: s.RuntimeOrDefault(), Image: s.Image, Resources: s.Resources,
+		Runtime: s.RuntimeOrDefault(), Isolation: s.Isolation, Image: s.Image, Resources: s.Resources,
 		TimeoutMS: s.TimeoutMS, MaxPrice: s.MaxPrice, Provider: s.Provider,
 		Inputs: inputCIDs(s.Inputs), Exclude: s.Exclude, Service: s.Service,
 	}

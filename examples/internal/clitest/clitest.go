@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sync"
 	"syscall"
 	"testing"
@@ -94,6 +95,10 @@ func StartNode(t testing.TB, home string, initArgs, nodeArgs []string) *Node {
 	}
 	os.Remove(filepath.Join(home, client.APIFile))
 	args := append([]string{"node", "--home", home, "--listen", "/ip4/127.0.0.1/tcp/0", "--api", "127.0.0.1:0"}, nodeArgs...)
+	if slices.Contains(nodeArgs, "--provider") {
+		// The examples' own images run by name; nothing else does.
+		args = append(args, "--allow-image", "offload-example/*", "--allow-image", "offload-test/*")
+	}
 	cmd := exec.Command(Binary, args...)
 	n := &Node{Home: home, cmd: cmd, log: &syncBuffer{}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = n.log, n.log
