@@ -7,13 +7,27 @@
 // read-only root filesystem, all capabilities dropped, no-new-privileges, a
 // pids limit, a memory limit with swap equal to it (so no swap), a CPU quota
 // (NanoCPUs), a tmpfs at /tmp bounded by the memory limit, Spec.OutputsDir
-// bind-mounted writable at /outputs and Spec.Mounts as bind mounts (read-only
-// when asked). The log driver is "none": output is streamed over an attach
-// connection into executor.TailBuffers, so nothing piles up on the engine's
-// disk. Every container carries the labels offload.managed=true and
-// offload.task=TASKID, so FindRunning and RemoveTask can find it after a
-// restart. Images are never pulled: a missing image fails at once with
-// executor.ErrImageNotFound.
+// bind-mounted writable at /outputs (opened to the task's uid) and
+// Spec.Mounts as bind mounts (read-only when asked). A task never runs as
+// root: it runs as the image's USER when that is a numeric, non-zero uid
+// (and gid), else as UnprivilegedUser (65534:65534); a user name is not
+// trusted, since the image's /etc/passwd is the requestor's. Spec.Isolation
+// "gvisor" (or WithRequireGVisor) runs the container under gVisor's runsc,
+// registered with the engine as DefaultGVisorRuntime. The log driver is
+// "none": output is streamed over an attach connection into
+// executor.TailBuffers, so nothing piles up on the engine's disk. Every
+// container carries the labels offload.managed=true and offload.task=TASKID,
+// so FindRunning and RemoveTask can find it after a restart. Images are
+// never pulled: a missing image fails at once with executor.ErrImageNotFound.
+//
+// # Images from requestors
+//
+// LoadImage checks a `docker save` tarball before the engine sees it (one
+// image, clean relative entry names, links that stay inside, files,
+// directories and links only, a size bound, config and layers present) and
+// loads it with every name removed (manifest RepoTags, the repositories
+// file, OCI ref annotations), so the load adds or moves no tag; the image
+// runs by its ID, which must be the config digest the manifest names.
 //
 // # Lifecycle of Run
 //
@@ -50,10 +64,14 @@
 //
 // StartService (executor.Service, service.go) is the one exception to "no
 // network": the container joins a bridge network created with Internal:
-// true (engine 20.10 supports it: no NAT, no route to other interfaces), so
-// it has an address that this host reaches (tunnels) and that the other
-// services of the same network reach by alias, and nothing beyond. Exec
-// uses ExecCreate, ExecAttach and ExecInspect. The host itself (the bridge
-// gateway) stays reachable from the container, as with any bridge network:
-// a provider should not listen beyond loopback on anything unauthenticated.
+// true (no NAT, no route to other interfaces), so it has an address that
+// this host reaches (tunnels) and that the other services of the same
+// network reach by alias, and nothing beyond. The bridge would still answer
+// for the host itself (its gateway address, and through it every address
+// of the host), so before the network exists the executor inserts iptables
+// INPUT rules for its bridge interface (named from the network, see
+// firewall.go): packets from the bridge to the host are dropped unless they
+// answer a connection the host opened. They are removed with the network.
+// Without iptables (or root) no service starts (ErrNoFirewall). Exec uses
+// ExecCreate, ExecAttach and ExecInspect.
 package docker

@@ -153,6 +153,11 @@ func (e *Executor) StartService(ctx context.Context, spec executor.ServiceSpec) 
 // ensureNetwork creates the internal network name unless it exists. The
 // caller holds netMu.
 func (e *Executor) ensureNetwork(ctx context.Context, name string) error {
+	// The host's firewall goes up before the network exists and stays
+	// while it does: no container of it ever reaches a host address.
+	if err := fenceHost(bridgeName(name)); err != nil {
+		return fmt.Errorf("docker service: network %s: %w", name, err)
+	}
 	if _, ok, err := e.findNetwork(ctx, name); err != nil || ok {
 		return err
 	}
@@ -160,6 +165,7 @@ func (e *Executor) ensureNetwork(ctx context.Context, name string) error {
 		Driver:   "bridge",
 		Internal: true, // no route out, no NAT: only the host and its peers on it
 		Labels:   map[string]string{LabelManaged: "true", LabelNetwork: "true"},
+		Options:  map[string]string{"com.docker.network.bridge.name": bridgeName(name)},
 	})
 	if err != nil {
 		return e.classify("docker service: create network "+name, err)
@@ -199,6 +205,10 @@ func (e *Executor) removeNetworkIfUnused(name string) {
 	}
 	if _, err := e.cli.NetworkRemove(ctx, id, client.NetworkRemoveOptions{}); err != nil && !cerrdefs.IsNotFound(err) {
 		e.log.Debug("remove service network", "network", name, "err", err)
+		return
+	}
+	if err := unfenceHost(bridgeName(name)); err != nil {
+		e.log.Warn("remove host firewall rules of a service network", "network", name, "err", err)
 	}
 }
 

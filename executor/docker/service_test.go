@@ -4,13 +4,19 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/moby/moby/client"
+
 	"github.com/offload-project/offload/executor"
+	"github.com/offload-project/offload/executor/docker"
 )
 
 // getUntil GETs url until it answers or the deadline passes (the server in
@@ -129,5 +135,80 @@ func TestServiceReachesSiblingByAliasOnly(t *testing.T) {
 	code, _ = b.Exec(t.Context(), []string{"/hello", "get", "http://1.1.1.1/"}, &out, &out)
 	if code == 0 {
 		t.Errorf("a service reached the outside: %q", out.String())
+	}
+}
+
+// A service reaches nothing of the provider host: a server the host runs on
+// every address is not reachable from inside the service, neither at the
+// network's gateway nor at any other host address; the provider's own
+// tunnel to the service still works. The firewall rules go when the
+// network does.
+func TestServiceCannotReachHost(t *testing.T) {
+	e := newExecutor(t)
+	ln, err := net.Listen("tcp", "0.0.0.0:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "host-secret") })}
+	go srv.Serve(ln)
+	defer srv.Close()
+	port := ln.Addr().(*net.TCPAddr).Port
+
+	id := taskID(t)
+	netName := "offload-test-" + id[len(id)-8:]
+	h, err := e.StartService(t.Context(), executor.ServiceSpec{
+		Spec:    executor.Spec{TaskID: id, Image: image, Cmd: []string{"serve", "8080", "svc-body"}},
+		Network: netName, Ports: []int{8080},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Stop()
+	addr, err := h.Addr(t.Context(), 8080)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body := getUntil(t, "http://"+addr+"/", 10*time.Second); body != "svc-body" {
+		t.Fatalf("tunnel to the service: %q", body)
+	}
+	cli, err := client.New(client.FromEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	ins, err := cli.NetworkInspect(t.Context(), netName, client.NetworkInspectOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var targets []string
+	for _, c := range ins.Network.IPAM.Config {
+		if c.Gateway.IsValid() {
+			targets = append(targets, c.Gateway.String())
+		}
+	}
+	if len(targets) == 0 {
+		t.Fatal("the service network has no gateway address to probe")
+	}
+	addrs, _ := net.InterfaceAddrs()
+	for _, a := range addrs {
+		if ipn, ok := a.(*net.IPNet); ok && ipn.IP.To4() != nil && !ipn.IP.IsLoopback() {
+			targets = append(targets, ipn.IP.String())
+		}
+	}
+	for _, ip := range targets {
+		var out bytes.Buffer
+		code, err := h.Exec(t.Context(), []string{"/hello", "get", fmt.Sprintf("http://%s:%d/", ip, port)}, &out, &out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if code == 0 || strings.Contains(out.String(), "host-secret") {
+			t.Errorf("the service reached the host at %s:%d: exit %d %q", ip, port, code, out.String())
+		}
+	}
+	h.Stop()
+	for _, r := range docker.HostRulesForTest(netName) {
+		if exec.Command("iptables", append([]string{"-C"}, r...)...).Run() == nil {
+			t.Errorf("firewall rule left after the network went: %v", r)
+		}
 	}
 }
