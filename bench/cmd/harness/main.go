@@ -1,12 +1,14 @@
 // Command harness is offload's benchmark harness, run by bench/run. It
 // starts real `offload node` processes on loopback (one home each under a
 // temporary directory), drives them through the offload CLI and the Go API
-// client exactly as a user would, and measures six numbers, each against a
+// client exactly as a user would, and measures seven numbers, each against a
 // baseline taken in the same run where there is one:
 //
 //	e2e_docker_ratio      median `offload run --wait --json` of a trivial
 //	                      scratch image / median plain `docker run --rm
 //	                      --network none` of it (alternated)
+//	gvisor_vs_runc_ratio  median `offload run --isolation gvisor` of the
+//	                      same task / median `offload run` of it (runc)
 //	e2e_wasm_ms           median `offload run --runtime wasm --wait` of a
 //	                      trivial module, after one warm-up run
 //	tasks_per_second      trivial WASM tasks through one requestor and four
@@ -19,7 +21,7 @@
 //	discovery_p95_ms      p95 over fresh requestor processes of the time
 //	                      from exec until `Pool` lists N providers
 //
-// It prints a table, or with --json one JSON object with exactly those six
+// It prints a table, or with --json one JSON object with exactly those seven
 // keys (the table then goes to stderr). A metric that cannot be measured on
 // this machine (no Docker engine) is -1 and says why on stderr.
 package main
@@ -60,7 +62,7 @@ var (
 )
 
 // metricOrder is the order of the table and of the JSON keys.
-var metricOrder = []string{"e2e_docker_ratio", "e2e_wasm_ms", "tasks_per_second",
+var metricOrder = []string{"e2e_docker_ratio", "gvisor_vs_runc_ratio", "e2e_wasm_ms", "tasks_per_second",
 	"bitswap_vs_tcp_ratio", "idle_rss_bytes", "discovery_p95_ms"}
 
 // targets are the goals each number is compared with in the table.
@@ -69,7 +71,8 @@ var targets = map[string]struct {
 	value float64
 	unit  string
 }{
-	"e2e_docker_ratio":     {"<=", 1.2, "x"},
+	"e2e_docker_ratio":     {"<=", 0.75, "x"},
+	"gvisor_vs_runc_ratio": {"<=", 3, "x"},
 	"e2e_wasm_ms":          {"<=", 50, "ms"},
 	"tasks_per_second":     {">=", 100, "/s"},
 	"bitswap_vs_tcp_ratio": {">=", 0.25, "x"},
@@ -183,6 +186,7 @@ func run(ctx context.Context, bin string, sz sizes, only string, keep bool, log 
 		f func(context.Context, *results) error
 	}{
 		{"e2e_docker_ratio", b.dockerRatio},
+		{"gvisor_vs_runc_ratio", b.gvisorRatio},
 		{"e2e_wasm_ms", b.wasmE2E},
 		{"tasks_per_second", b.throughput},
 		{"bitswap_vs_tcp_ratio", b.transfer},

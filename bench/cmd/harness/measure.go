@@ -57,7 +57,7 @@ func (b *bench) setup(ctx context.Context) error {
 		executors = "docker,wasm"
 	}
 	var err error
-	if b.boot, err = b.cl.Start(ctx, b.name("prov"), "--provider", "--executors", executors); err != nil {
+	if b.boot, err = b.cl.Start(ctx, b.name("prov"), "--provider", "--executors", executors, "--allow-image", imageTag); err != nil {
 		return err
 	}
 	b.providers = append(b.providers, b.boot)
@@ -179,6 +179,47 @@ func (b *bench) dockerRatio(ctx context.Context, r *results) error {
 	mo, md := median(offl), median(dock)
 	r.set("e2e_docker_ratio", float64(mo)/float64(md),
 		fmt.Sprintf("offload run %s / docker run %s, median of %d each", ms(mo), ms(md), len(offl)))
+	return nil
+}
+
+// gvisorRatio compares the same trivial Docker task through offload with
+// --isolation gvisor (runsc) and without (runc), alternating.
+func (b *bench) gvisorRatio(ctx context.Context, r *results) error {
+	if _, err := dockerCLI(ctx); err != nil {
+		r.set("gvisor_vs_runc_ratio", -1, err.Error())
+		return nil
+	}
+	run := func(extra ...string) func() (time.Duration, error) {
+		return func() (time.Duration, error) {
+			args := append([]string{"run", "--image", imageTag}, extra...)
+			d, out, err := b.timeCLI(ctx, b.req.Home, append(args, "--wait", "--json", "--", "echo", "hi")...)
+			if err != nil {
+				return d, err
+			}
+			return d, checkTask(out)
+		}
+	}
+	runc, gvisor := run(), run("--isolation", "gvisor")
+	if _, err := gvisor(); err != nil {
+		r.set("gvisor_vs_runc_ratio", -1, "no gVisor provider: "+err.Error())
+		b.logf("skipped: %v", err)
+		return nil
+	}
+	var g, c []time.Duration
+	for i := 0; i < b.sz.dockerRuns; i++ {
+		dg, err := gvisor()
+		if err != nil {
+			return err
+		}
+		dc, err := runc()
+		if err != nil {
+			return err
+		}
+		g, c = append(g, dg), append(c, dc)
+	}
+	mg, mc := median(g), median(c)
+	r.set("gvisor_vs_runc_ratio", float64(mg)/float64(mc),
+		fmt.Sprintf("offload run --isolation gvisor %s / offload run (runc) %s, median of %d each", ms(mg), ms(mc), len(g)))
 	return nil
 }
 
