@@ -82,7 +82,7 @@ var targets = map[string]struct {
 
 func main() {
 	quick := flag.Bool("quick", false, "small sizes (under 4 minutes on 2 cores)")
-	asJSON := flag.Bool("json", false, "print one JSON object with the six numbers on stdout")
+	asJSON := flag.Bool("json", false, "print one JSON object with the seven numbers on stdout")
 	bin := flag.String("bin", "bin/offload", "offload binary")
 	only := flag.String("only", "", "comma-separated metrics to measure (default all)")
 	keep := flag.Bool("keep", false, "keep the work directory (node homes and logs)")
@@ -122,7 +122,7 @@ func main() {
 	}
 }
 
-// results are the six numbers and a line of detail each.
+// results are the seven numbers and a line of detail each.
 type results struct {
 	values map[string]float64
 	detail map[string]string
