@@ -157,6 +157,11 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err := os.MkdirAll(cfg.Home, 0o700); err != nil {
 		return nil, fmt.Errorf("node: create home: %w", err)
 	}
+	// The home holds the identity key, the API token and the databases:
+	// only this user may enter it, however it was created.
+	if err := os.Chmod(cfg.Home, 0o700); err != nil {
+		return nil, fmt.Errorf("node: restrict home: %w", err)
+	}
 	n := &Node{cfg: cfg, log: cfg.Logger}
 	n.local = &localExecutors{n: n}
 	n.metrics = newMetrics(n)
