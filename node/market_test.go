@@ -5,11 +5,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/crypto"
+
 	"github.com/offload-project/offload/client"
 	"github.com/offload-project/offload/internal/testimage"
 	"github.com/offload-project/offload/market"
 	"github.com/offload-project/offload/market/wire"
 	"github.com/offload-project/offload/node"
+	"github.com/offload-project/offload/p2p"
 )
 
 func TestNoAcceptableBidSaysWhy(t *testing.T) {
@@ -131,5 +134,64 @@ func TestGPUTaskNeverReachesAProviderWithoutGPUs(t *testing.T) {
 	}
 	if got := req.Pool(client.PoolFilter{GPUs: 1}); len(got) != 0 {
 		t.Errorf("pool --gpus 1 lists %d providers without GPUs", len(got))
+	}
+}
+
+// An award is honoured only against a live reservation the provider made
+// for the same requestor, task and attempt: a stranger's award for a task
+// ID it made up, or for another requestor's running task, is declined and
+// costs the provider nothing; the real task finishes with its own result.
+func TestAwardNeedsLiveReservation(t *testing.T) {
+	req, provs, mod := wasmSwarm(t, false)
+	prov := provs[0]
+	key, _, err := crypto.GenerateEd25519Key(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stranger, err := p2p.New(t.Context(), p2p.Config{Identity: key, Listen: []string{"/ip4/127.0.0.1/tcp/0"},
+		Bootstrap: prov.Identity().Addrs, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stranger.Close()
+	award := func(id string, attempt int) wire.AwardReply {
+		t.Helper()
+		var reply wire.AwardReply
+		a := wire.Award{TaskID: id, Attempt: attempt, Spec: node.TaskSpec{Runtime: "wasm", Image: mod, Cmd: []string{"echo", "pwned"}, TimeoutMS: 60_000}}
+		if err := p2p.Request(t.Context(), stranger, prov.ID(), wire.ProtoAward, &a, wire.MaxAckSize, &reply); err != nil {
+			t.Fatalf("award: %v", err)
+		}
+		return reply
+	}
+	if r := award("01made0up0task0id0000000000", 1); r.Accepted || r.Reason != market.ReasonNoReservation {
+		t.Fatalf("award without a bid: %+v", r)
+	}
+
+	sub, err := req.Submit(t.Context(), node.TaskSpec{Runtime: "wasm", Image: mod, Cmd: []string{"sleep", "1s"}, TimeoutMS: 60_000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		got, err := req.Get(sub.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.State == "running" {
+			break
+		}
+		if time.Now().After(deadline) || got.State == "failed" || got.State == "completed" {
+			t.Fatalf("task did not run: %s %s", got.State, got.Error)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	for attempt := 0; attempt <= 2; attempt++ {
+		if r := award(sub.ID, attempt); r.Accepted || r.Reason != market.ReasonNoReservation {
+			t.Fatalf("a stranger's award for the running task (attempt %d): %+v", attempt, r)
+		}
+	}
+	got := waitFor(t, req, sub.ID, time.Minute)
+	if got.State != "completed" || strings.Contains(got.Stdout, "pwned") {
+		t.Fatalf("the real task: %s %q %s", got.State, got.Stdout, got.Error)
 	}
 }
