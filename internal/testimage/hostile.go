@@ -1,0 +1,106 @@
+package testimage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+)
+
+// HostileTag is the image tag of the hostile workload (./hostile): a program
+// that attacks the provider running it, binary at /hostile, FROM scratch.
+const HostileTag = "offload-test/hostile:latest"
+
+var hostileImageOnce, hostileWASMOnce struct {
+	sync.Once
+	val string
+	err error
+}
+
+// BuildHostile builds the hostile workload as the Docker image HostileTag
+// (through the Engine API, nothing pulled; skipped when the image already
+// holds the same binary) and as a WASI module, each once per test process.
+// It returns the tag and the .wasm path, and skips or fails the test like
+// RequireDocker when no engine answers.
+func BuildHostile(tb testing.TB) (tag, wasmPath string) {
+	tb.Helper()
+	RequireDocker(tb)
+	hostileImageOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		defer cancel()
+		dir, err := hostileDir()
+		if err == nil {
+			_, err = BuildImage(ctx, HostileTag, dir)
+		}
+		hostileImageOnce.val, hostileImageOnce.err = HostileTag, err
+	})
+	if hostileImageOnce.err != nil {
+		tb.Fatalf("build the hostile image: %v", hostileImageOnce.err)
+	}
+	return hostileImageOnce.val, HostileWASM(tb)
+}
+
+// HostileWASM compiles the hostile workload for wasip1 (once per test
+// process, into the same cache directory as hello) and returns its path.
+// It needs no Docker engine.
+func HostileWASM(tb testing.TB) string {
+	tb.Helper()
+	hostileWASMOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		defer cancel()
+		hostileWASMOnce.val, hostileWASMOnce.err = buildHostileWASM(ctx)
+	})
+	if hostileWASMOnce.err != nil {
+		tb.Fatalf("build hostile.wasm: %v", hostileWASMOnce.err)
+	}
+	return hostileWASMOnce.val
+}
+
+func buildHostileWASM(ctx context.Context) (string, error) {
+	src, err := hostileDir()
+	if err != nil {
+		return "", err
+	}
+	base, err := os.UserCacheDir()
+	if err != nil {
+		base = os.TempDir()
+	}
+	dir := filepath.Join(base, "offload-testimage")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("hostile cache dir: %w", err)
+	}
+	out := filepath.Join(dir, "hostile_wasip1_wasm.wasm")
+	// Build into a temporary name and rename: test processes of other
+	// packages may build the same file at the same time.
+	tmp, err := os.CreateTemp(dir, "hostile.wasm.tmp*")
+	if err != nil {
+		return "", fmt.Errorf("hostile temp file: %w", err)
+	}
+	tmp.Close()
+	defer os.Remove(tmp.Name())
+	if err := CompileGo(ctx, src, "wasip1", "wasm", tmp.Name()); err != nil {
+		return "", err
+	}
+	if err := os.Rename(tmp.Name(), out); err != nil {
+		return "", fmt.Errorf("hostile.wasm: %w", err)
+	}
+	return out, nil
+}
+
+// hostileDir finds the hostile sources next to this file.
+func hostileDir() (string, error) {
+	_, file, _, ok := runtime.Caller(0)
+	if !ok {
+		return "", errors.New("testimage: cannot locate the hostile sources")
+	}
+	dir := filepath.Join(filepath.Dir(file), "hostile")
+	if _, err := os.Stat(filepath.Join(dir, "main.go")); err != nil {
+		return "", fmt.Errorf("testimage: hostile sources: %w", err)
+	}
+	return dir, nil
+}
