@@ -6,8 +6,67 @@
 // Go's wasip1 port learns its working directory). The guest sees only what
 // is mounted: Spec.Mounts (directories; read-only when asked),
 // Spec.OutputsDir writable at /outputs and a fresh writable host temp dir at
-// /tmp, removed after the run. There are no sockets: WASI preview 1 has none
-// unless the host adds them, and this executor does not.
+// /tmp, removed after the run. There is no "/" of its own: a path outside
+// every mount (such as "/" or "/tmp/..", which the guest's libc cleans to
+// "/") names nothing. There are no sockets: WASI preview 1 has none unless
+// the host adds them, and this executor does not.
+//
+// # Mounts cannot be left
+//
+// Each mount is a file system of this package (wazero's experimental
+// sys.FS) over Go's os.Root for the mount's host directory; wazero's own
+// directory mounts, which follow host symbolic links anywhere, are not used.
+// os.Root resolves every path one component at a time with openat and
+// O_NOFOLLOW, follows a symbolic link only when where it leads is still
+// beneath the directory, and refuses otherwise; so does every operation
+// (open, stat, mkdir, unlink, rename, link, symlink, readlink, utimens), and
+// ".." never climbs above the mount, whether written in a path or reached
+// through a directory descriptor or a link (for example a link to "." followed
+// by "..").
+// What the guest gets:
+//
+//   - A path or link that would leave its mount: EPERM. Links that stay
+//     inside are followed as usual.
+//   - Creating a symbolic link whose target is absolute or climbs above the
+//     mount when read as text: EPERM (links that stay inside are made), so
+//     that such links do not end up in directories, like /outputs, that host
+//     code reads afterwards.
+//   - O_NOFOLLOW (no LOOKUP_SYMLINK_FOLLOW) on a link: ELOOP.
+//   - A rename or hard link between two mounts: EXDEV (wazero refuses it
+//     with ENOSYS; the executor corrects the errno).
+//   - A read-only mount: EROFS for anything that would change it (opening
+//     for writing, creating, truncating, appending, mkdir, unlink, rmdir,
+//     rename, link, symlink, chmod, setting times).
+//   - Permission bits only: setuid, setgid and sticky bits are dropped on
+//     create, mkdir and chmod (WASI preview 1 has no chmod; the file system's
+//     Chmod is there for completeness).
+//   - Setting times through a descriptor (fd_filestat_set_times): ENOSYS;
+//     by path it works.
+//
+// Reading, seeking and listing an open file go through wazero's adapter of
+// an fs.File (experimental/sysfs.AdaptFS) around the *os.File opened through
+// the Root; rewinding a directory reopens it by name through the same Root.
+// Nothing is copied when mounting: a mount costs one open of its directory.
+//
+// # Disk quota
+//
+// All the writable mounts of one run share one byte quota (WithDiskQuota,
+// default DefaultDiskQuota, 1 GiB). It counts what the run adds: the growth
+// of files by write, pwrite (a write past the end counts the hole) and
+// truncate or fd_allocate, and 512 bytes for each name created (file,
+// directory, symbolic or hard link), so that empty files cannot exhaust the
+// host's inodes. Truncating gives bytes back, and so does removing or
+// renaming over a file's last name; a file the run still holds open gives its
+// bytes back when it is closed, since the host frees them only then. The
+// count never goes below zero: deleting what was there before the run buys no
+// room. A request that would go past the quota writes nothing and fails with
+// ENOSPC, so the host directories never hold more than the quota beyond what
+// they held before. When that happened the result's Stderr ends with
+// "offload: disk quota of N bytes reached (ENOSPC)", and if the guest then
+// exited non-zero (or trapped) Run returns the result with an error wrapping
+// ErrDiskQuota. (wazero's errno type has no ENOSPC: the quota is reported as
+// EIO inside, and the executor's wrappers around the writing WASI functions
+// turn it into ENOSPC for the guest.)
 //
 // # Compilation cache
 //

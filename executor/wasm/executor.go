@@ -17,7 +17,7 @@ import (
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/experimental"
-	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
+	"github.com/tetratelabs/wazero/experimental/sysfs"
 	"github.com/tetratelabs/wazero/sys"
 
 	"github.com/offload-project/offload/executor"
@@ -70,10 +70,11 @@ type compiled struct {
 }
 
 type config struct {
-	logger   *slog.Logger
-	cacheDir string
-	maxMem   int64
-	tmpRoot  string
+	logger    *slog.Logger
+	cacheDir  string
+	maxMem    int64
+	tmpRoot   string
+	diskQuota int64
 }
 
 // Option configures an Executor.
@@ -123,11 +124,26 @@ func WithTempRoot(dir string) Option {
 	}
 }
 
+// WithDiskQuota sets how many bytes one run may add to its writable mounts
+// (/tmp, /outputs and writable Spec.Mounts together); default
+// DefaultDiskQuota. A write that would go past it fails in the guest with
+// ENOSPC. See the package doc for what is counted.
+func WithDiskQuota(bytes int64) Option {
+	return func(c *config) error {
+		if bytes <= 0 {
+			return fmt.Errorf("wasm: disk quota %d must be positive", bytes)
+		}
+		c.diskQuota = bytes
+		return nil
+	}
+}
+
 // New returns a WASM executor with one wazero runtime (compiler where
 // supported) and WASI preview 1 instantiated.
 //
 // Defaults: logger slog.Default(), an in-memory compilation cache, max
-// memory DefaultMaxMemoryBytes, temp root os.TempDir().
+// memory DefaultMaxMemoryBytes, temp root os.TempDir(), disk quota
+// DefaultDiskQuota.
 func New(opts ...Option) (*Executor, error) {
 	var cfg config
 	for _, o := range opts {
@@ -140,6 +156,9 @@ func New(opts ...Option) (*Executor, error) {
 	}
 	if cfg.maxMem == 0 {
 		cfg.maxMem = DefaultMaxMemoryBytes
+	}
+	if cfg.diskQuota == 0 {
+		cfg.diskQuota = DefaultDiskQuota
 	}
 	var cache wazero.CompilationCache
 	if cfg.cacheDir != "" {
@@ -156,9 +175,9 @@ func New(opts ...Option) (*Executor, error) {
 		WithCompilationCache(cache).
 		WithCloseOnContextDone(true).
 		WithMemoryLimitPages(uint32(cfg.maxMem/pageSize)))
-	if _, err := wasi_snapshot_preview1.Instantiate(ctx, rt); err != nil {
+	if err := instantiateWASI(ctx, rt); err != nil {
 		rt.Close(ctx)
-		return nil, fmt.Errorf("wasm: instantiate WASI: %w", err)
+		return nil, fmt.Errorf("wasm: %w", err)
 	}
 	return &Executor{
 		rt:       rt,
@@ -236,11 +255,18 @@ func (e *Executor) Run(ctx context.Context, spec executor.Spec) (*executor.Resul
 	runCtx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 
+	quota := newDiskQuota(e.cfg.diskQuota)
+	fsCfg, closeMounts, err := mounts(spec, tmp, quota)
+	if err != nil {
+		return nil, fmt.Errorf("wasm run %s: %w", spec.TaskID, err)
+	}
+	defer closeMounts()
+
 	stdout := executor.NewTailBuffer(spec.Limits.OutputCap)
 	stderr := executor.NewTailBuffer(spec.Limits.OutputCap)
 	mem := &cappedMemory{limit: uint64(limit)}
-	modCfg := e.moduleConfig(runCtx, spec, tmp, stdout, stderr)
-	instCtx := experimental.WithMemoryAllocator(runCtx, mem.allocator())
+	modCfg := e.moduleConfig(runCtx, spec, fsCfg, stdout, stderr)
+	instCtx := withQuota(experimental.WithMemoryAllocator(runCtx, mem.allocator()), quota)
 
 	// The guest runs on this goroutine; pin it to one thread so that the
 	// thread's CPU clock measures the guest.
@@ -268,6 +294,9 @@ func (e *Executor) Run(ctx context.Context, spec executor.Spec) (*executor.Resul
 			MaxRSSBytes: int64(mem.peak.Load()),
 		},
 	}
+	if quota.hit() {
+		appendStderr(res, fmt.Sprintf("\noffload: disk quota of %d bytes reached (ENOSPC)\n", quota.limit))
+	}
 	if runErr == nil {
 		return res, nil
 	}
@@ -286,30 +315,68 @@ func (e *Executor) Run(ctx context.Context, spec executor.Spec) (*executor.Resul
 		// A trap (unreachable, out-of-bounds access...) ends the guest
 		// like a crash: report it as a failed exit with the reason on stderr.
 		res.ExitCode = 1
-		msg := []byte("\nwasm trap: " + runErr.Error() + "\n")
-		res.Stderr = append(res.Stderr, msg...)
-		res.StderrSize += int64(len(msg))
+		appendStderr(res, "\nwasm trap: "+runErr.Error()+"\n")
 	}
 	if mem.hit.Load() {
 		return res, fmt.Errorf("wasm run %s: linear memory would exceed the limit of %d bytes (%d MiB): %w",
 			spec.TaskID, limit, limit>>20, executor.ErrOutOfMemory)
 	}
+	if quota.hit() && res.ExitCode != 0 {
+		return res, fmt.Errorf("wasm run %s: exited %d after writes were refused at the disk quota of %d bytes: %w",
+			spec.TaskID, res.ExitCode, quota.limit, ErrDiskQuota)
+	}
 	return res, nil
 }
 
-// moduleConfig is what one run's guest sees.
-func (e *Executor) moduleConfig(runCtx context.Context, spec executor.Spec, tmp string, stdout, stderr *executor.TailBuffer) wazero.ModuleConfig {
-	fsc := wazero.NewFSConfig().WithDirMount(tmp, TmpPath)
+// appendStderr adds a line of the executor's own to the result's stderr.
+func appendStderr(res *executor.Result, msg string) {
+	res.Stderr = append(res.Stderr, msg...)
+	res.StderrSize += int64(len(msg))
+}
+
+// mounts opens the run's guest file systems: tmp at /tmp, Spec.Mounts, and
+// Spec.OutputsDir at /outputs, each a rootFS; the writable ones share q.
+// The returned func closes them (after the module is closed).
+func mounts(spec executor.Spec, tmp string, q *diskQuota) (wazero.FSConfig, func(), error) {
+	type mount struct {
+		host, guest string
+		readOnly    bool
+	}
+	list := make([]mount, 0, len(spec.Mounts)+2)
+	list = append(list, mount{tmp, TmpPath, false})
 	for _, m := range spec.Mounts {
-		if m.ReadOnly {
-			fsc = fsc.WithReadOnlyDirMount(m.Source, m.Target)
-		} else {
-			fsc = fsc.WithDirMount(m.Source, m.Target)
-		}
+		list = append(list, mount{m.Source, m.Target, m.ReadOnly})
 	}
 	if spec.OutputsDir != "" {
-		fsc = fsc.WithDirMount(spec.OutputsDir, OutputsPath)
+		list = append(list, mount{spec.OutputsDir, OutputsPath, false})
 	}
+
+	opened := make([]*rootFS, 0, len(list))
+	closeAll := func() {
+		for _, r := range opened {
+			_ = r.close()
+		}
+	}
+	cfg := wazero.NewFSConfig()
+	for _, m := range list {
+		r, err := openRootFS(m.host, m.guest, m.readOnly, q)
+		if err != nil {
+			closeAll()
+			return nil, nil, fmt.Errorf("mount %s at %s: %w", m.host, m.guest, err)
+		}
+		opened = append(opened, r)
+		sc, ok := cfg.(sysfs.FSConfig)
+		if !ok {
+			closeAll()
+			return nil, nil, fmt.Errorf("wazero FSConfig %T cannot mount a sys.FS", cfg)
+		}
+		cfg = sc.WithSysFSMount(r, m.guest)
+	}
+	return cfg, closeAll, nil
+}
+
+// moduleConfig is what one run's guest sees.
+func (e *Executor) moduleConfig(runCtx context.Context, spec executor.Spec, fsc wazero.FSConfig, stdout, stderr *executor.TailBuffer) wazero.ModuleConfig {
 	cfg := wazero.NewModuleConfig().
 		WithName(""). // anonymous: any number of instances at once
 		WithArgs(append([]string{argv0}, spec.Cmd...)...).
