@@ -51,7 +51,12 @@ func buildExecutors(ctx context.Context, cfg Config) ([]executor.Executor, error
 			}
 			ex, err = docker.New(opts...)
 		case "wasm":
-			ex, err = wasm.New(wasm.WithLogger(cfg.Logger), wasm.WithCacheDir(wasmCacheDir(cfg)))
+			opts := []wasm.Option{wasm.WithLogger(cfg.Logger), wasm.WithCacheDir(wasmCacheDir(cfg))}
+			if cfg.OutputsQuota > 0 {
+				// A guest's writes to all its writable mounts together.
+				opts = append(opts, wasm.WithDiskQuota(cfg.OutputsQuota))
+			}
+			ex, err = wasm.New(opts...)
 		default:
 			return nil, fmt.Errorf("unknown executor %q (want docker or wasm)", name)
 		}

@@ -108,7 +108,9 @@ type Config struct {
 	// Images given by CID are always allowed: they are loaded untagged and
 	// run by content. Default: none.
 	AllowImages []string
-	// OutputsQuota bounds what one task may return (default 1 GiB).
+	// OutputsQuota bounds the disk one task may write (/outputs, /work and
+	// its volumes together, enforced while it writes where the provider can
+	// mount quota filesystems) and what it may return (default 1 GiB).
 	OutputsQuota int64
 	// ContentTimeout is how long a content fetch may go without receiving a
 	// block before it fails (default: the content store's).

@@ -5,6 +5,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/docker/go-units"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/spf13/cobra"
@@ -23,6 +24,7 @@ func peerID(key crypto.PrivKey) (peer.ID, error) {
 func newNodeCmd(g *globals) *cobra.Command {
 	var cfg node.Config
 	var labels, executors []string
+	var taskDisk string
 	cmd := &cobra.Command{
 		Use:   "node [--provider] [--listen MA]... [--bootstrap MA]... [--api HOST:PORT]",
 		Short: "Run a node (a requestor; with --provider also a provider)",
@@ -44,6 +46,13 @@ $home/api and its token to $home/api.token, so '--api 127.0.0.1:0' and
 			var err error
 			if cfg.Labels, err = parseKV(labels); err != nil {
 				return fmt.Errorf("--labels: %w", err)
+			}
+			if taskDisk != "" {
+				n, err := units.RAMInBytes(taskDisk)
+				if err != nil || n < 1<<20 {
+					return fmt.Errorf("--task-disk %q: want a size of at least 1MiB such as 512MiB or 2GiB", taskDisk)
+				}
+				cfg.OutputsQuota = n
 			}
 			if cfg.Price < 0 {
 				return fmt.Errorf("--price must not be negative")
@@ -70,6 +79,7 @@ $home/api and its token to $home/api.token, so '--api 127.0.0.1:0' and
 	f.BoolVar(&cfg.AllowRemoteAPI, "api-allow-remote", false, "allow a non-loopback --api address")
 	f.StringVar(&cfg.SwarmKeyPath, "swarm-key", "", "private swarm key file (default $home/swarm.key when present)")
 	f.StringSliceVar(&executors, "executors", nil, "executors to offer: docker,wasm (default: what is available)")
+	f.StringVar(&taskDisk, "task-disk", "", "disk each task may write: /outputs, /work and volumes together, and what it returns (default 1GiB)")
 	f.BoolVar(&cfg.RequireGVisor, "require-gvisor", false, "run every docker task under gVisor (runsc registered with the engine); services are declined")
 	f.StringArrayVar(&cfg.AllowImages, "allow-image", nil, "local Docker image requestors may run by name (repeatable; a pattern such as 'python:3.*'); images given by CID always run")
 	f.StringSliceVar(&labels, "labels", nil, "provider labels k=v,... (e.g. fpga=xilinx)")
