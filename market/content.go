@@ -2,9 +2,11 @@ package market
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,6 +15,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/offload-project/offload/executor"
+	"github.com/offload-project/offload/internal/safefs"
 	"github.com/offload-project/offload/market/wire"
 )
 
@@ -25,8 +28,12 @@ type ContentStore interface {
 	GetTo(ctx context.Context, c string, dest string, from peer.ID) error
 	// FetchPin makes the whole DAG of c local and pins it under name.
 	FetchPin(ctx context.Context, c string, from peer.ID, name string) error
-	// AddDir adds a directory tree, pins it under name and returns its root
-	// CID.
+	// AddDir adds the directory tree dir, pins it under name and returns
+	// its root CID. dir is trusted but what lies beneath it is not: the
+	// implementation must open every entry without following a symlink
+	// (symlinks are added as unixfs symlinks) and refuse hard links, device
+	// nodes, fifos and sockets. The market only passes trees it copied
+	// itself with package safefs, which already holds to this.
 	AddDir(ctx context.Context, dir, name string) (string, error)
 	// Unpin releases a pin; its blocks are collected later.
 	Unpin(ctx context.Context, c string) error
@@ -77,7 +84,7 @@ func (p *Provider) prepare(ctx context.Context, ex executor.Executor, rec *ExecR
 	start := time.Now()
 	spec := executorSpec(rec)
 	from, _ := peer.Decode(rec.Requestor)
-	workDir := filepath.Join(p.cfg.WorkDir, fmt.Sprintf("%s-%d", rec.TaskID, rec.Attempt))
+	workDir := filepath.Join(p.cfg.WorkDir, execDirName(rec))
 	if err := os.RemoveAll(workDir); err != nil {
 		return nil, fmt.Errorf("clean work dir: %w", err)
 	}
@@ -103,8 +110,11 @@ func (p *Provider) prepare(ctx context.Context, ex executor.Executor, rec *ExecR
 		if err := p.cfg.Content.GetTo(ctx, in.CID, dst, from); err != nil {
 			return pr, fmt.Errorf("fetch input %s for %s: %w", in.CID, in.Path, err)
 		}
-		// The task may run as any user: let it read what it was given.
-		_ = chmodTree(dst, 0o755, 0o644)
+		// The task may run as any user: let it read what it was given. The
+		// tree is the requestor's: safefs changes it without following links.
+		if err := safefs.Chmod(dst, 0o755, 0o644); err != nil {
+			return pr, fmt.Errorf("%w: input %s for %s: %w", errNotContent, in.CID, in.Path, err)
+		}
 		pr.spec.Mounts = append(pr.spec.Mounts, executor.Mount{Source: dst, Target: in.Path, ReadOnly: true})
 	}
 	if err := p.prepareVolumes(ctx, rec, pr, from); err != nil {
@@ -129,6 +139,25 @@ func (p *Provider) prepare(ctx context.Context, ex executor.Executor, rec *ExecR
 	return pr, nil
 }
 
+// execDirName names an execution's work directory from its whole key
+// (requestor, task and attempt), so that another requestor's award of the
+// same task id never reaches it: the hex SHA-256 of the key, after up to 16
+// letters and digits of the task id for people reading the directory.
+func execDirName(rec *ExecRecord) string {
+	key := rec.Key
+	if key == "" {
+		key = execKey(rec.Requestor, rec.TaskID, rec.Attempt)
+	}
+	sum := sha256.Sum256([]byte(key))
+	var short []byte
+	for i := 0; i < len(rec.TaskID) && len(short) < 16; i++ {
+		if c := rec.TaskID[i]; c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' {
+			short = append(short, c)
+		}
+	}
+	return string(short) + "-" + hex.EncodeToString(sum[:])
+}
+
 // resolveImage turns an image CID into something the executor runs: a
 // loaded Docker image (cached by CID) or a WASM module file (cached by CID).
 func (p *Provider) resolveImage(ctx context.Context, ex executor.Executor, c, workDir string, from peer.ID) (string, error) {
@@ -148,8 +177,8 @@ func (p *Provider) resolveImage(ctx context.Context, ex executor.Executor, c, wo
 		if err := p.cfg.Content.GetTo(ctx, c, tmp, from); err != nil {
 			return "", fmt.Errorf("fetch module %s: %w", c, err)
 		}
-		if fi, err := os.Stat(tmp); err != nil || fi.IsDir() {
-			return "", fmt.Errorf("%w: module %s is a directory, not a .wasm file", errNotContent, c)
+		if fi, err := os.Lstat(tmp); err != nil || !fi.Mode().IsRegular() {
+			return "", fmt.Errorf("%w: module %s is not a file (a directory or a symlink), not a .wasm file", errNotContent, c)
 		}
 		if err := os.Rename(tmp, path); err != nil {
 			return "", fmt.Errorf("cache module: %w", err)
@@ -238,41 +267,41 @@ func (p *Provider) inputsLocal(inputs []string) float64 {
 // collectOutputs adds the task's outputs — its artifacts when it lists
 // some, else all of /outputs — and pins them until the requestor fetched
 // them. A listed artifact the task did not produce fails the task.
+//
+// The task controls the trees it leaves: they are copied with package
+// safefs into a directory of the provider's own (never through a symlink,
+// refusing hard links, devices, fifos and sockets, counting bytes against
+// OutputsQuota as they are copied), and only that copy is added.
 func (p *Provider) collectOutputs(ctx context.Context, rec *ExecRecord, pr *prepared) (string, error) {
 	if p.cfg.Content == nil {
 		return "", nil
 	}
-	dir := pr.spec.OutputsDir
+	dir := filepath.Join(pr.workDir, "collected", "outputs")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", fmt.Errorf("collect outputs: %w", err)
+	}
+	lim := &safefs.Limit{Max: p.cfg.OutputsQuota}
+	var err error
 	if len(rec.Spec.Artifacts) > 0 {
-		dir = filepath.Join(pr.workDir, "artifacts")
-		if err := gatherArtifacts(rec.Spec.Artifacts, pr, dir); err != nil {
-			return "", err
-		}
+		err = gatherArtifacts(rec.Spec.Artifacts, pr, dir, lim)
+	} else if err = safefs.Copy(pr.spec.OutputsDir, ".", dir, lim); err != nil {
+		err = fmt.Errorf("outputs: %w", err)
+	}
+	if errors.Is(err, safefs.ErrQuota) {
+		return "", fmt.Errorf("outputs are over this provider's quota of %d bytes (%w)", p.cfg.OutputsQuota, err)
+	}
+	if err != nil {
+		return "", err
 	}
 	entries, err := os.ReadDir(dir)
 	if err != nil || len(entries) == 0 {
 		return "", nil
 	}
-	if size := treeSize(dir); size > p.cfg.OutputsQuota {
-		return "", fmt.Errorf("outputs are %d bytes, over this provider's quota of %d bytes", size, p.cfg.OutputsQuota)
-	}
-	c, err := p.cfg.Content.AddDir(ctx, dir, "outputs:"+rec.TaskID)
+	c, err := p.cfg.Content.AddDir(ctx, dir, "outputs:"+rec.Key)
 	if err != nil {
 		return "", fmt.Errorf("add outputs: %w", err)
 	}
 	return c, nil
-}
-
-// treeSize sums the sizes of the regular files under dir.
-func treeSize(dir string) int64 {
-	var n int64
-	_ = filepath.Walk(dir, func(_ string, info os.FileInfo, err error) error {
-		if err == nil && info.Mode().IsRegular() {
-			n += info.Size()
-		}
-		return nil
-	})
-	return n
 }
 
 func hasWorkArtifact(paths []string) bool {
@@ -284,89 +313,33 @@ func hasWorkArtifact(paths []string) bool {
 	return false
 }
 
-// gatherArtifacts links (or copies) each artifact into dst, keeping its path
-// below /outputs or /work.
-func gatherArtifacts(paths []string, pr *prepared, dst string) error {
+// gatherArtifacts copies each artifact into dst, keeping its path below
+// /outputs or /work, with safefs: an artifact that is or passes through a
+// symlink is refused, and so is one holding a hard link, a device, a fifo
+// or a socket. Bytes count against lim.
+func gatherArtifacts(paths []string, pr *prepared, dst string, lim *safefs.Limit) error {
 	for _, a := range paths {
-		var src, rel string
+		var root, rel string
 		switch {
 		case strings.HasPrefix(a, wire.OutputsPath+"/"):
-			rel = strings.TrimPrefix(a, wire.OutputsPath+"/")
-			src = filepath.Join(pr.spec.OutputsDir, rel)
+			root, rel = pr.spec.OutputsDir, strings.TrimPrefix(a, wire.OutputsPath+"/")
 		case strings.HasPrefix(a, wire.WorkPath+"/") && pr.workMount != "":
-			rel = strings.TrimPrefix(a, wire.WorkPath+"/")
-			src = filepath.Join(pr.workMount, rel)
+			root, rel = pr.workMount, strings.TrimPrefix(a, wire.WorkPath+"/")
 		default:
 			return fmt.Errorf("artifact %s is not under %s or %s", a, wire.OutputsPath, wire.WorkPath)
 		}
-		fi, err := os.Lstat(src)
-		if err != nil {
+		err := safefs.Copy(root, rel, dst, lim)
+		switch {
+		case err == nil:
+		case errors.Is(err, safefs.ErrQuota), errors.Is(err, safefs.ErrUnsafe):
+			return fmt.Errorf("artifact %s: %w", a, err)
+		case errors.Is(err, fs.ErrNotExist):
 			return fmt.Errorf("artifact %s was not produced by the task", a)
-		}
-		if fi.Mode()&os.ModeSymlink != 0 {
-			return fmt.Errorf("artifact %s is a symlink; artifacts must be files or directories", a)
-		}
-		target := filepath.Join(dst, rel)
-		if _, err := os.Lstat(target); err == nil {
+		case errors.Is(err, fs.ErrExist):
 			return fmt.Errorf("artifact %s collides with another artifact", a)
-		}
-		if err := copyTree(src, target); err != nil {
+		default:
 			return fmt.Errorf("collect artifact %s: %w", a, err)
 		}
 	}
 	return nil
-}
-
-// copyTree hard-links files (copying when linking fails) from src to dst.
-func copyTree(src, dst string) error {
-	return filepath.Walk(src, func(path string, info os.FileInfo, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(src, path)
-		out := filepath.Join(dst, rel)
-		switch {
-		case info.IsDir():
-			return os.MkdirAll(out, 0o755)
-		case info.Mode()&os.ModeSymlink != 0:
-			return nil // a task's symlinks never leave the sandbox
-		case !info.Mode().IsRegular():
-			return nil
-		}
-		if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
-			return err
-		}
-		if os.Link(path, out) == nil {
-			return nil
-		}
-		in, err := os.Open(path)
-		if err != nil {
-			return err
-		}
-		defer in.Close()
-		f, err := os.OpenFile(out, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
-		if err != nil {
-			return err
-		}
-		if _, err := io.Copy(f, in); err != nil {
-			f.Close()
-			return err
-		}
-		return f.Close()
-	})
-}
-
-func chmodTree(root string, dirMode, fileMode os.FileMode) error {
-	return filepath.Walk(root, func(path string, info os.FileInfo, err error) error {
-		if err != nil {
-			return err
-		}
-		if info.Mode()&os.ModeSymlink != 0 {
-			return nil
-		}
-		if info.IsDir() {
-			return os.Chmod(path, dirMode)
-		}
-		return os.Chmod(path, fileMode)
-	})
 }

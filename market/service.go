@@ -19,6 +19,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/offload-project/offload/executor"
+	"github.com/offload-project/offload/internal/safefs"
 	"github.com/offload-project/offload/market/wire"
 	"github.com/offload-project/offload/p2p"
 )
@@ -302,7 +303,9 @@ type volumeMount struct {
 }
 
 // prepareVolumes fetches each volume's content (or makes an empty
-// directory for a new one) and mounts it writable.
+// directory for a new one) and mounts it writable. A fetched volume is the
+// requestor's tree: it is opened up for the task with safefs, which never
+// follows its links.
 func (p *Provider) prepareVolumes(ctx context.Context, rec *ExecRecord, pr *prepared, from peer.ID) error {
 	for i, v := range rec.Spec.Volumes {
 		if p.cfg.Content == nil {
@@ -320,12 +323,14 @@ func (p *Provider) prepareVolumes(ctx context.Context, rec *ExecRecord, pr *prep
 			if err := p.cfg.Content.GetTo(ctx, v.CID, dir, from); err != nil {
 				return fmt.Errorf("fetch volume %s (%s): %w", v.Name, v.CID, err)
 			}
-			if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+			if fi, err := os.Lstat(dir); err != nil || !fi.IsDir() {
 				return fmt.Errorf("%w: volume %s (%s) is not a directory", errNotContent, v.Name, v.CID)
 			}
 		}
 		// The task may run as any user: let it write its volume.
-		_ = chmodTree(dir, 0o777, 0o666)
+		if err := safefs.Chmod(dir, 0o777, 0o666); err != nil {
+			return fmt.Errorf("%w: volume %s (%s): %w", errNotContent, v.Name, v.CID, err)
+		}
 		pr.spec.Mounts = append(pr.spec.Mounts, executor.Mount{Source: dir, Target: v.Path})
 		pr.volumes = append(pr.volumes, volumeMount{vol: v, dir: dir})
 	}
@@ -334,29 +339,31 @@ func (p *Provider) prepareVolumes(ctx context.Context, rec *ExecRecord, pr *prep
 
 // collectVolumes adds each volume's directory after the run and returns
 // the new CIDs; they stay pinned here until the requestor fetched them
-// (released OutputsTTL after delivery).
+// (released OutputsTTL after delivery). The task wrote the volume: it is
+// first copied with safefs into a directory of the provider's own (never
+// through a symlink, refusing hard links, devices, fifos and sockets), each
+// volume bounded by OutputsQuota, and only that copy is added.
 func (p *Provider) collectVolumes(ctx context.Context, rec *ExecRecord, pr *prepared) ([]wire.VolumeResult, error) {
 	var out []wire.VolumeResult
-	for _, vm := range pr.volumes {
-		c, err := p.cfg.Content.AddDir(ctx, vm.dir, "volume:"+rec.TaskID+":"+vm.vol.Name)
+	for i, vm := range pr.volumes {
+		dir := filepath.Join(pr.workDir, "collected", "volumes", fmt.Sprint(i))
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return out, fmt.Errorf("collect volume %s: %w", vm.vol.Name, err)
+		}
+		lim := &safefs.Limit{Max: p.cfg.OutputsQuota}
+		if err := safefs.Copy(vm.dir, ".", dir, lim); err != nil {
+			if errors.Is(err, safefs.ErrQuota) {
+				return out, fmt.Errorf("volume %s is over this provider's quota of %d bytes (%w)", vm.vol.Name, p.cfg.OutputsQuota, err)
+			}
+			return out, fmt.Errorf("collect volume %s: %w", vm.vol.Name, err)
+		}
+		c, err := p.cfg.Content.AddDir(ctx, dir, "volume:"+rec.Key+":"+vm.vol.Name)
 		if err != nil {
 			return out, fmt.Errorf("add volume %s: %w", vm.vol.Name, err)
 		}
-		out = append(out, wire.VolumeResult{Name: vm.vol.Name, CID: c, Size: dirSize(vm.dir)})
+		out = append(out, wire.VolumeResult{Name: vm.vol.Name, CID: c, Size: lim.Used()})
 	}
 	return out, nil
-}
-
-// dirSize sums the sizes of the regular files under dir.
-func dirSize(dir string) int64 {
-	var n int64
-	_ = filepath.Walk(dir, func(_ string, info os.FileInfo, err error) error {
-		if err == nil && info.Mode().IsRegular() {
-			n += info.Size()
-		}
-		return nil
-	})
-	return n
 }
 
 // releaseVolumesLoop lets go of volume pins whose result was delivered

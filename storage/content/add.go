@@ -2,6 +2,7 @@ package content
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -17,6 +18,8 @@ import (
 	uio "github.com/ipfs/boxo/ipld/unixfs/io"
 	"github.com/ipfs/go-cid"
 	ipld "github.com/ipfs/go-ipld-format"
+
+	"github.com/offload-project/offload/internal/safefs"
 )
 
 const (
@@ -26,6 +29,22 @@ const (
 	// MaxLinksPerNode is the balanced layout's width (`ipfs add`'s 174).
 	MaxLinksPerNode = 174
 )
+
+var (
+	// ErrTooLarge is returned by an add that read more than
+	// AddOptions.MaxBytes, and by a Get that would write more than
+	// GetOptions.MaxBytes or MaxEntries or nest directories deeper than
+	// MaxDepth.
+	ErrTooLarge = errors.New("content over the limit")
+	// ErrUnsafeFile marks an entry an untrusted add refused (see
+	// AddOptions.Untrusted): a hard link, a device node, a fifo, a socket,
+	// a path through a symlink, or a tree nested deeper than MaxDepth.
+	ErrUnsafeFile = safefs.ErrUnsafe
+)
+
+// MaxDepth is how deep directories may nest below the root of an untrusted
+// add or of a Get.
+const MaxDepth = safefs.MaxDepth - 1
 
 // AddOptions tunes an import. The zero value gives CIDv1 with raw leaves.
 type AddOptions struct {
@@ -42,6 +61,21 @@ type AddOptions struct {
 	// PinName names the pin of the added root. AddPath defaults to the base
 	// name of the path.
 	PinName string
+	// Untrusted makes AddPath treat the tree at its path as hostile (a
+	// task's outputs, say); only the directories above it are trusted.
+	// The path's last element and every entry beneath it are opened
+	// relative to their open parent directory without following a symlink,
+	// so nothing outside the tree is read whatever the tree's owner does
+	// meanwhile; symlinks are added as unixfs symlinks (their targets kept
+	// as data, never followed); hard links (a file with more than one
+	// name), device nodes, fifos and sockets are refused with an error
+	// naming the entry and wrapping ErrUnsafeFile; directories may nest at
+	// most MaxDepth deep.
+	Untrusted bool
+	// MaxBytes, when positive, fails the add with ErrTooLarge as soon as it
+	// read more file bytes than this (counted while reading, not from a
+	// prior stat).
+	MaxBytes int64
 }
 
 // Version returns a pointer to v, for AddOptions.CIDVersion.
@@ -53,6 +87,7 @@ type importer struct {
 	dag       ipld.DAGService
 	progress  func(n int64)
 	read      atomic.Int64
+	maxBytes  int64
 }
 
 func (s *Store) newImporter(ctx context.Context, opts AddOptions) (*importer, *ipld.BufferedDAG, error) {
@@ -74,7 +109,7 @@ func (s *Store) newImporter(ctx context.Context, opts AddOptions) (*importer, *i
 		raw = *opts.RawLeaves
 	}
 	buf := ipld.NewBufferedDAG(ctx, s.dag, ipld.MaxSizeBatchOption(8<<20), ipld.MaxNodesBatchOption(64))
-	return &importer{prefix: prefix, rawLeaves: raw, dag: buf, progress: opts.Progress}, buf, nil
+	return &importer{prefix: prefix, rawLeaves: raw, dag: buf, progress: opts.Progress, maxBytes: opts.MaxBytes}, buf, nil
 }
 
 type countingReader struct {
@@ -82,7 +117,13 @@ type countingReader struct {
 	im *importer
 }
 
+// Read fails once more than the importer's maxBytes were read: the read
+// that passes the limit returns its bytes (the chunker would drop an error
+// that comes with a full chunk) and every later read the error.
 func (c *countingReader) Read(p []byte) (int, error) {
+	if c.over() {
+		return 0, c.tooLarge()
+	}
 	n, err := c.r.Read(p)
 	if n > 0 {
 		t := c.im.read.Add(int64(n))
@@ -90,7 +131,18 @@ func (c *countingReader) Read(p []byte) (int, error) {
 			c.im.progress(t)
 		}
 	}
+	if err == io.EOF && c.over() {
+		err = c.tooLarge()
+	}
 	return n, err
+}
+
+func (c *countingReader) over() bool {
+	return c.im.maxBytes > 0 && c.im.read.Load() > c.im.maxBytes
+}
+
+func (c *countingReader) tooLarge() error {
+	return fmt.Errorf("%w: read more than %d bytes", ErrTooLarge, c.im.maxBytes)
 }
 
 func (im *importer) file(r io.Reader) (ipld.Node, error) {
@@ -125,48 +177,118 @@ func (im *importer) path(ctx context.Context, p string) (ipld.Node, error) {
 		}
 		return nd, nil
 	case fi.IsDir():
-		return im.dir(ctx, p)
+		entries, err := os.ReadDir(p) // sorted by name
+		if err != nil {
+			return nil, err
+		}
+		return im.dir(ctx, p, len(entries), func(i int) (string, ipld.Node, error) {
+			child, err := im.path(ctx, filepath.Join(p, entries[i].Name()))
+			return entries[i].Name(), child, err
+		})
 	case fi.Mode()&fs.ModeSymlink != 0:
 		target, err := os.Readlink(p)
 		if err != nil {
 			return nil, err
 		}
-		data, err := unixfs.SymlinkData(target)
-		if err != nil {
-			return nil, err
-		}
-		nd := merkledag.NodeWithData(data)
-		if err := nd.SetCidBuilder(im.prefix); err != nil {
-			return nil, err
-		}
-		if err := im.dag.Add(ctx, nd); err != nil {
-			return nil, err
-		}
-		return nd, nil
+		return im.symlink(ctx, target)
 	default:
 		return nil, fmt.Errorf("%s: unsupported file type %s", p, fi.Mode().Type())
 	}
 }
 
-func (im *importer) dir(ctx context.Context, p string) (ipld.Node, error) {
-	entries, err := os.ReadDir(p) // sorted by name
+// untrusted imports the file, directory or symlink at p, never following a
+// symlink beneath p (AddOptions.Untrusted).
+func (im *importer) untrusted(ctx context.Context, p string) (ipld.Node, error) {
+	abs, err := filepath.Abs(p)
 	if err != nil {
 		return nil, err
 	}
+	parentPath, name := filepath.Dir(abs), filepath.Base(abs)
+	if parentPath == abs {
+		return nil, fmt.Errorf("%s: an untrusted add needs a path below a directory", p)
+	}
+	parent, err := safefs.OpenDir(parentPath)
+	if err != nil {
+		return nil, err
+	}
+	defer parent.Close()
+	e, err := parent.Lstat(name)
+	if err != nil {
+		return nil, err
+	}
+	return im.entry(ctx, parent, e)
+}
+
+// entry imports entry e of the untrusted directory d.
+func (im *importer) entry(ctx context.Context, d *safefs.Dir, e safefs.Entry) (ipld.Node, error) {
+	switch e.Kind {
+	case safefs.KindFile:
+		f, err := d.Open(e.Name)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		nd, err := im.file(f)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", f.Name(), err)
+		}
+		return nd, nil
+	case safefs.KindDir:
+		sd, err := d.OpenDir(e.Name)
+		if err != nil {
+			return nil, err
+		}
+		defer sd.Close()
+		entries, err := sd.ReadDir() // sorted by name
+		if err != nil {
+			return nil, err
+		}
+		return im.dir(ctx, sd.Path(), len(entries), func(i int) (string, ipld.Node, error) {
+			child, err := im.entry(ctx, sd, entries[i])
+			return entries[i].Name, child, err
+		})
+	default: // safefs.KindSymlink
+		target, err := d.Readlink(e.Name)
+		if err != nil {
+			return nil, err
+		}
+		return im.symlink(ctx, target)
+	}
+}
+
+// symlink adds a unixfs symlink to target.
+func (im *importer) symlink(ctx context.Context, target string) (ipld.Node, error) {
+	data, err := unixfs.SymlinkData(target)
+	if err != nil {
+		return nil, err
+	}
+	nd := merkledag.NodeWithData(data)
+	if err := nd.SetCidBuilder(im.prefix); err != nil {
+		return nil, err
+	}
+	if err := im.dag.Add(ctx, nd); err != nil {
+		return nil, err
+	}
+	return nd, nil
+}
+
+// dir adds a unixfs directory of n children, child(i) importing the i-th
+// (in name order); p names the directory in errors.
+func (im *importer) dir(ctx context.Context, p string, n int, child func(i int) (string, ipld.Node, error)) (ipld.Node, error) {
 	d, err := uio.NewDirectory(im.dag, uio.WithCidBuilder(im.prefix))
 	if err != nil {
 		return nil, err
 	}
-	for _, e := range entries {
+	for i := range n {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		child, err := im.path(ctx, filepath.Join(p, e.Name()))
+		name, nd, err := child(i)
 		if err != nil {
 			return nil, err
 		}
-		if err := d.AddChild(ctx, e.Name(), child); err != nil {
-			return nil, fmt.Errorf("%s: add %q: %w", p, e.Name(), err)
+		if err := d.AddChild(ctx, name, nd); err != nil {
+			return nil, fmt.Errorf("%s: add %q: %w", p, name, err)
 		}
 	}
 	nd, err := d.GetNode()
@@ -188,12 +310,18 @@ func (s *Store) AddFile(ctx context.Context, r io.Reader, opts AddOptions) (cid.
 
 // AddPath imports a file, a symlink or a directory tree (recursively, hidden
 // files included) at path, pins the root under opts.PinName (default: the
-// base name of path), announces it and returns its CID.
+// base name of path), announces it and returns its CID. Set opts.Untrusted
+// when someone else controls what lies beneath path.
 func (s *Store) AddPath(ctx context.Context, path string, opts AddOptions) (cid.Cid, error) {
 	if opts.PinName == "" {
 		opts.PinName = filepath.Base(filepath.Clean(path))
 	}
-	return s.add(ctx, "add "+path, opts, func(im *importer) (ipld.Node, error) { return im.path(ctx, path) })
+	return s.add(ctx, "add "+path, opts, func(im *importer) (ipld.Node, error) {
+		if opts.Untrusted {
+			return im.untrusted(ctx, path)
+		}
+		return im.path(ctx, path)
+	})
 }
 
 func (s *Store) add(ctx context.Context, op string, opts AddOptions, build func(*importer) (ipld.Node, error)) (cid.Cid, error) {

@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -22,6 +24,8 @@ import (
 	ipld "github.com/ipfs/go-ipld-format"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/offload-project/offload/internal/safefs"
 )
 
 // hintConnectTimeout bounds the dial of one hinted peer.
@@ -56,6 +60,14 @@ type GetOptions struct {
 	// Overwrite replaces an existing dest. Without it Get refuses a dest
 	// that exists and is not an empty directory.
 	Overwrite bool
+	// MaxBytes, when positive, fails Get with ErrTooLarge before it writes
+	// more file bytes than this. Set it for content from strangers: a DAG
+	// may link one block or subtree many times, fetched once but written
+	// each time, so what Get writes can be far more than what it fetches.
+	MaxBytes int64
+	// MaxEntries, when positive, fails Get with ErrTooLarge before it
+	// creates more files, directories and symlinks than this.
+	MaxEntries int64
 }
 
 // Fetch makes the whole DAG under c local, fetching missing blocks over
@@ -276,7 +288,17 @@ func (s *Store) putIfEmpty(ctx context.Context, k cid.Cid) error {
 // local over bitswap first. dest must not exist, or be an empty directory,
 // unless opts.Overwrite is set. The tree is written into a temporary
 // directory next to dest and renamed into place at the end, so nothing is
-// left at dest when Get fails (an unsafe entry name, a timeout, a full disk).
+// left at dest when Get fails (an unsafe entry name, a timeout, a full disk,
+// a limit of opts passed).
+//
+// The DAG is treated as hostile: entry names must be single path elements
+// (ValidateEntryName), a name may appear once per directory, every entry is
+// created relative to its open parent directory without following a
+// symlink, a symlink's target must be relative and climb ("..") only at its
+// start and no higher than the tree's root (so no chain of links leaves the
+// tree), the root itself may not be a symlink, directories nest at most
+// MaxDepth deep, and opts.MaxBytes and opts.MaxEntries bound what is
+// written.
 func (s *Store) Get(ctx context.Context, c cid.Cid, dest string, opts GetOptions) error {
 	if dest == "" {
 		return fmt.Errorf("content: get %s: empty destination", c)
@@ -305,8 +327,13 @@ func (s *Store) Get(ctx context.Context, c cid.Cid, dest string, opts GetOptions
 	if err := s.fetch(ctx, c, opts.Timeout, opts.Peers, nil); err != nil {
 		return fmt.Errorf("content: get %s: %w", c, err)
 	}
-	w := &treeWriter{s: s, ng: s.offline, root: filepath.Join(tmp, "root"), progress: opts.Progress}
-	if err := w.write(ctx, c, w.root); err != nil {
+	top, err := safefs.OpenDir(tmp)
+	if err != nil {
+		return fmt.Errorf("content: get %s: %w", c, err)
+	}
+	defer top.Close()
+	w := &treeWriter{ng: s.offline, empty: s.putIfEmpty, progress: opts.Progress, maxBytes: opts.MaxBytes, maxEntries: opts.MaxEntries}
+	if err := w.write(ctx, c, top, "root", -1); err != nil {
 		return fmt.Errorf("content: get %s: %w", c, err)
 	}
 	if replace {
@@ -314,7 +341,7 @@ func (s *Store) Get(ctx context.Context, c cid.Cid, dest string, opts GetOptions
 			return fmt.Errorf("content: get %s: replace %s: %w", c, dest, err)
 		}
 	}
-	if err := os.Rename(w.root, dest); err != nil {
+	if err := os.Rename(filepath.Join(tmp, "root"), dest); err != nil {
 		return fmt.Errorf("content: get %s: %w", c, err)
 	}
 	return nil
@@ -361,26 +388,55 @@ func ValidateEntryName(name string) error {
 	return nil
 }
 
-// validateSymlink refuses a symlink target that is absolute or leaves the
-// tree rooted at root when resolved from the link at path.
-func validateSymlink(root, path, target string) error {
-	if target == "" || filepath.IsAbs(target) || strings.ContainsRune(target, 0) {
-		return fmt.Errorf("%w: symlink %s -> %q", ErrUnsafeName, filepath.Base(path), shorten(target))
+// validateSymlink refuses a symlink target that could lead out of the tree
+// it is written in: empty, absolute or holding NUL; climbing ("..") more
+// levels than depth, the depth of the link's directory below the tree's
+// root (0 for the root; -1 when the link is the root itself, which can only
+// point outside the tree); or climbing after a name. The last rule keeps
+// chains of links inside: the name may be a link to a directory higher up
+// ("a" -> "."), and a ".." after it would climb from there ("a/.." leaves
+// the root), so only a target whose climbs all come first can be checked by
+// counting. Every link that passes reaches, through any chain of links that
+// also passed, only entries beneath the root. (A path that climbs after a
+// link, "link/..", climbs from where the link points, as after any
+// directory: whoever resolves such paths must not check them lexically.)
+func validateSymlink(depth int, name, target string) error {
+	if target == "" || strings.HasPrefix(target, "/") || strings.ContainsRune(target, 0) {
+		return fmt.Errorf("%w: symlink %s -> %q", ErrUnsafeName, name, shorten(target))
 	}
-	resolved := filepath.Join(filepath.Dir(path), target)
-	rel, err := filepath.Rel(root, resolved)
-	if err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
-		return fmt.Errorf("%w: symlink %s -> %q leaves the tree", ErrUnsafeName, filepath.Base(path), shorten(target))
+	if depth < 0 {
+		return fmt.Errorf("%w: the root is a symlink (-> %q), which points outside what is written", ErrUnsafeName, shorten(target))
+	}
+	up, named := 0, false
+	for _, c := range strings.Split(target, "/") {
+		switch c {
+		case "", ".":
+		case "..":
+			if named {
+				return fmt.Errorf("%w: symlink %s -> %q climbs (\"..\") after a name", ErrUnsafeName, name, shorten(target))
+			}
+			up++
+		default:
+			named = true
+		}
+	}
+	if up > depth {
+		return fmt.Errorf("%w: symlink %s -> %q leaves the tree", ErrUnsafeName, name, shorten(target))
 	}
 	return nil
 }
 
+// treeWriter writes a DAG below one directory, every entry created
+// relative to its open parent directory and never through a symlink.
 type treeWriter struct {
-	s        *Store
-	ng       ipld.NodeGetter
-	root     string
+	ng ipld.NodeGetter
+	// empty, when set, stores the empty raw block when asked for it.
+	empty    func(context.Context, cid.Cid) error
 	progress func(int64)
 	written  int64
+	entries  int64
+	// maxBytes and maxEntries bound what is written (0: no bound).
+	maxBytes, maxEntries int64
 }
 
 // readOnlyDAG lets a node getter serve where a DAGService is asked for but
@@ -398,6 +454,9 @@ type progressWriter struct {
 }
 
 func (p progressWriter) Write(b []byte) (int, error) {
+	if p.w.maxBytes > 0 && p.w.written+int64(len(b)) > p.w.maxBytes {
+		return 0, fmt.Errorf("%w: more than %d bytes to write", ErrTooLarge, p.w.maxBytes)
+	}
 	n, err := p.f.Write(b)
 	p.w.written += int64(n)
 	if p.w.progress != nil {
@@ -406,15 +465,23 @@ func (p progressWriter) Write(b []byte) (int, error) {
 	return n, err
 }
 
-// write writes node c at path, which does not exist yet. Every file and
-// directory is created exclusively, so a hostile DAG cannot write through a
-// symlink or over an earlier entry.
-func (w *treeWriter) write(ctx context.Context, c cid.Cid, path string) error {
+// write writes node c as the entry name of parent, which lies depth levels
+// below the tree's root (-1: c is the root). Every file, directory and
+// symlink is created exclusively, relative to its parent's descriptor, so
+// a hostile DAG can neither write through a symlink nor over an earlier
+// entry (a duplicate name fails).
+func (w *treeWriter) write(ctx context.Context, c cid.Cid, parent *safefs.Dir, name string, depth int) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if err := w.s.putIfEmpty(ctx, c); err != nil {
-		return err
+	if w.maxEntries > 0 && w.entries >= w.maxEntries {
+		return fmt.Errorf("%w: more than %d entries", ErrTooLarge, w.maxEntries)
+	}
+	w.entries++
+	if w.empty != nil {
+		if err := w.empty(ctx, c); err != nil {
+			return err
+		}
 	}
 	nd, err := w.ng.Get(ctx, c)
 	if err != nil {
@@ -422,7 +489,7 @@ func (w *treeWriter) write(ctx context.Context, c cid.Cid, path string) error {
 	}
 	switch n := nd.(type) {
 	case *merkledag.RawNode:
-		return w.file(path, bytes.NewReader(n.RawData()))
+		return w.file(parent, name, bytes.NewReader(n.RawData()))
 	case *merkledag.ProtoNode:
 		fsn, err := unixfs.FSNodeFromBytes(n.Data())
 		if err != nil {
@@ -435,27 +502,35 @@ func (w *treeWriter) write(ctx context.Context, c cid.Cid, path string) error {
 				return fmt.Errorf("%s: %w", c, err)
 			}
 			defer r.Close()
-			return w.file(path, r)
+			return w.file(parent, name, r)
 		case unixfspb.Data_Directory, unixfspb.Data_HAMTShard:
+			if depth+1 > MaxDepth {
+				return fmt.Errorf("%w: directories nest more than %d deep", ErrTooLarge, MaxDepth)
+			}
 			dir, err := uio.NewDirectoryFromNode(&readOnlyDAG{NodeGetter: w.ng}, n)
 			if err != nil {
 				return fmt.Errorf("%s: %w", c, err)
 			}
-			if err := os.Mkdir(path, 0o755); err != nil {
-				return err
+			sub, err := parent.Mkdir(name, 0o755)
+			if err != nil {
+				return w.createError(c, name, err)
 			}
+			defer sub.Close()
 			return dir.ForEachLink(ctx, func(l *ipld.Link) error {
 				if err := ValidateEntryName(l.Name); err != nil {
 					return fmt.Errorf("directory %s: %w", c, err)
 				}
-				return w.write(ctx, l.Cid, filepath.Join(path, l.Name))
+				return w.write(ctx, l.Cid, sub, l.Name, depth+1)
 			})
 		case unixfspb.Data_Symlink:
 			target := string(fsn.Data())
-			if err := validateSymlink(w.root, path, target); err != nil {
+			if err := validateSymlink(depth, path.Join(parent.Path(), name), target); err != nil {
 				return err
 			}
-			return os.Symlink(target, path)
+			if err := parent.Symlink(target, name); err != nil {
+				return w.createError(c, name, err)
+			}
+			return nil
 		default:
 			return fmt.Errorf("%s: unsupported unixfs type %s", c, fsn.Type())
 		}
@@ -464,14 +539,23 @@ func (w *treeWriter) write(ctx context.Context, c cid.Cid, path string) error {
 	}
 }
 
-func (w *treeWriter) file(path string, r io.Reader) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+// createError explains a failure to create name: an existing entry means
+// the DAG names it twice.
+func (w *treeWriter) createError(c cid.Cid, name string, err error) error {
+	if errors.Is(err, fs.ErrExist) {
+		return fmt.Errorf("%w: %q appears twice in its directory (%s)", ErrUnsafeName, shorten(name), c)
+	}
+	return err
+}
+
+func (w *treeWriter) file(parent *safefs.Dir, name string, r io.Reader) error {
+	f, err := parent.Create(name, 0o644)
 	if err != nil {
-		return err
+		return w.createError(cid.Undef, name, err)
 	}
 	if _, err := io.Copy(progressWriter{f: f, w: w}, r); err != nil {
 		f.Close()
-		return fmt.Errorf("write %s: %w", path, err)
+		return fmt.Errorf("write %s: %w", f.Name(), err)
 	}
 	return f.Close()
 }

@@ -1,0 +1,326 @@
+//go:build linux
+
+package market
+
+import (
+	"bytes"
+	"context"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/offload-project/offload/market/wire"
+)
+
+// secret is what a host file outside every work directory holds.
+const secret = "SECRET-host-file"
+
+// fakeContent records what the market adds and writes trees for GetTo.
+type fakeContent struct {
+	added map[string]string // pin name -> dir
+	// tree builds the content of GetTo at dest.
+	tree func(dest string) error
+	// seen holds every regular file's bytes under an added dir, read when
+	// AddDir was called (the dir is gone after the run).
+	seen [][]byte
+}
+
+func (f *fakeContent) GetTo(_ context.Context, _ string, dest string, _ peer.ID) error {
+	return f.tree(dest)
+}
+func (f *fakeContent) FetchPin(context.Context, string, peer.ID, string) error { return nil }
+func (f *fakeContent) AddDir(_ context.Context, dir, name string) (string, error) {
+	if f.added == nil {
+		f.added = map[string]string{}
+	}
+	f.added[name] = dir
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			b, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			f.seen = append(f.seen, b)
+		}
+		return err
+	})
+	return "bafy-" + name, err
+}
+func (f *fakeContent) Unpin(context.Context, string) error           { return nil }
+func (f *fakeContent) Has(context.Context, string) bool              { return false }
+func (f *fakeContent) LocalFraction(context.Context, string) float64 { return 0 }
+func (f *fakeContent) leaked() bool {
+	for _, b := range f.seen {
+		if bytes.Contains(b, []byte(secret)) {
+			return true
+		}
+	}
+	return false
+}
+
+// hostFile is a file outside the provider's work directory, standing for
+// /etc/shadow, mode 0600.
+func hostFile(t *testing.T) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "host-secret")
+	if err := os.WriteFile(p, []byte(secret), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func checkHostFile(t *testing.T, p string) {
+	t.Helper()
+	fi, err := os.Lstat(p)
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("host file mode changed: %v %v", fi.Mode(), err)
+	}
+	if b, _ := os.ReadFile(p); string(b) != secret {
+		t.Fatalf("host file changed: %q", b)
+	}
+}
+
+// testRun lays out an execution's directories as prepare does and returns
+// the provider, its record and the prepared run.
+func testRun(t *testing.T, quota int64, artifacts ...string) (*Provider, *fakeContent, *ExecRecord, *prepared) {
+	t.Helper()
+	fc := &fakeContent{tree: func(string) error { return nil }}
+	p := &Provider{cfg: ProviderConfig{Content: fc, OutputsQuota: quota, WorkDir: t.TempDir()}}
+	rec := &ExecRecord{Key: execKey("12D3KooWRequestor", "task-1", 1), TaskID: "task-1", Attempt: 1, Requestor: "12D3KooWRequestor",
+		Spec: wire.TaskSpec{Image: "local-image", Artifacts: artifacts}}
+	pr, err := p.prepare(t.Context(), nil, rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p, fc, rec, pr
+}
+
+func write(t *testing.T, p, data string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestArtifactThroughSymlinkRefused(t *testing.T) {
+	host := hostFile(t)
+	for _, tc := range []struct {
+		name, artifact, link, target, want string
+	}{
+		{"outputs component", "/outputs/link" + host, "outputs/link", "/", `path component "link" is a symbolic link`},
+		{"outputs last element", "/outputs/x", "outputs/x", host, `"x" is a symbolic link`},
+		{"work component", "/work/w/" + filepath.Base(host), "work/w", filepath.Dir(host), `path component "w" is a symbolic link`},
+		{"nested component", "/outputs/a/b/" + filepath.Base(host), "outputs/a/b", filepath.Dir(host), `path component "a/b" is a symbolic link`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, fc, rec, pr := testRun(t, 1<<20, tc.artifact)
+			link := filepath.Join(pr.workDir, tc.link)
+			os.MkdirAll(filepath.Dir(link), 0o755)
+			if err := os.Symlink(tc.target, link); err != nil {
+				t.Fatal(err)
+			}
+			c, err := p.collectOutputs(t.Context(), rec, pr)
+			if err == nil || !strings.Contains(err.Error(), "artifact "+tc.artifact+": refused: "+tc.want) {
+				t.Fatalf("got %q %v", c, err)
+			}
+			if len(fc.added) != 0 || fc.leaked() {
+				t.Fatalf("added %v", fc.added)
+			}
+			checkHostFile(t, host)
+		})
+	}
+}
+
+func TestOutputsKeepSymlinksAsLinks(t *testing.T) {
+	host := hostFile(t)
+	for _, artifacts := range [][]string{nil, {"/outputs/d"}} {
+		p, fc, rec, pr := testRun(t, 1<<20, artifacts...)
+		write(t, filepath.Join(pr.spec.OutputsDir, "d", "ok.txt"), "result")
+		os.Symlink(host, filepath.Join(pr.spec.OutputsDir, "d", "abs"))
+		os.Symlink("/", filepath.Join(pr.spec.OutputsDir, "d", "root"))
+		c, err := p.collectOutputs(t.Context(), rec, pr)
+		if err != nil || c == "" {
+			t.Fatalf("%v: %q %v", artifacts, c, err)
+		}
+		dir := fc.added["outputs:"+rec.Key]
+		if got, _ := os.Readlink(filepath.Join(dir, "d", "abs")); got != host {
+			t.Errorf("%v: link copied as %q", artifacts, got)
+		}
+		if fc.leaked() || len(fc.seen) != 1 || string(fc.seen[0]) != "result" {
+			t.Errorf("%v: added files %q", artifacts, fc.seen)
+		}
+	}
+}
+
+func TestOutputsRefuseHardLinksAndSpecialFiles(t *testing.T) {
+	host := hostFile(t)
+	for _, tc := range []struct {
+		name string
+		make func(t *testing.T, p string)
+		want string
+	}{
+		{"hard link", func(t *testing.T, p string) {
+			if err := os.Link(host, p); err != nil {
+				t.Skip("host file on another file system:", err)
+			}
+		}, "is a hard link"},
+		{"fifo", func(t *testing.T, p string) {
+			if err := syscall.Mkfifo(p, 0o666); err != nil {
+				t.Fatal(err)
+			}
+		}, "is a named pipe"},
+		{"device", func(t *testing.T, p string) {
+			if os.Geteuid() != 0 {
+				t.Skip("mknod needs root")
+			}
+			if err := syscall.Mknod(p, syscall.S_IFBLK|0o600, 7<<8); err != nil {
+				t.Fatal(err)
+			}
+		}, "is a block device"},
+	} {
+		for _, artifacts := range [][]string{nil, {"/outputs/d"}, {"/outputs/d/x"}} {
+			t.Run(tc.name+" "+strings.Join(artifacts, ","), func(t *testing.T) {
+				p, fc, rec, pr := testRun(t, 1<<20, artifacts...)
+				os.MkdirAll(filepath.Join(pr.spec.OutputsDir, "d"), 0o755)
+				tc.make(t, filepath.Join(pr.spec.OutputsDir, "d", "x"))
+				done := make(chan error, 1)
+				go func() {
+					_, err := p.collectOutputs(t.Context(), rec, pr)
+					done <- err
+				}()
+				select {
+				case err := <-done:
+					if err == nil || !strings.Contains(err.Error(), "refused: ") || !strings.Contains(err.Error(), tc.want) {
+						t.Fatalf("got %v", err)
+					}
+				case <-time.After(10 * time.Second):
+					t.Fatal("collecting blocked")
+				}
+				if len(fc.added) != 0 || fc.leaked() {
+					t.Fatalf("added %v", fc.added)
+				}
+				checkHostFile(t, host)
+			})
+		}
+	}
+}
+
+func TestOutputsQuotaWhileCopying(t *testing.T) {
+	for _, artifacts := range [][]string{nil, {"/outputs/a", "/outputs/b"}} {
+		p, fc, rec, pr := testRun(t, 10, artifacts...)
+		write(t, filepath.Join(pr.spec.OutputsDir, "a"), "123456")
+		write(t, filepath.Join(pr.spec.OutputsDir, "b"), "123456")
+		_, err := p.collectOutputs(t.Context(), rec, pr)
+		if err == nil || !strings.Contains(err.Error(), "over this provider's quota of 10 bytes") {
+			t.Fatalf("%v: %v", artifacts, err)
+		}
+		if len(fc.added) != 0 {
+			t.Fatalf("added %v", fc.added)
+		}
+	}
+}
+
+func TestArtifactMissingOrColliding(t *testing.T) {
+	p, _, rec, pr := testRun(t, 1<<20, "/outputs/missing.bin")
+	if _, err := p.collectOutputs(t.Context(), rec, pr); err == nil || !strings.Contains(err.Error(), "missing.bin was not produced") {
+		t.Fatalf("missing: %v", err)
+	}
+	p, _, rec, pr = testRun(t, 1<<20, "/outputs/d", "/outputs/d/f")
+	write(t, filepath.Join(pr.spec.OutputsDir, "d", "f"), "x")
+	if _, err := p.collectOutputs(t.Context(), rec, pr); err == nil || !strings.Contains(err.Error(), "collides") {
+		t.Fatalf("collision: %v", err)
+	}
+}
+
+// TestContentTenantsApart: two requestors' awards of one task id and
+// attempt get different work directories and pin names.
+func TestContentTenantsApart(t *testing.T) {
+	a := &ExecRecord{Key: execKey("12D3KooWAlice", "same-task", 1), TaskID: "same-task", Attempt: 1}
+	b := &ExecRecord{Key: execKey("12D3KooWMallory", "same-task", 1), TaskID: "same-task", Attempt: 1}
+	if execDirName(a) == execDirName(b) {
+		t.Fatalf("both get %s", execDirName(a))
+	}
+	if !strings.HasPrefix(execDirName(a), "sametask-") || len(execDirName(a)) != len("sametask-")+64 {
+		t.Errorf("dir name %s", execDirName(a))
+	}
+	evil := &ExecRecord{Key: execKey("p", "../../etc", 1), TaskID: "../../etc", Attempt: 1}
+	if n := execDirName(evil); strings.ContainsAny(n, "./") {
+		t.Errorf("dir name %s", n)
+	}
+	p, fc, rec, pr := testRun(t, 1<<20)
+	write(t, filepath.Join(pr.spec.OutputsDir, "r"), "x")
+	if _, err := p.collectOutputs(t.Context(), rec, pr); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := fc.added["outputs:"+rec.Key]; !ok {
+		t.Errorf("pins %v", fc.added)
+	}
+	if filepath.Base(pr.workDir) != execDirName(rec) {
+		t.Errorf("work dir %s", pr.workDir)
+	}
+}
+
+// TestVolumeChmodAndCollectNeverFollow: a fetched volume (the requestor's
+// tree) holds a symlink to a host file; opening it up for the task must
+// not chmod the host file, and collecting it after the run must keep the
+// link a link and refuse a hard link the task made.
+func TestVolumeChmodAndCollectNeverFollow(t *testing.T) {
+	host := hostFile(t)
+	fc := &fakeContent{tree: func(dest string) error {
+		write(t, filepath.Join(dest, "data.txt"), "vol")
+		return os.Symlink(host, filepath.Join(dest, "shadow"))
+	}}
+	p := &Provider{cfg: ProviderConfig{Content: fc, OutputsQuota: 1 << 20, WorkDir: t.TempDir()}}
+	rec := &ExecRecord{Key: execKey("req", "t", 0), TaskID: "t", Requestor: "req",
+		Spec: wire.TaskSpec{Image: "img", Volumes: []wire.Volume{{Name: "v", Path: "/v", CID: "bafyvolume"}}}}
+	pr, err := p.prepare(t.Context(), nil, rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkHostFile(t, host)
+	dir := pr.volumes[0].dir
+	if fi, _ := os.Stat(filepath.Join(dir, "data.txt")); fi.Mode().Perm() != 0o666 {
+		t.Errorf("volume file mode %v", fi.Mode())
+	}
+	res, err := p.collectVolumes(t.Context(), rec, pr)
+	if err != nil || len(res) != 1 || res[0].Size != 3 || res[0].CID != "bafy-volume:"+rec.Key+":v" {
+		t.Fatalf("collect: %+v %v", res, err)
+	}
+	if fc.leaked() {
+		t.Fatal("host file added")
+	}
+	if err := os.Link(host, filepath.Join(dir, "hard")); err != nil {
+		t.Skip("host file on another file system:", err)
+	}
+	os.RemoveAll(filepath.Join(pr.workDir, "collected"))
+	if _, err := p.collectVolumes(t.Context(), rec, pr); err == nil || !strings.Contains(err.Error(), `"hard" is a hard link`) {
+		t.Fatalf("hard link: %v", err)
+	}
+	checkHostFile(t, host)
+}
+
+// TestVolumeFetchedAsSymlinkRefused: a volume whose fetched root is a
+// symlink is not chmodded through.
+func TestVolumeFetchedAsSymlinkRefused(t *testing.T) {
+	host := hostFile(t)
+	fc := &fakeContent{tree: func(dest string) error { return os.Symlink(filepath.Dir(host), dest) }}
+	p := &Provider{cfg: ProviderConfig{Content: fc, OutputsQuota: 1 << 20, WorkDir: t.TempDir()}}
+	rec := &ExecRecord{Key: execKey("req", "t", 0), TaskID: "t", Requestor: "req",
+		Spec: wire.TaskSpec{Image: "img", Volumes: []wire.Volume{{Name: "v", Path: "/v", CID: "bafyvolume"}}}}
+	if _, err := p.prepare(t.Context(), nil, rec); err == nil || !strings.Contains(err.Error(), "not a directory") {
+		t.Fatalf("got %v", err)
+	}
+	checkHostFile(t, host)
+	if fi, _ := os.Stat(filepath.Dir(host)); fi.Mode().Perm() == 0o777 {
+		t.Fatal("chmodded the host directory")
+	}
+}
