@@ -6,7 +6,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -43,6 +45,21 @@ type ContentStore interface {
 	LocalFraction(ctx context.Context, c string) float64
 }
 
+// QuotaMounter mounts directories whose size the kernel bounds while a
+// task writes (executor/diskquota); the node provides it where it can.
+type QuotaMounter interface {
+	// MountQuota makes dir (which must not exist) a directory of at most
+	// bytes of data; Close unmounts and removes it.
+	MountQuota(ctx context.Context, dir string, bytes int64) (io.Closer, error)
+}
+
+// DiskBounder is implemented by executors that bound a task's writes to
+// its mounts themselves (executor/wasm counts every byte a guest writes);
+// their tasks need no quota filesystem.
+type DiskBounder interface {
+	BoundsDisk() bool
+}
+
 // ImageLoader is implemented by executors that can load an image from a
 // `docker save` tarball; it returns a reference that runs the image.
 type ImageLoader interface {
@@ -76,6 +93,10 @@ type prepared struct {
 	workMount string
 	// volumes are the task's writable volumes (service.go).
 	volumes []volumeMount
+	// rwDir holds everything the task writes (volumes, outputs, work):
+	// the quota filesystem when quota is set, else workDir.
+	rwDir string
+	quota io.Closer
 }
 
 // prepare fetches the task's image and inputs and lays out its directories.
@@ -117,17 +138,29 @@ func (p *Provider) prepare(ctx context.Context, ex executor.Executor, rec *ExecR
 		}
 		pr.spec.Mounts = append(pr.spec.Mounts, executor.Mount{Source: dst, Target: in.Path, ReadOnly: true})
 	}
+	// Everything the task writes (volumes, /outputs, /work) lives in one
+	// directory, bounded by the kernel while it is written where the
+	// provider can mount quota filesystems.
+	pr.rwDir = workDir
+	if b, ok := ex.(DiskBounder); p.cfg.DiskQuota != nil && !(ok && b.BoundsDisk()) {
+		pr.rwDir = filepath.Join(workDir, "rw")
+		q, err := p.cfg.DiskQuota.MountQuota(ctx, pr.rwDir, p.cfg.OutputsQuota)
+		if err != nil {
+			return pr, fmt.Errorf("mount the task's disk quota: %w", err)
+		}
+		pr.quota = q
+	}
 	if err := p.prepareVolumes(ctx, rec, pr, from); err != nil {
 		return pr, err
 	}
-	out := filepath.Join(workDir, "outputs")
+	out := filepath.Join(pr.rwDir, "outputs")
 	if err := os.MkdirAll(out, 0o777); err != nil {
 		return pr, fmt.Errorf("create outputs dir: %w", err)
 	}
 	_ = os.Chmod(out, 0o777) // umask-independent: a non-root task must write here
 	pr.spec.OutputsDir = out
 	if len(rec.Spec.Stages) > 0 || hasWorkArtifact(rec.Spec.Artifacts) {
-		work := filepath.Join(workDir, "work")
+		work := filepath.Join(pr.rwDir, "work")
 		if err := os.MkdirAll(work, 0o777); err != nil {
 			return pr, fmt.Errorf("create work dir: %w", err)
 		}
@@ -156,6 +189,19 @@ func execDirName(rec *ExecRecord) string {
 		}
 	}
 	return string(short) + "-" + hex.EncodeToString(sum[:])
+}
+
+// cleanup unmounts the quota filesystem (if any) and removes the
+// execution's directory.
+func (pr *prepared) cleanup(log *slog.Logger) {
+	if pr.quota != nil {
+		if err := pr.quota.Close(); err != nil {
+			log.Warn("unmount a task's disk quota", "dir", pr.rwDir, "err", err)
+		}
+	}
+	if err := os.RemoveAll(pr.workDir); err != nil {
+		log.Warn("remove a task's work dir", "dir", pr.workDir, "err", err)
+	}
 }
 
 // resolveImage turns an image CID into something the executor runs: a

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"path"
 	"slices"
 	"sync"
@@ -123,6 +122,10 @@ type ProviderConfig struct {
 	// IsolationRequired: every task runs under Isolation[0]; services,
 	// which gVisor cannot network, are declined.
 	IsolationRequired bool
+	// DiskQuota, when set, bounds what each task writes (volumes, /outputs
+	// and /work together) at OutputsQuota while it writes. Nil: only what
+	// is collected after the run is bounded.
+	DiskQuota QuotaMounter
 	// AllowedImages are the local images requestors may run by name or ID
 	// (path.Match patterns such as "python:3.*"); images given by CID are
 	// always allowed. Default: none.
@@ -562,7 +565,7 @@ func (p *Provider) run(ctx context.Context, ex executor.Executor, rec *ExecRecor
 	var out *executor.Result
 	pr, err := p.prepare(ctx, ex, rec)
 	if pr != nil {
-		defer os.RemoveAll(pr.workDir)
+		defer pr.cleanup(p.log)
 	}
 	if err == nil && queued {
 		// Image and inputs are in place; now wait for a free slot.

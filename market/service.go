@@ -311,7 +311,7 @@ func (p *Provider) prepareVolumes(ctx context.Context, rec *ExecRecord, pr *prep
 		if p.cfg.Content == nil {
 			return errors.New("this provider has no content store for volumes")
 		}
-		dir := filepath.Join(pr.workDir, "volumes", fmt.Sprint(i))
+		dir := filepath.Join(pr.rwDir, "volumes", fmt.Sprint(i))
 		if err := os.MkdirAll(filepath.Dir(dir), 0o700); err != nil {
 			return fmt.Errorf("create volumes dir: %w", err)
 		}

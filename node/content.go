@@ -37,12 +37,21 @@ func hints(from peer.ID) []peer.ID {
 	return []peer.ID{from}
 }
 
+// Bounds on one fetch the market makes from a peer's DAG.
+const (
+	maxFetchBytes   = 64 << 30
+	maxFetchEntries = 1 << 20
+)
+
 func (a contentAdapter) GetTo(ctx context.Context, c, dest string, from peer.ID) error {
 	id, err := content.ParseCID(c)
 	if err != nil {
 		return err
 	}
-	return a.s.Get(ctx, id, dest, content.GetOptions{Peers: hints(from), Timeout: a.timeout})
+	// What the market fetches (images, inputs, volumes, outputs) is a
+	// peer's DAG: bound what it can expand into on this disk.
+	return a.s.Get(ctx, id, dest, content.GetOptions{Peers: hints(from), Timeout: a.timeout,
+		MaxBytes: maxFetchBytes, MaxEntries: maxFetchEntries})
 }
 
 func (a contentAdapter) FetchPin(ctx context.Context, c string, from peer.ID, name string) error {
@@ -54,7 +63,9 @@ func (a contentAdapter) FetchPin(ctx context.Context, c string, from peer.ID, na
 }
 
 func (a contentAdapter) AddDir(ctx context.Context, dir, name string) (string, error) {
-	id, err := a.s.AddPath(ctx, dir, content.AddOptions{PinName: name})
+	// A task's tree: nothing in it is followed out, special files are
+	// refused (see SECURITY.md).
+	id, err := a.s.AddPath(ctx, dir, content.AddOptions{PinName: name, Untrusted: true})
 	if err != nil {
 		return "", err
 	}

@@ -3,13 +3,17 @@ package node
 import (
 	"context"
 	"fmt"
+	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"time"
 
 	"github.com/offload-project/offload/executor"
+	"github.com/offload-project/offload/executor/diskquota"
 	"github.com/offload-project/offload/executor/docker"
 	"github.com/offload-project/offload/executor/wasm"
+	"github.com/offload-project/offload/market"
 	"github.com/offload-project/offload/market/wire"
 )
 
@@ -111,4 +115,21 @@ func isolationOf(ctx context.Context, cfg Config, exs []executor.Executor) ([]st
 		return nil, fmt.Errorf("gVisor is required but no docker engine here has the %q runtime registered (see SECURITY.md)", docker.DefaultGVisorRuntime)
 	}
 	return nil, nil
+}
+
+// quotaMounter adapts executor/diskquota to market.QuotaMounter.
+type quotaMounter struct{}
+
+func (quotaMounter) MountQuota(ctx context.Context, dir string, bytes int64) (io.Closer, error) {
+	return diskquota.Mount(ctx, dir, max(bytes, diskquota.MinBytes))
+}
+
+// diskQuota returns the provider's quota mounter, or nil (logged) where
+// this process cannot mount quota filesystems.
+func diskQuota(log *slog.Logger) market.QuotaMounter {
+	if err := diskquota.Supported(); err != nil {
+		log.Warn("tasks' disk is bounded only when collected, not while Docker tasks write (see SECURITY.md)", "err", err)
+		return nil
+	}
+	return quotaMounter{}
 }

@@ -228,8 +228,8 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 			WorkDir: filepath.Join(cfg.Home, "work"), Content: cs, Ledger: n.ledger,
 			Images:   storage.NewTable[market.CachedImage](n.db, "images"),
 			OnChange: n.advertChanged, Observer: n.metrics, OutputsQuota: cfg.OutputsQuota,
-			AllowedImages: cfg.AllowImages,
-			Isolation:     n.isolation, IsolationRequired: cfg.RequireGVisor,
+			AllowedImages: cfg.AllowImages, DiskQuota: diskQuota(n.log),
+			Isolation: n.isolation, IsolationRequired: cfg.RequireGVisor,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("node: %w", err)

@@ -47,10 +47,10 @@ import (
 // never leak.
 const markerPrefix = "OFFLOAD-HOSTILE-MARKER\n"
 
-// outputsQuota is the provider's default bound on a task's outputs
-// (market.DefaultOutputsQuota); fill-disk writes a little more than that
-// per directory, so a disk bound at the quota stops it.
-const outputsQuota = 1 << 30
+// outputsQuota is the provider's bound on a task's disk (its --task-disk);
+// fill-disk writes a little more than that per directory, so a disk bound
+// at the quota stops it.
+const outputsQuota = 64 << 20
 
 type hostileCase struct {
 	attack   string
@@ -176,7 +176,7 @@ func newHostileSuite(t *testing.T) *hostileSuite {
 		}
 	}()
 
-	args := []string{"--provider"}
+	args := []string{"--provider", "--task-disk", strconv.Itoa(outputsQuota)}
 	if allowImageFlag(t) {
 		args = append(args, "--allow-image", tag)
 	}
@@ -318,6 +318,11 @@ func (s *hostileSuite) run(t *testing.T, c hostileCase, rt string) *hostileRun {
 		}
 		if c.service {
 			args = append(args, "--service")
+		}
+		if c.attack == "fill-tmp" && rt == rtDocker {
+			// A container's /tmp is a tmpfs of its memory limit: make the
+			// limit smaller than what the attack writes.
+			args = append(args, "--memory", "64MiB")
 		}
 		args = append(append(args, "--"), cmd...)
 	}

@@ -521,3 +521,8 @@ func (e *Executor) validate(spec executor.Spec) error {
 	}
 	return nil
 }
+
+// BoundsDisk reports true: every byte a guest writes to its writable mounts
+// counts against the run's disk quota (WithDiskQuota), so callers need no
+// quota filesystem of their own.
+func (e *Executor) BoundsDisk() bool { return true }
