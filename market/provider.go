@@ -683,7 +683,7 @@ func (p *Provider) removeLeftovers(rec *ExecRecord) {
 	}
 	ctx, cancel := context.WithTimeout(p.ctx, 30*time.Second)
 	defer cancel()
-	if err := ex.RemoveTask(ctx, rec.TaskID); err != nil {
+	if err := ex.RemoveTask(ctx, execDirName(rec)); err != nil {
 		p.log.Warn("remove leftover workload", "task", rec.TaskID, "err", err)
 	}
 }
@@ -742,7 +742,10 @@ func executorSpec(rec *ExecRecord) executor.Spec {
 	s := rec.Spec
 	res := normalize(s.Resources)
 	return executor.Spec{
-		TaskID: rec.TaskID, Image: s.Image, Entrypoint: s.Entrypoint, Cmd: s.Cmd, Env: s.Env,
+		// The execution's own name (requestor, task and attempt), never the
+		// task ID alone: two requestors may choose the same task ID, and
+		// containers are found and removed by it.
+		TaskID: execDirName(rec), Image: s.Image, Entrypoint: s.Entrypoint, Cmd: s.Cmd, Env: s.Env,
 		WorkDir: s.WorkDir, Timeout: s.Timeout(), Isolation: s.Isolation,
 		Limits: executor.Limits{CPUs: res.CPUs, MemoryBytes: res.MemoryBytes, GPUs: res.GPUs},
 	}

@@ -71,9 +71,13 @@ func containersOf(t *testing.T, id string) int {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Containers are labelled with the execution's name: up to 16 letters
+	// and digits of the task ID, a dash, and a hash of requestor, task and
+	// attempt.
+	prefix := id[:min(16, len(id))] + "-"
 	n := 0
 	for _, c := range cs {
-		if c.TaskID == id {
+		if strings.HasPrefix(c.TaskID, prefix) {
 			n++
 		}
 	}
