@@ -108,7 +108,7 @@ func TestOutputsOverQuotaFailClearly(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := waitFor(t, req, sub.ID, time.Minute)
-	if got.State != "failed" || !strings.Contains(got.Error, "over this provider's quota of 4 bytes") {
+	if got.State != "failed" || !strings.Contains(got.Error, "quota of 4 bytes") {
 		t.Fatalf("over quota: %s %q", got.State, got.Error)
 	}
 	// The provider is healthy afterwards.

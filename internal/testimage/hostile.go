@@ -2,11 +2,9 @@ package testimage
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -33,7 +31,7 @@ func BuildHostile(tb testing.TB) (tag, wasmPath string) {
 	hostileImageOnce.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 		defer cancel()
-		dir, err := hostileDir()
+		dir, err := sourceDir("hostile")
 		if err == nil {
 			_, err = BuildImage(ctx, HostileTag, dir)
 		}
@@ -62,7 +60,7 @@ func HostileWASM(tb testing.TB) string {
 }
 
 func buildHostileWASM(ctx context.Context) (string, error) {
-	src, err := hostileDir()
+	src, err := sourceDir("hostile")
 	if err != nil {
 		return "", err
 	}
@@ -90,17 +88,4 @@ func buildHostileWASM(ctx context.Context) (string, error) {
 		return "", fmt.Errorf("hostile.wasm: %w", err)
 	}
 	return out, nil
-}
-
-// hostileDir finds the hostile sources next to this file.
-func hostileDir() (string, error) {
-	_, file, _, ok := runtime.Caller(0)
-	if !ok {
-		return "", errors.New("testimage: cannot locate the hostile sources")
-	}
-	dir := filepath.Join(filepath.Dir(file), "hostile")
-	if _, err := os.Stat(filepath.Join(dir, "main.go")); err != nil {
-		return "", fmt.Errorf("testimage: hostile sources: %w", err)
-	}
-	return dir, nil
 }

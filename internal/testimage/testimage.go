@@ -215,7 +215,7 @@ func binary(ctx context.Context, goos, goarch string) (string, error) {
 	if p, ok := binCache[key]; ok {
 		return p, nil
 	}
-	src, err := helloDir()
+	src, err := sourceDir("hello")
 	if err != nil {
 		return "", err
 	}
@@ -254,15 +254,16 @@ func binary(ctx context.Context, goos, goarch string) (string, error) {
 	return out, nil
 }
 
-// helloDir finds the hello sources next to this file.
-func helloDir() (string, error) {
+// sourceDir finds the sources of the program called name (a directory
+// next to this file holding main.go).
+func sourceDir(name string) (string, error) {
 	_, file, _, ok := runtime.Caller(0)
 	if !ok {
-		return "", errors.New("testimage: cannot locate hello sources")
+		return "", fmt.Errorf("testimage: cannot locate the %s sources", name)
 	}
-	dir := filepath.Join(filepath.Dir(file), "hello")
+	dir := filepath.Join(filepath.Dir(file), name)
 	if _, err := os.Stat(filepath.Join(dir, "main.go")); err != nil {
-		return "", fmt.Errorf("testimage: hello sources: %w", err)
+		return "", fmt.Errorf("testimage: %s sources: %w", name, err)
 	}
 	return dir, nil
 }
