@@ -51,6 +51,10 @@ type QuotaMounter interface {
 	// MountQuota makes dir (which must not exist) a directory of at most
 	// bytes of data; Close unmounts and removes it.
 	MountQuota(ctx context.Context, dir string, bytes int64) (io.Closer, error)
+	// ReleaseQuota unmounts and removes what a MountQuota of dir left
+	// behind in an earlier process (a provider killed mid-task); nothing
+	// there is not an error.
+	ReleaseQuota(dir string) error
 }
 
 // DiskBounder is implemented by executors that bound a task's writes to
@@ -189,6 +193,42 @@ func execDirName(rec *ExecRecord) string {
 		}
 	}
 	return string(short) + "-" + hex.EncodeToString(sum[:])
+}
+
+// removeStaleWorkDirs removes the execution directories an earlier process
+// left (it was killed while tasks ran), unmounting their quota filesystems
+// first. Call it before any execution starts: every such directory is
+// stale then. The module cache is kept.
+func (p *Provider) removeStaleWorkDirs() {
+	entries, err := os.ReadDir(p.cfg.WorkDir)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		if !e.IsDir() || !isExecDirName(e.Name()) {
+			continue
+		}
+		dir := filepath.Join(p.cfg.WorkDir, e.Name())
+		if p.cfg.DiskQuota != nil {
+			if err := p.cfg.DiskQuota.ReleaseQuota(filepath.Join(dir, "rw")); err != nil {
+				p.log.Warn("release a stale task disk quota", "dir", dir, "err", err)
+				continue // never RemoveAll through a mount that is still there
+			}
+		}
+		if err := os.RemoveAll(dir); err != nil {
+			p.log.Warn("remove a stale work dir", "dir", dir, "err", err)
+		}
+	}
+}
+
+// isExecDirName reports whether name has the shape execDirName gives.
+func isExecDirName(name string) bool {
+	_, sum, ok := strings.Cut(name, "-")
+	if !ok || len(sum) != 64 {
+		return false
+	}
+	_, err := hex.DecodeString(sum)
+	return err == nil
 }
 
 // cleanup unmounts the quota filesystem (if any) and removes the

@@ -230,6 +230,7 @@ func (p *Provider) Free() Capacity { return p.ledger.Free() }
 // Start recovers executions interrupted by a restart, redelivers undelivered
 // results, and starts bidding.
 func (p *Provider) Start() error {
+	p.removeStaleWorkDirs()
 	recs, err := p.store.List()
 	if err != nil {
 		return fmt.Errorf("provider: list executions: %w", err)

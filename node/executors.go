@@ -124,6 +124,8 @@ func (quotaMounter) MountQuota(ctx context.Context, dir string, bytes int64) (io
 	return diskquota.Mount(ctx, dir, max(bytes, diskquota.MinBytes))
 }
 
+func (quotaMounter) ReleaseQuota(dir string) error { return diskquota.Release(dir) }
+
 // diskQuota returns the provider's quota mounter, or nil (logged) where
 // this process cannot mount quota filesystems.
 func diskQuota(log *slog.Logger) market.QuotaMounter {

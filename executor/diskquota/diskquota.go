@@ -155,13 +155,29 @@ func (f *FS) Close() error {
 	return f.err
 }
 
+// Release undoes what a Mount of dir left behind in a process that died
+// before Close: it unmounts dir if it is still mounted and removes dir and
+// its image. Nothing there is not an error.
+func Release(dir string) error {
+	if err := unmount(dir); err != nil {
+		return err
+	}
+	if err := os.Remove(dir); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("diskquota: %w", err)
+	}
+	if err := os.Remove(dir + ".quota"); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("diskquota: %w", err)
+	}
+	return nil
+}
+
 // unmount detaches dir, retrying briefly while it is busy (a container's
 // bind mount going away), then lazily.
 func unmount(dir string) error {
 	for i := 0; ; i++ {
 		err := unix.Unmount(dir, 0)
 		switch {
-		case err == nil, errors.Is(err, unix.EINVAL): // EINVAL: not mounted
+		case err == nil, errors.Is(err, unix.EINVAL), errors.Is(err, unix.ENOENT): // not mounted, or no such dir
 			return nil
 		case errors.Is(err, unix.EBUSY) && i < 20:
 			time.Sleep(25 * time.Millisecond)

@@ -89,3 +89,28 @@ func TestMountRefusesBadInput(t *testing.T) {
 		t.Fatal("mounting over an existing directory was accepted")
 	}
 }
+
+// Release cleans up after a process that died with a quota mounted, and
+// is a no-op where nothing is left.
+func TestReleaseAfterCrash(t *testing.T) {
+	requireQuota(t)
+	dir := filepath.Join(t.TempDir(), "rw")
+	if err := diskquota.Release(dir); err != nil {
+		t.Fatalf("release of nothing: %v", err)
+	}
+	if _, err := diskquota.Mount(t.Context(), dir, diskquota.MinBytes); err != nil {
+		t.Fatal(err)
+	}
+	// The *FS is dropped, as a killed process drops it.
+	if err := os.WriteFile(filepath.Join(dir, "x"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := diskquota.Release(dir); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{dir, dir + ".quota"} {
+		if _, err := os.Lstat(p); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("%s left behind after Release: %v", p, err)
+		}
+	}
+}
