@@ -1,6 +1,7 @@
 package node_test
 
 import (
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -193,5 +194,50 @@ func TestAwardNeedsLiveReservation(t *testing.T) {
 	got := waitFor(t, req, sub.ID, time.Minute)
 	if got.State != "completed" || strings.Contains(got.Stdout, "pwned") {
 		t.Fatalf("the real task: %s %q %s", got.State, got.Stdout, got.Error)
+	}
+}
+
+// gVisor is a capability like any other: a provider whose engine has runsc
+// advertises it and runs a task that asks for it under gVisor's kernel; a
+// provider without it declines such a task and says why, and the pool
+// filter tells the two apart.
+func TestGVisorIsAdvertisedAndMatched(t *testing.T) {
+	testimage.RequireDocker(t)
+	testimage.Ensure(t, testimage.DefaultTag)
+	with := startNode(t, t.TempDir(), true, nil)
+	without := startNode(t, t.TempDir(), true, with.Identity().Addrs, fakeProvider(nil))
+	req := startNode(t, t.TempDir(), false, with.Identity().Addrs)
+	waitPool(t, req, []*node.Node{with, without}, 15*time.Second)
+	gv := poolPeers(req, client.PoolFilter{Isolation: "gvisor"})
+	if !gv[with.ID().String()] {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("CI registers runsc, but the docker provider does not advertise gvisor: %v", req.Pool(client.PoolFilter{}))
+		}
+		t.Skip("this engine has no runsc runtime")
+	}
+	if gv[without.ID().String()] || len(gv) != 1 {
+		t.Fatalf("pool filtered on gvisor: %v", gv)
+	}
+
+	spec := helloSpec("cat", "/proc/version")
+	spec.Isolation = "gvisor"
+	spec.Provider = without.ID().String()
+	sub, err := req.Submit(t.Context(), spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := waitFor(t, req, sub.ID, time.Minute)
+	if got.State != "failed" || !strings.Contains(got.Error, "no gvisor isolation") {
+		t.Fatalf("a provider without gVisor: %s %q", got.State, got.Error)
+	}
+
+	spec.Provider = ""
+	sub, err = req.Submit(t.Context(), spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got = waitFor(t, req, sub.ID, time.Minute)
+	if got.State != "completed" || got.Provider != with.ID().String() || !strings.Contains(got.Stdout, "Linux version 4.4.0") {
+		t.Fatalf("gVisor task: %s on %s, stdout %q, error %q", got.State, got.Provider, got.Stdout, got.Error)
 	}
 }

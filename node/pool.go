@@ -85,7 +85,7 @@ func softwareVersion() string {
 func (n *Node) Pool(f client.PoolFilter) []client.Provider {
 	entries := n.pool.List(market.PoolFilter{
 		CPUs: f.CPUs, MemoryBytes: f.MemoryBytes, GPUs: f.GPUs, GPUModel: f.GPUModel,
-		Arch: f.Arch, OS: f.OS, Executor: f.Executor, Labels: f.Labels,
+		Arch: f.Arch, OS: f.OS, Executor: f.Executor, Isolation: f.Isolation, Labels: f.Labels,
 	})
 	out := make([]client.Provider, 0, len(entries))
 	for _, e := range entries {
