@@ -1,6 +1,7 @@
 package main_test
 
 import (
+	"archive/tar"
 	"bytes"
 	"context"
 	"crypto/rand"
@@ -23,6 +24,7 @@ import (
 	"time"
 
 	"github.com/ipfs/go-cid"
+	dockerclient "github.com/moby/moby/client"
 	"github.com/multiformats/go-multihash"
 
 	"github.com/offload-project/offload/client"
@@ -125,6 +127,97 @@ func TestHostileWorkloads(t *testing.T) {
 			})
 		}
 	}
+	t.Run("image-tarball-tags/docker", s.imageTarballTags)
+}
+
+// imageTarballTags: a requestor sends the hostile image as a tarball whose
+// manifest claims the tag of an image the operator runs by name (the
+// hostile tag itself, allowed on this provider) and a fresh one. The task
+// runs, by content; neither tag moves or appears on the provider's engine.
+func (s *hostileSuite) imageTarballTags(t *testing.T) {
+	ctx := t.Context()
+	cli, err := dockerclient.New(dockerclient.FromEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	testimage.Ensure(t, testimage.DefaultTag)
+	victim, err := cli.ImageInspect(ctx, testimage.DefaultTag)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fresh := "offload-test/planted:" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	rc, err := cli.ImageSave(ctx, []string{s.tag})
+	if err != nil {
+		t.Fatal(err)
+	}
+	saved, err := io.ReadAll(rc)
+	rc.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tarPath := filepath.Join(t.TempDir(), "hostile.tar")
+	if err := os.WriteFile(tarPath, retagImageTar(t, saved, []string{testimage.DefaultTag, fresh}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, stderr, code := hostileCLI(t, 60*time.Second, "add", "--home", s.requestor.home, "--json", tarPath)
+	var added struct {
+		CID string `json:"cid"`
+	}
+	if code != 0 || json.Unmarshal([]byte(out), &added) != nil || added.CID == "" {
+		t.Fatalf("add: %d %s %s", code, out, stderr)
+	}
+	out, stderr, _ = hostileCLI(t, 90*time.Second, "run", "--home", s.requestor.home, "--image", added.CID,
+		"--timeout", "60s", "--retries", "0", "--wait", "--json", "--", "/hostile", "uid")
+	var task client.Task
+	if err := json.Unmarshal([]byte(out), &task); err != nil || task.State != "completed" || !strings.Contains(task.Stdout, "ATTACK uid: ok") {
+		t.Fatalf("the task by CID: %v %+v\n%s\nprovider log:\n%s", err, task, stderr, s.provider.log)
+	}
+	after, err := cli.ImageInspect(ctx, testimage.DefaultTag)
+	if err != nil || after.ID != victim.ID {
+		t.Fatalf("%s moved from %s to %s (%v)", testimage.DefaultTag, victim.ID, after.ID, err)
+	}
+	if _, err := cli.ImageInspect(ctx, fresh); err == nil {
+		cli.ImageRemove(ctx, fresh, dockerclient.ImageRemoveOptions{})
+		t.Fatalf("the tarball planted the tag %s", fresh)
+	}
+}
+
+// retagImageTar returns a `docker save` tarball with manifest.json's
+// RepoTags replaced by tags.
+func retagImageTar(t *testing.T, data []byte, tags []string) []byte {
+	t.Helper()
+	tr := tar.NewReader(bytes.NewReader(data))
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, err := io.ReadAll(tr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h.Name == "manifest.json" {
+			var m []map[string]any
+			if err := json.Unmarshal(body, &m); err != nil {
+				t.Fatal(err)
+			}
+			m[0]["RepoTags"] = tags
+			body, _ = json.Marshal(m)
+			h.Size = int64(len(body))
+		}
+		if err := tw.WriteHeader(h); err != nil {
+			t.Fatal(err)
+		}
+		tw.Write(body)
+	}
+	tw.Close()
+	return buf.Bytes()
 }
 
 // hostileSuite is what all subtests share: one provider, one requestor,
