@@ -31,12 +31,13 @@ type ContentStore interface {
 	// FetchPin makes the whole DAG of c local and pins it under name.
 	FetchPin(ctx context.Context, c string, from peer.ID, name string) error
 	// AddDir adds the directory tree dir, pins it under name and returns
-	// its root CID. dir is trusted but what lies beneath it is not: the
-	// implementation must open every entry without following a symlink
-	// (symlinks are added as unixfs symlinks) and refuse hard links, device
-	// nodes, fifos and sockets. The market only passes trees it copied
-	// itself with package safefs, which already holds to this.
-	AddDir(ctx context.Context, dir, name string) (string, error)
+	// its root CID. dir is trusted but what lies beneath it is a task's:
+	// the implementation must open every entry beneath dir without
+	// following a symlink (symlinks are added as unixfs symlinks), refuse
+	// hard links, device nodes, fifos and sockets with the path and the
+	// kind, and stop with an error wrapping ErrOverQuota once it has read
+	// more than maxBytes of file data.
+	AddDir(ctx context.Context, dir, name string, maxBytes int64) (string, error)
 	// Unpin releases a pin; its blocks are collected later.
 	Unpin(ctx context.Context, c string) error
 	// Has reports whether c's root block is local.
@@ -44,6 +45,10 @@ type ContentStore interface {
 	// LocalFraction is the share (0..1) of c's bytes held locally.
 	LocalFraction(ctx context.Context, c string) float64
 }
+
+// ErrOverQuota marks content that is larger than the bound it was added
+// or collected under.
+var ErrOverQuota = errors.New("over the quota")
 
 // QuotaMounter mounts directories whose size the kernel bounds while a
 // task writes (executor/diskquota); the node provides it where it can.
@@ -354,38 +359,42 @@ func (p *Provider) inputsLocal(inputs []string) float64 {
 // some, else all of /outputs — and pins them until the requestor fetched
 // them. A listed artifact the task did not produce fails the task.
 //
-// The task controls the trees it leaves: they are copied with package
-// safefs into a directory of the provider's own (never through a symlink,
-// refusing hard links, devices, fifos and sockets, counting bytes against
-// OutputsQuota as they are copied), and only that copy is added.
+// The task controls the trees it leaves. Listed artifacts are copied with
+// package safefs into a directory of the provider's own (never through a
+// symlink, refusing hard links, devices, fifos and sockets, counting bytes
+// against OutputsQuota as they are copied); all of /outputs is added where
+// it lies by ContentStore.AddDir, which holds to the same rules.
 func (p *Provider) collectOutputs(ctx context.Context, rec *ExecRecord, pr *prepared) (string, error) {
 	if p.cfg.Content == nil {
 		return "", nil
 	}
-	dir := filepath.Join(pr.workDir, "collected", "outputs")
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return "", fmt.Errorf("collect outputs: %w", err)
-	}
-	lim := &safefs.Limit{Max: p.cfg.OutputsQuota}
-	var err error
+	// All of /outputs is added where it lies (AddDir reads it beneath its
+	// root, never following a link, counting bytes); listed artifacts are
+	// first gathered from /outputs and /work with safefs.
+	dir := pr.spec.OutputsDir
 	if len(rec.Spec.Artifacts) > 0 {
-		err = gatherArtifacts(rec.Spec.Artifacts, pr, dir, lim)
-	} else if err = safefs.Copy(pr.spec.OutputsDir, ".", dir, lim); err != nil {
-		err = fmt.Errorf("outputs: %w", err)
-	}
-	if errors.Is(err, safefs.ErrQuota) {
-		return "", fmt.Errorf("outputs are over this provider's quota of %d bytes (%w)", p.cfg.OutputsQuota, err)
-	}
-	if err != nil {
-		return "", err
+		dir = filepath.Join(pr.workDir, "collected", "outputs")
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return "", fmt.Errorf("collect outputs: %w", err)
+		}
+		err := gatherArtifacts(rec.Spec.Artifacts, pr, dir, &safefs.Limit{Max: p.cfg.OutputsQuota})
+		if errors.Is(err, safefs.ErrQuota) {
+			return "", fmt.Errorf("outputs are over this provider's quota of %d bytes (%w)", p.cfg.OutputsQuota, err)
+		}
+		if err != nil {
+			return "", err
+		}
 	}
 	entries, err := os.ReadDir(dir)
 	if err != nil || len(entries) == 0 {
 		return "", nil
 	}
-	c, err := p.cfg.Content.AddDir(ctx, dir, "outputs:"+rec.Key)
+	c, err := p.cfg.Content.AddDir(ctx, dir, "outputs:"+rec.Key, p.cfg.OutputsQuota)
+	if errors.Is(err, ErrOverQuota) {
+		return "", fmt.Errorf("outputs are over this provider's quota of %d bytes (%w)", p.cfg.OutputsQuota, err)
+	}
 	if err != nil {
-		return "", fmt.Errorf("add outputs: %w", err)
+		return "", fmt.Errorf("outputs: %w", err)
 	}
 	return c, nil
 }

@@ -5,6 +5,8 @@ package market
 import (
 	"bytes"
 	"context"
+	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -15,6 +17,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/offload-project/offload/internal/safefs"
 	"github.com/offload-project/offload/market/wire"
 )
 
@@ -35,12 +38,28 @@ func (f *fakeContent) GetTo(_ context.Context, _ string, dest string, _ peer.ID)
 	return f.tree(dest)
 }
 func (f *fakeContent) FetchPin(context.Context, string, peer.ID, string) error { return nil }
-func (f *fakeContent) AddDir(_ context.Context, dir, name string) (string, error) {
+
+// AddDir holds to the contract of an untrusted add as the real store does
+// (it reads the tree through safefs: no link followed, special files and
+// hard links refused, bytes counted).
+func (f *fakeContent) AddDir(_ context.Context, dir, name string, maxBytes int64) (string, error) {
+	tmp, err := os.MkdirTemp("", "fake-add-")
+	if err != nil {
+		return "", err
+	}
+	defer os.RemoveAll(tmp)
+	if err := safefs.Copy(dir, ".", tmp, &safefs.Limit{Max: maxBytes}); err != nil {
+		if errors.Is(err, safefs.ErrQuota) {
+			return "", fmt.Errorf("%w: %w", ErrOverQuota, err)
+		}
+		return "", err
+	}
+	// Only a tree that was accepted is added (and pinned).
 	if f.added == nil {
 		f.added = map[string]string{}
 	}
 	f.added[name] = dir
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+	err = filepath.WalkDir(tmp, func(p string, d fs.DirEntry, err error) error {
 		if err == nil && d.Type().IsRegular() {
 			b, err := os.ReadFile(p)
 			if err != nil {

@@ -340,28 +340,26 @@ func (p *Provider) prepareVolumes(ctx context.Context, rec *ExecRecord, pr *prep
 // collectVolumes adds each volume's directory after the run and returns
 // the new CIDs; they stay pinned here until the requestor fetched them
 // (released OutputsTTL after delivery). The task wrote the volume: it is
-// first copied with safefs into a directory of the provider's own (never
-// through a symlink, refusing hard links, devices, fifos and sockets), each
-// volume bounded by OutputsQuota, and only that copy is added.
+// added where it lies by ContentStore.AddDir (never through a symlink,
+// refusing hard links, devices, fifos and sockets), each volume bounded by
+// OutputsQuota.
 func (p *Provider) collectVolumes(ctx context.Context, rec *ExecRecord, pr *prepared) ([]wire.VolumeResult, error) {
 	var out []wire.VolumeResult
-	for i, vm := range pr.volumes {
-		dir := filepath.Join(pr.workDir, "collected", "volumes", fmt.Sprint(i))
-		if err := os.MkdirAll(dir, 0o700); err != nil {
-			return out, fmt.Errorf("collect volume %s: %w", vm.vol.Name, err)
+	for _, vm := range pr.volumes {
+		// Added where it lies: AddDir reads the task's tree beneath its
+		// root without following links and stops at the quota.
+		c, err := p.cfg.Content.AddDir(ctx, vm.dir, "volume:"+rec.Key+":"+vm.vol.Name, p.cfg.OutputsQuota)
+		if errors.Is(err, ErrOverQuota) {
+			return out, fmt.Errorf("volume %s is over this provider's quota of %d bytes (%w)", vm.vol.Name, p.cfg.OutputsQuota, err)
 		}
-		lim := &safefs.Limit{Max: p.cfg.OutputsQuota}
-		if err := safefs.Copy(vm.dir, ".", dir, lim); err != nil {
-			if errors.Is(err, safefs.ErrQuota) {
-				return out, fmt.Errorf("volume %s is over this provider's quota of %d bytes (%w)", vm.vol.Name, p.cfg.OutputsQuota, err)
-			}
-			return out, fmt.Errorf("collect volume %s: %w", vm.vol.Name, err)
-		}
-		c, err := p.cfg.Content.AddDir(ctx, dir, "volume:"+rec.Key+":"+vm.vol.Name)
 		if err != nil {
 			return out, fmt.Errorf("add volume %s: %w", vm.vol.Name, err)
 		}
-		out = append(out, wire.VolumeResult{Name: vm.vol.Name, CID: c, Size: lim.Used()})
+		size, err := safefs.Size(vm.dir)
+		if err != nil {
+			return out, fmt.Errorf("size volume %s: %w", vm.vol.Name, err)
+		}
+		out = append(out, wire.VolumeResult{Name: vm.vol.Name, CID: c, Size: size})
 	}
 	return out, nil
 }

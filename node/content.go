@@ -62,10 +62,13 @@ func (a contentAdapter) FetchPin(ctx context.Context, c string, from peer.ID, na
 	return a.s.Fetch(ctx, id, content.FetchOptions{Peers: hints(from), Pin: true, PinName: name, Timeout: a.timeout})
 }
 
-func (a contentAdapter) AddDir(ctx context.Context, dir, name string) (string, error) {
+func (a contentAdapter) AddDir(ctx context.Context, dir, name string, maxBytes int64) (string, error) {
 	// A task's tree: nothing in it is followed out, special files are
 	// refused (see SECURITY.md).
-	id, err := a.s.AddPath(ctx, dir, content.AddOptions{PinName: name, Untrusted: true})
+	id, err := a.s.AddPath(ctx, dir, content.AddOptions{PinName: name, Untrusted: true, MaxBytes: maxBytes})
+	if errors.Is(err, content.ErrTooLarge) {
+		return "", fmt.Errorf("%w: %w", market.ErrOverQuota, err)
+	}
 	if err != nil {
 		return "", err
 	}
