@@ -1,7 +1,6 @@
 package main_test
 
 import (
-	"archive/tar"
 	"bytes"
 	"context"
 	"crypto/rand"
@@ -157,7 +156,7 @@ func (s *hostileSuite) imageTarballTags(t *testing.T) {
 		t.Fatal(err)
 	}
 	tarPath := filepath.Join(t.TempDir(), "hostile.tar")
-	if err := os.WriteFile(tarPath, retagImageTar(t, saved, []string{testimage.DefaultTag, fresh}), 0o644); err != nil {
+	if err := os.WriteFile(tarPath, testimage.RetagImageTar(t, saved, []string{testimage.DefaultTag, fresh}), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	out, stderr, code := hostileCLI(t, 60*time.Second, "add", "--home", s.requestor.home, "--json", tarPath)
@@ -181,43 +180,6 @@ func (s *hostileSuite) imageTarballTags(t *testing.T) {
 		cli.ImageRemove(ctx, fresh, dockerclient.ImageRemoveOptions{})
 		t.Fatalf("the tarball planted the tag %s", fresh)
 	}
-}
-
-// retagImageTar returns a `docker save` tarball with manifest.json's
-// RepoTags replaced by tags.
-func retagImageTar(t *testing.T, data []byte, tags []string) []byte {
-	t.Helper()
-	tr := tar.NewReader(bytes.NewReader(data))
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		body, err := io.ReadAll(tr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if h.Name == "manifest.json" {
-			var m []map[string]any
-			if err := json.Unmarshal(body, &m); err != nil {
-				t.Fatal(err)
-			}
-			m[0]["RepoTags"] = tags
-			body, _ = json.Marshal(m)
-			h.Size = int64(len(body))
-		}
-		if err := tw.WriteHeader(h); err != nil {
-			t.Fatal(err)
-		}
-		tw.Write(body)
-	}
-	tw.Close()
-	return buf.Bytes()
 }
 
 // hostileSuite is what all subtests share: one provider, one requestor,

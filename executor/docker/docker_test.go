@@ -1,12 +1,9 @@
 package docker_test
 
 import (
-	"archive/tar"
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
@@ -472,7 +469,7 @@ func TestLoadImageAppliesNoTag(t *testing.T) {
 	// Rewrite the tarball as a hostile requestor would: claim tags that
 	// belong to other images (one that exists, one that does not yet).
 	victim := "offload-test/victim-" + hex.EncodeToString([]byte(t.Name()))[:8] + ":latest"
-	hostile := retagTar(t, saved, []string{victim, image})
+	hostile := testimage.RetagImageTar(t, saved, []string{victim, image})
 	tarPath := filepath.Join(t.TempDir(), "image.tar")
 	if err := os.WriteFile(tarPath, hostile, 0o600); err != nil {
 		t.Fatal(err)
@@ -507,38 +504,6 @@ func TestLoadImageAppliesNoTag(t *testing.T) {
 	if _, err := e.LoadImage(ctx, bad); !errors.Is(err, docker.ErrBadImageTar) {
 		t.Fatalf("a junk file: %v, want ErrBadImageTar", err)
 	}
-}
-
-// retagTar returns the `docker save` tarball data with manifest.json's
-// RepoTags set to tags.
-func retagTar(t *testing.T, data []byte, tags []string) []byte {
-	t.Helper()
-	tr := tar.NewReader(bytes.NewReader(data))
-	var out bytes.Buffer
-	tw := tar.NewWriter(&out)
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		body, _ := io.ReadAll(tr)
-		if h.Name == "manifest.json" {
-			var m []map[string]any
-			if err := json.Unmarshal(body, &m); err != nil {
-				t.Fatal(err)
-			}
-			m[0]["RepoTags"] = tags
-			body, _ = json.Marshal(m)
-			h.Size = int64(len(body))
-		}
-		tw.WriteHeader(h)
-		tw.Write(body)
-	}
-	tw.Close()
-	return out.Bytes()
 }
 
 // A task that asks for gVisor runs under gVisor's kernel, unprivileged, and

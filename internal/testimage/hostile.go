@@ -2,9 +2,6 @@ package testimage
 
 import (
 	"context"
-	"fmt"
-	"os"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -51,41 +48,10 @@ func HostileWASM(tb testing.TB) string {
 	hostileWASMOnce.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 		defer cancel()
-		hostileWASMOnce.val, hostileWASMOnce.err = buildHostileWASM(ctx)
+		hostileWASMOnce.val, hostileWASMOnce.err = binary(ctx, "hostile", "wasip1", "wasm")
 	})
 	if hostileWASMOnce.err != nil {
 		tb.Fatalf("build hostile.wasm: %v", hostileWASMOnce.err)
 	}
 	return hostileWASMOnce.val
-}
-
-func buildHostileWASM(ctx context.Context) (string, error) {
-	src, err := sourceDir("hostile")
-	if err != nil {
-		return "", err
-	}
-	base, err := os.UserCacheDir()
-	if err != nil {
-		base = os.TempDir()
-	}
-	dir := filepath.Join(base, "offload-testimage")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", fmt.Errorf("hostile cache dir: %w", err)
-	}
-	out := filepath.Join(dir, "hostile_wasip1_wasm.wasm")
-	// Build into a temporary name and rename: test processes of other
-	// packages may build the same file at the same time.
-	tmp, err := os.CreateTemp(dir, "hostile.wasm.tmp*")
-	if err != nil {
-		return "", fmt.Errorf("hostile temp file: %w", err)
-	}
-	tmp.Close()
-	defer os.Remove(tmp.Name())
-	if err := CompileGo(ctx, src, "wasip1", "wasm", tmp.Name()); err != nil {
-		return "", err
-	}
-	if err := os.Rename(tmp.Name(), out); err != nil {
-		return "", fmt.Errorf("hostile.wasm: %w", err)
-	}
-	return out, nil
 }

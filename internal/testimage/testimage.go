@@ -19,7 +19,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"sync"
@@ -86,7 +85,7 @@ func Ensure(tb testing.TB, tag string) {
 // FROM scratch with /hello as its entrypoint, through the Engine API. It does
 // nothing when tag already exists with the same binary (HashLabel).
 func Build(ctx context.Context, tag string) error {
-	bin, err := binary(ctx, "linux", runtime.GOARCH)
+	bin, err := binary(ctx, "hello", "linux", runtime.GOARCH)
 	if err != nil {
 		return err
 	}
@@ -187,7 +186,7 @@ func BuildWASM(tb testing.TB) string {
 	wasmOnce.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 		defer cancel()
-		wasmOnce.path, wasmOnce.err = binary(ctx, "wasip1", "wasm")
+		wasmOnce.path, wasmOnce.err = binary(ctx, "hello", "wasip1", "wasm")
 	})
 	if wasmOnce.err != nil {
 		tb.Fatalf("build hello.wasm: %v", wasmOnce.err)
@@ -198,7 +197,7 @@ func BuildWASM(tb testing.TB) string {
 // WASMFile compiles hello for WASI preview 1 (cached) and returns the .wasm
 // path; for programs such as `offload demo` that have no testing.TB.
 func WASMFile(ctx context.Context) (string, error) {
-	return binary(ctx, "wasip1", "wasm")
+	return binary(ctx, "hello", "wasip1", "wasm")
 }
 
 var (
@@ -206,16 +205,16 @@ var (
 	binCache = map[string]string{}
 )
 
-// binary builds hello for goos/goarch into a per-user cache directory (once
-// per process and target) and returns its path.
-func binary(ctx context.Context, goos, goarch string) (string, error) {
-	key := goos + "_" + goarch
+// binary builds the program ./PROGRAM for goos/goarch into a per-user cache
+// directory (once per process, program and target) and returns its path.
+func binary(ctx context.Context, program, goos, goarch string) (string, error) {
+	key := program + "_" + goos + "_" + goarch
 	binMu.Lock()
 	defer binMu.Unlock()
 	if p, ok := binCache[key]; ok {
 		return p, nil
 	}
-	src, err := sourceDir("hello")
+	src, err := sourceDir(program)
 	if err != nil {
 		return "", err
 	}
@@ -225,9 +224,9 @@ func binary(ctx context.Context, goos, goarch string) (string, error) {
 	}
 	dir := filepath.Join(base, "offload-testimage")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", fmt.Errorf("hello cache dir: %w", err)
+		return "", fmt.Errorf("%s cache dir: %w", program, err)
 	}
-	name := "hello_" + key
+	name := key
 	if goos == "wasip1" {
 		name += ".wasm"
 	}
@@ -236,19 +235,15 @@ func binary(ctx context.Context, goos, goarch string) (string, error) {
 	// packages may build the same file at the same time.
 	tmp, err := os.CreateTemp(dir, name+".tmp*")
 	if err != nil {
-		return "", fmt.Errorf("hello temp file: %w", err)
+		return "", fmt.Errorf("%s temp file: %w", program, err)
 	}
 	tmp.Close()
 	defer os.Remove(tmp.Name())
-
-	cmd := exec.CommandContext(ctx, goTool(), "build", "-trimpath", "-ldflags=-s -w", "-o", tmp.Name(), ".")
-	cmd.Dir = src
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS="+goos, "GOARCH="+goarch)
-	if outb, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build hello for %s: %w: %s", key, err, outb)
+	if err := CompileGo(ctx, src, goos, goarch, tmp.Name()); err != nil {
+		return "", err
 	}
 	if err := os.Rename(tmp.Name(), out); err != nil {
-		return "", fmt.Errorf("hello binary: %w", err)
+		return "", fmt.Errorf("%s binary: %w", program, err)
 	}
 	binCache[key] = out
 	return out, nil
