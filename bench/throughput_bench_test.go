@@ -10,6 +10,7 @@ import (
 
 	"github.com/offload-project/offload/client"
 	"github.com/offload-project/offload/internal/testimage"
+	"github.com/offload-project/offload/market/wire"
 	"github.com/offload-project/offload/node"
 )
 
@@ -54,7 +55,7 @@ func BenchmarkWASMTaskThroughput(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	spec := node.TaskSpec{Runtime: "wasm", Image: cid, Cmd: []string{"echo", "hi"}, TimeoutMS: 60_000, Retries: 2}
+	spec := node.TaskSpec{Runtime: "wasm", Image: cid, Cmd: []string{"echo", "hi"}, TimeoutMS: 60_000, Retries: wire.Retries(2)}
 	run := func(n, par int) {
 		sem := make(chan struct{}, par)
 		var wg sync.WaitGroup

@@ -178,11 +178,8 @@ func (tf *TaskFile) Spec(added map[string]string) (wire.TaskSpec, error) {
 	spec := wire.TaskSpec{
 		Name: tf.Name, Runtime: tf.Runtime, Isolation: tf.Isolation, Image: tf.Image, Entrypoint: tf.Entrypoint, Cmd: tf.Command,
 		Env: tf.Env, WorkDir: tf.Workdir, MaxPrice: tf.MaxPrice, Strategy: tf.Strategy,
-		Redundancy: tf.Redundancy, Provider: tf.Provider, Artifacts: tf.Artifacts, Retries: 2,
+		Redundancy: tf.Redundancy, Provider: tf.Provider, Artifacts: tf.Artifacts, Retries: tf.Retries,
 		Resources: wire.Resources{CPUs: tf.Resources.CPUs, GPUs: tf.Resources.GPUs},
-	}
-	if tf.Retries != nil {
-		spec.Retries = *tf.Retries
 	}
 	if tf.Image == "" {
 		return spec, tf.at("$", "image is required")

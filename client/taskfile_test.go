@@ -39,7 +39,7 @@ func TestParseTaskFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	if spec.Resources.MemoryBytes != 256<<20 || spec.TimeoutMS != 120_000 || len(spec.Stages) != 2 ||
-		!spec.Stages[1].ContinueOnError || spec.Stages[1].Env["MODE"] != "fast" || len(spec.Artifacts) != 2 || spec.Retries != 2 {
+		!spec.Stages[1].ContinueOnError || spec.Stages[1].Env["MODE"] != "fast" || len(spec.Artifacts) != 2 || spec.RetryBudget() != 2 {
 		t.Fatalf("spec = %+v", spec)
 	}
 	if spec.Inputs[1].CID != "bafkreicysg23kiwv34eg2d7qweipxwosdo2py4ldv42nbauguluen5v6am" {

@@ -39,8 +39,45 @@ type Child struct {
 	State    State  `json:"state"`
 	Provider string `json:"provider,omitempty"`
 	Outputs  string `json:"outputs,omitempty"`
-	// Verdict is "accepted", "rejected: why" or "failed: why" once known.
+	// Verdict says to a person what became of the child once known:
+	// "accepted", "rejected: why", "failed: why" or "done".
 	Verdict string `json:"verdict,omitempty"`
+	// Judged is the verdict's kind, on which the group decides.
+	Judged VerdictKind `json:"judged,omitempty"`
+}
+
+// VerdictKind is what the parent concluded of a finished child.
+type VerdictKind string
+
+// Verdict kinds.
+const (
+	VerdictAccepted VerdictKind = "accepted" // a piece the verify step accepted
+	VerdictRejected VerdictKind = "rejected" // a piece the verify step rejected
+	VerdictFailed   VerdictKind = "failed"   // the child did not complete
+	VerdictDone     VerdictKind = "done"     // a redundant copy completed
+)
+
+// judged returns the child's verdict kind. Records stored before Judged
+// existed carry only the Verdict text, whose first word is the kind.
+func (c Child) judged() VerdictKind {
+	if c.Judged != "" || c.Verdict == "" {
+		return c.Judged
+	}
+	word, _, _ := strings.Cut(c.Verdict, ":")
+	return VerdictKind(word)
+}
+
+// verdict is a child's verdict as the group step records it.
+type verdict struct {
+	kind VerdictKind
+	why  string
+}
+
+func (v verdict) text() string {
+	if v.why == "" {
+		return string(v.kind)
+	}
+	return string(v.kind) + ": " + v.why
 }
 
 // VerifyFunc checks a finished piece in the embedding program; it returns
@@ -102,7 +139,7 @@ func (r *Requestor) driveGroup(t *Task) error {
 	defer stop()
 	if t.State == StatePending {
 		var err error
-		t, err = r.update(t.ID, transition(StateRunning, []State{StatePending}, func(t *Task) {
+		t, err = r.update(t.ID, move(StateRunning, []State{StatePending}, func(t *Task) {
 			t.Reason = fmt.Sprintf("fanning out: %d %s", t.Group.Pieces, t.Group.Kind)
 		}))
 		if err != nil {
@@ -169,7 +206,7 @@ func (r *Requestor) stepGroup(t *Task) (bool, error) {
 		children[c.ID] = ct
 	}
 	// Verdicts for children that ended since the last step.
-	verdicts := map[string]string{}
+	verdicts := map[string]verdict{}
 	for _, c := range g.Children {
 		ct := children[c.ID]
 		if c.Verdict != "" || !ct.State.IsTerminal() {
@@ -177,18 +214,18 @@ func (r *Requestor) stepGroup(t *Task) (bool, error) {
 		}
 		switch {
 		case ct.State != StateCompleted:
-			verdicts[c.ID] = "failed: " + ct.Reason
+			verdicts[c.ID] = verdict{VerdictFailed, ct.Reason}
 		case g.Kind == GroupSubtasks:
 			if err := r.verifyPiece(t, c.Piece, ct); err != nil {
-				verdicts[c.ID] = "rejected: " + err.Error()
+				verdicts[c.ID] = verdict{VerdictRejected, err.Error()}
 			} else {
-				verdicts[c.ID] = "accepted"
+				verdicts[c.ID] = verdict{kind: VerdictAccepted}
 			}
 		default:
-			verdicts[c.ID] = "done"
+			verdicts[c.ID] = verdict{kind: VerdictDone}
 		}
 	}
-	t, err := r.update(t.ID, transition("", nil, func(t *Task) {
+	t, err := r.update(t.ID, edit(nil, func(t *Task) {
 		for i := range t.Group.Children {
 			c := &t.Group.Children[i]
 			ct := children[c.ID]
@@ -197,7 +234,7 @@ func (r *Requestor) stepGroup(t *Task) (bool, error) {
 				c.Outputs = ct.Result.Outputs
 			}
 			if v, ok := verdicts[c.ID]; ok {
-				c.Verdict = v
+				c.Verdict, c.Judged = v.text(), v.kind
 			}
 		}
 	}))
@@ -239,10 +276,10 @@ func (r *Requestor) stepRedundancy(t *Task, children map[string]*Task) (bool, er
 		return false, r.addChild(t, len(cur), exclude)
 	}
 	for _, c := range cur {
-		if strings.HasPrefix(c.Verdict, "failed") {
+		if c.judged() == VerdictFailed {
 			return true, r.settleGroup(t, children, StateFailed, fmt.Sprintf("copy %d %s", c.Piece, c.Verdict))
 		}
-		if c.Verdict == "" {
+		if c.judged() == "" {
 			return false, nil
 		}
 	}
@@ -273,15 +310,15 @@ func (r *Requestor) stepSubtasks(t *Task, children map[string]*Task) (bool, erro
 			continue
 		}
 		switch {
-		case strings.HasPrefix(c.Verdict, "failed"):
+		case c.judged() == VerdictFailed:
 			why := fmt.Sprintf("piece %d %s", piece, c.Verdict)
 			for _, o := range g.Children {
-				if o.Piece == piece && strings.HasPrefix(o.Verdict, "rejected") {
+				if o.Piece == piece && o.judged() == VerdictRejected {
 					why = fmt.Sprintf("piece %d was %s, and running it elsewhere %s", piece, o.Verdict, c.Verdict)
 				}
 			}
 			return true, r.settleGroup(t, children, StateFailed, why)
-		case strings.HasPrefix(c.Verdict, "rejected"):
+		case c.judged() == VerdictRejected:
 			var tried []string
 			n := 0
 			for _, o := range g.Children {
@@ -290,7 +327,7 @@ func (r *Requestor) stepSubtasks(t *Task, children map[string]*Task) (bool, erro
 					tried = append(tried, o.Provider)
 				}
 			}
-			if n > t.Spec.Retries {
+			if n > t.Spec.RetryBudget() {
 				return true, r.settleGroup(t, children, StateFailed, fmt.Sprintf("piece %d %s (after %d runs)", piece, c.Verdict, n))
 			}
 			r.log.Info("piece rejected, running it elsewhere", "task", t.ID, "piece", piece, "verdict", c.Verdict)
@@ -306,14 +343,14 @@ func (r *Requestor) stepSubtasks(t *Task, children map[string]*Task) (bool, erro
 	cur = current(t.Group)
 	accepted := 0
 	for _, c := range cur {
-		if c.Verdict == "accepted" {
+		if c.judged() == VerdictAccepted {
 			accepted++
 		}
 	}
 	if accepted == g.Pieces {
 		return true, r.settleGroup(t, children, StateCompleted, "")
 	}
-	_, err = r.update(t.ID, transition("", nil, func(t *Task) {
+	_, err = r.update(t.ID, edit(nil, func(t *Task) {
 		t.Reason = fmt.Sprintf("%d of %d pieces accepted", accepted, g.Pieces)
 	}))
 	return false, err
@@ -324,7 +361,7 @@ func (r *Requestor) stepSubtasks(t *Task, children map[string]*Task) (bool, erro
 // creates it then.
 func (r *Requestor) addChild(t *Task, piece int, exclude []string) error {
 	id := strings.ToLower(ulid.Make().String())
-	if _, err := r.update(t.ID, transition("", nil, func(t *Task) {
+	if _, err := r.update(t.ID, edit(nil, func(t *Task) {
 		t.Group.Children = append(t.Group.Children, Child{ID: id, Piece: piece, State: StatePending})
 	})); err != nil {
 		return err
@@ -361,7 +398,7 @@ func (r *Requestor) settleGroup(t *Task, children map[string]*Task, to State, re
 		}
 	}
 	cur := current(t.Group)
-	_, err := r.update(t.ID, transition(to, nil, func(t *Task) {
+	_, err := r.update(t.ID, move(to, nil, func(t *Task) {
 		t.Reason = reason
 		t.Executions = nil
 		for _, c := range t.Group.Children {
@@ -370,7 +407,7 @@ func (r *Requestor) settleGroup(t *Task, children map[string]*Task, to State, re
 				continue // added after this step looked; it is canceled below
 			}
 			for _, e := range ct.Executions {
-				if e.State == wire.ExecCompleted || e.State == wire.ExecFailed {
+				if e.State == AttemptCompleted || e.State == AttemptFailed {
 					t.Executions = append(t.Executions, e)
 				}
 			}

@@ -37,17 +37,6 @@ const (
 	maxRedeliveryPause = 30 * time.Second
 )
 
-// ExecState is the provider's state of one execution.
-type ExecState string
-
-// Execution states on the provider.
-const (
-	ExecAccepted  ExecState = "accepted"
-	ExecRunningP  ExecState = "running"
-	ExecDone      ExecState = "done"      // result in the outbox
-	ExecDelivered ExecState = "delivered" // the requestor acknowledged it
-)
-
 // ExecRecord is the provider's persisted record of one awarded execution;
 // while its result is not delivered it is the outbox entry.
 type ExecRecord struct {
@@ -237,7 +226,7 @@ func (p *Provider) Start() error {
 	}
 	for _, rec := range recs {
 		switch rec.State {
-		case ExecAccepted, ExecRunningP:
+		case ExecAccepted, ExecRunning:
 			// The process that ran it is gone. Stop what it may have left
 			// running (a container outlives its provider), then report it
 			// failed and retryable so the requestor moves on at once.
@@ -249,8 +238,8 @@ func (p *Provider) Start() error {
 			}}
 			p.sign(rec, rep.Result)
 			rec, err = p.store.Update(rec.Key, func(r *ExecRecord) error {
-				r.State, r.Report, r.UpdatedAt = ExecDone, rep, now
-				return nil
+				r.Report = rep
+				return r.Transition(ExecDone)
 			})
 			if err != nil {
 				return fmt.Errorf("provider: recover %s: %w", rec.Key, err)
@@ -272,13 +261,13 @@ func (p *Provider) Start() error {
 	p.h.SetStreamHandler(wire.ProtoCancel, p.handleCancel)
 	p.wg.Add(2)
 	go p.readAnnouncements()
-	go p.releaseOutputsLoop()
+	go p.releasePinsLoop()
 	return nil
 }
 
-// releaseOutputsLoop lets go of outputs pins whose result was delivered more
-// than OutputsTTL ago.
-func (p *Provider) releaseOutputsLoop() {
+// releasePinsLoop lets go of the outputs and volume pins of results that
+// were settled (delivered or abandoned) more than OutputsTTL ago.
+func (p *Provider) releasePinsLoop() {
 	defer p.wg.Done()
 	t := time.NewTicker(min(p.cfg.OutputsTTL/4+time.Second, time.Minute))
 	defer t.Stop()
@@ -289,19 +278,31 @@ func (p *Provider) releaseOutputsLoop() {
 		case <-t.C:
 		}
 		recs, err := p.store.List()
-		if err != nil {
+		if err != nil || p.cfg.Content == nil {
 			continue
 		}
 		for _, rec := range recs {
-			if rec.State != ExecDelivered || rec.OutputsReleased || rec.Report == nil || rec.Report.Result == nil ||
-				rec.Report.Result.Outputs == "" || time.Since(rec.UpdatedAt) < p.cfg.OutputsTTL || p.cfg.Content == nil {
+			if !rec.State.IsFinal() || rec.Report == nil || rec.Report.Result == nil || time.Since(rec.UpdatedAt) < p.cfg.OutputsTTL {
 				continue
 			}
-			if err := p.cfg.Content.Unpin(p.ctx, rec.Report.Result.Outputs); err != nil {
-				p.log.Debug("release outputs", "task", rec.TaskID, "err", err)
+			res := rec.Report.Result
+			if res.Outputs != "" && !rec.OutputsReleased {
+				if err := p.cfg.Content.Unpin(p.ctx, res.Outputs); err != nil {
+					p.log.Debug("release outputs", "task", rec.TaskID, "err", err)
+				}
+			}
+			if !rec.VolumesReleased {
+				for _, v := range res.Volumes {
+					if err := p.cfg.Content.Unpin(p.ctx, v.CID); err != nil {
+						p.log.Debug("release volume", "task", rec.TaskID, "volume", v.Name, "err", err)
+					}
+				}
+			}
+			if rec.OutputsReleased && rec.VolumesReleased {
+				continue
 			}
 			_, _ = p.store.Update(rec.Key, func(r *ExecRecord) error {
-				r.OutputsReleased = true
+				r.OutputsReleased, r.VolumesReleased = true, true
 				return nil
 			})
 		}
@@ -488,11 +489,11 @@ func (p *Provider) handleAward(s network.Stream) {
 func (p *Provider) accept(from peer.ID, body []byte) wire.AwardReply {
 	award, err := wire.Decode[wire.Award](body)
 	if err != nil {
-		return wire.AwardReply{Reason: err.Error()}
+		return wire.AwardReply{Code: wire.CodeBadRequest, Reason: err.Error()}
 	}
 	ex, ok := p.executors[award.Spec.RuntimeOrDefault()]
 	if !ok {
-		return wire.AwardReply{Reason: "no " + award.Spec.RuntimeOrDefault() + " executor"}
+		return wire.AwardReply{Code: wire.CodeRefused, Reason: "no " + award.Spec.RuntimeOrDefault() + " executor"}
 	}
 	// An award is honoured only against a live reservation this provider
 	// made when it bid for this same requestor, task and attempt: a peer
@@ -500,20 +501,20 @@ func (p *Provider) accept(from peer.ID, body []byte) wire.AwardReply {
 	// provider spend nothing.
 	key := execKey(from.String(), award.TaskID, award.Attempt)
 	if owner, ok := p.ledger.owner(key); ok && owner != from.String() {
-		return wire.AwardReply{Reason: "not your reservation"}
+		return wire.AwardReply{Code: wire.CodeNoReservation, Reason: "not your reservation"}
 	} else if !ok && !p.queue.holding(key) {
-		return wire.AwardReply{Reason: ReasonNoReservation}
+		return wire.AwardReply{Code: wire.CodeNoReservation, Reason: ReasonNoReservation}
 	}
 	if why := p.imageRefused(award.Spec); why != "" {
 		p.ledger.release(key)
 		p.queue.release(key)
-		return wire.AwardReply{Reason: why}
+		return wire.AwardReply{Code: wire.CodeRefused, Reason: why}
 	}
 	queued := false
 	if why := p.ledger.claim(key, from.String(), normalize(award.Spec.Resources)); why != "" {
 		// No free slot now: run it as soon as one frees, in order.
 		if !p.queue.enqueue(key) {
-			return wire.AwardReply{Reason: why + " and the queue is full"}
+			return wire.AwardReply{Code: wire.CodeTooMany, Reason: why + " and the queue is full"}
 		}
 		queued = true
 	}
@@ -525,7 +526,7 @@ func (p *Provider) accept(from peer.ID, body []byte) wire.AwardReply {
 	if err := p.store.Create(key, rec); err != nil {
 		p.ledger.release(key)
 		p.queue.remove(key)
-		return wire.AwardReply{Reason: "already awarded"}
+		return wire.AwardReply{Code: wire.CodeRefused, Reason: "already awarded"}
 	}
 	ctx, cancel := context.WithCancelCause(p.ctx)
 	p.mu.Lock()
@@ -618,8 +619,8 @@ func (p *Provider) run(ctx context.Context, ex executor.Executor, rec *ExecRecor
 	rep.Result = res
 	p.sign(rec, res)
 	saved, perr := p.store.Update(rec.Key, func(r *ExecRecord) error {
-		r.State, r.Report, r.UpdatedAt = ExecDone, rep, time.Now().UTC()
-		return nil
+		r.Report = rep
+		return r.Transition(ExecDone)
 	})
 	if perr != nil {
 		p.log.Error("persist result", "task", rec.TaskID, "err", perr)
@@ -724,8 +725,7 @@ func (p *Provider) recordEarned(rec *ExecRecord, countersig []byte) {
 func (p *Provider) markRunning(ctx context.Context, rec *ExecRecord) {
 	requestor, _ := peer.Decode(rec.Requestor)
 	if _, err := p.store.Update(rec.Key, func(r *ExecRecord) error {
-		r.State, r.UpdatedAt = ExecRunningP, time.Now().UTC()
-		return nil
+		return r.Transition(ExecRunning)
 	}); err != nil {
 		p.log.Error("persist running", "task", rec.TaskID, "err", err)
 	}
@@ -772,6 +772,7 @@ func (p *Provider) deliver(rec *ExecRecord) {
 	for p.ctx.Err() == nil {
 		if time.Since(rec.UpdatedAt) > p.cfg.OutboxTTL {
 			p.log.Warn("giving up delivering a result", "task", rec.TaskID, "peer", requestor)
+			p.settleOutbox(rec, ExecAbandoned)
 			return
 		}
 		p.mu.Lock()
@@ -781,17 +782,13 @@ func (p *Provider) deliver(rec *ExecRecord) {
 		err := p2p.Request(p.ctx, p.h, requestor, wire.ProtoReport, rec.Report, wire.MaxAckSize, &ack)
 		if err == nil && ack.OK {
 			p.recordEarned(rec, ack.Countersig)
-			if _, err := p.store.Update(rec.Key, func(r *ExecRecord) error {
-				r.State, r.UpdatedAt = ExecDelivered, time.Now().UTC()
-				return nil
-			}); err != nil {
-				p.log.Error("persist delivery", "task", rec.TaskID, "err", err)
-			}
+			p.settleOutbox(rec, ExecDelivered)
 			return
 		}
 		if err == nil {
-			p.log.Warn("result refused", "task", rec.TaskID, "reason", ack.Reason)
-			if ack.Reason == "not awarded to you" || ack.Reason == "unknown task" {
+			p.log.Warn("result refused", "task", rec.TaskID, "code", ack.Code, "reason", ack.Reason)
+			if ack.Code.Final() {
+				p.settleOutbox(rec, ExecAbandoned)
 				return
 			}
 		} else {
@@ -807,6 +804,14 @@ func (p *Provider) deliver(rec *ExecRecord) {
 	}
 }
 
+// settleOutbox ends an outbox entry: delivered (acknowledged) or abandoned
+// (refused for good, or past OutboxTTL).
+func (p *Provider) settleOutbox(rec *ExecRecord, to ExecState) {
+	if _, err := p.store.Update(rec.Key, func(r *ExecRecord) error { return r.Transition(to) }); err != nil {
+		p.log.Error("persist outbox entry", "task", rec.TaskID, "state", to, "err", err)
+	}
+}
+
 func (p *Provider) handleCancel(s network.Stream) {
 	defer s.Close()
 	from, body, ok := openRequest(s, p.streamLimit, 10*time.Second, wire.MaxAckSize, p.log, "cancel")
@@ -815,7 +820,7 @@ func (p *Provider) handleCancel(s network.Stream) {
 	}
 	c, err := wire.Decode[wire.Cancel](body)
 	if err != nil {
-		_ = p2p.WriteMsg(s, &wire.Ack{Reason: err.Error()})
+		_ = p2p.WriteMsg(s, &wire.Ack{Code: wire.CodeBadRequest, Reason: err.Error()})
 		return
 	}
 	key := execKey(from.String(), c.TaskID, c.Attempt)
@@ -831,7 +836,7 @@ func (p *Provider) handleCancel(s network.Stream) {
 			_ = p2p.WriteMsg(s, &wire.Ack{OK: true, Reason: "reservation released"})
 			return
 		}
-		_ = p2p.WriteMsg(s, &wire.Ack{Reason: "not running here"})
+		_ = p2p.WriteMsg(s, &wire.Ack{Code: wire.CodeUnknownTask, Reason: "not running here"})
 		return
 	}
 	cancel(errCanceled)

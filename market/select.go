@@ -127,7 +127,7 @@ func (b *repBook) record(e Execution) {
 func (b *repBook) recordLocked(e Execution) {
 	r := b.m[e.Provider]
 	switch e.State {
-	case "completed":
+	case AttemptCompleted:
 		if e.Result != nil && e.Result.ExitCode != 0 {
 			// The provider delivered; the task itself failed. Neutral.
 			return
@@ -135,7 +135,7 @@ func (b *repBook) recordLocked(e Execution) {
 		d := e.FinishedAt.Sub(e.AwardedAt).Milliseconds()
 		r.MeanDeliveryMS = (r.MeanDeliveryMS*int64(r.Completed) + d) / int64(r.Completed+1)
 		r.Completed++
-	case "failed":
+	case AttemptFailed:
 		r.Failed++
 	default:
 		return

@@ -155,15 +155,13 @@ func (l *liveRegistry) close() {
 }
 
 // startServices cleans up services a previous process left behind,
-// registers the tunnel and exec protocols and starts releasing volume
-// pins. Start calls it before taking awards.
+// and registers the tunnel and exec protocols. Start calls it before taking
+// awards.
 func (p *Provider) startServices() {
 	p.live.init()
 	p.reapServices()
 	p.h.SetStreamHandler(wire.ProtoTunnel, p.handleTunnel)
 	p.h.SetStreamHandler(wire.ProtoExec, p.handleExec)
-	p.wg.Add(1)
-	go p.releaseVolumesLoop()
 }
 
 // closeServices stops answering tunnels and execs and ends those open.
@@ -190,7 +188,7 @@ func (p *Provider) reapServices() {
 	ctx, cancel := context.WithTimeout(p.ctx, time.Minute)
 	defer cancel()
 	for _, rec := range recs {
-		if !rec.Spec.Service || rec.State == ExecDelivered {
+		if !rec.Spec.Service || rec.State.IsFinal() {
 			continue
 		}
 		if r, ok := p.executors[rec.Spec.RuntimeOrDefault()].(networkRemover); ok {
@@ -362,40 +360,6 @@ func (p *Provider) collectVolumes(ctx context.Context, rec *ExecRecord, pr *prep
 		out = append(out, wire.VolumeResult{Name: vm.vol.Name, CID: c, Size: size})
 	}
 	return out, nil
-}
-
-// releaseVolumesLoop lets go of volume pins whose result was delivered
-// more than OutputsTTL ago (as releaseOutputsLoop does for outputs).
-func (p *Provider) releaseVolumesLoop() {
-	defer p.wg.Done()
-	t := time.NewTicker(min(p.cfg.OutputsTTL/4+time.Second, time.Minute))
-	defer t.Stop()
-	for {
-		select {
-		case <-p.ctx.Done():
-			return
-		case <-t.C:
-		}
-		recs, err := p.store.List()
-		if err != nil || p.cfg.Content == nil {
-			continue
-		}
-		for _, rec := range recs {
-			if rec.State != ExecDelivered || rec.VolumesReleased || rec.Report == nil || rec.Report.Result == nil ||
-				len(rec.Report.Result.Volumes) == 0 || time.Since(rec.UpdatedAt) < p.cfg.OutputsTTL {
-				continue
-			}
-			for _, v := range rec.Report.Result.Volumes {
-				if err := p.cfg.Content.Unpin(p.ctx, v.CID); err != nil {
-					p.log.Debug("release volume", "task", rec.TaskID, "volume", v.Name, "err", err)
-				}
-			}
-			_, _ = p.store.Update(rec.Key, func(r *ExecRecord) error {
-				r.VolumesReleased = true
-				return nil
-			})
-		}
-	}
 }
 
 // readLiveRequest reads the first message of a tunnel or exec stream and

@@ -2,42 +2,13 @@ package market
 
 import (
 	"errors"
-	"fmt"
 	"time"
 
 	"github.com/offload-project/offload/market/wire"
 )
 
-// State is a task's state on the requestor. Values are strings because they
-// are stored and shown to users.
-type State string
-
-// Task states: pending → bidding → awarded → running → completed | failed |
-// canceled.
-const (
-	StatePending   State = "pending"
-	StateBidding   State = "bidding"
-	StateAwarded   State = "awarded"
-	StateRunning   State = "running"
-	StateCompleted State = "completed"
-	StateFailed    State = "failed"
-	StateCanceled  State = "canceled"
-)
-
-// IsTerminal reports whether no further transition can happen.
-func (s State) IsTerminal() bool {
-	return s == StateCompleted || s == StateFailed || s == StateCanceled
-}
-
-// ExecDeclined marks an execution whose award the provider declined: it
-// ran nothing, costs no retry and does not count against the provider.
-const ExecDeclined = "declined"
-
 // ErrTaskNotFound is returned for an unknown task id.
 var ErrTaskNotFound = errors.New("task not found")
-
-// ErrInvalidTransition is returned when a transition's precondition fails.
-var ErrInvalidTransition = errors.New("invalid task state transition")
 
 // BidRecord is a bid as the requestor saw it.
 type BidRecord struct {
@@ -62,7 +33,7 @@ type BidRecord struct {
 type Execution struct {
 	Provider   string       `json:"provider"`
 	Attempt    int          `json:"attempt"`
-	State      string       `json:"state"`
+	State      AttemptState `json:"state"`
 	Result     *wire.Result `json:"result,omitempty"`
 	AwardedAt  time.Time    `json:"awarded_at"`
 	FinishedAt time.Time    `json:"finished_at,omitzero"`
@@ -111,32 +82,4 @@ type TaskStore interface {
 	Get(id string) (*Task, error)
 	Update(id string, fn func(*Task) error) (*Task, error)
 	List() ([]*Task, error)
-}
-
-// transition returns a mutation that moves a task from one of from to to,
-// applying fn, refusing to leave a terminal state.
-func transition(to State, from []State, fn func(*Task)) func(*Task) error {
-	return func(t *Task) error {
-		if t.State.IsTerminal() {
-			return fmt.Errorf("%w: task %s is already %s", ErrInvalidTransition, t.ID, t.State)
-		}
-		if len(from) > 0 {
-			ok := false
-			for _, f := range from {
-				ok = ok || t.State == f
-			}
-			if !ok {
-				return fmt.Errorf("%w: task %s is %s, not %v", ErrInvalidTransition, t.ID, t.State, from)
-			}
-		}
-		if to != "" {
-			t.State = to
-		}
-		if fn != nil {
-			fn(t)
-		}
-		t.Revision++
-		t.UpdatedAt = time.Now().UTC()
-		return nil
-	}
 }

@@ -123,7 +123,7 @@ func (r *Requestor) resolveVolumes(t *Task) (*Task, error) {
 	if len(cids) == 0 {
 		return t, nil
 	}
-	return r.update(t.ID, transition("", []State{StatePending, StateBidding}, func(t *Task) {
+	return r.update(t.ID, edit([]State{StatePending, StateBidding}, func(t *Task) {
 		vols := slices.Clone(t.Spec.Volumes)
 		for i := range vols {
 			if c, ok := cids[vols[i].Name]; ok && vols[i].CID == "" {

@@ -168,8 +168,7 @@ func (s *apiServer) listTasks(w http.ResponseWriter, r *http.Request) {
 }
 
 // taskStates are the states a task filter may name.
-var taskStates = []market.State{market.StatePending, market.StateBidding, market.StateAwarded,
-	market.StateRunning, market.StateCompleted, market.StateFailed, market.StateCanceled}
+var taskStates = market.States
 
 // parseStates reads state filters ("running", "running,bidding"); none
 // means every state.

@@ -123,7 +123,7 @@ func TestImagePushRmiThenRunByCID(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sub, err = req.Submit(ctx, node.TaskSpec{Image: jc, Cmd: []string{"x"}, TimeoutMS: 60_000, Retries: 2})
+	sub, err = req.Submit(ctx, node.TaskSpec{Image: jc, Cmd: []string{"x"}, TimeoutMS: 60_000, Retries: wire.Retries(2)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,7 +160,7 @@ func TestUnknownCIDInputFailsWithReason(t *testing.T) {
 	prov := startNode(t, t.TempDir(), true, nil, func(c *node.Config) { c.ContentTimeout = 2 * time.Second })
 	req := startNode(t, t.TempDir(), false, prov.Identity().Addrs)
 	spec := helloSpec("ls", "/inputs/x")
-	spec.Retries = 0
+	spec.Retries = wire.Retries(0)
 	// A valid CID nobody has.
 	spec.Inputs = []wire.Input{{CID: "bafkreie7q3iidccmpvszul7kudcvvuavuo7u6gzlbobczuk5nqk3b4akba", Path: "/inputs/x"}}
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)

@@ -97,7 +97,7 @@ func TestRedundancyDisagreementFailsUnverified(t *testing.T) {
 
 func TestSubtasksWithGoVerifyRerunRejectedPieces(t *testing.T) {
 	req, provs, mod := wasmSwarm(t, true, false) // the cheapest provider lies
-	spec := node.TaskSpec{Runtime: "wasm", Image: mod, TimeoutMS: 60_000, Retries: 2}
+	spec := node.TaskSpec{Runtime: "wasm", Image: mod, TimeoutMS: 60_000, Retries: wire.Retries(2)}
 	for i := range 4 {
 		spec.Subtasks = append(spec.Subtasks, wire.Subtask{Cmd: []string{"echo", "piece", string(rune('a' + i))}})
 	}
@@ -139,7 +139,7 @@ func TestSubtasksWithGoVerifyRerunRejectedPieces(t *testing.T) {
 
 func TestSubtasksVerifyStepOnRequestor(t *testing.T) {
 	req, _, mod := wasmSwarm(t, false)
-	base := node.TaskSpec{Runtime: "wasm", Image: mod, TimeoutMS: 60_000, Retries: 1,
+	base := node.TaskSpec{Runtime: "wasm", Image: mod, TimeoutMS: 60_000, Retries: wire.Retries(1),
 		Subtasks: []wire.Subtask{{Cmd: []string{"write", "/outputs/r.txt", "one"}}, {Cmd: []string{"write", "/outputs/r.txt", "two"}}}}
 
 	pass := base

@@ -17,6 +17,7 @@ import (
 	"github.com/offload-project/offload/client"
 	"github.com/offload-project/offload/internal/testimage"
 	"github.com/offload-project/offload/market"
+	"github.com/offload-project/offload/market/wire"
 	"github.com/offload-project/offload/node"
 )
 
@@ -65,7 +66,7 @@ func waitFor(t *testing.T, n *node.Node, id string, d time.Duration) *node.Task 
 }
 
 func helloSpec(args ...string) node.TaskSpec {
-	return node.TaskSpec{Image: testimage.DefaultTag, Cmd: args, TimeoutMS: 60_000, Retries: 2}
+	return node.TaskSpec{Image: testimage.DefaultTag, Cmd: args, TimeoutMS: 60_000, Retries: wire.Retries(2)}
 }
 
 func TestTaskCrossesTwoNodes(t *testing.T) {
@@ -120,7 +121,7 @@ func TestMissingImageFailsFastNamingIt(t *testing.T) {
 	prov := startNode(t, t.TempDir(), true, nil)
 	req := startNode(t, t.TempDir(), false, prov.Identity().Addrs)
 	start := time.Now()
-	sub, err := req.Submit(t.Context(), node.TaskSpec{Image: "offload-test/does-not-exist:7", Cmd: []string{"x"}, Retries: 2})
+	sub, err := req.Submit(t.Context(), node.TaskSpec{Image: "offload-test/does-not-exist:7", Cmd: []string{"x"}, Retries: wire.Retries(2)})
 	if err != nil {
 		t.Fatal(err)
 	}

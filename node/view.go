@@ -48,7 +48,7 @@ func view(t *market.Task) *client.Task {
 		})
 	}
 	for _, e := range t.Executions {
-		x := client.Execution{Provider: e.Provider, Attempt: e.Attempt, State: e.State, AwardedAt: e.AwardedAt}
+		x := client.Execution{Provider: e.Provider, Attempt: e.Attempt, State: string(e.State), AwardedAt: e.AwardedAt}
 		if !e.FinishedAt.IsZero() {
 			f := e.FinishedAt
 			x.FinishedAt = &f

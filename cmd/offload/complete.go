@@ -8,7 +8,7 @@ import (
 )
 
 // taskStates are the states `list --state` completes.
-var taskStates = []string{"pending", "bidding", "awarded", "running", "completed", "failed", "canceled"}
+var taskStates = []string{"pending", "bidding", "awarded", "running", "verifying", "completed", "failed", "canceled"}
 
 // completeTaskIDs completes a task id argument from the running node's
 // tasks (only those in states, when given), each with its state and image

@@ -13,7 +13,6 @@ import (
 
 	"github.com/offload-project/offload/client"
 	"github.com/offload-project/offload/internal/testimage"
-	"github.com/offload-project/offload/market"
 	"github.com/offload-project/offload/node"
 )
 
@@ -144,7 +143,7 @@ func runDemo(ctx context.Context, out io.Writer, g *globals, keep bool) error {
 	}
 	spec := node.TaskSpec{
 		Runtime: runtime, Image: image, Cmd: []string{"/hello", "echo", "hello from the swarm"},
-		TimeoutMS: 30_000, Retries: market.DefaultRetries,
+		TimeoutMS: 30_000,
 	}
 	say("3. submitting: %s %s", spec.Image, strings.Join(spec.Cmd, " "))
 	began := time.Now()

@@ -71,7 +71,7 @@ exits non-zero unless the task completed with exit code 0.`,
 	fl.IntVar(&f.gpus, "gpus", 0, "GPUs")
 	fl.StringVar(&f.timeout, "timeout", "10m", "execution time limit, e.g. 30s, 5m")
 	fl.Float64Var(&f.maxPrice, "max-price", 0, "maximum price in credits per CPU-second (0: no cap)")
-	fl.IntVar(&f.retries, "retries", 2, "how many other providers to try after a failure")
+	fl.IntVar(&f.retries, "retries", wire.DefaultRetries, "how many other providers to try after a retryable failure")
 	fl.StringVar(&f.provider, "provider", "", "run only on this provider (peer id)")
 	fl.StringVar(&f.strategy, "strategy", "cheapest", "bid selection: cheapest, fastest or reputation")
 	fl.IntVar(&f.redundancy, "redundancy", 1, "run on N distinct providers; complete only if their results agree")
@@ -87,7 +87,7 @@ func (f *runFlags) spec(args []string) (wire.TaskSpec, error) {
 	spec := wire.TaskSpec{
 		Runtime: f.runtime, Isolation: f.isolation, Image: f.image, Cmd: args, WorkDir: f.workdir,
 		Resources: wire.Resources{CPUs: f.cpus, GPUs: f.gpus},
-		MaxPrice:  f.maxPrice, Retries: f.retries, Provider: f.provider,
+		MaxPrice:  f.maxPrice, Retries: wire.Retries(f.retries), Provider: f.provider,
 		Strategy: f.strategy, Redundancy: f.redundancy,
 	}
 	if f.image == "" {

@@ -20,6 +20,7 @@ import (
 	"github.com/offload-project/offload/executor"
 	"github.com/offload-project/offload/executor/wasm"
 	"github.com/offload-project/offload/internal/testimage"
+	"github.com/offload-project/offload/market/wire"
 	"github.com/offload-project/offload/node"
 )
 
@@ -94,7 +95,7 @@ func run(ctx context.Context, out io.Writer) error {
 
 	t, err := req.Submit(ctx, node.TaskSpec{
 		Runtime: "wasm", Image: mod, Cmd: []string{"echo", "hello", "from", "an", "embedded", "swarm"},
-		TimeoutMS: 30_000, Retries: 1,
+		TimeoutMS: 30_000, Retries: wire.Retries(1),
 	})
 	if err != nil {
 		return fmt.Errorf("submit: %w", err)

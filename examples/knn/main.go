@@ -113,7 +113,7 @@ func run(ctx context.Context, out io.Writer) (float64, error) {
 		Name: "knn", Image: Image, Cmd: []string{bin, "-k", strconv.Itoa(K)},
 		Inputs:    []wire.Input{{CID: data, Path: "/inputs/data"}},
 		Resources: wire.Resources{CPUs: 1, MemoryBytes: 128 << 20},
-		TimeoutMS: 60_000, Retries: 1,
+		TimeoutMS: 60_000, Retries: wire.Retries(1),
 	}
 	sub, err := req.Submit(ctx, spec)
 	if err != nil {

@@ -132,7 +132,7 @@ func run(ctx context.Context, out io.Writer, faulty bool) (*Report, error) {
 	}
 
 	rep := &Report{Accepted: map[int]string{}}
-	spec := node.TaskSpec{Name: "sum", Runtime: "wasm", Image: mod, TimeoutMS: 30_000, Retries: 2}
+	spec := node.TaskSpec{Name: "sum", Runtime: "wasm", Image: mod, TimeoutMS: 30_000, Retries: wire.Retries(2)}
 	step := int64(N / Pieces)
 	for i := range int64(Pieces) {
 		from, to := i*step+1, (i+1)*step

@@ -94,6 +94,23 @@ func (r Resources) Validate() error {
 	return nil
 }
 
+// DefaultRetries is the retry budget of a spec that does not say
+// (TaskSpec.Retries nil): whether it comes from the CLI, a task file, the
+// HTTP API, the Go library or the Python client.
+const DefaultRetries = 2
+
+// Retries returns a pointer to n, for TaskSpec.Retries.
+func Retries(n int) *int { return &n }
+
+// RetryBudget is how many more providers may be tried after a retryable
+// failure: Retries, or DefaultRetries when the spec does not say.
+func (s TaskSpec) RetryBudget() int {
+	if s.Retries == nil {
+		return DefaultRetries
+	}
+	return *s.Retries
+}
+
 // TaskSpec is what a requestor asks to run.
 type TaskSpec struct {
 	// Runtime is "docker" (default) or "wasm".
@@ -112,8 +129,10 @@ type TaskSpec struct {
 	TimeoutMS int64 `json:"timeout_ms,omitempty"`
 	// MaxPrice caps the unit price (credits per CPU-second); 0 = no cap.
 	MaxPrice float64 `json:"max_price,omitempty"`
-	// Retries is how many more providers may be tried after a failure.
-	Retries int `json:"retries,omitempty"`
+	// Retries is how many more providers may be tried after a retryable
+	// failure; nil means DefaultRetries (see RetryBudget), for every way
+	// of submitting. Write Retries(n) for an explicit count, 0 included.
+	Retries *int `json:"retries,omitempty"`
 	// Provider pins the task to one peer when set.
 	Provider string `json:"provider,omitempty"`
 	// Inputs are content mounted read-only into the task.
@@ -312,8 +331,8 @@ func (s TaskSpec) Validate() error {
 	if s.MaxPrice < 0 || math.IsNaN(s.MaxPrice) || math.IsInf(s.MaxPrice, 0) {
 		return invalid("max price %v is negative", s.MaxPrice)
 	}
-	if s.Retries < 0 || s.Retries > 100 {
-		return invalid("retries %d out of range (0..100)", s.Retries)
+	if s.Retries != nil && (*s.Retries < 0 || *s.Retries > 100) {
+		return invalid("retries %d out of range (0..100)", *s.Retries)
 	}
 	if s.Provider != "" {
 		if _, err := peer.Decode(s.Provider); err != nil {
@@ -564,8 +583,9 @@ func (b *Bid) Validate() error {
 
 // BidAck answers a Bid.
 type BidAck struct {
-	OK     bool   `json:"ok"`
-	Reason string `json:"reason,omitempty"`
+	OK     bool    `json:"ok"`
+	Code   AckCode `json:"code,omitempty"`
+	Reason string  `json:"reason,omitempty"`
 }
 
 // Award gives the task to the provider whose bid won.
@@ -588,8 +608,9 @@ func (a *Award) Validate() error {
 
 // AwardReply accepts or declines an award.
 type AwardReply struct {
-	Accepted bool   `json:"accepted"`
-	Reason   string `json:"reason,omitempty"`
+	Accepted bool    `json:"accepted"`
+	Code     AckCode `json:"code,omitempty"`
+	Reason   string  `json:"reason,omitempty"`
 }
 
 // Execution states reported by providers.
@@ -690,11 +711,58 @@ func (c *Cancel) Validate() error { return validID(c.TaskID) }
 
 // Ack acknowledges a Report or Cancel.
 type Ack struct {
-	OK     bool   `json:"ok"`
-	Reason string `json:"reason,omitempty"`
+	OK bool `json:"ok"`
+	// Code says why in a form a program decides on; Reason says it to a
+	// person. An unknown code is treated as CodeRefused.
+	Code   AckCode `json:"code,omitempty"`
+	Reason string  `json:"reason,omitempty"`
 	// Countersig, on the ack of a result, is the requestor's signature of
 	// the result's receipt.
 	Countersig []byte `json:"countersig,omitempty"`
+}
+
+// AckCode is the machine-readable answer of an Ack, BidAck or AwardReply.
+// Peers decide on codes, never on reason strings.
+type AckCode string
+
+// Acknowledgement codes.
+const (
+	// CodeOK: taken.
+	CodeOK AckCode = ""
+	// CodeBadRequest: the message did not decode or validate.
+	CodeBadRequest AckCode = "bad-request"
+	// CodeUnknownTask: the receiver has no such task (for good: stop
+	// sending).
+	CodeUnknownTask AckCode = "unknown-task"
+	// CodeNotAwarded: the sender was never awarded this task and attempt
+	// (for good: stop sending).
+	CodeNotAwarded AckCode = "not-awarded"
+	// CodeNoLongerYours: the task moved on from the sender's attempt (it
+	// was canceled, settled elsewhere or failed over): stop working on it.
+	CodeNoLongerYours AckCode = "no-longer-yours"
+	// CodeSettled: the task is already terminal; a result is acknowledged
+	// with OK and this code so the provider clears its outbox.
+	CodeSettled AckCode = "settled"
+	// CodeAuctionClosed: the bid came after its auction ended.
+	CodeAuctionClosed AckCode = "auction-closed"
+	// CodeTooMany: the receiver's bound on such messages is reached.
+	CodeTooMany AckCode = "too-many"
+	// CodeNoReservation: an award without a live reservation for the
+	// sender, task and attempt.
+	CodeNoReservation AckCode = "no-reservation"
+	// CodeRefused: refused for the reason given (policy, capacity, image).
+	CodeRefused AckCode = "refused"
+	// CodeInvalidReceipt: a result whose receipt does not verify.
+	CodeInvalidReceipt AckCode = "invalid-receipt"
+	// CodeRetryLater: the receiver could not take it now (a store
+	// error); send again.
+	CodeRetryLater AckCode = "retry-later"
+)
+
+// Final reports whether a refusal with this code will never change, so the
+// sender should stop trying.
+func (c AckCode) Final() bool {
+	return c == CodeUnknownTask || c == CodeNotAwarded || c == CodeBadRequest || c == CodeInvalidReceipt
 }
 
 // badFloat reports NaN and infinities, which JSON cannot carry and no

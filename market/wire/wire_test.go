@@ -57,7 +57,7 @@ func TestTaskSpecValidate(t *testing.T) {
 		{"bad provider", func(s *wire.TaskSpec) { s.Provider = "nope" }, "not a peer id"},
 		{"good provider", func(s *wire.TaskSpec) { s.Provider = peerA }, ""},
 		{"too many args", func(s *wire.TaskSpec) { s.Cmd = make([]string, 300) }, "arguments"},
-		{"retries", func(s *wire.TaskSpec) { s.Retries = 1000 }, "retries"},
+		{"retries", func(s *wire.TaskSpec) { s.Retries = wire.Retries(1000) }, "retries"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

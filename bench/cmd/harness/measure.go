@@ -324,7 +324,7 @@ func (b *bench) throughput(ctx context.Context, r *results) error {
 	if err != nil {
 		return err
 	}
-	spec := client.TaskSpec{Runtime: "wasm", Image: b.wasmCID, Cmd: []string{"echo", "hi"}, TimeoutMS: 60_000, Retries: 2}
+	spec := client.TaskSpec{Runtime: "wasm", Image: b.wasmCID, Cmd: []string{"echo", "hi"}, TimeoutMS: 60_000}
 	// A short warm-up so every provider holds the module.
 	if err := runTasks(ctx, c, spec, 8, 8, nil, nil); err != nil {
 		return err

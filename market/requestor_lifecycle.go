@@ -1,0 +1,658 @@
+package market
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/offload-project/offload/market/wire"
+	"github.com/offload-project/offload/p2p"
+)
+
+// A task's life on the requestor, read top to bottom: drive takes a task
+// from one state to the next (see state.go for the machine); each step is a
+// method below, in the order a task meets them. Messages from providers
+// (bids, reports) arrive through the handlers in requestor_handlers.go,
+// which turn them into moves of the same machine.
+
+// drive takes one task through its states until it is terminal or the
+// requestor closes. Each turn loads the stored task and runs the step of
+// its state; a step returns once it moved the task (or saw it moved).
+//
+//	pending   waitForStart (start time, volumes), then runAuction
+//	bidding   runAuction: announce, collect bids, award → awarded, or
+//	          noBids → bidding again | failed
+//	awarded,  awaitResult: a report moves it (handlers) → verifying |
+//	running   completed | bidding | failed; silence or the deadline → bidding
+//	verifying fetchOutputs → completed | failed
+//
+// A group parent (redundancy, subtasks) is driven by driveGroup (group.go).
+func (r *Requestor) drive(id string) {
+	for r.ctx.Err() == nil {
+		t, err := r.store.Get(id)
+		if err != nil {
+			r.log.Error("load task", "task", id, "err", err)
+			return
+		}
+		if t.State.IsTerminal() {
+			return
+		}
+		switch {
+		case t.Group != nil:
+			err = r.driveGroup(t)
+		case t.State == StatePending:
+			if t, err = r.waitForStart(t); err == nil && r.ctx.Err() == nil {
+				err = r.runAuction(t)
+			}
+		case t.State == StateBidding:
+			err = r.runAuction(t)
+		case (t.State == StateAwarded || t.State == StateRunning) && t.Result != nil:
+			// Stored by a version without the verifying state.
+			_, err = r.update(id, move(StateVerifying, nil, nil))
+		case t.State == StateAwarded, t.State == StateRunning:
+			err = r.awaitResult(t)
+		case t.State == StateVerifying:
+			err = r.fetchOutputs(t)
+		}
+		if t != nil && t.Group != nil && err == nil {
+			return
+		}
+		if err != nil && r.ctx.Err() == nil {
+			if errors.Is(err, ErrInvalidTransition) {
+				continue // someone else (cancel, a report) moved it: look again
+			}
+			r.log.Error("task driver", "task", id, "err", err)
+			if _, ferr := r.update(id, move(StateFailed, nil, func(t *Task) {
+				t.Reason = "internal error: " + err.Error()
+			})); ferr != nil && !errors.Is(ferr, ErrInvalidTransition) {
+				r.log.Error("mark task failed", "task", id, "err", ferr)
+			}
+			return
+		}
+	}
+}
+
+// startDriver runs drive for a task unless one already runs.
+func (r *Requestor) startDriver(id string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.drivers[id] || r.ctx.Err() != nil {
+		return
+	}
+	r.drivers[id] = true
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		defer func() {
+			r.mu.Lock()
+			delete(r.drivers, id)
+			r.mu.Unlock()
+		}()
+		r.drive(id)
+	}()
+}
+
+// waitForStart holds a task until its start time, then resolves its
+// volumes. It returns the task as it stands; when the task was settled
+// meanwhile (canceled) or the requestor is closing, the caller's loop sees
+// that.
+func (r *Requestor) waitForStart(t *Task) (*Task, error) {
+	if at := startTime(t); t.Attempt == 0 && time.Until(at) > 0 {
+		reason := "scheduled for " + at.Format(time.RFC3339)
+		if t.Reason != reason {
+			var err error
+			if t, err = r.update(t.ID, edit([]State{StatePending}, func(t *Task) { t.Reason = reason })); err != nil {
+				return t, err
+			}
+		}
+		ch, stop, err := r.Watch(t.ID)
+		if err != nil {
+			return t, err
+		}
+		timer := time.NewTimer(time.Until(at))
+		defer timer.Stop()
+	wait:
+		for {
+			select {
+			case <-r.ctx.Done():
+				stop()
+				return t, nil
+			case cur := <-ch:
+				if cur.State.IsTerminal() {
+					stop()
+					return cur, ErrInvalidTransition
+				}
+			case <-timer.C:
+				break wait
+			}
+		}
+		stop()
+		if t, err = r.Get(t.ID); err != nil {
+			return t, err
+		}
+		r.log.Info("scheduled task due", "task", t.ID)
+	}
+	return r.resolveVolumes(t)
+}
+
+// runAuction announces the task, collects bids and awards it. It returns
+// with the task awarded, failed, or back to bidding for another attempt.
+func (r *Requestor) runAuction(t *Task) error {
+	if n := failures(t); n > t.Spec.RetryBudget() {
+		_, err := r.update(t.ID, move(StateFailed, nil, func(t *Task) {
+			t.Reason = fmt.Sprintf("retry budget spent after %d failed executions: %s", n, t.Reason)
+		}))
+		return err
+	}
+	if time.Since(queuedSince(t)) > DefaultQueueTimeout {
+		_, err := r.update(t.ID, move(StateFailed, nil, func(t *Task) {
+			t.Reason = fmt.Sprintf("not started within %s: %s", DefaultQueueTimeout, t.Reason)
+		}))
+		return err
+	}
+	attempt := t.Attempt + 1
+	t, err := r.update(t.ID, move(StateBidding, []State{StatePending, StateBidding}, func(t *Task) {
+		t.Attempt = attempt
+		t.Reason = "waiting for bids"
+	}))
+	if err != nil {
+		return err
+	}
+	a := &auction{attempt: attempt, bids: make(chan bidFrom, 64)}
+	r.mu.Lock()
+	r.auctions[t.ID] = a
+	r.mu.Unlock()
+	defer func() {
+		r.mu.Lock()
+		if r.auctions[t.ID] == a {
+			delete(r.auctions, t.ID)
+		}
+		r.mu.Unlock()
+	}()
+
+	excluded := failedProviders(t)
+	expected, known := r.waitForProviders(t, excluded)
+	if len(expected) == 0 {
+		why := "no provider is reachable on the task topic"
+		if len(r.h.Network().Peers()) == 0 {
+			why += " (this node is connected to no peer: check --bootstrap, and in a private swarm that every node has the same swarm key)"
+		}
+		if t.Spec.Provider != "" {
+			why = "provider " + t.Spec.Provider + " is not reachable on the task topic"
+		}
+		if known > 0 {
+			why = fmt.Sprintf("all %d known providers failed or are excluded from this task (last: %s)", known, t.Reason)
+		}
+		_, err := r.update(t.ID, move(StateFailed, nil, func(t *Task) { t.Reason = why }))
+		return err
+	}
+
+	deadline := time.Now().Add(r.cfg.BidWindow)
+	ann := wire.Announce{
+		Version: wire.Version, TaskID: t.ID, Attempt: attempt, Requestor: r.h.ID().String(),
+		Req: wire.RequirementsOf(t.Spec), BidDeadline: deadline.UnixMilli(),
+	}
+	data, err := json.Marshal(&ann)
+	if err != nil {
+		return fmt.Errorf("encode announce: %w", err)
+	}
+	if err := r.topic.Publish(r.ctx, data); err != nil {
+		return fmt.Errorf("publish announce: %w", err)
+	}
+	r.log.Debug("announced", "task", t.ID, "attempt", attempt, "providers", len(expected))
+
+	var got []bidFrom
+	answered := map[peer.ID]bool{}
+	timer := time.NewTimer(time.Until(deadline))
+	defer timer.Stop()
+collect:
+	for len(answered) < len(expected) {
+		select {
+		case <-r.ctx.Done():
+			return r.ctx.Err()
+		case <-timer.C:
+			break collect
+		case b := <-a.bids:
+			if answered[b.from] {
+				continue
+			}
+			answered[b.from] = true
+			got = append(got, b)
+			if _, ok := expected[b.from]; !ok {
+				expected[b.from] = struct{}{}
+			}
+		}
+	}
+	return r.award(t, attempt, len(expected), got, excluded)
+}
+
+// waitForProviders returns the providers the requestor knows on the task
+// topic that may take this task, waiting up to ProviderWait for a first one
+// to appear, and how many were known in all.
+func (r *Requestor) waitForProviders(t *Task, excluded map[string]bool) (map[peer.ID]struct{}, int) {
+	timeout := time.NewTimer(r.cfg.ProviderWait)
+	defer timeout.Stop()
+	for {
+		r.mu.Lock()
+		changed := r.peersCh
+		r.mu.Unlock()
+		expected := map[peer.ID]struct{}{}
+		all := r.expectedPeers(t)
+		for _, p := range all {
+			if excluded[p.String()] {
+				continue
+			}
+			if t.Spec.Provider != "" && p.String() != t.Spec.Provider {
+				continue
+			}
+			expected[p] = struct{}{}
+		}
+		if len(expected) > 0 || (len(all) > 0 && len(excluded) > 0 && t.Spec.Provider == "") {
+			return expected, len(all)
+		}
+		select {
+		case <-changed:
+		case <-timeout.C:
+			return nil, len(all)
+		case <-r.ctx.Done():
+			return nil, len(all)
+		}
+	}
+}
+
+// expectedPeers returns the pool's matching providers, or every peer on
+// the task topic when the pool knows none.
+func (r *Requestor) expectedPeers(t *Task) []peer.ID {
+	if r.cfg.KnownProviders != nil {
+		if known := r.cfg.KnownProviders(wire.RequirementsOf(t.Spec)); len(known) > 0 {
+			return known
+		}
+	}
+	return r.topic.ListPeers()
+}
+
+func (r *Requestor) watchTopicPeers(h *pubsub.TopicEventHandler) {
+	defer r.wg.Done()
+	defer h.Cancel()
+	for {
+		if _, err := h.NextPeerEvent(r.ctx); err != nil {
+			return
+		}
+		r.mu.Lock()
+		close(r.peersCh)
+		r.peersCh = make(chan struct{})
+		r.mu.Unlock()
+	}
+}
+
+// failedProviders are skipped in later attempts of a task, together with
+// the providers the spec excludes.
+func failedProviders(t *Task) map[string]bool {
+	out := map[string]bool{}
+	for _, p := range t.Spec.Exclude {
+		out[p] = true
+	}
+	for _, e := range t.Executions {
+		if e.State == AttemptFailed {
+			out[e.Provider] = true
+		}
+	}
+	return out
+}
+
+// failures counts the executions of a task that failed.
+func failures(t *Task) int {
+	n := 0
+	for _, e := range t.Executions {
+		if e.State == AttemptFailed {
+			n++
+		}
+	}
+	return n
+}
+
+// award records the bids of an attempt, picks the best acceptable one and
+// sends it the award, falling back to the next bid on a decline.
+func (r *Requestor) award(t *Task, attempt, known int, got []bidFrom, excluded map[string]bool) error {
+	records := make([]BidRecord, 0, len(got))
+	for _, b := range got {
+		rec := BidRecord{
+			Provider: b.from.String(), Attempt: attempt, Price: b.bid.Price, MaxCost: b.bid.MaxCost,
+			StartMS: b.bid.StartMS, HasImage: b.bid.HasImage, InputsLocal: b.bid.InputsLocal, Decline: b.bid.Decline, Busy: b.bid.Busy,
+			ReceivedAt: b.at,
+		}
+		switch {
+		case rec.Decline != "":
+			rec.Outcome = "declined: " + rec.Decline
+		case excluded[rec.Provider]:
+			rec.Outcome = "skipped: failed this task before"
+		case t.Spec.MaxPrice > 0 && rec.Price > t.Spec.MaxPrice:
+			rec.Outcome = fmt.Sprintf("over max price %g", t.Spec.MaxPrice)
+		}
+		records = append(records, rec)
+	}
+	order, why := rankBids(records, t.Spec.Strategy, r.rep.snapshot())
+	summary := bidSummary(known, records, t.Spec.MaxPrice)
+	t, err := r.update(t.ID, edit([]State{StateBidding}, func(t *Task) {
+		t.Bids = append(t.Bids, records...)
+		t.Reason = summary
+	}))
+	if err != nil {
+		return err
+	}
+	for _, i := range order {
+		rec := records[i]
+		pid, _ := peer.Decode(rec.Provider)
+		now := time.Now().UTC()
+		t, err = r.update(t.ID, move(StateAwarded, []State{StateBidding}, func(t *Task) {
+			t.Provider = rec.Provider
+			t.Reason = fmt.Sprintf("awarded to %s: %s, of %d acceptable bids; preparing image and inputs", short(rec.Provider), why, len(order))
+			t.Executions = append(t.Executions, Execution{Provider: rec.Provider, Attempt: attempt, State: AttemptAwarded, AwardedAt: now})
+			setBidOutcome(t, rec.Provider, attempt, "won: "+why)
+		}))
+		if err != nil {
+			return err
+		}
+		var reply wire.AwardReply
+		err := p2p.Request(r.ctx, r.h, pid, wire.ProtoAward, &wire.Award{TaskID: t.ID, Attempt: attempt, Spec: t.Spec}, wire.MaxAckSize, &reply)
+		if err == nil && reply.Accepted {
+			observe(r.cfg.Observer).Awarded()
+			r.log.Debug("awarded", "task", t.ID, "peer", pid)
+			_, err := r.update(t.ID, edit(nil, func(t *Task) {
+				for _, j := range order {
+					if o := records[j]; o.Provider != rec.Provider {
+						setBidOutcome(t, o.Provider, attempt, fmt.Sprintf("lost to %s (%s)", short(rec.Provider), why))
+					}
+				}
+			}))
+			if errors.Is(err, ErrInvalidTransition) {
+				err = nil // already finished: the outcome notes do not matter
+			}
+			var losers []string
+			for _, j := range order {
+				if o := records[j]; o.Provider != rec.Provider {
+					losers = append(losers, o.Provider)
+				}
+			}
+			r.releaseBids(t.ID, attempt, losers)
+			return err
+		}
+		why := "declined the award: " + reply.Reason
+		if err != nil {
+			why = "award failed: " + err.Error()
+		}
+		r.log.Info("award not accepted", "task", t.ID, "peer", pid, "reason", why)
+		// A provider that answers "no" (its capacity went to another task
+		// in between) ran nothing: that costs no retry and does not exclude
+		// it later. One that cannot be reached failed.
+		state := AttemptDeclined
+		if err != nil {
+			state = AttemptFailed
+		}
+		t, err = r.update(t.ID, move(StateBidding, []State{StateAwarded}, func(t *Task) {
+			t.Provider = ""
+			if e := t.execution(rec.Provider, attempt); e != nil {
+				e.Transition(state)
+			}
+			setBidOutcome(t, rec.Provider, attempt, why)
+			t.Reason = summary + "; " + short(rec.Provider) + " " + why
+		}))
+		if err != nil {
+			return err
+		}
+	}
+	busy := false
+	for _, rec := range records {
+		busy = busy || rec.Busy
+	}
+	awardFailed := len(order) > 0
+	// Nobody answered at all (not even a decline): the providers we know of
+	// may be restarting or cut off; that passes, so announce again.
+	silent := len(records) == 0
+	return r.noBids(t, summary, busy || awardFailed || silent)
+}
+
+// releaseBids tells providers whose bids lost that their reservations can
+// go, in the background and best effort (they expire anyway).
+func (r *Requestor) releaseBids(task string, attempt int, providers []string) {
+	for _, p := range providers {
+		pid, err := peer.Decode(p)
+		if err != nil {
+			continue
+		}
+		r.wg.Add(1)
+		go func() {
+			defer r.wg.Done()
+			ctx, cancel := context.WithTimeout(r.ctx, 5*time.Second)
+			defer cancel()
+			var ack wire.Ack
+			_ = p2p.Request(ctx, r.h, pid, wire.ProtoCancel, &wire.Cancel{TaskID: task, Attempt: attempt}, wire.MaxAckSize, &ack)
+		}()
+	}
+}
+
+// noBids ends an attempt without an award. When the obstacle may pass (a
+// provider was busy, an award raced with another task) the task is
+// announced again after a short pause that ends early when a provider
+// joins; otherwise it fails with the reason.
+func (r *Requestor) noBids(t *Task, reason string, transient bool) error {
+	if !transient {
+		_, err := r.update(t.ID, move(StateFailed, nil, func(t *Task) {
+			t.Reason = "no provider took the task: " + reason
+		}))
+		return err
+	}
+	_, err := r.update(t.ID, move(StateBidding, []State{StateBidding}, func(t *Task) { t.Reason = "waiting for capacity: " + reason }))
+	if err != nil {
+		return err
+	}
+	// Wait for capacity: a slot freed by one of our own tasks finishing (the
+	// oldest waiter is woken first), a provider joining, or a pause that
+	// grows with the attempts.
+	wake := make(chan struct{}, 1)
+	r.mu.Lock()
+	changed := r.peersCh
+	r.capWaiters = append(r.capWaiters, wake)
+	r.mu.Unlock()
+	pause := min(time.Duration(t.Attempt)*500*time.Millisecond, 5*time.Second)
+	timer := time.NewTimer(pause)
+	defer timer.Stop()
+	select {
+	case <-changed:
+	case <-wake:
+	case <-timer.C:
+	case <-r.ctx.Done():
+	}
+	r.mu.Lock()
+	for i, w := range r.capWaiters {
+		if w == wake {
+			r.capWaiters = append(r.capWaiters[:i], r.capWaiters[i+1:]...)
+			break
+		}
+	}
+	r.mu.Unlock()
+	return nil
+}
+
+// capacityFreed wakes the task that has waited longest for capacity: one
+// of this requestor's tasks just released a slot on some provider.
+func (r *Requestor) capacityFreed() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.capWaiters) == 0 {
+		return
+	}
+	w := r.capWaiters[0]
+	r.capWaiters = r.capWaiters[1:]
+	select {
+	case w <- struct{}{}:
+	default:
+	}
+}
+
+func bidSummary(known int, records []BidRecord, maxPrice float64) string {
+	bids, declines := 0, 0
+	lowest := -1.0
+	for _, rec := range records {
+		if rec.Decline != "" {
+			declines++
+			continue
+		}
+		bids++
+		if lowest < 0 || rec.Price < lowest {
+			lowest = rec.Price
+		}
+	}
+	s := fmt.Sprintf("%d providers known, %d bid, %d declined", known, bids, declines)
+	if lowest >= 0 {
+		s += fmt.Sprintf(", lowest price %g", lowest)
+		if maxPrice > 0 {
+			s += fmt.Sprintf(" (max %g)", maxPrice)
+		}
+	}
+	var reasons []string
+	for _, rec := range records {
+		if rec.Decline != "" {
+			reasons = append(reasons, short(rec.Provider)+": "+rec.Decline)
+		}
+	}
+	if len(reasons) > 0 {
+		s += " [" + strings.Join(reasons, "; ") + "]"
+	}
+	return s
+}
+
+func setBidOutcome(t *Task, provider string, attempt int, outcome string) {
+	for i := range t.Bids {
+		if t.Bids[i].Provider == provider && t.Bids[i].Attempt == attempt {
+			t.Bids[i].Outcome = outcome
+		}
+	}
+}
+
+func short(p string) string {
+	if len(p) > 12 {
+		return p[len(p)-8:]
+	}
+	return p
+}
+
+// awaitResult waits for the awarded provider's result, up to the task's
+// timeout plus a grace period counted from the award.
+func (r *Requestor) awaitResult(t *Task) error {
+	ch, stop, err := r.Watch(t.ID)
+	if err != nil {
+		return err
+	}
+	defer stop()
+	e := t.execution(t.Provider, t.Attempt)
+	awardedAt := t.UpdatedAt
+	if e != nil {
+		awardedAt = e.AwardedAt
+	}
+	timeout := t.Spec.Timeout()
+	if timeout <= 0 {
+		timeout = DefaultTaskTimeout
+	}
+	deadline := time.NewTimer(time.Until(awardedAt.Add(timeout + r.cfg.ResultGrace)))
+	defer deadline.Stop()
+	attempt := t.Attempt
+	r.beat(t.ID)
+	defer func() {
+		r.mu.Lock()
+		delete(r.lastBeat, t.ID)
+		r.mu.Unlock()
+	}()
+	alive := time.NewTicker(r.cfg.HeartbeatTimeout / 4)
+	defer alive.Stop()
+	for {
+		select {
+		case <-r.ctx.Done():
+			return nil
+		case <-alive.C:
+			r.mu.Lock()
+			silent := time.Since(r.lastBeat[t.ID])
+			r.mu.Unlock()
+			limit := r.cfg.HeartbeatTimeout
+			if pid, err := peer.Decode(t.Provider); err == nil && r.h.Network().Connectedness(pid) != network.Connected {
+				limit /= 2 // no connection either: it is most likely gone
+			}
+			if silent < limit {
+				continue
+			}
+			provider := t.Provider
+			why := fmt.Sprintf("%s went silent (no heartbeat for %s)", short(provider), silent.Round(time.Second))
+			r.log.Info("provider lost", "task", t.ID, "peer", provider, "silent", silent)
+			_, err := r.update(t.ID, move(StateBidding, []State{StateAwarded, StateRunning}, func(t *Task) {
+				if e := t.execution(provider, attempt); e != nil {
+					e.Transition(AttemptFailed)
+				}
+				t.Provider = ""
+				t.Reason = why + "; trying another provider"
+			}))
+			observeFailover(r.cfg.Observer, err == nil)
+			return err
+		case cur := <-ch:
+			if cur.State.IsTerminal() || cur.Attempt != attempt || (cur.State != StateAwarded && cur.State != StateRunning) {
+				return nil
+			}
+		case <-deadline.C:
+			provider := t.Provider
+			why := fmt.Sprintf("no result from %s within %s of the award", short(provider), timeout+r.cfg.ResultGrace)
+			_, err := r.update(t.ID, move(StateBidding, []State{StateAwarded, StateRunning}, func(t *Task) {
+				if e := t.execution(provider, attempt); e != nil {
+					e.Transition(AttemptFailed)
+				}
+				t.Provider = ""
+				t.Reason = why
+			}))
+			observeFailover(r.cfg.Observer, err == nil)
+			return err
+		}
+	}
+}
+
+// beat records that the provider holding task id was heard from.
+func (r *Requestor) beat(id string) {
+	r.mu.Lock()
+	r.lastBeat[id] = time.Now()
+	r.mu.Unlock()
+}
+
+// outputFetchTries bounds how often fetching a task's outputs is tried.
+const outputFetchTries = 3
+
+// fetchOutputs pulls a finished task's outputs from the provider that made
+// them (it is already a connected peer: no DHT search first), pins them and
+// completes the task.
+func (r *Requestor) fetchOutputs(t *Task) error {
+	provider, _ := peer.Decode(t.Provider)
+	c := t.Result.Outputs
+	var err error
+	for try := 1; try <= outputFetchTries; try++ {
+		err = r.fetchResultContent(t, provider) // outputs and volumes (volume.go)
+		if err == nil {
+			_, err := r.update(t.ID, move(StateCompleted, []State{StateVerifying}, func(t *Task) { t.Reason = "" }))
+			return err
+		}
+		if r.ctx.Err() != nil {
+			return nil
+		}
+		r.log.Warn("fetch outputs", "task", t.ID, "cid", c, "try", try, "err", err)
+		select {
+		case <-r.ctx.Done():
+			return nil
+		case <-time.After(time.Duration(try) * time.Second):
+		}
+	}
+	_, err = r.update(t.ID, move(StateFailed, nil, func(t *Task) {
+		t.Reason = fmt.Sprintf("outputs %s could not be fetched from %s: %v", c, short(t.Provider), err)
+	}))
+	return err
+}
