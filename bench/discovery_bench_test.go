@@ -21,7 +21,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 
-	"github.com/offload-project/offload/market"
+	"github.com/offload-project/offload/market/discovery"
 	"github.com/offload-project/offload/market/wire"
 	"github.com/offload-project/offload/p2p"
 	"github.com/offload-project/offload/storage"
@@ -43,10 +43,10 @@ func benchProviders(b *testing.B) int {
 // about discovery, and 50 Badger databases in one process measure Badger.
 type memPoolStore struct {
 	mu sync.Mutex
-	m  map[string]*market.PoolEntry
+	m  map[string]*discovery.PoolEntry
 }
 
-func (s *memPoolStore) Put(k string, v *market.PoolEntry) error {
+func (s *memPoolStore) Put(k string, v *discovery.PoolEntry) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.m[k] = v
@@ -60,10 +60,10 @@ func (s *memPoolStore) Delete(k string) error {
 	return nil
 }
 
-func (s *memPoolStore) List() ([]*market.PoolEntry, error) {
+func (s *memPoolStore) List() ([]*discovery.PoolEntry, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make([]*market.PoolEntry, 0, len(s.m))
+	out := make([]*discovery.PoolEntry, 0, len(s.m))
 	for _, v := range s.m {
 		out = append(out, v)
 	}
@@ -72,8 +72,8 @@ func (s *memPoolStore) List() ([]*market.PoolEntry, error) {
 
 type discNode struct {
 	h    *p2p.Host
-	pool *market.Pool
-	adv  *market.Advertiser
+	pool *discovery.Pool
+	adv  *discovery.Advertiser
 }
 
 func (n *discNode) close() {
@@ -86,7 +86,7 @@ func (n *discNode) close() {
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
-func startDiscNode(b *testing.B, boot []string, store market.PoolStore, provider bool, i int) *discNode {
+func startDiscNode(b *testing.B, boot []string, store discovery.PoolStore, provider bool, i int) *discNode {
 	b.Helper()
 	key, _, err := crypto.GenerateEd25519Key(nil)
 	if err != nil {
@@ -103,7 +103,7 @@ func startDiscNode(b *testing.B, boot []string, store market.PoolStore, provider
 	if err != nil {
 		b.Fatal(err)
 	}
-	pool, err := market.NewPool(h, topic, store, market.PoolConfig{Logger: quiet, DiscoverInterval: -1})
+	pool, err := discovery.NewPool(discovery.Network{Host: h, PubSub: h.PubSub, Routing: h.DHT, Namespace: h.Namespace}, topic, store, discovery.PoolConfig{Logger: quiet, DiscoverInterval: -1})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -112,11 +112,11 @@ func startDiscNode(b *testing.B, boot []string, store market.PoolStore, provider
 	}
 	n := &discNode{h: h, pool: pool}
 	if provider {
-		n.adv, err = market.NewAdvertiser(pool, market.AdvertiserConfig{
+		n.adv, err = discovery.NewAdvertiser(pool, discovery.AdvertiserConfig{
 			Hardware: wire.Hardware{OS: "linux", Arch: "amd64", CPUModel: "bench", CPUs: 4, MemoryBytes: 8 << 30,
 				Labels: map[string]string{"rack": strconv.Itoa(i % 5)}},
-			Executors: []string{"docker", "wasm"}, Price: 0.1, Capacity: market.Capacity{CPUs: 4, MemoryBytes: 6 << 30},
-			Free:   func() market.Capacity { return market.Capacity{CPUs: 4, MemoryBytes: 6 << 30} },
+			Executors: []string{"docker", "wasm"}, Price: 0.1, Capacity: wire.Resources{CPUs: 4, MemoryBytes: 6 << 30},
+			Free:   func() wire.Resources { return wire.Resources{CPUs: 4, MemoryBytes: 6 << 30} },
 			Logger: quiet, ProvideInterval: -1,
 		})
 		if err != nil {
@@ -156,15 +156,15 @@ func BenchmarkDiscoveryLateRequestor(b *testing.B) {
 			// that grew, not a star.
 			boot = provs[rand.Intn(i)].h.FullAddrs()
 		}
-		provs = append(provs, startDiscNode(b, boot, &memPoolStore{m: map[string]*market.PoolEntry{}}, true, i))
+		provs = append(provs, startDiscNode(b, boot, &memPoolStore{m: map[string]*discovery.PoolEntry{}}, true, i))
 	}
 	ids := make([]peer.ID, n)
 	for i, p := range provs {
 		ids[i] = p.h.ID()
 	}
-	sees := func(pool *market.Pool) bool {
+	sees := func(pool *discovery.Pool) bool {
 		got := map[peer.ID]bool{}
-		for _, e := range pool.List(market.PoolFilter{}) {
+		for _, e := range pool.List(discovery.PoolFilter{}) {
 			got[e.Record.PeerID()] = true
 		}
 		for _, id := range ids {
@@ -196,11 +196,11 @@ func BenchmarkDiscoveryLateRequestor(b *testing.B) {
 		}
 		via := provs[rand.Intn(n)]
 		start := time.Now()
-		req := startDiscNode(b, via.h.FullAddrs(), storage.NewTable[market.PoolEntry](db, "pool"), false, 0)
+		req := startDiscNode(b, via.h.FullAddrs(), storage.NewTable[discovery.PoolEntry](db, "pool"), false, 0)
 		dial = append(dial, time.Since(start))
 		for !sees(req.pool) {
 			if time.Since(start) > 30*time.Second {
-				b.Fatalf("sample %d: the late requestor saw %d of %d providers after 30s", i, len(req.pool.List(market.PoolFilter{})), n)
+				b.Fatalf("sample %d: the late requestor saw %d of %d providers after 30s", i, len(req.pool.List(discovery.PoolFilter{})), n)
 			}
 			time.Sleep(2 * time.Millisecond)
 		}

@@ -16,21 +16,9 @@
 // resumes where it was. The package never touches Docker or Badger
 // directly.
 //
-// Discovery: every node runs a Pool, its view of the providers in the
-// swarm; a provider also runs an Advertiser. The Advertiser signs a
-// capability record (wire.CapRecord: hardware, executors, price, free
-// capacity, a sequence number and an expiry) with the host key and gossips
-// it on wire.TopicCaps at start, when free capacity changes and every 30 s
-// (valid 2 min); it also announces DHT provider records under capability
-// terms (TermCID of "executor:docker", "gpu:nvidia", "label:k=v", ...). The
-// Pool's topic validator rejects forged, malformed and oversized records at
-// the first hop (lowering the sender's peer score) and ignores stale,
-// expired and rate-limited ones, counting each (Pool.Stats). On every new
-// connection the Pool asks the peer for the records it lacks
-// (wire.ProtoCaps), so a node that joins late sees the pool within one
-// round trip; Discover finds providers through the DHT alone. The requestor
-// expects bids from the pool's matching providers (Pool.KnownProviders), so
-// a bid window closes as soon as they all answered.
+// Discovery (the pool of providers, capability adverts, matching) is
+// package market/discovery; the requestor only asks it, through
+// RequestorConfig.KnownProviders, which providers to expect bids from.
 //
 // Live tasks: a service task runs until its timeout or cancel on the
 // provider (service.go), which answers tunnel and exec streams from the

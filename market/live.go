@@ -10,6 +10,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
@@ -78,7 +79,7 @@ func (r *Requestor) ServeTunnel(ctx context.Context, id string, port int, conn n
 // DialTunnel opens a tunnel stream to provider for req and waits for its
 // answer. On success the stream carries the connection's bytes: write to
 // s, read through the returned reader (it may hold bytes already received).
-func DialTunnel(ctx context.Context, h *p2p.Host, provider peer.ID, req wire.TunnelRequest) (network.Stream, *bufio.Reader, error) {
+func DialTunnel(ctx context.Context, h host.Host, provider peer.ID, req wire.TunnelRequest) (network.Stream, *bufio.Reader, error) {
 	s, br, err := openLive(ctx, h, provider, wire.ProtoTunnel, &req)
 	if err != nil {
 		return nil, nil, err
@@ -103,7 +104,7 @@ func DialTunnel(ctx context.Context, h *p2p.Host, provider peer.ID, req wire.Tun
 
 // openLive opens a stream on proto and sends its first message; the
 // answer must come within 30 s.
-func openLive(ctx context.Context, h *p2p.Host, provider peer.ID, proto protocol.ID, req any) (network.Stream, *bufio.Reader, error) {
+func openLive(ctx context.Context, h host.Host, provider peer.ID, proto protocol.ID, req any) (network.Stream, *bufio.Reader, error) {
 	octx, cancel := context.WithTimeout(ctx, p2p.DefaultStreamTimeout)
 	defer cancel()
 	s, err := h.NewStream(network.WithAllowLimitedConn(octx, string(proto)), provider, proto)
@@ -131,7 +132,7 @@ func (r *Requestor) Exec(ctx context.Context, id string, cmd []string, stdout, s
 // ExecOn sends req to provider over a ProtoExec stream and relays the
 // output frames until the last one. A refusal or failure on the provider
 // wraps ErrRefused.
-func ExecOn(ctx context.Context, h *p2p.Host, provider peer.ID, req wire.ExecRequest, stdout, stderr io.Writer) (int, error) {
+func ExecOn(ctx context.Context, h host.Host, provider peer.ID, req wire.ExecRequest, stdout, stderr io.Writer) (int, error) {
 	if err := req.Validate(); err != nil {
 		return -1, err
 	}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 
@@ -128,7 +129,7 @@ type ProviderConfig struct {
 // an executor and delivers the result, retrying from a persistent outbox
 // until the requestor acknowledges it.
 type Provider struct {
-	h         *p2p.Host
+	h         host.Host
 	store     ExecStore
 	executors map[string]executor.Executor
 	cfg       ProviderConfig
@@ -158,7 +159,7 @@ type Provider struct {
 // NewProvider subscribes to the task topic and registers the award and
 // cancel protocols. Call Start to begin bidding and to deliver what the
 // outbox holds.
-func NewProvider(h *p2p.Host, store ExecStore, topic *pubsub.Topic, executors []executor.Executor, cfg ProviderConfig) (*Provider, error) {
+func NewProvider(h host.Host, store ExecStore, topic *pubsub.Topic, executors []executor.Executor, cfg ProviderConfig) (*Provider, error) {
 	if len(executors) == 0 {
 		return nil, errors.New("provider: at least one executor is required")
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/oklog/ulid/v2"
 
@@ -75,7 +76,7 @@ type RequestorConfig struct {
 // persisted in the TaskStore before it is acted on; Start resumes tasks that
 // were in flight when the node stopped.
 type Requestor struct {
-	h     *p2p.Host
+	h     host.Host
 	store TaskStore
 	cfg   RequestorConfig
 	log   *slog.Logger
@@ -118,7 +119,7 @@ type watcher struct{ ch chan *Task }
 
 // NewRequestor joins the task topic and registers the bid and report
 // protocols on h. Call Start to resume stored tasks.
-func NewRequestor(h *p2p.Host, store TaskStore, topic *pubsub.Topic, cfg RequestorConfig) (*Requestor, error) {
+func NewRequestor(h host.Host, store TaskStore, topic *pubsub.Topic, cfg RequestorConfig) (*Requestor, error) {
 	if cfg.BidWindow <= 0 {
 		cfg.BidWindow = DefaultBidWindow
 	}

@@ -10,7 +10,7 @@ import (
 	"github.com/docker/go-units"
 
 	"github.com/offload-project/offload/client"
-	"github.com/offload-project/offload/market"
+	"github.com/offload-project/offload/market/discovery"
 )
 
 // poolRoutes are the pool's routes:
@@ -44,7 +44,7 @@ func ParsePoolFilter(q url.Values) (client.PoolFilter, error) {
 	var f client.PoolFilter
 	set := func(name string) (string, bool) {
 		v := strings.TrimSpace(q.Get(name))
-		if strings.EqualFold(v, market.Any) {
+		if strings.EqualFold(v, discovery.Any) {
 			return "", false
 		}
 		return v, v != ""

@@ -37,6 +37,7 @@ import (
 	"github.com/offload-project/offload/executor"
 	"github.com/offload-project/offload/executor/hardware"
 	"github.com/offload-project/offload/market"
+	"github.com/offload-project/offload/market/discovery"
 	"github.com/offload-project/offload/market/wire"
 	"github.com/offload-project/offload/p2p"
 	"github.com/offload-project/offload/storage"
@@ -130,8 +131,8 @@ type Node struct {
 	local     *localExecutors // verify steps on this node
 	req       *market.Requestor
 	prov      *market.Provider
-	pool      *market.Pool       // every node's view of the providers
-	adv       *market.Advertiser // a provider's capability adverts
+	pool      *discovery.Pool       // every node's view of the providers
+	adv       *discovery.Advertiser // a provider's capability adverts
 	executors []executor.Executor
 	isolation []string // stronger sandboxes the executors offer ("gvisor")
 	api       *apiServer

@@ -8,6 +8,7 @@ import (
 	"github.com/offload-project/offload/client"
 	"github.com/offload-project/offload/executor/hardware"
 	"github.com/offload-project/offload/market"
+	"github.com/offload-project/offload/market/discovery"
 	"github.com/offload-project/offload/market/wire"
 	"github.com/offload-project/offload/storage"
 )
@@ -18,7 +19,7 @@ func (n *Node) startPool() error {
 	if err != nil {
 		return err
 	}
-	n.pool, err = market.NewPool(n.host, topic, storage.NewTable[market.PoolEntry](n.db, "pool"), market.PoolConfig{Logger: n.cfg.Logger})
+	n.pool, err = discovery.NewPool(discovery.Network{Host: n.host, PubSub: n.host.PubSub, Routing: n.host.DHT, Namespace: n.host.Namespace}, topic, storage.NewTable[discovery.PoolEntry](n.db, "pool"), discovery.PoolConfig{Logger: n.cfg.Logger})
 	if err != nil {
 		return err
 	}
@@ -41,14 +42,14 @@ func (n *Node) newAdvertiser(info hardware.Info, capacity market.Capacity) error
 	for _, e := range n.executors {
 		exs = append(exs, e.Name())
 	}
-	n.adv, err = market.NewAdvertiser(n.pool, market.AdvertiserConfig{
-		Hardware: hw, Executors: exs, Price: n.cfg.Price, Capacity: capacity,
+	n.adv, err = discovery.NewAdvertiser(n.pool, discovery.AdvertiserConfig{
+		Hardware: hw, Executors: exs, Price: n.cfg.Price, Capacity: wire.Resources(capacity),
 		Isolation: n.isolation, IsolationRequired: n.cfg.RequireGVisor,
-		Free: func() market.Capacity {
+		Free: func() wire.Resources {
 			if n.prov == nil {
-				return capacity
+				return wire.Resources(capacity)
 			}
-			return n.prov.Free()
+			return wire.Resources(n.prov.Free())
 		},
 		Software: softwareVersion(), Logger: n.cfg.Logger,
 	})
@@ -83,7 +84,7 @@ func softwareVersion() string {
 // Pool lists the providers this node knows (itself included when it is a
 // provider) that match f, ordered by peer ID.
 func (n *Node) Pool(f client.PoolFilter) []client.Provider {
-	entries := n.pool.List(market.PoolFilter{
+	entries := n.pool.List(discovery.PoolFilter{
 		CPUs: f.CPUs, MemoryBytes: f.MemoryBytes, GPUs: f.GPUs, GPUModel: f.GPUModel,
 		Arch: f.Arch, OS: f.OS, Executor: f.Executor, Isolation: f.Isolation, Labels: f.Labels,
 	})
@@ -109,7 +110,7 @@ func (n *Node) Pool(f client.PoolFilter) []client.Provider {
 
 // PoolStats returns the pool's counters of accepted, ignored, rejected and
 // expired records.
-func (n *Node) PoolStats() market.PoolStats { return n.pool.Stats() }
+func (n *Node) PoolStats() discovery.PoolStats { return n.pool.Stats() }
 
 func nonNil(s []string) []string {
 	if s == nil {

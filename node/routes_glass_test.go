@@ -11,7 +11,7 @@ import (
 	"github.com/getkin/kin-openapi/openapi3"
 
 	"github.com/offload-project/offload/client"
-	"github.com/offload-project/offload/market"
+	"github.com/offload-project/offload/market/discovery"
 	"github.com/offload-project/offload/market/wire"
 )
 
@@ -114,7 +114,7 @@ func TestOpenAPISchemasMatchTypes(t *testing.T) {
 		"Ledger": client.Ledger{}, "LedgerEntry": client.LedgerEntry{}, "PeerBalance": client.PeerBalance{},
 		"Reputation": client.Reputation{},
 		"Provider":   client.Provider{}, "Capacity": client.Capacity{}, "Hardware": wire.Hardware{}, "GPU": wire.GPU{},
-		"PoolStats": market.PoolStats{}, "Pin": PinInfo{}, "CIDResponse": CIDResponse{}, "AddRequest": addRequest{},
+		"PoolStats": discovery.PoolStats{}, "Pin": PinInfo{}, "CIDResponse": CIDResponse{}, "AddRequest": addRequest{},
 		"DestRequest": destRequest{}, "PushRequest": pushRequest{}, "ProgressEvent": progressEvent{},
 		"Tunnel": client.Tunnel{}, "TunnelRequest": client.TunnelRequest{}, "ExecRequest": client.ExecRequest{},
 		"ExecEvent": client.ExecEvent{}, "Volume": client.Volume{}, "VolumeSpec": wire.Volume{},

@@ -1,4 +1,4 @@
-package market
+package discovery
 
 import (
 	"bufio"
@@ -13,9 +13,11 @@ import (
 
 	"github.com/ipfs/go-cid"
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/peerstore"
+	"github.com/libp2p/go-libp2p/core/routing"
 	ma "github.com/multiformats/go-multiaddr"
 	"github.com/multiformats/go-multihash"
 	"golang.org/x/time/rate"
@@ -94,7 +96,8 @@ type PoolStats struct {
 // at once), and found in the DHT under capability terms. Entries leave the
 // pool when their record expires. The pool is cached in a PoolStore.
 type Pool struct {
-	h     *p2p.Host
+	h     host.Host
+	net   Network
 	topic *pubsub.Topic
 	sub   *pubsub.Subscription
 	store PoolStore
@@ -118,10 +121,24 @@ type Pool struct {
 	started   bool
 }
 
+// Network is what discovery needs of the node's libp2p stack. Tests give
+// it an in-memory network (mocknet) and no Routing.
+type Network struct {
+	Host   host.Host
+	PubSub *pubsub.PubSub
+	// Routing announces and finds providers of capability terms (the
+	// DHT); nil: discovery through gossip and peer exchange only.
+	Routing routing.ContentRouting
+	// Namespace is "" in the public swarm and the swarm ID in a private
+	// one (p2p.Host.Namespace); it keys the DHT terms (TermCID).
+	Namespace string
+}
+
 // NewPool registers the validator of topic (which must be the host's
 // wire.TopicCaps topic), subscribes to it and loads the cached entries that
 // have not expired. Call Start to serve and exchange records.
-func NewPool(h *p2p.Host, topic *pubsub.Topic, store PoolStore, cfg PoolConfig) (*Pool, error) {
+func NewPool(net Network, topic *pubsub.Topic, store PoolStore, cfg PoolConfig) (*Pool, error) {
+	h := net.Host
 	if cfg.RecordRate <= 0 {
 		cfg.RecordRate = DefaultRecordRate
 	}
@@ -139,7 +156,7 @@ func NewPool(h *p2p.Host, topic *pubsub.Topic, store PoolStore, cfg PoolConfig) 
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &Pool{
-		h: h, topic: topic, store: store, cfg: cfg, log: cfg.Logger.With("sys", "pool"),
+		h: h, net: net, topic: topic, store: store, cfg: cfg, log: cfg.Logger.With("sys", "pool"),
 		entries: map[peer.ID]*PoolEntry{}, limiters: map[peer.ID]*rate.Limiter{},
 		asking: map[peer.ID]bool{}, dirty: map[peer.ID]bool{},
 		stats:     PoolStats{Reasons: map[string]uint64{}},
@@ -160,12 +177,12 @@ func NewPool(h *p2p.Host, topic *pubsub.Topic, store PoolStore, cfg PoolConfig) 
 		}
 		p.entries[id] = e
 	}
-	if err := h.PubSub.RegisterTopicValidator(topic.String(), p.validate, pubsub.WithValidatorInline(true)); err != nil {
+	if err := net.PubSub.RegisterTopicValidator(topic.String(), p.validate, pubsub.WithValidatorInline(true)); err != nil {
 		cancel()
 		return nil, fmt.Errorf("pool: register validator: %w", err)
 	}
 	if p.sub, err = topic.Subscribe(); err != nil {
-		_ = h.PubSub.UnregisterTopicValidator(topic.String())
+		_ = net.PubSub.UnregisterTopicValidator(topic.String())
 		cancel()
 		return nil, fmt.Errorf("pool: subscribe to capability adverts: %w", err)
 	}
@@ -193,7 +210,7 @@ func (p *Pool) Start() error {
 	go p.readLoop()
 	go p.sweepLoop()
 	go p.persistLoop()
-	if p.cfg.DiscoverInterval > 0 {
+	if p.cfg.DiscoverInterval > 0 && p.net.Routing != nil {
 		p.wg.Add(1)
 		go p.discoverLoop()
 	}
@@ -208,7 +225,7 @@ func (p *Pool) Close() error {
 			p.h.Network().StopNotify(p.notifee)
 		}
 		p.sub.Cancel()
-		_ = p.h.PubSub.UnregisterTopicValidator(p.topic.String())
+		_ = p.net.PubSub.UnregisterTopicValidator(p.topic.String())
 		// Cancel under mu: goAsk checks the context and adds to wg under
 		// mu, so no goroutine starts once Wait may run.
 		p.mu.Lock()
@@ -600,10 +617,13 @@ func Terms(rec *wire.CapRecord) []string {
 // Discover finds providers announcing term in the DHT and asks those not in
 // the pool for their records. It returns how many providers it found.
 func (p *Pool) Discover(ctx context.Context, term string) (int, error) {
+	if p.net.Routing == nil {
+		return 0, errors.New("pool: no content routing (DHT) to discover providers with")
+	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	found := 0
-	for info := range p.h.DHT.FindProvidersAsync(ctx, TermCID(p.h.Namespace, term), wire.MaxCapsRecords) {
+	for info := range p.net.Routing.FindProvidersAsync(ctx, TermCID(p.net.Namespace, term), wire.MaxCapsRecords) {
 		if info.ID == p.h.ID() || info.ID == "" {
 			continue
 		}

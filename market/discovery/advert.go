@@ -1,4 +1,4 @@
-package market
+package discovery
 
 import (
 	"context"
@@ -43,9 +43,9 @@ type AdvertiserConfig struct {
 	// Price in credits per CPU-second.
 	Price float64
 	// Capacity is what the provider offers in all.
-	Capacity Capacity
+	Capacity wire.Resources
 	// Free returns the capacity free now (Provider.Free).
-	Free func() Capacity
+	Free func() wire.Resources
 	// Software is the node's version string.
 	Software string
 	// Interval, TTL, MinGap and ProvideInterval: see the Default* constants.
@@ -69,7 +69,7 @@ type Advertiser struct {
 
 	mu       sync.Mutex
 	seq      uint64
-	lastFree Capacity
+	lastFree wire.Resources
 	current  []byte
 
 	changeCh  chan struct{}
@@ -122,7 +122,7 @@ func (a *Advertiser) Start() error {
 	}
 	a.wg.Add(1)
 	go a.loop()
-	if a.cfg.ProvideInterval > 0 {
+	if a.cfg.ProvideInterval > 0 && a.pool.net.Routing != nil {
 		a.wg.Add(1)
 		go a.provideLoop(Terms(rec))
 	}
@@ -156,7 +156,7 @@ func (a *Advertiser) Close() error {
 }
 
 // record builds the next record.
-func (a *Advertiser) record(free Capacity) *wire.CapRecord {
+func (a *Advertiser) record(free wire.Resources) *wire.CapRecord {
 	h := a.pool.h
 	now := time.Now()
 	a.seq = max(a.seq+1, uint64(now.UnixNano()))
@@ -173,7 +173,7 @@ func (a *Advertiser) record(free Capacity) *wire.CapRecord {
 		Version: wire.Version, Peer: h.ID().String(), Addrs: addrs, Hardware: a.cfg.Hardware,
 		Executors: exs, Isolation: slices.Clone(a.cfg.Isolation), IsolationRequired: a.cfg.IsolationRequired,
 		Price:    a.cfg.Price,
-		Capacity: wire.Resources(a.cfg.Capacity),
+		Capacity: a.cfg.Capacity,
 		Free:     wire.Resources{CPUs: max(free.CPUs, 0), MemoryBytes: max(free.MemoryBytes, 0), GPUs: max(free.GPUs, 0)},
 		Software: a.cfg.Software, Seq: a.seq,
 		IssuedAt: now.UnixMilli(), Expires: now.Add(a.cfg.TTL).UnixMilli(),
@@ -245,7 +245,6 @@ func (a *Advertiser) loop() {
 // ProvideInterval, and retries sooner while the routing table is empty.
 func (a *Advertiser) provideLoop(terms []string) {
 	defer a.wg.Done()
-	h := a.pool.h
 	wait := time.Second
 	for {
 		select {
@@ -256,7 +255,7 @@ func (a *Advertiser) provideLoop(terms []string) {
 		var failed error
 		for _, term := range terms {
 			ctx, cancel := context.WithTimeout(a.ctx, time.Minute)
-			err := h.DHT.Provide(ctx, TermCID(h.Namespace, term), true)
+			err := a.pool.net.Routing.Provide(ctx, TermCID(a.pool.net.Namespace, term), true)
 			cancel()
 			if err != nil {
 				failed = err

@@ -1,4 +1,4 @@
-package market_test
+package discovery_test
 
 import (
 	"context"
@@ -14,7 +14,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 
-	"github.com/offload-project/offload/market"
+	"github.com/offload-project/offload/market/discovery"
 	"github.com/offload-project/offload/market/wire"
 	"github.com/offload-project/offload/p2p"
 	"github.com/offload-project/offload/storage"
@@ -55,11 +55,11 @@ func newHost(t *testing.T, boot ...*p2p.Host) *p2p.Host {
 
 type poolNode struct {
 	h     *p2p.Host
-	pool  *market.Pool
+	pool  *discovery.Pool
 	topic *pubsub.Topic
 }
 
-func newPool(t *testing.T, h *p2p.Host, cfg market.PoolConfig) *poolNode {
+func newPool(t *testing.T, h *p2p.Host, cfg discovery.PoolConfig) *poolNode {
 	t.Helper()
 	db, err := storage.Open(t.TempDir(), nil)
 	if err != nil {
@@ -75,7 +75,7 @@ func newPool(t *testing.T, h *p2p.Host, cfg market.PoolConfig) *poolNode {
 	if cfg.DiscoverInterval == 0 {
 		cfg.DiscoverInterval = -1
 	}
-	p, err := market.NewPool(h, topic, storage.NewTable[market.PoolEntry](db, "pool"), cfg)
+	p, err := discovery.NewPool(netOf(h), topic, storage.NewTable[discovery.PoolEntry](db, "pool"), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,10 +89,10 @@ func newPool(t *testing.T, h *p2p.Host, cfg market.PoolConfig) *poolNode {
 	return &poolNode{h: h, pool: p, topic: topic}
 }
 
-func advertise(t *testing.T, pn *poolNode, cfg market.AdvertiserConfig) *market.Advertiser {
+func advertise(t *testing.T, pn *poolNode, cfg discovery.AdvertiserConfig) *discovery.Advertiser {
 	t.Helper()
 	if cfg.Free == nil {
-		cfg.Free = func() market.Capacity { return market.Capacity{CPUs: 2, MemoryBytes: 1 << 30} }
+		cfg.Free = func() wire.Resources { return wire.Resources{CPUs: 2, MemoryBytes: 1 << 30} }
 	}
 	if cfg.Executors == nil {
 		cfg.Executors = []string{"wasm"}
@@ -101,7 +101,7 @@ func advertise(t *testing.T, pn *poolNode, cfg market.AdvertiserConfig) *market.
 		cfg.Hardware = wire.Hardware{OS: "linux", Arch: "amd64", CPUs: 2, MemoryBytes: 2 << 30}
 	}
 	cfg.Logger = testLog(t)
-	a, err := market.NewAdvertiser(pn.pool, cfg)
+	a, err := discovery.NewAdvertiser(pn.pool, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,8 +123,8 @@ func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
 	}
 }
 
-func inPool(p *market.Pool, id peer.ID) bool {
-	for _, e := range p.List(market.PoolFilter{}) {
+func inPool(p *discovery.Pool, id peer.ID) bool {
+	for _, e := range p.List(discovery.PoolFilter{}) {
 		if e.Record.PeerID() == id {
 			return true
 		}
@@ -146,32 +146,32 @@ func TestPoolFilterMatch(t *testing.T) {
 	bare := &wire.CapRecord{Hardware: wire.Hardware{OS: "darwin", Arch: "arm64", CPUs: 4, MemoryBytes: 8 << 30}, Executors: []string{"wasm"}}
 	for _, tc := range []struct {
 		name       string
-		f          market.PoolFilter
+		f          discovery.PoolFilter
 		rec, bare_ bool
 	}{
-		{"empty matches all", market.PoolFilter{}, true, true},
-		{"any matches all", market.PoolFilter{Arch: "any", OS: "ANY", GPUModel: "any", Executor: "any", Labels: map[string]string{"fpga": "any"}}, true, true},
-		{"cpus within hardware", market.PoolFilter{CPUs: 8}, true, false},
-		{"cpus within offered capacity", market.PoolFilter{CPUs: 12}, true, false},
-		{"cpus beyond both", market.PoolFilter{CPUs: 17}, false, false},
-		{"fractional cpus", market.PoolFilter{CPUs: 3.5}, true, true},
-		{"memory", market.PoolFilter{MemoryBytes: 16 << 30}, true, false},
-		{"memory too much", market.PoolFilter{MemoryBytes: 64 << 30}, false, false},
-		{"gpus count", market.PoolFilter{GPUs: 2}, true, false},
-		{"gpus too many", market.PoolFilter{GPUs: 3}, false, false},
-		{"gpu model substring, any case", market.PoolFilter{GPUModel: "h100"}, true, false},
-		{"gpu model and count", market.PoolFilter{GPUModel: "H100", GPUs: 2}, true, false},
-		{"gpu model missing", market.PoolFilter{GPUModel: "a100"}, false, false},
-		{"arch", market.PoolFilter{Arch: "amd64"}, true, false},
-		{"arch alias", market.PoolFilter{Arch: "x86_64"}, true, false},
-		{"arch arm alias", market.PoolFilter{Arch: "aarch64"}, false, true},
-		{"os", market.PoolFilter{OS: "Darwin"}, false, true},
-		{"executor", market.PoolFilter{Executor: "docker"}, true, false},
-		{"executor both", market.PoolFilter{Executor: "wasm"}, true, true},
-		{"label", market.PoolFilter{Labels: map[string]string{"fpga": "xilinx"}}, true, false},
-		{"label other value", market.PoolFilter{Labels: map[string]string{"fpga": "altera"}}, false, false},
-		{"labels all required", market.PoolFilter{Labels: map[string]string{"fpga": "xilinx", "zone": "us"}}, false, false},
-		{"combined", market.PoolFilter{CPUs: 4, GPUs: 1, Arch: "amd64", OS: "linux", Executor: "docker", Labels: map[string]string{"zone": "eu"}}, true, false},
+		{"empty matches all", discovery.PoolFilter{}, true, true},
+		{"any matches all", discovery.PoolFilter{Arch: "any", OS: "ANY", GPUModel: "any", Executor: "any", Labels: map[string]string{"fpga": "any"}}, true, true},
+		{"cpus within hardware", discovery.PoolFilter{CPUs: 8}, true, false},
+		{"cpus within offered capacity", discovery.PoolFilter{CPUs: 12}, true, false},
+		{"cpus beyond both", discovery.PoolFilter{CPUs: 17}, false, false},
+		{"fractional cpus", discovery.PoolFilter{CPUs: 3.5}, true, true},
+		{"memory", discovery.PoolFilter{MemoryBytes: 16 << 30}, true, false},
+		{"memory too much", discovery.PoolFilter{MemoryBytes: 64 << 30}, false, false},
+		{"gpus count", discovery.PoolFilter{GPUs: 2}, true, false},
+		{"gpus too many", discovery.PoolFilter{GPUs: 3}, false, false},
+		{"gpu model substring, any case", discovery.PoolFilter{GPUModel: "h100"}, true, false},
+		{"gpu model and count", discovery.PoolFilter{GPUModel: "H100", GPUs: 2}, true, false},
+		{"gpu model missing", discovery.PoolFilter{GPUModel: "a100"}, false, false},
+		{"arch", discovery.PoolFilter{Arch: "amd64"}, true, false},
+		{"arch alias", discovery.PoolFilter{Arch: "x86_64"}, true, false},
+		{"arch arm alias", discovery.PoolFilter{Arch: "aarch64"}, false, true},
+		{"os", discovery.PoolFilter{OS: "Darwin"}, false, true},
+		{"executor", discovery.PoolFilter{Executor: "docker"}, true, false},
+		{"executor both", discovery.PoolFilter{Executor: "wasm"}, true, true},
+		{"label", discovery.PoolFilter{Labels: map[string]string{"fpga": "xilinx"}}, true, false},
+		{"label other value", discovery.PoolFilter{Labels: map[string]string{"fpga": "altera"}}, false, false},
+		{"labels all required", discovery.PoolFilter{Labels: map[string]string{"fpga": "xilinx", "zone": "us"}}, false, false},
+		{"combined", discovery.PoolFilter{CPUs: 4, GPUs: 1, Arch: "amd64", OS: "linux", Executor: "docker", Labels: map[string]string{"zone": "eu"}}, true, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := tc.f.Match(rec); got != tc.rec {
@@ -187,15 +187,15 @@ func TestPoolFilterMatch(t *testing.T) {
 func TestPoolTermsAndFilterFor(t *testing.T) {
 	rec := &wire.CapRecord{Hardware: wire.Hardware{OS: "linux", Arch: "amd64",
 		GPUs: []wire.GPU{{Vendor: "nvidia"}, {Vendor: "nvidia"}}, Labels: map[string]string{"fpga": "xilinx"}}, Executors: []string{"docker"}}
-	got := strings.Join(market.Terms(rec), " ")
+	got := strings.Join(discovery.Terms(rec), " ")
 	want := "arch:amd64 executor:docker gpu:nvidia label:fpga=xilinx os:linux role:provider"
 	if got != want {
 		t.Errorf("terms = %q, want %q", got, want)
 	}
-	if market.TermCID("", "gpu:nvidia") == market.TermCID("abc", "gpu:nvidia") {
+	if discovery.TermCID("", "gpu:nvidia") == discovery.TermCID("abc", "gpu:nvidia") {
 		t.Error("a private swarm must have its own DHT keys")
 	}
-	f := market.FilterFor(wire.Requirements{Runtime: "wasm", Resources: wire.Resources{CPUs: 2, GPUs: 1}})
+	f := discovery.FilterFor(wire.Requirements{Runtime: "wasm", Resources: wire.Resources{CPUs: 2, GPUs: 1}})
 	if f.Executor != "wasm" || f.CPUs != 2 || f.GPUs != 1 {
 		t.Errorf("FilterFor = %+v", f)
 	}
@@ -232,7 +232,7 @@ func rawRecord(id peer.ID, seq uint64) *wire.CapRecord {
 // one, counts it, and keeps none in its pool.
 func TestForgedRecordsRejectedAndCounted(t *testing.T) {
 	victimHost := newHost(t)
-	victim := newPool(t, victimHost, market.PoolConfig{})
+	victim := newPool(t, victimHost, discovery.PoolConfig{})
 	attacker := newHost(t, victimHost)
 	topic, err := attacker.PubSub.Join(attacker.Topic(wire.TopicCaps))
 	if err != nil {
@@ -274,7 +274,7 @@ func TestForgedRecordsRejectedAndCounted(t *testing.T) {
 	if inPool(victim.pool, otherID) {
 		t.Error("a record gossiped by another author entered the pool")
 	}
-	for _, e := range victim.pool.List(market.PoolFilter{}) {
+	for _, e := range victim.pool.List(discovery.PoolFilter{}) {
 		if e.Record.Seq != 10 {
 			t.Errorf("pool holds %s seq %d, want only the honest seq 10", e.Record.Peer, e.Record.Seq)
 		}
@@ -290,9 +290,9 @@ func TestForgedRecordsRejectedAndCounted(t *testing.T) {
 func TestExpiredRecordLeavesPool(t *testing.T) {
 	a := newHost(t)
 	b := newHost(t, a)
-	pa := newPool(t, a, market.PoolConfig{SweepInterval: 50 * time.Millisecond})
-	pb := newPool(t, b, market.PoolConfig{SweepInterval: 50 * time.Millisecond})
-	adv := advertise(t, pa, market.AdvertiserConfig{TTL: 1500 * time.Millisecond, Interval: time.Hour, ProvideInterval: -1})
+	pa := newPool(t, a, discovery.PoolConfig{SweepInterval: 50 * time.Millisecond})
+	pb := newPool(t, b, discovery.PoolConfig{SweepInterval: 50 * time.Millisecond})
+	adv := advertise(t, pa, discovery.AdvertiserConfig{TTL: 1500 * time.Millisecond, Interval: time.Hour, ProvideInterval: -1})
 	eventually(t, 10*time.Second, "b to see a", func() bool { return inPool(pb.pool, a.ID()) })
 	adv.Close()
 	start := time.Now()
@@ -306,12 +306,12 @@ func TestExpiredRecordLeavesPool(t *testing.T) {
 func TestAdvertRepublishesOnChange(t *testing.T) {
 	a := newHost(t)
 	b := newHost(t, a)
-	pa := newPool(t, a, market.PoolConfig{})
-	pb := newPool(t, b, market.PoolConfig{})
-	free := make(chan market.Capacity, 1)
-	free <- market.Capacity{CPUs: 4}
-	cur := market.Capacity{CPUs: 4}
-	getFree := func() market.Capacity {
+	pa := newPool(t, a, discovery.PoolConfig{})
+	pb := newPool(t, b, discovery.PoolConfig{})
+	free := make(chan wire.Resources, 1)
+	free <- wire.Resources{CPUs: 4}
+	cur := wire.Resources{CPUs: 4}
+	getFree := func() wire.Resources {
 		select {
 		case c := <-free:
 			cur = c
@@ -319,12 +319,12 @@ func TestAdvertRepublishesOnChange(t *testing.T) {
 		}
 		return cur
 	}
-	adv := advertise(t, pa, market.AdvertiserConfig{Free: getFree, Interval: time.Hour, MinGap: 10 * time.Millisecond, ProvideInterval: -1})
+	adv := advertise(t, pa, discovery.AdvertiserConfig{Free: getFree, Interval: time.Hour, MinGap: 10 * time.Millisecond, ProvideInterval: -1})
 	eventually(t, 10*time.Second, "b to see a", func() bool { return inPool(pb.pool, a.ID()) })
-	free <- market.Capacity{CPUs: 1}
+	free <- wire.Resources{CPUs: 1}
 	adv.Changed()
 	eventually(t, 10*time.Second, "b to see the new free capacity", func() bool {
-		es := pb.pool.List(market.PoolFilter{})
+		es := pb.pool.List(discovery.PoolFilter{})
 		return len(es) == 1 && es[0].Record.Free.CPUs == 1
 	})
 }
@@ -335,12 +335,12 @@ func TestAdvertRepublishesOnChange(t *testing.T) {
 func TestDHTDiscoveryWithoutGossip(t *testing.T) {
 	dhtNode := newHost(t)
 	prov := newHost(t, dhtNode)
-	pp := newPool(t, prov, market.PoolConfig{})
-	advertise(t, pp, market.AdvertiserConfig{Hardware: wire.Hardware{OS: "linux", Arch: "amd64", GPUs: []wire.GPU{{Vendor: "nvidia", Model: "T4"}}}})
+	pp := newPool(t, prov, discovery.PoolConfig{})
+	advertise(t, pp, discovery.AdvertiserConfig{Hardware: wire.Hardware{OS: "linux", Arch: "amd64", GPUs: []wire.GPU{{Vendor: "nvidia", Model: "T4"}}}})
 	// The requestor comes after the advert was gossiped (to nobody) and
 	// does not ask the peers it connects to.
 	req := newHost(t, dhtNode)
-	pr := newPool(t, req, market.PoolConfig{NoAskOnConnect: true})
+	pr := newPool(t, req, discovery.PoolConfig{NoAskOnConnect: true})
 	if inPool(pr.pool, prov.ID()) {
 		t.Fatal("the requestor knew the provider before searching")
 	}
@@ -364,11 +364,11 @@ func TestDHTDiscoveryWithoutGossip(t *testing.T) {
 func TestPoolCacheSurvivesRestart(t *testing.T) {
 	a := newHost(t)
 	b := newHost(t, a)
-	pa := newPool(t, a, market.PoolConfig{})
-	advertise(t, pa, market.AdvertiserConfig{ProvideInterval: -1})
+	pa := newPool(t, a, discovery.PoolConfig{})
+	advertise(t, pa, discovery.AdvertiserConfig{ProvideInterval: -1})
 	dir := t.TempDir()
 	var topic *pubsub.Topic
-	open := func() (*storage.DB, *market.Pool) {
+	open := func() (*storage.DB, *discovery.Pool) {
 		db, err := storage.Open(dir, nil)
 		if err != nil {
 			t.Fatal(err)
@@ -377,7 +377,7 @@ func TestPoolCacheSurvivesRestart(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		p, err := market.NewPool(b, topic, storage.NewTable[market.PoolEntry](db, "pool"), market.PoolConfig{Logger: testLog(t), DiscoverInterval: -1})
+		p, err := discovery.NewPool(netOf(b), topic, storage.NewTable[discovery.PoolEntry](db, "pool"), discovery.PoolConfig{Logger: testLog(t), DiscoverInterval: -1})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -399,4 +399,9 @@ func TestPoolCacheSurvivesRestart(t *testing.T) {
 	if !inPool(p, a.ID()) {
 		t.Fatal("the cached record was not loaded")
 	}
+}
+
+// netOf is the discovery view of a real host: its gossipsub and its DHT.
+func netOf(h *p2p.Host) discovery.Network {
+	return discovery.Network{Host: h, PubSub: h.PubSub, Routing: h.DHT, Namespace: h.Namespace}
 }
