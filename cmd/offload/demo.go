@@ -6,13 +6,14 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/offload-project/offload/client"
-	"github.com/offload-project/offload/internal/testimage"
+	"github.com/offload-project/offload/cmd/offload/internal/demoassets"
 	"github.com/offload-project/offload/node"
 )
 
@@ -29,7 +30,8 @@ its own temporary home, run a task through the whole market (announce, bids,
 award, execution, result) and print what happens, then clean up.
 
 It uses Docker when an engine answers (building a tiny image FROM scratch,
-nothing is pulled) and WASM otherwise.`,
+nothing is pulled) and WASM otherwise. The program it runs is carried in
+this binary: neither the Go toolchain nor the source tree is needed.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runDemo(cmd.Context(), cmd.OutOrStdout(), g, keep)
@@ -60,24 +62,27 @@ func runDemo(ctx context.Context, out io.Writer, g *globals, keep bool) error {
 	runtime := "docker"
 	image := demoImage
 	var wasmFile string
-	if err := testimage.DockerAvailable(ctx); err != nil {
+	if err := demoassets.DockerAvailable(ctx); err != nil {
 		runtime = "wasm"
 		say("1. no Docker engine answers (%v): using the WASM runtime", err)
-		say("   compiling the demo program for WASI (GOOS=wasip1 GOARCH=wasm)")
-		bctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
-		wasmFile, err = testimage.WASMFile(bctx)
-		cancel()
+		module, err := demoassets.WASM()
 		if err != nil {
-			return fmt.Errorf("demo: build the WASM module (needs the Go toolchain and this source tree): %w", err)
+			return fmt.Errorf("demo: %w", err)
 		}
+		wasmFile = filepath.Join(root, "hello.wasm")
+		if err := os.WriteFile(wasmFile, module, 0o644); err != nil {
+			return fmt.Errorf("demo: write the WASM module: %w", err)
+		}
+		say("   the demo program is a WASI module (GOOS=wasip1 GOARCH=wasm, %d KiB) carried in this binary", len(module)>>10)
 	} else {
-		say("1. building the demo image %s FROM scratch (a static Go binary; nothing is pulled)", demoImage)
+		say("1. building the demo image %s FROM scratch (a static Go binary carried in this binary; nothing is pulled)", demoImage)
 		bctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
-		err = testimage.Build(bctx, demoImage)
+		arch, err := demoassets.BuildImage(bctx, demoImage)
 		cancel()
 		if err != nil {
 			return fmt.Errorf("demo: build image: %w", err)
 		}
+		say("   built for linux/%s", arch)
 	}
 
 	loopback := []string{"/ip4/127.0.0.1/tcp/0"}
@@ -142,7 +147,7 @@ func runDemo(ctx context.Context, out io.Writer, g *globals, keep bool) error {
 		say("   the requestor added the module as content: %s", c)
 	}
 	spec := node.TaskSpec{
-		Runtime: runtime, Image: image, Cmd: []string{"/hello", "echo", "hello from the swarm"},
+		Runtime: runtime, Image: image, Cmd: []string{demoassets.Program, "echo", "hello from the swarm"},
 		TimeoutMS: 30_000,
 	}
 	say("3. submitting: %s %s", spec.Image, strings.Join(spec.Cmd, " "))
