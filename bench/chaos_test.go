@@ -16,6 +16,8 @@ import (
 	"github.com/offload-project/offload/bench/cluster"
 	"github.com/offload-project/offload/client"
 	"github.com/offload-project/offload/internal/testimage"
+	"github.com/offload-project/offload/internal/testwait"
+	"github.com/offload-project/offload/market/wire"
 )
 
 // chaosSize is the scale of TestChaos: a small batch by default (part of
@@ -91,11 +93,13 @@ func (l *netnsLab) cut() error {
 }
 
 // TestChaos runs a batch of WASM tasks while a third of the providers are
-// SIGKILLed, the requestor is SIGKILLed and restarted, and (as root) one
-// provider inside a network namespace of the test's own is cut off. Every
-// submitted task must end completed, or failed with a reason; none may be
-// lost (missing from `offload list`, stuck non-terminal past the deadline,
-// or failed without a reason).
+// SIGKILLed, (as root) one provider inside a network namespace of the
+// test's own is cut off, and the requestor is SIGKILLed and restarted.
+// Every submitted task must end completed, or failed with a reason; none
+// may be lost (missing from `offload list`, stuck non-terminal past the
+// deadline, or failed without a reason). Each provider fault is made only
+// while the provider runs a task, and must hit at least one: every task it
+// hit must complete on another provider (a failover in its executions).
 func TestChaos(t *testing.T) {
 	sz := chaosSizes()
 	ctx, cancel := context.WithTimeout(t.Context(), sz.deadline+3*time.Minute)
@@ -109,10 +113,11 @@ func TestChaos(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	logNames := []string{"req", "p00"} // and each provider a fault hit
 	defer func() {
 		cl.Close()
 		if t.Failed() {
-			for _, name := range []string{"req", "p00", "p01", "pns"} {
+			for _, name := range logNames {
 				b, _ := os.ReadFile(filepath.Join(cl.Dir, name+".log"))
 				if len(b) > 4000 {
 					b = b[len(b)-4000:]
@@ -134,7 +139,18 @@ func TestChaos(t *testing.T) {
 		return a
 	}
 
-	boot, err := cl.Start(ctx, "p00", append(hostListen(), "--provider", "--executors", "wasm")...)
+	// The providers a fault will hit (a third of them, never the bootstrap
+	// node, and the one in the namespace) ask the lowest price: the
+	// requestor, choosing the cheapest bid, gives them work first, whatever
+	// the number of cores; failover goes to the dearer rest.
+	rng := rand.New(rand.NewSource(time.Now().UnixNano()))
+	kill := max(sz.providers/3, 1)
+	doomed := map[int]bool{}
+	for _, i := range rng.Perm(sz.providers - 1)[:kill] {
+		doomed[i+1] = true
+	}
+	const cheap, dear = "0.01", "0.02"
+	boot, err := cl.Start(ctx, "p00", append(hostListen(), "--provider", "--executors", "wasm", "--price", dear)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,21 +167,28 @@ func TestChaos(t *testing.T) {
 			bootAddr = a
 		}
 	}
-	var victims []*cluster.Node
+	var victims []*cluster.Node // to be SIGKILLed
 	for i := 1; i < sz.providers; i++ {
-		p, err := cl.Start(ctx, fmt.Sprintf("p%02d", i), "--provider", "--executors", "wasm", "--bootstrap", bootAddr)
+		price := dear
+		if doomed[i] {
+			price = cheap
+		}
+		p, err := cl.Start(ctx, fmt.Sprintf("p%02d", i), "--provider", "--executors", "wasm", "--price", price, "--bootstrap", bootAddr)
 		if err != nil {
 			t.Fatal(err)
 		}
-		victims = append(victims, p)
+		if doomed[i] {
+			victims = append(victims, p)
+		}
 	}
 	var nsProv *cluster.Node
 	if lab != nil && labBoot != "" {
 		nsProv, err = cl.StartWrapped(ctx, []string{"ip", "netns", "exec", lab.ns}, "pns",
-			"--listen", "/ip4/"+lab.insideIP+"/tcp/0", "--provider", "--executors", "wasm", "--bootstrap", labBoot)
+			"--listen", "/ip4/"+lab.insideIP+"/tcp/0", "--provider", "--executors", "wasm", "--price", cheap, "--bootstrap", labBoot)
 		if err != nil {
 			t.Fatal(err)
 		}
+		logNames = append(logNames, nsProv.Name)
 	}
 	req, err := cl.Start(ctx, "req", append(hostListen(), "--bootstrap", bootAddr)...)
 	if err != nil {
@@ -185,67 +208,164 @@ func TestChaos(t *testing.T) {
 		t.Fatalf("add: %v %s", err, out)
 	}
 
-	rng := rand.New(rand.NewSource(time.Now().UnixNano()))
 	submitted := map[string]bool{}
-	submit := func(n int) {
+	runs := map[string]time.Duration{} // how long each task's command sleeps (0 for echo)
+	// submit sends n tasks: a third echo, the rest sleep between minMS and
+	// minMS+spanMS milliseconds.
+	submit := func(n, minMS, spanMS int) {
 		c, err := req.Client()
 		if err != nil {
 			t.Fatal(err)
 		}
 		for i := 0; i < n; i++ {
-			cmd := []string{"sleep", fmt.Sprintf("%dms", 200+rng.Intn(1300))}
+			d := time.Duration(minMS+rng.Intn(spanMS)) * time.Millisecond
+			cmd := []string{"sleep", d.String()}
 			if i%3 == 0 {
-				cmd = []string{"echo", "hi"}
+				cmd, d = []string{"echo", "hi"}, 0
 			}
-			task, err := c.Submit(ctx, client.TaskSpec{Runtime: "wasm", Image: added.CID, Cmd: cmd, TimeoutMS: 30_000, Retries: 3})
+			task, err := c.Submit(ctx, client.TaskSpec{Runtime: "wasm", Image: added.CID, Cmd: cmd, TimeoutMS: 30_000, Retries: wire.Retries(3)})
 			if err != nil {
 				t.Fatalf("submit: %v", err)
 			}
-			submitted[task.ID] = true
+			submitted[task.ID], runs[task.ID] = true, d
 		}
 	}
 
-	first := sz.tasks / 2
-	submit(first)
-	time.Sleep(1500 * time.Millisecond)
-	// A third of the providers, never the bootstrap node.
-	rng.Shuffle(len(victims), func(i, j int) { victims[i], victims[j] = victims[j], victims[i] })
-	kill := max(sz.providers/3, 1)
-	for _, p := range victims[:kill] {
-		t.Logf("chaos: SIGKILL provider %s", p.Name)
-		p.Kill()
-	}
-	if nsProv != nil {
-		time.Sleep(500 * time.Millisecond)
-		t.Logf("chaos: cutting provider %s off (veth %s down)", nsProv.Name, lab.hostIf)
-		if err := lab.cut(); err != nil {
+	// Peer IDs, to tell from the requestor's task list which provider
+	// runs what. The provider in the namespace has its API on its own
+	// loopback: it is found in the requestor's pool by its address.
+	peerOf := map[string]string{}
+	for _, p := range victims {
+		id, err := p.Identity(ctx)
+		if err != nil {
 			t.Fatal(err)
 		}
+		peerOf[p.Name] = id.ID
 	}
-	time.Sleep(time.Second)
-	t.Logf("chaos: SIGKILL requestor")
-	req.Kill()
-	time.Sleep(500 * time.Millisecond)
-	if err := req.Restart(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("chaos: requestor restarted")
-	submit(sz.tasks - first)
-
-	// Wait until every task ends, or the deadline.
 	c, err := req.Client()
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitStart := time.Now()
-	deadline := waitStart.Add(sz.deadline)
-	for time.Now().Before(deadline) {
-		ts, err := c.List(ctx)
-		if err == nil && allEnded(ts, submitted) {
-			break
+	if nsProv != nil {
+		ps, err := c.Pool(ctx, client.PoolFilter{})
+		if err != nil {
+			t.Fatal(err)
 		}
-		time.Sleep(500 * time.Millisecond)
+		for _, p := range ps {
+			for _, a := range p.Addrs {
+				if strings.Contains(a, "/"+lab.insideIP+"/") {
+					peerOf[nsProv.Name] = p.Peer
+				}
+			}
+		}
+		if peerOf[nsProv.Name] == "" {
+			t.Fatalf("no provider in the requestor's pool has an address in the namespace (%s)", lab.insideIP)
+		}
 	}
+
+	// The first half runs long enough (1-3 s a sleep) that each fault can
+	// land on a provider while it runs a task, and each fault waits for
+	// that: a doomed provider is SIGKILLed, and the namespaced one cut off,
+	// only once the requestor lists a task running there that cannot have
+	// ended for hitMargin yet (awarded at + its sleep). Should every task
+	// end first, more are submitted.
+	first := sz.tasks / 2
+	firstAt := time.Now()
+	submit(first, 1000, 2000)
+	const hitMargin = 500 * time.Millisecond
+	type fault struct {
+		what, node, peer string
+		tasks            []string // running on the provider when it was hit
+	}
+	var faults []fault
+	killed, cut := 0, nsProv == nil
+	faultsDone := testwait.Until(ctx, time.Minute, 20*time.Millisecond, func() bool {
+		ts, err := c.List(ctx)
+		if err != nil {
+			return false
+		}
+		now := time.Now()
+		running, safe := map[string][]string{}, map[string]bool{}
+		open := 0
+		for _, task := range ts {
+			if !submitted[task.ID] {
+				continue
+			}
+			if !task.Terminal() {
+				open++
+			}
+			if task.State != "running" || task.Provider == "" {
+				continue
+			}
+			running[task.Provider] = append(running[task.Provider], task.ID)
+			for _, e := range task.Executions {
+				if e.Provider == task.Provider && e.Attempt == task.Attempt && e.AwardedAt.Add(runs[task.ID]).Sub(now) > hitMargin {
+					safe[task.Provider] = true
+				}
+			}
+		}
+		for _, p := range victims {
+			id := peerOf[p.Name]
+			if killed < kill && p.Running() && safe[id] {
+				t.Logf("chaos: SIGKILL provider %s while it runs %s", p.Name, tasksOf(running[id]))
+				p.Kill()
+				faults = append(faults, fault{what: "SIGKILL", node: p.Name, peer: id, tasks: running[id]})
+				logNames = append(logNames, p.Name)
+				killed++
+			}
+		}
+		if !cut && safe[peerOf[nsProv.Name]] {
+			id := peerOf[nsProv.Name]
+			t.Logf("chaos: cutting provider %s off (veth %s down) while it runs %s", nsProv.Name, lab.hostIf, tasksOf(running[id]))
+			if err := lab.cut(); err != nil {
+				t.Fatal(err)
+			}
+			faults = append(faults, fault{what: "cut", node: nsProv.Name, peer: id, tasks: running[id]})
+			cut = true
+		}
+		if killed == kill && cut {
+			return true
+		}
+		if open == 0 {
+			t.Logf("chaos: every task ended before the faults (%d of %d killed, cut %v); submitting %d more", killed, kill, cut, want)
+			submit(want, 1000, 2000)
+		}
+		return false
+	})
+	if !faultsDone {
+		t.Fatalf("chaos: no running task to hit within a minute (%d of %d providers killed, cut %v)", killed, kill, cut)
+	}
+	t.Logf("chaos: faults made within %s of the first submission", time.Since(firstAt).Round(100*time.Millisecond))
+
+	// The requestor dies at once, while the tasks it had awarded to the
+	// dead providers are still recorded as running there: once restarted,
+	// it must notice from its own records that they went silent.
+	inFlight := 0
+	if ts, err := c.List(ctx); err == nil {
+		for _, task := range ts {
+			if submitted[task.ID] && !task.Terminal() {
+				inFlight++
+			}
+		}
+	}
+	t.Logf("chaos: SIGKILL requestor with %d tasks in flight", inFlight)
+	req.Kill()
+	if err := req.Restart(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("chaos: requestor restarted")
+	submit(sz.tasks-first, 200, 1300)
+
+	// Wait until every task ends, or the deadline.
+	c, err = req.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitStart := time.Now()
+	testwait.Until(ctx, sz.deadline, 200*time.Millisecond, func() bool {
+		ts, err := c.List(ctx)
+		return err == nil && allEnded(ts, submitted)
+	})
 	t.Logf("chaos: waited %s after the last submission", time.Since(waitStart).Round(100*time.Millisecond))
 
 	// The verdict comes from the CLI a user would run.
@@ -303,6 +423,52 @@ func TestChaos(t *testing.T) {
 		sort.Strings(lostWhy)
 		t.Errorf("chaos: %d tasks lost:\n%s", lost, strings.Join(lostWhy, "\n"))
 	}
+
+	// Each fault hit at least one task while it ran there, and every task
+	// it hit failed over: its execution there did not complete, and the
+	// task completed on another provider in a later attempt. A task that
+	// finished there just before the fault is no hit.
+	hits := 0
+	for _, f := range faults {
+		n := 0
+		for _, id := range f.tasks {
+			task := byID[id]
+			there, elsewhere := -1, ""
+			for _, e := range task.Executions {
+				if e.Provider == f.peer && e.State != "completed" {
+					there = e.Attempt
+				}
+			}
+			for _, e := range task.Executions {
+				if there >= 0 && e.Provider != f.peer && e.Attempt > there && e.State == "completed" {
+					elsewhere = e.Provider
+				}
+			}
+			switch {
+			case there < 0:
+				t.Logf("chaos: task %s finished on %s before the %s", id, f.node, f.what)
+			case task.State == "completed" && elsewhere != "" && task.Provider == elsewhere:
+				n++
+			default:
+				t.Errorf("chaos: the %s of %s hit task %s, which did not fail over: %s on %s (%s), executions %+v",
+					f.what, f.node, id, task.State, task.Provider, task.Reason, task.Executions)
+			}
+		}
+		t.Logf("chaos: %s of %s hit %d of the %d tasks running there; each failed over and completed on another provider", f.what, f.node, n, len(f.tasks))
+		if n == 0 {
+			t.Errorf("chaos: the %s of %s hit no running task (running there then: %v)", f.what, f.node, f.tasks)
+		}
+		hits += n
+	}
+	t.Logf("chaos: %d faults (%d SIGKILL, cut %v) hit %d running tasks, all of which failed over", len(faults), killed, nsProv != nil, hits)
+}
+
+// tasksOf says "1 task (ID)" or "n tasks (ID, ...)".
+func tasksOf(ids []string) string {
+	if len(ids) == 1 {
+		return "1 task (" + ids[0] + ")"
+	}
+	return fmt.Sprintf("%d tasks (%s)", len(ids), strings.Join(ids, ", "))
 }
 
 func allEnded(ts []client.Task, ids map[string]bool) bool {
@@ -340,15 +506,11 @@ func waitPool(t *testing.T, ctx context.Context, n *cluster.Node, want int) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(time.Minute)
-	for {
-		ps, err := c.Pool(ctx, client.PoolFilter{})
-		if err == nil && len(ps) >= want {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s sees %d providers, want %d (err %v)", n.Name, len(ps), want, err)
-		}
-		time.Sleep(50 * time.Millisecond)
+	var ps []client.Provider
+	if !testwait.Until(ctx, time.Minute, 50*time.Millisecond, func() bool {
+		ps, err = c.Pool(ctx, client.PoolFilter{})
+		return err == nil && len(ps) >= want
+	}) {
+		t.Fatalf("%s sees %d providers, want %d (err %v)", n.Name, len(ps), want, err)
 	}
 }
