@@ -21,6 +21,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/offload-project/offload/internal/testwait"
 	"github.com/offload-project/offload/market/discovery"
 	"github.com/offload-project/offload/market/wire"
 	"github.com/offload-project/offload/p2p"
@@ -175,15 +176,14 @@ func BenchmarkDiscoveryLateRequestor(b *testing.B) {
 		return true
 	}
 	// Wait for the providers to converge among themselves first.
-	deadline := time.Now().Add(60 * time.Second)
-	for _, p := range provs {
-		for !sees(p.pool) {
-			if time.Now().After(deadline) {
-				b.Fatalf("the %d providers did not converge in 60s", n)
+	testwait.For(b, 60*time.Second, 20*time.Millisecond, fmt.Sprintf("the %d providers to converge", n), func() bool {
+		for _, p := range provs {
+			if !sees(p.pool) {
+				return false
 			}
-			time.Sleep(20 * time.Millisecond)
 		}
-	}
+		return true
+	})
 	converged := time.Since(swarmStart)
 
 	samples := max(b.N, 20)
@@ -198,11 +198,10 @@ func BenchmarkDiscoveryLateRequestor(b *testing.B) {
 		start := time.Now()
 		req := startDiscNode(b, via.h.FullAddrs(), storage.NewTable[discovery.PoolEntry](db, "pool"), false, 0)
 		dial = append(dial, time.Since(start))
-		for !sees(req.pool) {
-			if time.Since(start) > 30*time.Second {
-				b.Fatalf("sample %d: the late requestor saw %d of %d providers after 30s", i, len(req.pool.List(discovery.PoolFilter{})), n)
-			}
-			time.Sleep(2 * time.Millisecond)
+		// Polled every 2 ms: the poll interval bounds the measurement's
+		// resolution.
+		if !testwait.Until(b.Context(), 30*time.Second, 2*time.Millisecond, func() bool { return sees(req.pool) }) {
+			b.Fatalf("sample %d: the late requestor saw %d of %d providers after 30s", i, len(req.pool.List(discovery.PoolFilter{})), n)
 		}
 		took = append(took, time.Since(start))
 		req.close()
@@ -285,16 +284,11 @@ func BenchmarkIdleNodeRSS(b *testing.B) {
 				<-done
 			}
 		}()
-		deadline := time.Now().Add(30 * time.Second)
-		for {
-			if _, err := os.Stat(filepath.Join(home, "api")); err == nil {
-				break
-			}
-			if time.Now().After(deadline) {
-				b.Fatalf("%s node did not start", name)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+		testwait.For(b, 30*time.Second, 20*time.Millisecond, name+" node to start", func() bool {
+			_, err := os.Stat(filepath.Join(home, "api"))
+			return err == nil
+		})
+		// The sleep is the point: the RSS of a node left idle for settle.
 		time.Sleep(settle)
 		rss, err := vmRSS(cmd.Process.Pid)
 		if err != nil {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/offload-project/offload/client"
 	"github.com/offload-project/offload/internal/testimage"
+	"github.com/offload-project/offload/internal/testwait"
 	"github.com/offload-project/offload/market/wire"
 	"github.com/offload-project/offload/node"
 )
@@ -40,13 +41,9 @@ func BenchmarkWASMTaskThroughput(b *testing.B) {
 		start(fmt.Sprintf("p%d", i), true, boot)
 	}
 	req := start("req", false, boot)
-	deadline := time.Now().Add(time.Minute)
-	for len(req.Pool(client.PoolFilter{})) < 4 {
-		if time.Now().After(deadline) {
-			b.Fatal("requestor does not see four providers")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testwait.For(b, time.Minute, 20*time.Millisecond, "the requestor to see four providers", func() bool {
+		return len(req.Pool(client.PoolFilter{})) >= 4
+	})
 	wasm, err := testimage.TinyWASMFile()
 	if err != nil {
 		b.Fatal(err)
