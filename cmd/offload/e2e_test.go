@@ -16,6 +16,7 @@ import (
 
 	"github.com/offload-project/offload/client"
 	"github.com/offload-project/offload/internal/testimage"
+	"github.com/offload-project/offload/internal/testwait"
 )
 
 // bin is the offload binary built once for these tests.
@@ -61,6 +62,8 @@ type nodeProc struct {
 	home string
 	cmd  *exec.Cmd
 	log  *bytes.Buffer
+	// exited is closed once the process has ended and been waited for.
+	exited chan struct{}
 }
 
 func startNodeProc(t *testing.T, home string, args ...string) *nodeProc {
@@ -80,32 +83,54 @@ func startNodeProc(t *testing.T, home string, args ...string) *nodeProc {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	p := &nodeProc{home: home, cmd: cmd, log: &log}
+	p := &nodeProc{home: home, cmd: cmd, log: &log, exited: make(chan struct{})}
+	go func() {
+		_ = cmd.Wait()
+		close(p.exited)
+	}()
 	t.Cleanup(func() { p.stop(t) })
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if _, err := os.Stat(filepath.Join(home, client.APIFile)); err == nil {
-			return p
+	// Ready once it wrote its API file; an exit ends the wait at once.
+	ready := testwait.Until(t.Context(), 30*time.Second, 20*time.Millisecond, func() bool {
+		if p.ended() {
+			return true
 		}
-		if time.Now().After(deadline) || cmd.ProcessState != nil {
-			t.Fatalf("node %s did not start:\n%s", home, log.String())
-		}
-		time.Sleep(20 * time.Millisecond)
+		_, err := os.Stat(filepath.Join(home, client.APIFile))
+		return err == nil
+	})
+	if p.ended() {
+		t.Fatalf("node %s exited before it was ready:\n%s", home, log.String())
+	}
+	if !ready {
+		t.Fatalf("node %s did not start within 30s:\n%s", home, log.String())
+	}
+	return p
+}
+
+// ended reports whether the process has exited.
+func (p *nodeProc) ended() bool {
+	select {
+	case <-p.exited:
+		return true
+	default:
+		return false
 	}
 }
 
+// kill sends SIGKILL and returns once the process is gone.
+func (p *nodeProc) kill() {
+	_ = p.cmd.Process.Kill()
+	<-p.exited
+}
+
 func (p *nodeProc) stop(t *testing.T) {
-	if p.cmd.ProcessState != nil {
+	if p.ended() {
 		return
 	}
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan error, 1)
-	go func() { done <- p.cmd.Wait() }()
 	select {
-	case <-done:
+	case <-p.exited:
 	case <-time.After(15 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-done
+		p.kill()
 		t.Errorf("node %s did not stop on SIGTERM:\n%s", p.home, p.log.String())
 	}
 }

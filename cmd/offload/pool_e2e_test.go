@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/offload-project/offload/client"
+	"github.com/offload-project/offload/internal/testwait"
 )
 
 // TestPoolEndToEnd: a provider started with --labels is listed by
@@ -33,14 +34,11 @@ func TestPoolEndToEnd(t *testing.T) {
 	}
 	start := time.Now()
 	var got []client.Provider
-	for {
-		if got = pool("--label", "fpga=xilinx"); len(got) > 0 {
-			break
-		}
-		if time.Since(start) > 15*time.Second {
-			t.Fatalf("the provider never showed up in the pool\nnode A:\n%s\nnode B:\n%s", a.log, b.log)
-		}
-		time.Sleep(100 * time.Millisecond)
+	if !testwait.Until(t.Context(), 15*time.Second, 100*time.Millisecond, func() bool {
+		got = pool("--label", "fpga=xilinx")
+		return len(got) > 0
+	}) {
+		t.Fatalf("the provider never showed up in the pool\nnode A:\n%s\nnode B:\n%s", a.log, b.log)
 	}
 	t.Logf("provider listed after %s", time.Since(start).Round(time.Millisecond))
 	p := got[0]

@@ -16,6 +16,7 @@ import (
 
 	"github.com/offload-project/offload/client"
 	"github.com/offload-project/offload/internal/testimage"
+	"github.com/offload-project/offload/internal/testwait"
 )
 
 // TestEndToEndServiceTunnelExecVolume drives a service from the CLI
@@ -78,18 +79,18 @@ func TestEndToEndServiceTunnelExecVolume(t *testing.T) {
 	}
 	addr = strings.TrimSpace(addr)
 	body := ""
-	deadline := time.Now().Add(15 * time.Second)
-	for body == "" {
+	var getErr error
+	if !testwait.Until(t.Context(), 15*time.Second, 100*time.Millisecond, func() bool {
 		resp, err := (&http.Client{Timeout: 5 * time.Second}).Get("http://" + addr + "/")
-		if err == nil {
-			b, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			body = string(b)
-		} else if time.Now().After(deadline) {
-			t.Fatalf("GET through the tunnel at %s: %v\nnode B:\n%s", addr, err, b.log)
-		} else {
-			time.Sleep(100 * time.Millisecond)
+		if getErr = err; err != nil {
+			return false
 		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		body = string(b)
+		return true
+	}) {
+		t.Fatalf("GET through the tunnel at %s: %v\nnode B:\n%s", addr, getErr, b.log)
 	}
 	if body != "e2e-body" {
 		t.Errorf("through the tunnel: %q", body)
