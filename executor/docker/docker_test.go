@@ -22,6 +22,7 @@ import (
 	"github.com/offload-project/offload/executor"
 	"github.com/offload-project/offload/executor/docker"
 	"github.com/offload-project/offload/internal/testimage"
+	"github.com/offload-project/offload/internal/testwait"
 )
 
 const image = testimage.DefaultTag
@@ -306,18 +307,55 @@ func TestUsage(t *testing.T) {
 	}
 }
 
+// runningWithin reports whether FindRunning lists the task's container as
+// running within d.
+func runningWithin(t *testing.T, e *docker.Executor, id string, d time.Duration) bool {
+	t.Helper()
+	return testwait.Until(t.Context(), d, 20*time.Millisecond, func() bool {
+		cs, err := e.FindRunning(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range cs {
+			if c.TaskID == id && c.State == string(container.StateRunning) {
+				return true
+			}
+		}
+		return false
+	})
+}
+
+// TestContextCancelRemovesContainer cancels a run once its container runs.
 func TestContextCancelRemovesContainer(t *testing.T) {
 	e := newExecutor(t)
 	ctx, cancel := context.WithCancel(t.Context())
-	time.AfterFunc(700*time.Millisecond, cancel)
+	defer cancel()
 	id := taskID(t)
+	type ran struct {
+		res *executor.Result
+		err error
+	}
+	done := make(chan ran, 1)
+	go func() {
+		res, err := e.Run(ctx, executor.Spec{TaskID: id, Image: image, Cmd: []string{"sleep", "30s"}})
+		done <- ran{res, err}
+	}()
+	if !runningWithin(t, e, id, 10*time.Second) {
+		t.Fatal("FindRunning never showed the task's container")
+	}
 	start := time.Now()
-	res, err := e.Run(ctx, executor.Spec{TaskID: id, Image: image, Cmd: []string{"sleep", "30s"}})
+	cancel()
+	var r ran
+	select {
+	case r = <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return within 10s of the cancel")
+	}
 	if d := time.Since(start); d > 5*time.Second {
 		t.Errorf("cancel took %v", d)
 	}
-	if !errors.Is(err, context.Canceled) || res == nil {
-		t.Fatalf("got %v, %v; want partial result and context.Canceled", res, err)
+	if !errors.Is(r.err, context.Canceled) || r.res == nil {
+		t.Fatalf("got %v, %v; want partial result and context.Canceled", r.res, r.err)
 	}
 	assertNoContainers(t, e, id)
 }
@@ -326,24 +364,11 @@ func TestFindRunningAndRemoveTask(t *testing.T) {
 	e := newExecutor(t)
 	id := taskID(t)
 	done := make(chan error, 1)
-	start := time.Now()
 	go func() {
 		_, err := e.Run(t.Context(), executor.Spec{TaskID: id, Image: image, Cmd: []string{"sleep", "30s"}})
 		done <- err
 	}()
-	// Test-only polling: wait for the container to show up.
-	var found bool
-	for !found && time.Since(start) < 10*time.Second {
-		cs, err := e.FindRunning(t.Context())
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, c := range cs {
-			found = found || (c.TaskID == id && c.State == string(container.StateRunning))
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	if !found {
+	if !runningWithin(t, e, id, 10*time.Second) {
 		t.Fatal("FindRunning never showed the task's container")
 	}
 	if err := e.RemoveTask(t.Context(), id); err != nil {

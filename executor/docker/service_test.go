@@ -17,25 +17,28 @@ import (
 
 	"github.com/offload-project/offload/executor"
 	"github.com/offload-project/offload/executor/docker"
+	"github.com/offload-project/offload/internal/testwait"
 )
 
 // getUntil GETs url until it answers or the deadline passes (the server in
 // the container needs a moment to listen after its process started).
 func getUntil(t *testing.T, url string, d time.Duration) string {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		resp, err := http.Get(url)
-		if err == nil {
-			b, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			return string(b)
+	var body string
+	var err error
+	if !testwait.Until(t.Context(), d, 50*time.Millisecond, func() bool {
+		var resp *http.Response
+		if resp, err = http.Get(url); err != nil {
+			return false
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("GET %s: %v", url, err)
-		}
-		time.Sleep(50 * time.Millisecond)
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		body = string(b)
+		return true
+	}) {
+		t.Fatalf("GET %s: %v", url, err)
 	}
+	return body
 }
 
 func TestServiceOnInternalNetwork(t *testing.T) {
