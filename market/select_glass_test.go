@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/offload-project/offload/internal/testwait"
 	"github.com/offload-project/offload/market/wire"
 )
 
@@ -84,34 +85,78 @@ func TestRepBook(t *testing.T) {
 	}
 }
 
-func TestLedgerCapacity(t *testing.T) {
-	l := newLedger(Capacity{CPUs: 2, MemoryBytes: 1 << 30})
+// TestAdmission: reservations up to capacity, then queue places up to the
+// queue's bound; claims by the reserving requestor only; one release frees
+// capacity, a place and a queued award alike; expiry frees reservations.
+func TestAdmission(t *testing.T) {
+	a := newAdmission(Capacity{CPUs: 2, MemoryBytes: 1 << 30}, 1, nil)
 	res := wire.Resources{CPUs: 1, MemoryBytes: 256 << 20}
-	if why := l.reserve("t1", "R", res, time.Minute); why != "" {
-		t.Fatal(why)
+	for _, k := range []string{"t1", "t2"} {
+		if start, why := a.reserve(k, "R", res, time.Minute); why != "" || start != 0 {
+			t.Fatalf("reserve %s: %q start %d", k, why, start)
+		}
 	}
-	if why := l.reserve("t2", "R", res, time.Minute); why != "" {
-		t.Fatal(why)
+	// Full: a queue place with a later start.
+	if start, why := a.reserve("t3", "R", res, time.Minute); why != "" || start <= 0 {
+		t.Fatalf("third reservation on 2 cpus: %q start %d", why, start)
 	}
-	if why := l.reserve("t3", "R", res, time.Minute); !strings.HasPrefix(why, "busy") {
-		t.Fatalf("third reservation on 2 cpus: %q", why)
+	if ok, why := a.reservedFor("t1", "other"); ok || why != "not your reservation" {
+		t.Fatalf("another requestor's award for t1: %v %q", ok, why)
 	}
-	if why := l.claim("t1", "other", res); why == "" {
+	if ok, why := a.reservedFor("t9", "R"); ok || why != ReasonNoReservation {
+		t.Fatalf("award without a bid: %v %q", ok, why)
+	}
+	if queued, why := a.claim("t1", "other", res); why == "" || queued {
 		t.Fatal("another requestor claimed t1's reservation")
 	}
-	if why := l.claim("t1", "R", res); why != "" {
-		t.Fatalf("claim: %s", why)
+	if queued, why := a.claim("t1", "R", res); why != "" || queued {
+		t.Fatalf("claim: %q queued %v", why, queued)
 	}
-	l.release("t2")
-	if f := l.Free(); f.CPUs != 1 {
+	// t3 holds a queue place: its award queues.
+	if queued, why := a.claim("t3", "R", res); why != "" || !queued {
+		t.Fatalf("claim of a queue place: %q queued %v", why, queued)
+	}
+	// The queue (bound 1) is full now: no more places.
+	if _, why := a.reserve("t4", "R", res, time.Minute); !strings.Contains(why, "queue is full") {
+		t.Fatalf("reservation past the queue: %q", why)
+	}
+	// t3 waits for its turn; releasing t2 (a bid that lost) lets it run.
+	turn := make(chan error, 1)
+	go func() { turn <- a.waitTurn(t.Context(), "t3", "R", res) }()
+	if !a.releaseReservation("t2", "R") {
+		t.Fatal("t2's reservation was not released")
+	}
+	if err := <-turn; err != nil {
+		t.Fatal(err)
+	}
+	if f := a.Free(); f.CPUs != 0 {
+		t.Fatalf("free with t1 and t3 running = %+v", f)
+	}
+	// A running task's allocation is not a reservation a cancel can take.
+	if a.releaseReservation("t1", "R") {
+		t.Fatal("a cancel released a running task's capacity")
+	}
+	a.release("t1")
+	a.release("t3")
+	a.release("t3") // twice is fine
+	if f := a.Free(); f.CPUs != 2 {
 		t.Fatalf("free after release = %+v", f)
 	}
-	// An expired reservation frees its capacity.
-	if why := l.reserve("t4", "R", res, time.Nanosecond); why != "" {
-		t.Fatal(why)
+	// A place queued and then released leaves the queue: another fits.
+	a2 := newAdmission(Capacity{CPUs: 1, MemoryBytes: 1 << 30}, 1, nil)
+	a2.reserve("x", "R", res, time.Minute)
+	a2.reserve("y", "R", res, time.Minute)
+	if queued, _ := a2.claim("y", "R", res); !queued {
+		t.Fatal("y not queued")
 	}
-	time.Sleep(time.Millisecond)
-	if f := l.Free(); f.CPUs != 1 {
-		t.Fatalf("free after expiry = %+v", f)
+	a2.release("y") // e.g. its preparation failed before its turn
+	if _, why := a2.reserve("z", "R", res, time.Minute); why != "" {
+		t.Fatalf("the queue kept a released award: %q", why)
+	}
+	// An expired reservation frees its capacity.
+	a3 := newAdmission(Capacity{CPUs: 1, MemoryBytes: 1 << 30}, 1, nil)
+	a3.reserve("e", "R", res, time.Nanosecond)
+	if !testwait.Until(t.Context(), time.Second, time.Millisecond, func() bool { return a3.Free().CPUs == 1 }) {
+		t.Fatalf("free after expiry = %+v", a3.Free())
 	}
 }

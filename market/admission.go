@@ -1,0 +1,284 @@
+package market
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/offload-project/offload/executor"
+	"github.com/offload-project/offload/market/wire"
+)
+
+// Capacity is what a provider offers in all.
+type Capacity struct {
+	CPUs        float64 `json:"cpus"`
+	MemoryBytes int64   `json:"memory_bytes"`
+	GPUs        int     `json:"gpus"`
+}
+
+// normalize fills a task's zero resource requests with the executor
+// defaults, so that accounting matches what the sandbox enforces.
+func normalize(r wire.Resources) wire.Resources {
+	if r.CPUs == 0 {
+		r.CPUs = executor.DefaultCPUs
+	}
+	if r.MemoryBytes == 0 {
+		r.MemoryBytes = executor.DefaultMemoryBytes
+	}
+	return r
+}
+
+// admission is a provider's one account of what it promised and what
+// runs: capacity held for bids (reservations, with a TTL) and for running
+// tasks (allocations), places in the queue promised to bids (with the same
+// TTL) and awards accepted to run once a slot frees, in order. Everything
+// is keyed by the execution key (requestor/task/attempt), and release lets
+// go of whatever a key holds in all of them, so no exit path can free one
+// and forget the other. A provider never bids beyond its capacity and
+// queue.
+//
+// A provider with a queue bids "later" instead of declining "busy", so a
+// burst of tasks settles in one auction each instead of announcing again
+// and again.
+type admission struct {
+	mu    sync.Mutex
+	total Capacity
+	held  map[string]hold // capacity by key
+	// places are queue places promised by bids (key → expiry); order the
+	// accepted awards waiting for a slot, oldest first.
+	places map[string]time.Time
+	order  []string
+	max    int // bound of order
+	// changed is closed and replaced whenever a slot may have freed.
+	changed chan struct{}
+	// meanRunMS estimates how long a task holds its slot (an EWMA of
+	// finished runs) for the start estimates of queued bids.
+	meanRunMS int64
+	// onChange is ProviderConfig.OnChange (nil when unset); it is called
+	// with mu held whenever free capacity may have changed.
+	onChange func()
+}
+
+// hold is capacity held under one key.
+type hold struct {
+	res       wire.Resources
+	requestor string
+	expires   time.Time // zero for an allocation
+}
+
+func newAdmission(total Capacity, maxQueue int, onChange func()) *admission {
+	return &admission{
+		total: total, held: map[string]hold{}, places: map[string]time.Time{}, max: maxQueue,
+		changed: make(chan struct{}), meanRunMS: 1000, onChange: onChange,
+	}
+}
+
+// Free returns the capacity not held by reservations or tasks.
+func (a *admission) Free() Capacity {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.freeLocked(time.Now())
+}
+
+// freeLocked returns what is not reserved or allocated now, dropping
+// expired reservations and queue places.
+func (a *admission) freeLocked(now time.Time) Capacity {
+	for k, exp := range a.places {
+		if now.After(exp) {
+			delete(a.places, k)
+		}
+	}
+	f := a.total
+	for k, h := range a.held {
+		if !h.expires.IsZero() && now.After(h.expires) {
+			delete(a.held, k)
+			continue
+		}
+		f.CPUs -= h.res.CPUs
+		f.MemoryBytes -= h.res.MemoryBytes
+		f.GPUs -= h.res.GPUs
+	}
+	return f
+}
+
+// fits says why res does not fit in what is free, or "" when it fits.
+func fits(free Capacity, res wire.Resources) string {
+	switch {
+	case res.CPUs > free.CPUs+1e-9:
+		return fmt.Sprintf("busy: %.2f cpus free, %.2f asked", free.CPUs, res.CPUs)
+	case res.MemoryBytes > free.MemoryBytes:
+		return fmt.Sprintf("busy: %d MiB memory free, %d MiB asked", free.MemoryBytes>>20, res.MemoryBytes>>20)
+	case res.GPUs > free.GPUs:
+		return fmt.Sprintf("busy: %d gpus free, %d asked", free.GPUs, res.GPUs)
+	}
+	return ""
+}
+
+// reserve holds res under key for ttl for a bid: capacity when it is free
+// (startMS 0), else a queue place with an estimate of when it would start.
+// It returns why it can hold neither.
+func (a *admission) reserve(key, requestor string, res wire.Resources, ttl time.Duration) (startMS int64, why string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	now := time.Now()
+	free := a.freeLocked(now)
+	if _, ok := a.held[key]; ok {
+		return 0, "already reserved"
+	}
+	why = fits(free, res)
+	if why == "" {
+		a.held[key] = hold{res: res, requestor: requestor, expires: now.Add(ttl)}
+		a.notifyLocked()
+		return 0, ""
+	}
+	// Only accepted awards fill the queue: most bids lose, so promised
+	// places only lengthen the start estimate.
+	if len(a.order) >= a.max {
+		return 0, why + " and the queue is full"
+	}
+	a.places[key] = now.Add(ttl)
+	ahead := float64(len(a.order)) + float64(len(a.places))/2
+	slots := 1.0
+	if res.CPUs > 0 {
+		slots = max(a.total.CPUs/res.CPUs, 1)
+	}
+	return int64(ahead / slots * float64(a.meanRunMS)), ""
+}
+
+// reservedFor reports whether key holds a live reservation or queue place
+// made for requestor (the execution key names the requestor, so a queue
+// place is always its own).
+func (a *admission) reservedFor(key, requestor string) (ok bool, why string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	now := time.Now()
+	a.freeLocked(now)
+	if h, held := a.held[key]; held {
+		if h.requestor != requestor {
+			return false, "not your reservation"
+		}
+		return true, ""
+	}
+	if _, placed := a.places[key]; placed {
+		return true, ""
+	}
+	return false, ReasonNoReservation
+}
+
+// claim turns key's reservation into an allocation of res (what the award
+// asks). When the capacity is not free now it takes a place at the end of
+// the queue (queued true) and the task waits for its turn (waitTurn).
+func (a *admission) claim(key, requestor string, res wire.Resources) (queued bool, why string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if h, ok := a.held[key]; ok && h.requestor != requestor {
+		return false, "reservation belongs to another requestor"
+	}
+	if why := a.allocateLocked(key, requestor, res); why == "" {
+		delete(a.places, key)
+		return false, ""
+	} else if len(a.order) >= a.max {
+		return false, why + " and the queue is full"
+	}
+	delete(a.places, key)
+	if h, ok := a.held[key]; ok && !h.expires.IsZero() {
+		delete(a.held, key) // the reservation is not needed while queued
+		a.notifyLocked()
+	}
+	a.order = append(a.order, key)
+	return true, ""
+}
+
+// allocateLocked allocates res under key, giving back key's reservation
+// first; it returns why it cannot.
+func (a *admission) allocateLocked(key, requestor string, res wire.Resources) string {
+	free := a.freeLocked(time.Now())
+	if h, ok := a.held[key]; ok {
+		if h.requestor != requestor {
+			return "reservation belongs to another requestor"
+		}
+		free.CPUs += h.res.CPUs
+		free.MemoryBytes += h.res.MemoryBytes
+		free.GPUs += h.res.GPUs
+	}
+	if why := fits(free, res); why != "" {
+		return why
+	}
+	a.held[key] = hold{res: res, requestor: requestor}
+	a.notifyLocked()
+	return ""
+}
+
+// waitTurn blocks until key is first in the queue and res fits, then
+// allocates it; or until ctx ends (key keeps nothing then: the caller's
+// release cleans up).
+func (a *admission) waitTurn(ctx context.Context, key, requestor string, res wire.Resources) error {
+	for {
+		a.mu.Lock()
+		if len(a.order) > 0 && a.order[0] == key && a.allocateLocked(key, requestor, res) == "" {
+			a.order = a.order[1:]
+			a.signalLocked()
+			a.mu.Unlock()
+			return nil
+		}
+		changed := a.changed
+		a.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		case <-changed:
+		case <-time.After(time.Second): // a reservation expired: no one signals that
+		}
+	}
+}
+
+// release lets go of everything key holds: capacity, a queue place, a
+// place in the queue's order. It is the one exit of every bid, award and
+// run, and is safe to call more than once.
+func (a *admission) release(key string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	delete(a.held, key)
+	delete(a.places, key)
+	for i, k := range a.order {
+		if k == key {
+			a.order = append(a.order[:i], a.order[i+1:]...)
+			break
+		}
+	}
+	a.signalLocked()
+	a.notifyLocked()
+}
+
+// releaseReservation lets go of what key holds when it is requestor's and
+// not yet running (a bid that lost); it reports whether there was any.
+func (a *admission) releaseReservation(key, requestor string) bool {
+	a.mu.Lock()
+	h, held := a.held[key]
+	_, placed := a.places[key]
+	a.mu.Unlock()
+	if (held && (h.requestor != requestor || h.expires.IsZero())) || (!held && !placed) {
+		return false
+	}
+	a.release(key)
+	return true
+}
+
+// ran records how long a run held its slot, for start estimates.
+func (a *admission) ran(d time.Duration) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.meanRunMS = (a.meanRunMS*7 + d.Milliseconds()) / 8
+}
+
+func (a *admission) signalLocked() {
+	close(a.changed)
+	a.changed = make(chan struct{})
+}
+
+func (a *admission) notifyLocked() {
+	if a.onChange != nil {
+		a.onChange()
+	}
+}

@@ -1,0 +1,441 @@
+package market
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/offload-project/offload/executor"
+	"github.com/offload-project/offload/market/wire"
+	"github.com/offload-project/offload/p2p"
+)
+
+// An execution's life on the provider, read top to bottom (the machine is
+// in state.go):
+//
+//  1. readAnnouncements → answer: decide bids (reserving capacity or a
+//     queue place in admission) or declines with the reason, and sends it.
+//  2. handleAward → accept: only against a live reservation for that
+//     requestor, task and attempt; persists the record (accepted) and
+//     starts run.
+//  3. run: prepare (image, inputs, volumes), wait for a slot when queued,
+//     markRunning (running), run the workload, collect outputs, sign the
+//     receipt and put the result in the outbox (done).
+//  4. deliver: send the result until the requestor acknowledges it
+//     (delivered) or refuses it for good / OutboxTTL passes (abandoned).
+//
+// handleCancel stops a run (or lets go of a bid's reservation); heartbeat
+// tells the requestor the provider still holds the task, and stops the run
+// when the requestor says it is no longer ours.
+
+func (p *Provider) readAnnouncements() {
+	defer p.wg.Done()
+	for {
+		msg, err := p.sub.Next(p.ctx)
+		if err != nil {
+			return
+		}
+		if msg.GetFrom() == p.h.ID() {
+			continue
+		}
+		if !p.annLimit.allow(msg.GetFrom()) {
+			p.log.Debug("announcement over rate", "peer", msg.GetFrom())
+			continue
+		}
+		ann, err := wire.Decode[wire.Announce](msg.Data)
+		if err != nil {
+			p.log.Debug("bad announcement", "peer", msg.GetFrom(), "err", err)
+			continue
+		}
+		if ann.Requestor != msg.GetFrom().String() {
+			p.log.Debug("announcement signed by another peer", "peer", msg.GetFrom(), "claims", ann.Requestor)
+			continue
+		}
+		if ann.Req.Provider != "" && ann.Req.Provider != p.h.ID().String() {
+			continue // pinned to another provider
+		}
+		if slices.Contains(ann.Req.Exclude, p.h.ID().String()) {
+			continue // the requestor does not want this provider for it
+		}
+		select {
+		case p.answering <- struct{}{}:
+		case <-p.ctx.Done():
+			return
+		}
+		p.wg.Add(1)
+		go func() {
+			defer p.wg.Done()
+			defer func() { <-p.answering }()
+			p.answer(msg.GetFrom(), ann)
+		}()
+	}
+}
+
+// decide returns a bid or a decline for an announcement, reserving capacity
+// for a bid.
+func (p *Provider) decide(requestor peer.ID, ann *wire.Announce) wire.Bid {
+	bid := wire.Bid{TaskID: ann.TaskID, Attempt: ann.Attempt, Price: p.cfg.Price}
+	req := ann.Req
+	ex, ok := p.executors[req.Runtime]
+	if !ok {
+		bid.Decline = fmt.Sprintf("no %s executor", req.Runtime)
+		return bid
+	}
+	if req.Isolation != "" && (req.Runtime != "docker" || !slices.Contains(p.cfg.Isolation, req.Isolation)) {
+		bid.Decline = fmt.Sprintf("no %s isolation for %s tasks on this provider", req.Isolation, req.Runtime)
+		return bid
+	}
+	if req.Service && p.cfg.IsolationRequired && req.Runtime == "docker" {
+		bid.Decline = "this provider runs every docker task under gVisor, which runs no services"
+		return bid
+	}
+	if why := serviceDecline(ex, req); why != "" {
+		bid.Decline = why
+		return bid
+	}
+	res := normalize(req.Resources)
+	if res.GPUs > p.cfg.Capacity.GPUs || res.CPUs > p.cfg.Capacity.CPUs || res.MemoryBytes > p.cfg.Capacity.MemoryBytes {
+		bid.Decline = fmt.Sprintf("asks for more than this provider has (%.2f cpus, %d MiB, %d gpus)",
+			p.cfg.Capacity.CPUs, p.cfg.Capacity.MemoryBytes>>20, p.cfg.Capacity.GPUs)
+		return bid
+	}
+	if req.MaxPrice > 0 && p.cfg.Price > req.MaxPrice {
+		bid.Decline = fmt.Sprintf("price %g above max price %g", p.cfg.Price, req.MaxPrice)
+		return bid
+	}
+	if why := p.imageRefused(wire.TaskSpec{Image: req.Image, Runtime: req.Runtime}); why != "" {
+		bid.Decline = why
+		return bid
+	}
+	ctx, cancel := context.WithTimeout(p.ctx, 5*time.Second)
+	has, canRun := p.hasImage(ctx, ex, req)
+	cancel()
+	bid.HasImage = has
+	bid.InputsLocal = p.inputsLocal(req.Inputs)
+	if !canRun {
+		bid.Decline = fmt.Sprintf("image %s not found on this provider", req.Image)
+		return bid
+	}
+	key := execKey(requestor.String(), ann.TaskID, ann.Attempt)
+	// Busy: a place in the queue, with a later start, rather than a
+	// decline the requestor can only answer by asking again.
+	startMS, why := p.admit.reserve(key, requestor.String(), res, p.cfg.ReservationTTL)
+	if why != "" {
+		bid.Decline, bid.Busy = why, true
+		return bid
+	}
+	bid.StartMS = startMS
+	timeout := time.Duration(req.TimeoutMS) * time.Millisecond
+	if timeout <= 0 {
+		timeout = DefaultTaskTimeout
+	}
+	bid.MaxCost = p.cfg.Price * res.CPUs * timeout.Seconds()
+	bid.ReservationMS = p.cfg.ReservationTTL.Milliseconds()
+	return bid
+}
+
+// answer sends the bid or decline for one announcement to its requestor.
+func (p *Provider) answer(requestor peer.ID, ann *wire.Announce) {
+	bid := p.decide(requestor, ann)
+	key := execKey(requestor.String(), ann.TaskID, ann.Attempt)
+	var ack wire.BidAck
+	ctx, cancel := context.WithTimeout(p.ctx, 10*time.Second)
+	defer cancel()
+	err := p2p.Request(ctx, p.h, requestor, wire.ProtoBid, &bid, wire.MaxAckSize, &ack)
+	if bid.Decline != "" {
+		return
+	}
+	if err != nil || !ack.OK {
+		p.admit.release(key)
+		p.log.Debug("bid not taken", "task", ann.TaskID, "err", err, "reason", ack.Reason)
+	}
+}
+
+func (p *Provider) handleAward(s network.Stream) {
+	defer s.Close()
+	from, body, ok := openRequest(s, p.streamLimit, 10*time.Second, wire.MaxAwardSize, p.log, "award")
+	if !ok {
+		return
+	}
+	reply := p.accept(from, body)
+	_ = p2p.WriteMsg(s, &reply)
+}
+
+// accept persists an award it can honour and starts running it.
+func (p *Provider) accept(from peer.ID, body []byte) wire.AwardReply {
+	award, err := wire.Decode[wire.Award](body)
+	if err != nil {
+		return wire.AwardReply{Code: wire.CodeBadRequest, Reason: err.Error()}
+	}
+	ex, ok := p.executors[award.Spec.RuntimeOrDefault()]
+	if !ok {
+		return wire.AwardReply{Code: wire.CodeRefused, Reason: "no " + award.Spec.RuntimeOrDefault() + " executor"}
+	}
+	// An award is honoured only against a live reservation this provider
+	// made when it bid for this same requestor, task and attempt: a peer
+	// that never received a bid (or whose bid expired) can make this
+	// provider spend nothing.
+	key := execKey(from.String(), award.TaskID, award.Attempt)
+	if ok, why := p.admit.reservedFor(key, from.String()); !ok {
+		return wire.AwardReply{Code: wire.CodeNoReservation, Reason: why}
+	}
+	if why := p.imageRefused(award.Spec); why != "" {
+		p.admit.release(key)
+		return wire.AwardReply{Code: wire.CodeRefused, Reason: why}
+	}
+	// No free slot now: it runs as soon as one frees, in order.
+	queued, why := p.admit.claim(key, from.String(), normalize(award.Spec.Resources))
+	if why != "" {
+		p.admit.release(key)
+		return wire.AwardReply{Code: wire.CodeTooMany, Reason: why}
+	}
+	now := time.Now().UTC()
+	rec := &ExecRecord{
+		Key: key, TaskID: award.TaskID, Attempt: award.Attempt, Requestor: from.String(),
+		Spec: award.Spec, State: ExecAccepted, CreatedAt: now, UpdatedAt: now,
+	}
+	if err := p.store.Create(key, rec); err != nil {
+		p.admit.release(key)
+		return wire.AwardReply{Code: wire.CodeRefused, Reason: "already awarded"}
+	}
+	ctx, cancel := context.WithCancelCause(p.ctx)
+	p.mu.Lock()
+	p.running[key] = cancel
+	p.mu.Unlock()
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		defer cancel(nil)
+		p.run(ctx, ex, rec, queued)
+	}()
+	return wire.AwardReply{Accepted: true}
+}
+
+// errCanceled is the cause given to an execution canceled by its requestor.
+var errCanceled = errors.New("canceled by the requestor")
+
+// run executes one award and puts its result in the outbox.
+func (p *Provider) run(ctx context.Context, ex executor.Executor, rec *ExecRecord, queued bool) {
+	defer func() {
+		p.mu.Lock()
+		delete(p.running, rec.Key)
+		p.mu.Unlock()
+		p.admit.release(rec.Key)
+	}()
+	beatCtx, stopBeats := context.WithCancel(ctx)
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		p.heartbeat(beatCtx, rec)
+	}()
+	defer stopBeats()
+
+	started := time.Now().UTC()
+	rep := &wire.Report{TaskID: rec.TaskID, Attempt: rec.Attempt, State: wire.ExecCompleted}
+	res := &wire.Result{ExitCode: -1, StartedAt: started}
+	var out *executor.Result
+	pr, err := p.prepare(ctx, ex, rec)
+	if pr != nil {
+		defer pr.cleanup(p.log)
+	}
+	if err == nil && queued {
+		// Image and inputs are in place; now wait for a free slot.
+		need := normalize(rec.Spec.Resources)
+		err = p.admit.waitTurn(ctx, rec.Key, rec.Requestor, need)
+	}
+	if err == nil {
+		res.FetchMS = pr.fetchMS
+		// Only now is the task running: fetching its image and inputs is
+		// reported apart and does not count against its timeout.
+		p.markRunning(ctx, rec)
+		ranFrom := time.Now()
+		defer func() { p.admit.ran(time.Since(ranFrom)) }()
+		out, res.Stages, err = p.runWorkload(ctx, ex, rec, pr, res)
+		if err == nil {
+			res.Outputs, err = p.collectOutputs(ctx, rec, pr)
+		}
+	} else if !errors.Is(err, errNotContent) && ctx.Err() == nil {
+		// Another provider may reach the content where this one could not.
+		err = fmt.Errorf("%w (%w)", err, executor.ErrUnavailable)
+	}
+	res.FinishedAt = time.Now().UTC()
+	if out != nil {
+		observe(p.cfg.Observer).ExecutionFinished(ex.Name(), time.Duration(out.Usage.WallMS)*time.Millisecond, err == nil && out.ExitCode == 0)
+		res.ExitCode = out.ExitCode
+		res.Stdout, res.Stderr = string(out.Stdout), string(out.Stderr)
+		res.StdoutSize, res.StderrSize = out.StdoutSize, out.StderrSize
+		res.Usage = wire.Usage(out.Usage)
+		if !out.StartedAt.IsZero() {
+			res.StartedAt, res.FinishedAt = out.StartedAt, out.FinishedAt
+		}
+		cpuSeconds := float64(out.Usage.CPUMS) / 1000
+		if cpuSeconds == 0 {
+			cpuSeconds = float64(out.Usage.WallMS) / 1000 * normalize(rec.Spec.Resources).CPUs
+		}
+		res.Cost = p.cfg.Price * cpuSeconds
+	}
+	if err != nil {
+		rep.State = wire.ExecFailed
+		if cause := context.Cause(ctx); errors.Is(cause, errCanceled) {
+			err = errCanceled
+		}
+		res.Error = err.Error()
+		res.Retryable = errors.Is(err, executor.ErrImageNotFound) || errors.Is(err, executor.ErrUnavailable)
+		if p.ctx.Err() != nil && !errors.Is(err, errCanceled) {
+			res.Error, res.Retryable = "the provider shut down while running the task", true
+		}
+	}
+	rep.Result = res
+	p.sign(rec, res)
+	saved, perr := p.store.Update(rec.Key, func(r *ExecRecord) error {
+		r.Report = rep
+		return r.Transition(ExecDone)
+	})
+	if perr != nil {
+		p.log.Error("persist result", "task", rec.TaskID, "err", perr)
+		return
+	}
+	p.log.Info("task finished", "task", rec.TaskID, "exit", res.ExitCode, "err", res.Error, "wall_ms", res.Usage.WallMS)
+	p.goDeliver(saved)
+}
+
+// markRunning persists the running state and tells the requestor, best
+// effort: the result report supersedes it.
+func (p *Provider) markRunning(ctx context.Context, rec *ExecRecord) {
+	requestor, _ := peer.Decode(rec.Requestor)
+	if _, err := p.store.Update(rec.Key, func(r *ExecRecord) error {
+		return r.Transition(ExecRunning)
+	}); err != nil {
+		p.log.Error("persist running", "task", rec.TaskID, "err", err)
+	}
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		var ack wire.Ack
+		_ = p2p.Request(ctx, p.h, requestor, wire.ProtoReport, &wire.Report{TaskID: rec.TaskID, Attempt: rec.Attempt, State: wire.ExecRunning}, wire.MaxAckSize, &ack)
+	}()
+}
+
+// heartbeat tells the requestor every Heartbeat that this provider still
+// holds the task, until ctx ends (the result is ready or the task stopped).
+func (p *Provider) heartbeat(ctx context.Context, rec *ExecRecord) {
+	requestor, _ := peer.Decode(rec.Requestor)
+	t := time.NewTicker(p.cfg.Heartbeat)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		rctx, cancel := context.WithTimeout(ctx, p.cfg.Heartbeat)
+		var ack wire.Ack
+		err := p2p.Request(rctx, p.h, requestor, wire.ProtoReport, &wire.Report{TaskID: rec.TaskID, Attempt: rec.Attempt, State: wire.ExecHeartbeat}, wire.MaxAckSize, &ack)
+		cancel()
+		if err == nil && !ack.OK {
+			// The requestor no longer wants it from us (canceled, settled
+			// elsewhere, or moved on after losing us): stop.
+			p.log.Info("requestor dropped the task", "task", rec.TaskID, "reason", ack.Reason)
+			p.mu.Lock()
+			stop := p.running[rec.Key]
+			p.mu.Unlock()
+			if stop != nil {
+				stop(errCanceled)
+			}
+			return
+		}
+	}
+}
+
+func (p *Provider) goDeliver(rec *ExecRecord) {
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		p.deliver(rec)
+	}()
+}
+
+// deliver sends a finished execution's report until the requestor
+// acknowledges it, pausing with back-off between attempts and retrying at
+// once when a new connection comes up (a restarted requestor).
+func (p *Provider) deliver(rec *ExecRecord) {
+	requestor, err := peer.Decode(rec.Requestor)
+	if err != nil || rec.Report == nil {
+		return
+	}
+	pause := 250 * time.Millisecond
+	for p.ctx.Err() == nil {
+		if time.Since(rec.UpdatedAt) > p.cfg.OutboxTTL {
+			p.log.Warn("giving up delivering a result", "task", rec.TaskID, "peer", requestor)
+			p.settleOutbox(rec, ExecAbandoned)
+			return
+		}
+		p.mu.Lock()
+		connected := p.connCh
+		p.mu.Unlock()
+		var ack wire.Ack
+		err := p2p.Request(p.ctx, p.h, requestor, wire.ProtoReport, rec.Report, wire.MaxAckSize, &ack)
+		if err == nil && ack.OK {
+			p.recordEarned(rec, ack.Countersig)
+			p.settleOutbox(rec, ExecDelivered)
+			return
+		}
+		if err == nil {
+			p.log.Warn("result refused", "task", rec.TaskID, "code", ack.Code, "reason", ack.Reason)
+			if ack.Code.Final() {
+				p.settleOutbox(rec, ExecAbandoned)
+				return
+			}
+		} else {
+			p.log.Debug("result delivery failed", "task", rec.TaskID, "err", err)
+		}
+		select {
+		case <-p.ctx.Done():
+			return
+		case <-connected:
+		case <-time.After(pause):
+		}
+		pause = min(pause*2, maxRedeliveryPause)
+	}
+}
+
+// settleOutbox ends an outbox entry: delivered (acknowledged) or abandoned
+// (refused for good, or past OutboxTTL).
+func (p *Provider) settleOutbox(rec *ExecRecord, to ExecState) {
+	if _, err := p.store.Update(rec.Key, func(r *ExecRecord) error { return r.Transition(to) }); err != nil {
+		p.log.Error("persist outbox entry", "task", rec.TaskID, "state", to, "err", err)
+	}
+}
+
+func (p *Provider) handleCancel(s network.Stream) {
+	defer s.Close()
+	from, body, ok := openRequest(s, p.streamLimit, 10*time.Second, wire.MaxAckSize, p.log, "cancel")
+	if !ok {
+		return
+	}
+	c, err := wire.Decode[wire.Cancel](body)
+	if err != nil {
+		_ = p2p.WriteMsg(s, &wire.Ack{Code: wire.CodeBadRequest, Reason: err.Error()})
+		return
+	}
+	key := execKey(from.String(), c.TaskID, c.Attempt)
+	p.mu.Lock()
+	cancel := p.running[key]
+	p.mu.Unlock()
+	if cancel == nil {
+		// A bid that lost (or a task canceled before its award): give back
+		// the capacity reserved for it now rather than at the TTL.
+		if p.admit.releaseReservation(key, from.String()) {
+			_ = p2p.WriteMsg(s, &wire.Ack{OK: true, Reason: "reservation released"})
+			return
+		}
+		_ = p2p.WriteMsg(s, &wire.Ack{Code: wire.CodeUnknownTask, Reason: "not running here"})
+		return
+	}
+	cancel(errCanceled)
+	_ = p2p.WriteMsg(s, &wire.Ack{OK: true})
+}
