@@ -13,10 +13,9 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
-	"github.com/libp2p/go-libp2p/core/protocol"
 
 	"github.com/offload-project/offload/market/wire"
-	"github.com/offload-project/offload/p2p"
+	"github.com/offload-project/offload/p2p/stream"
 )
 
 // Live tasks on the requestor side: tunnels to a running service's ports
@@ -80,11 +79,11 @@ func (r *Requestor) ServeTunnel(ctx context.Context, id string, port int, conn n
 // answer. On success the stream carries the connection's bytes: write to
 // s, read through the returned reader (it may hold bytes already received).
 func DialTunnel(ctx context.Context, h host.Host, provider peer.ID, req wire.TunnelRequest) (network.Stream, *bufio.Reader, error) {
-	s, br, err := openLive(ctx, h, provider, wire.ProtoTunnel, &req)
+	s, br, err := stream.Open(ctx, h, provider, wire.ProtoTunnel, &req)
 	if err != nil {
 		return nil, nil, err
 	}
-	body, err := p2p.ReadFrame(br, wire.MaxAckSize)
+	body, err := stream.ReadFrame(br, wire.MaxAckSize)
 	if err != nil {
 		s.Reset()
 		return nil, nil, fmt.Errorf("tunnel to %s: read answer: %w", provider.ShortString(), err)
@@ -100,23 +99,6 @@ func DialTunnel(ctx context.Context, h host.Host, provider peer.ID, req wire.Tun
 	}
 	_ = s.SetDeadline(time.Time{})
 	return s, br, nil
-}
-
-// openLive opens a stream on proto and sends its first message; the
-// answer must come within 30 s.
-func openLive(ctx context.Context, h host.Host, provider peer.ID, proto protocol.ID, req any) (network.Stream, *bufio.Reader, error) {
-	octx, cancel := context.WithTimeout(ctx, p2p.DefaultStreamTimeout)
-	defer cancel()
-	s, err := h.NewStream(network.WithAllowLimitedConn(octx, string(proto)), provider, proto)
-	if err != nil {
-		return nil, nil, fmt.Errorf("open %s stream to %s: %w", proto, provider.ShortString(), err)
-	}
-	_ = s.SetDeadline(time.Now().Add(p2p.DefaultStreamTimeout))
-	if err := p2p.WriteMsg(s, req); err != nil {
-		s.Reset()
-		return nil, nil, err
-	}
-	return s, bufio.NewReader(s), nil
 }
 
 // Exec runs cmd inside the running service id, writing its output to
@@ -136,7 +118,7 @@ func ExecOn(ctx context.Context, h host.Host, provider peer.ID, req wire.ExecReq
 	if err := req.Validate(); err != nil {
 		return -1, err
 	}
-	s, br, err := openLive(ctx, h, provider, wire.ProtoExec, &req)
+	s, br, err := stream.Open(ctx, h, provider, wire.ProtoExec, &req)
 	if err != nil {
 		return -1, err
 	}
@@ -148,7 +130,7 @@ func ExecOn(ctx context.Context, h host.Host, provider peer.ID, req wire.ExecReq
 	}
 	_ = s.SetDeadline(time.Time{})
 	for {
-		body, err := p2p.ReadFrame(br, wire.MaxExecFrameSize)
+		body, err := stream.ReadFrame(br, wire.MaxExecFrameSize)
 		if err != nil {
 			s.Reset()
 			if ctx.Err() != nil {

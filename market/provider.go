@@ -15,6 +15,17 @@ import (
 
 	"github.com/offload-project/offload/executor"
 	"github.com/offload-project/offload/market/wire"
+	"github.com/offload-project/offload/p2p/stream"
+)
+
+// Per-peer rates for messages that make this node do work. They are far
+// above what an honest peer sends (a requestor announcing hundreds of tasks
+// a second stays under them) and stop a flood at the first hop.
+const (
+	announceRate  = 500 // announcements per second per requestor
+	announceBurst = 1000
+	streamRate    = 1000 // bids, reports, awards per second per peer
+	streamBurst   = 2000
 )
 
 // Provider defaults.
@@ -138,8 +149,8 @@ type Provider struct {
 	imageMu sync.Mutex // serializes image loads so each CID loads once
 	// annLimit and streamLimit rate-limit peers; answering bounds the
 	// bids and declines being sent at once.
-	annLimit    *peerLimiter
-	streamLimit *peerLimiter
+	annLimit    *stream.Limiter
+	streamLimit *stream.Limiter
 	answering   chan struct{}
 
 	mu      sync.Mutex
@@ -189,7 +200,7 @@ func NewProvider(h host.Host, store ExecStore, topic *pubsub.Topic, executors []
 		h: h, store: store, executors: map[string]executor.Executor{}, cfg: cfg,
 		log: cfg.Logger.With("role", "provider"), sub: sub, admit: newAdmission(cfg.Capacity, queueLength(cfg), cfg.OnChange),
 		running: map[string]context.CancelCauseFunc{}, connCh: make(chan struct{}),
-		annLimit: newPeerLimiter(announceRate, announceBurst), streamLimit: newPeerLimiter(streamRate, streamBurst),
+		annLimit: stream.NewLimiter(announceRate, announceBurst), streamLimit: stream.NewLimiter(streamRate, streamBurst),
 		answering: make(chan struct{}, 256),
 		ctx:       ctx, cancel: cancel,
 	}

@@ -11,7 +11,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/offload-project/offload/executor"
 	"github.com/offload-project/offload/market/wire"
-	"github.com/offload-project/offload/p2p"
+	"github.com/offload-project/offload/p2p/stream"
 )
 
 // An execution's life on the provider, read top to bottom (the machine is
@@ -42,7 +42,7 @@ func (p *Provider) readAnnouncements() {
 		if msg.GetFrom() == p.h.ID() {
 			continue
 		}
-		if !p.annLimit.allow(msg.GetFrom()) {
+		if !p.annLimit.Allow(msg.GetFrom()) {
 			p.log.Debug("announcement over rate", "peer", msg.GetFrom())
 			continue
 		}
@@ -145,7 +145,7 @@ func (p *Provider) answer(requestor peer.ID, ann *wire.Announce) {
 	var ack wire.BidAck
 	ctx, cancel := context.WithTimeout(p.ctx, 10*time.Second)
 	defer cancel()
-	err := p2p.Request(ctx, p.h, requestor, wire.ProtoBid, &bid, wire.MaxAckSize, &ack)
+	err := stream.Request(ctx, p.h, requestor, wire.ProtoBid, &bid, wire.MaxAckSize, &ack)
 	if bid.Decline != "" {
 		return
 	}
@@ -157,12 +157,12 @@ func (p *Provider) answer(requestor peer.ID, ann *wire.Announce) {
 
 func (p *Provider) handleAward(s network.Stream) {
 	defer s.Close()
-	from, body, ok := openRequest(s, p.streamLimit, 10*time.Second, wire.MaxAwardSize, p.log, "award")
+	from, body, ok := stream.Accept(s, p.streamLimit, 10*time.Second, wire.MaxAwardSize, p.log, "award")
 	if !ok {
 		return
 	}
 	reply := p.accept(from, body)
-	_ = p2p.WriteMsg(s, &reply)
+	_ = stream.WriteMsg(s, &reply)
 }
 
 // accept persists an award it can honour and starts running it.
@@ -316,7 +316,7 @@ func (p *Provider) markRunning(ctx context.Context, rec *ExecRecord) {
 	go func() {
 		defer p.wg.Done()
 		var ack wire.Ack
-		_ = p2p.Request(ctx, p.h, requestor, wire.ProtoReport, &wire.Report{TaskID: rec.TaskID, Attempt: rec.Attempt, State: wire.ExecRunning}, wire.MaxAckSize, &ack)
+		_ = stream.Request(ctx, p.h, requestor, wire.ProtoReport, &wire.Report{TaskID: rec.TaskID, Attempt: rec.Attempt, State: wire.ExecRunning}, wire.MaxAckSize, &ack)
 	}()
 }
 
@@ -334,7 +334,7 @@ func (p *Provider) heartbeat(ctx context.Context, rec *ExecRecord) {
 		}
 		rctx, cancel := context.WithTimeout(ctx, p.cfg.Heartbeat)
 		var ack wire.Ack
-		err := p2p.Request(rctx, p.h, requestor, wire.ProtoReport, &wire.Report{TaskID: rec.TaskID, Attempt: rec.Attempt, State: wire.ExecHeartbeat}, wire.MaxAckSize, &ack)
+		err := stream.Request(rctx, p.h, requestor, wire.ProtoReport, &wire.Report{TaskID: rec.TaskID, Attempt: rec.Attempt, State: wire.ExecHeartbeat}, wire.MaxAckSize, &ack)
 		cancel()
 		if err == nil && !ack.OK {
 			// The requestor no longer wants it from us (canceled, settled
@@ -378,7 +378,7 @@ func (p *Provider) deliver(rec *ExecRecord) {
 		connected := p.connCh
 		p.mu.Unlock()
 		var ack wire.Ack
-		err := p2p.Request(p.ctx, p.h, requestor, wire.ProtoReport, rec.Report, wire.MaxAckSize, &ack)
+		err := stream.Request(p.ctx, p.h, requestor, wire.ProtoReport, rec.Report, wire.MaxAckSize, &ack)
 		if err == nil && ack.OK {
 			p.recordEarned(rec, ack.Countersig)
 			p.settleOutbox(rec, ExecDelivered)
@@ -413,13 +413,13 @@ func (p *Provider) settleOutbox(rec *ExecRecord, to ExecState) {
 
 func (p *Provider) handleCancel(s network.Stream) {
 	defer s.Close()
-	from, body, ok := openRequest(s, p.streamLimit, 10*time.Second, wire.MaxAckSize, p.log, "cancel")
+	from, body, ok := stream.Accept(s, p.streamLimit, 10*time.Second, wire.MaxAckSize, p.log, "cancel")
 	if !ok {
 		return
 	}
 	c, err := wire.Decode[wire.Cancel](body)
 	if err != nil {
-		_ = p2p.WriteMsg(s, &wire.Ack{Code: wire.CodeBadRequest, Reason: err.Error()})
+		_ = stream.WriteMsg(s, &wire.Ack{Code: wire.CodeBadRequest, Reason: err.Error()})
 		return
 	}
 	key := execKey(from.String(), c.TaskID, c.Attempt)
@@ -430,12 +430,12 @@ func (p *Provider) handleCancel(s network.Stream) {
 		// A bid that lost (or a task canceled before its award): give back
 		// the capacity reserved for it now rather than at the TTL.
 		if p.admit.releaseReservation(key, from.String()) {
-			_ = p2p.WriteMsg(s, &wire.Ack{OK: true, Reason: "reservation released"})
+			_ = stream.WriteMsg(s, &wire.Ack{OK: true, Reason: "reservation released"})
 			return
 		}
-		_ = p2p.WriteMsg(s, &wire.Ack{Code: wire.CodeUnknownTask, Reason: "not running here"})
+		_ = stream.WriteMsg(s, &wire.Ack{Code: wire.CodeUnknownTask, Reason: "not running here"})
 		return
 	}
 	cancel(errCanceled)
-	_ = p2p.WriteMsg(s, &wire.Ack{OK: true})
+	_ = stream.WriteMsg(s, &wire.Ack{OK: true})
 }

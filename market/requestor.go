@@ -15,7 +15,7 @@ import (
 	"github.com/oklog/ulid/v2"
 
 	"github.com/offload-project/offload/market/wire"
-	"github.com/offload-project/offload/p2p"
+	"github.com/offload-project/offload/p2p/stream"
 )
 
 // Requestor defaults, used when RequestorConfig leaves a field at zero.
@@ -87,7 +87,7 @@ type Requestor struct {
 	watchers map[string]map[*watcher]struct{}
 	drivers  map[string]bool
 	rep      *repBook
-	limit    *peerLimiter // bids and reports per provider
+	limit    *stream.Limiter // bids and reports per provider
 	// capWaiters are tasks waiting for a provider's capacity, oldest first.
 	capWaiters []chan struct{}
 	// verifyFns are the embedding program's piece verifications.
@@ -139,7 +139,7 @@ func NewRequestor(h host.Host, store TaskStore, topic *pubsub.Topic, cfg Request
 	r := &Requestor{
 		h: h, store: store, cfg: cfg, log: cfg.Logger.With("role", "requestor"), topic: topic,
 		auctions: map[string]*auction{}, watchers: map[string]map[*watcher]struct{}{},
-		drivers: map[string]bool{}, rep: newRepBook(nil), limit: newPeerLimiter(streamRate, streamBurst), verifyFns: map[string]VerifyFunc{}, peersCh: make(chan struct{}), lastBeat: map[string]time.Time{},
+		drivers: map[string]bool{}, rep: newRepBook(nil), limit: stream.NewLimiter(streamRate, streamBurst), verifyFns: map[string]VerifyFunc{}, peersCh: make(chan struct{}), lastBeat: map[string]time.Time{},
 		ctx: ctx, cancel: cancel,
 	}
 	evts, err := topic.EventHandler()
@@ -295,7 +295,7 @@ func (r *Requestor) Cancel(ctx context.Context, id string) (*Task, error) {
 	if provider != "" {
 		if pid, err := peer.Decode(provider); err == nil {
 			var ack wire.Ack
-			if err := p2p.Request(ctx, r.h, pid, wire.ProtoCancel, &wire.Cancel{TaskID: id, Attempt: attempt}, wire.MaxAckSize, &ack); err != nil {
+			if err := stream.Request(ctx, r.h, pid, wire.ProtoCancel, &wire.Cancel{TaskID: id, Attempt: attempt}, wire.MaxAckSize, &ack); err != nil {
 				r.log.Warn("cancel not delivered to provider", "task", id, "peer", provider, "err", err)
 			}
 		}

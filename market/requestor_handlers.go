@@ -8,53 +8,53 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/offload-project/offload/market/wire"
-	"github.com/offload-project/offload/p2p"
+	"github.com/offload-project/offload/p2p/stream"
 )
 
 // handleBid receives one bid (or decline) from a provider.
 func (r *Requestor) handleBid(s network.Stream) {
 	defer s.Close()
-	from, body, ok := openRequest(s, r.limit, 10*time.Second, wire.MaxBidSize, r.log, "bid")
+	from, body, ok := stream.Accept(s, r.limit, 10*time.Second, wire.MaxBidSize, r.log, "bid")
 	if !ok {
 		return
 	}
 	bid, err := wire.Decode[wire.Bid](body)
 	if err != nil {
 		r.log.Debug("bad bid", "peer", from, "err", err)
-		_ = p2p.WriteMsg(s, &wire.BidAck{Code: wire.CodeBadRequest, Reason: err.Error()})
+		_ = stream.WriteMsg(s, &wire.BidAck{Code: wire.CodeBadRequest, Reason: err.Error()})
 		return
 	}
 	r.mu.Lock()
 	a := r.auctions[bid.TaskID]
 	r.mu.Unlock()
 	if a == nil || a.attempt != bid.Attempt {
-		_ = p2p.WriteMsg(s, &wire.BidAck{Code: wire.CodeAuctionClosed, Reason: "auction closed"})
+		_ = stream.WriteMsg(s, &wire.BidAck{Code: wire.CodeAuctionClosed, Reason: "auction closed"})
 		return
 	}
 	select {
 	case a.bids <- bidFrom{from: from, bid: *bid, at: time.Now().UTC()}:
 		observe(r.cfg.Observer).BidReceived()
-		_ = p2p.WriteMsg(s, &wire.BidAck{OK: true})
+		_ = stream.WriteMsg(s, &wire.BidAck{OK: true})
 	default:
-		_ = p2p.WriteMsg(s, &wire.BidAck{Code: wire.CodeTooMany, Reason: "too many bids"})
+		_ = stream.WriteMsg(s, &wire.BidAck{Code: wire.CodeTooMany, Reason: "too many bids"})
 	}
 }
 
 // handleReport receives a status change or a result from a provider.
 func (r *Requestor) handleReport(s network.Stream) {
 	defer s.Close()
-	from, body, ok := openRequest(s, r.limit, 30*time.Second, wire.MaxReportSize, r.log, "report")
+	from, body, ok := stream.Accept(s, r.limit, 30*time.Second, wire.MaxReportSize, r.log, "report")
 	if !ok {
 		return
 	}
 	rep, err := wire.Decode[wire.Report](body)
 	if err != nil {
 		r.log.Debug("bad report", "peer", from, "err", err)
-		_ = p2p.WriteMsg(s, &wire.Ack{Code: wire.CodeBadRequest, Reason: err.Error()})
+		_ = stream.WriteMsg(s, &wire.Ack{Code: wire.CodeBadRequest, Reason: err.Error()})
 		return
 	}
 	ack := r.applyReport(from, rep)
-	_ = p2p.WriteMsg(s, &ack)
+	_ = stream.WriteMsg(s, &ack)
 }
 
 // applyReport persists a report, then acknowledges it. Who may send what

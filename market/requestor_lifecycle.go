@@ -12,7 +12,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/offload-project/offload/market/wire"
-	"github.com/offload-project/offload/p2p"
+	"github.com/offload-project/offload/p2p/stream"
 )
 
 // A task's life on the requestor, read top to bottom: drive takes a task
@@ -360,7 +360,7 @@ func (r *Requestor) award(t *Task, attempt, known int, got []bidFrom, excluded m
 			return err
 		}
 		var reply wire.AwardReply
-		err := p2p.Request(r.ctx, r.h, pid, wire.ProtoAward, &wire.Award{TaskID: t.ID, Attempt: attempt, Spec: t.Spec}, wire.MaxAckSize, &reply)
+		err := stream.Request(r.ctx, r.h, pid, wire.ProtoAward, &wire.Award{TaskID: t.ID, Attempt: attempt, Spec: t.Spec}, wire.MaxAckSize, &reply)
 		if err == nil && reply.Accepted {
 			observe(r.cfg.Observer).Awarded()
 			r.log.Debug("awarded", "task", t.ID, "peer", pid)
@@ -432,7 +432,7 @@ func (r *Requestor) releaseBids(task string, attempt int, providers []string) {
 			ctx, cancel := context.WithTimeout(r.ctx, 5*time.Second)
 			defer cancel()
 			var ack wire.Ack
-			_ = p2p.Request(ctx, r.h, pid, wire.ProtoCancel, &wire.Cancel{TaskID: task, Attempt: attempt}, wire.MaxAckSize, &ack)
+			_ = stream.Request(ctx, r.h, pid, wire.ProtoCancel, &wire.Cancel{TaskID: task, Attempt: attempt}, wire.MaxAckSize, &ack)
 		}()
 	}
 }

@@ -21,7 +21,7 @@ import (
 	"github.com/offload-project/offload/executor"
 	"github.com/offload-project/offload/internal/safefs"
 	"github.com/offload-project/offload/market/wire"
-	"github.com/offload-project/offload/p2p"
+	"github.com/offload-project/offload/p2p/stream"
 )
 
 // Services on the provider side.
@@ -366,7 +366,7 @@ func (p *Provider) collectVolumes(ctx context.Context, rec *ExecRecord, pr *prep
 // finds the caller's service. It answers nothing: the caller replies.
 func (p *Provider) readLiveRequest(s network.Stream, br *bufio.Reader, max int, v interface{ Validate() error }) error {
 	_ = s.SetDeadline(time.Now().Add(10 * time.Second))
-	body, err := p2p.ReadFrame(br, max)
+	body, err := stream.ReadFrame(br, max)
 	if err != nil {
 		return err
 	}
@@ -384,7 +384,7 @@ func (p *Provider) handleTunnel(s network.Stream) {
 	}
 	defer p.live.handlers.Done()
 	from := s.Conn().RemotePeer()
-	if !p.streamLimit.allow(from) {
+	if !p.streamLimit.Allow(from) {
 		s.Reset()
 		return
 	}
@@ -392,13 +392,13 @@ func (p *Provider) handleTunnel(s network.Stream) {
 	var req wire.TunnelRequest
 	if err := p.readLiveRequest(s, br, wire.MaxTunnelRequestSize, &req); err != nil {
 		p.log.Debug("bad tunnel request", "peer", from, "err", err)
-		_ = p2p.WriteMsg(s, &wire.TunnelReply{Reason: err.Error()})
+		_ = stream.WriteMsg(s, &wire.TunnelReply{Reason: err.Error()})
 		s.Close()
 		return
 	}
 	refuse := func(why string) {
 		p.log.Debug("tunnel refused", "peer", from, "task", req.TaskID, "reason", why)
-		_ = p2p.WriteMsg(s, &wire.TunnelReply{Reason: why})
+		_ = stream.WriteMsg(s, &wire.TunnelReply{Reason: why})
 		s.Close()
 	}
 	ls, why := p.live.lookup(from, req.TaskID, req.Attempt)
@@ -420,7 +420,7 @@ func (p *Provider) handleTunnel(s network.Stream) {
 		refuse(fmt.Sprintf("port %d of task %s: %v", req.Port, req.TaskID, err))
 		return
 	}
-	if err := p2p.WriteMsg(s, &wire.TunnelReply{OK: true}); err != nil {
+	if err := stream.WriteMsg(s, &wire.TunnelReply{OK: true}); err != nil {
 		conn.Close()
 		s.Reset()
 		return
@@ -438,7 +438,7 @@ func (p *Provider) handleExec(s network.Stream) {
 	}
 	defer p.live.handlers.Done()
 	from := s.Conn().RemotePeer()
-	if !p.streamLimit.allow(from) {
+	if !p.streamLimit.Allow(from) {
 		s.Reset()
 		return
 	}
@@ -446,7 +446,7 @@ func (p *Provider) handleExec(s network.Stream) {
 	var req wire.ExecRequest
 	if err := p.readLiveRequest(s, br, wire.MaxExecRequestSize, &req); err != nil {
 		p.log.Debug("bad exec request", "peer", from, "err", err)
-		_ = p2p.WriteMsg(s, &wire.ExecFrame{Error: err.Error()})
+		_ = stream.WriteMsg(s, &wire.ExecFrame{Error: err.Error()})
 		s.Close()
 		return
 	}
@@ -456,7 +456,7 @@ func (p *Provider) handleExec(s network.Stream) {
 	}
 	if ls == nil {
 		p.log.Debug("exec refused", "peer", from, "task", req.TaskID, "reason", why)
-		_ = p2p.WriteMsg(s, &wire.ExecFrame{Error: why})
+		_ = stream.WriteMsg(s, &wire.ExecFrame{Error: why})
 		s.Close()
 		return
 	}
@@ -491,7 +491,7 @@ func (fw *frameWriter) write(f *wire.ExecFrame) error {
 	if fw.failed != nil {
 		return fw.failed
 	}
-	if err := p2p.WriteMsg(fw.s, f); err != nil {
+	if err := stream.WriteMsg(fw.s, f); err != nil {
 		fw.failed = err
 		fw.cancel()
 		return err

@@ -14,6 +14,7 @@ import (
 	"github.com/offload-project/offload/market/wire"
 	"github.com/offload-project/offload/node"
 	"github.com/offload-project/offload/p2p"
+	"github.com/offload-project/offload/p2p/stream"
 )
 
 func TestNoAcceptableBidSaysWhy(t *testing.T) {
@@ -159,7 +160,7 @@ func TestAwardNeedsLiveReservation(t *testing.T) {
 		t.Helper()
 		var reply wire.AwardReply
 		a := wire.Award{TaskID: id, Attempt: attempt, Spec: node.TaskSpec{Runtime: "wasm", Image: mod, Cmd: []string{"echo", "pwned"}, TimeoutMS: 60_000}}
-		if err := p2p.Request(t.Context(), stranger, prov.ID(), wire.ProtoAward, &a, wire.MaxAckSize, &reply); err != nil {
+		if err := stream.Request(t.Context(), stranger, prov.ID(), wire.ProtoAward, &a, wire.MaxAckSize, &reply); err != nil {
 			t.Fatalf("award: %v", err)
 		}
 		return reply

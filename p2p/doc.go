@@ -1,8 +1,9 @@
 // Package p2p owns the node's libp2p side: the host (a persistent Ed25519
 // identity, TCP and QUIC listeners, an optional pre-shared key for private
 // swarms, the connection and resource managers), bootstrap dialing, the
-// Kademlia DHT, gossipsub, and helpers for length-delimited protocol messages
-// with deadlines and size limits.
+// Kademlia DHT and gossipsub. Its subpackage stream holds the helpers for
+// length-delimited protocol messages with deadlines, size limits and
+// per-peer rate limits that every protocol shares.
 //
 // It knows nothing about tasks: the market package registers its own
 // protocols and topics on the Host built here.

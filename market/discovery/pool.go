@@ -23,7 +23,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/offload-project/offload/market/wire"
-	"github.com/offload-project/offload/p2p"
+	"github.com/offload-project/offload/p2p/stream"
 )
 
 // Pool defaults, used when PoolConfig leaves a field at zero.
@@ -498,7 +498,7 @@ func (p *Pool) handleCaps(s network.Stream) {
 	defer s.Close()
 	_ = s.SetDeadline(time.Now().Add(askTimeout))
 	var req wire.CapsRequest
-	if err := p2p.ReadMsg(bufio.NewReader(s), wire.MaxCapsRequestSize, &req); err != nil || req.Validate() != nil {
+	if err := stream.ReadMsg(bufio.NewReader(s), wire.MaxCapsRequestSize, &req); err != nil || req.Validate() != nil {
 		p.log.Debug("bad caps request", "peer", s.Conn().RemotePeer(), "err", err)
 		s.Reset()
 		return
@@ -522,7 +522,7 @@ func (p *Pool) handleCaps(s network.Stream) {
 		size += len(e.Envelope)
 	}
 	p.mu.Unlock()
-	if err := p2p.WriteMsg(s, &resp); err != nil {
+	if err := stream.WriteMsg(s, &resp); err != nil {
 		s.Reset()
 	}
 }
@@ -574,7 +574,7 @@ func (p *Pool) Ask(ctx context.Context, id peer.ID) error {
 	ctx, cancel := context.WithTimeout(ctx, askTimeout)
 	defer cancel()
 	var resp wire.CapsResponse
-	if err := p2p.Request(ctx, p.h, id, wire.ProtoCaps, &req, wire.MaxCapsResponseSize, &resp); err != nil {
+	if err := stream.Request(ctx, p.h, id, wire.ProtoCaps, &req, wire.MaxCapsResponseSize, &resp); err != nil {
 		return fmt.Errorf("ask %s for records: %w", id.ShortString(), err)
 	}
 	if len(resp.Records) > wire.MaxCapsRecords {

@@ -2,7 +2,7 @@
 // in one place: the task announcement published on gossipsub, and the
 // bid, award and report exchanged on libp2p streams.
 //
-// Messages are JSON, framed by p2p.WriteMsg/ReadMsg. Each message has a
+// Messages are JSON, framed by stream.WriteMsg/ReadMsg. Each message has a
 // Validate method that every receiver calls before acting; Decode* helpers
 // combine unmarshalling with validation and are the fuzz targets.
 //

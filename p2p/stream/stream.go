@@ -1,4 +1,9 @@
-package p2p
+// Package stream holds the helpers every protocol of the node shares on
+// libp2p streams: one length-delimited JSON message per frame with a size
+// limit read incrementally (WriteMsg, ReadMsg, ReadFrame), a client's
+// request/response exchange bounded by a deadline (Request, Open), and the
+// serving side's first read under a per-peer rate limit (Limiter, Accept).
+package stream
 
 import (
 	"bufio"
@@ -8,8 +13,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
@@ -18,6 +25,9 @@ import (
 // DefaultStreamTimeout bounds a request/response exchange when the caller's
 // context has no earlier deadline.
 const DefaultStreamTimeout = 30 * time.Second
+
+// frameChunk is how much of a frame is allocated ahead of its bytes.
+const frameChunk = 64 << 10
 
 // ErrMessageTooLarge is returned by ReadMsg for a message above its limit.
 var ErrMessageTooLarge = errors.New("message too large")
@@ -64,9 +74,16 @@ func ReadFrame(r *bufio.Reader, max int) ([]byte, error) {
 	if size > uint64(max) {
 		return nil, fmt.Errorf("%w: %d bytes (limit %d)", ErrMessageTooLarge, size, max)
 	}
-	body := make([]byte, size)
-	if _, err := io.ReadFull(r, body); err != nil {
-		return nil, fmt.Errorf("read message body: %w", err)
+	// Allocate as the bytes arrive, not at the length the prefix claims:
+	// a peer that announces a large frame and sends nothing holds little.
+	body := make([]byte, 0, min(size, frameChunk))
+	for uint64(len(body)) < size {
+		n := min(size-uint64(len(body)), frameChunk)
+		body = slices.Grow(body, int(n))
+		if _, err := io.ReadFull(r, body[len(body):len(body)+int(n)]); err != nil {
+			return nil, fmt.Errorf("read message body: %w", err)
+		}
+		body = body[:len(body)+int(n)]
 	}
 	return body, nil
 }
@@ -108,4 +125,23 @@ func Request(ctx context.Context, h interface {
 		return err
 	}
 	return s.Close()
+}
+
+// Open opens a stream to p on proto and sends req as its first message,
+// for exchanges longer than one request and one response (tunnels, exec).
+// Opening and the first answer must come within DefaultStreamTimeout; the
+// caller clears the deadline once the exchange is under way.
+func Open(ctx context.Context, h host.Host, p peer.ID, proto protocol.ID, req any) (network.Stream, *bufio.Reader, error) {
+	octx, cancel := context.WithTimeout(ctx, DefaultStreamTimeout)
+	defer cancel()
+	s, err := h.NewStream(network.WithAllowLimitedConn(octx, string(proto)), p, proto)
+	if err != nil {
+		return nil, nil, fmt.Errorf("open %s stream to %s: %w", proto, p.ShortString(), err)
+	}
+	_ = s.SetDeadline(time.Now().Add(DefaultStreamTimeout))
+	if err := WriteMsg(s, req); err != nil {
+		s.Reset()
+		return nil, nil, err
+	}
+	return s, bufio.NewReader(s), nil
 }

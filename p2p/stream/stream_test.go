@@ -1,0 +1,69 @@
+package stream_test
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"runtime"
+	"testing"
+
+	"github.com/offload-project/offload/p2p/stream"
+)
+
+func TestMsgRoundTripAndLimit(t *testing.T) {
+	var buf bytes.Buffer
+	in := map[string]string{"hello": "world"}
+	if err := stream.WriteMsg(&buf, in); err != nil {
+		t.Fatal(err)
+	}
+	var out map[string]string
+	if err := stream.ReadMsg(bufio.NewReader(bytes.NewReader(buf.Bytes())), 1024, &out); err != nil || out["hello"] != "world" {
+		t.Fatalf("round trip: %v %v", err, out)
+	}
+	err := stream.ReadMsg(bufio.NewReader(bytes.NewReader(buf.Bytes())), 4, &out)
+	if !errors.Is(err, stream.ErrMessageTooLarge) {
+		t.Fatalf("want ErrMessageTooLarge, got %v", err)
+	}
+	// A length prefix claiming a huge body must fail before allocating it.
+	huge := []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f}
+	if _, err := stream.ReadFrame(bufio.NewReader(bytes.NewReader(huge)), 1<<20); !errors.Is(err, stream.ErrMessageTooLarge) {
+		t.Fatalf("want ErrMessageTooLarge for huge prefix, got %v", err)
+	}
+	// Truncated body.
+	if _, err := stream.ReadFrame(bufio.NewReader(bytes.NewReader([]byte{10, 'a'})), 1<<20); err == nil {
+		t.Fatal("want error for truncated body")
+	}
+}
+
+func FuzzReadFrame(f *testing.F) {
+	f.Add([]byte{5, 'h', 'e', 'l', 'l', 'o'})
+	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 0x0f})
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		body, err := stream.ReadFrame(bufio.NewReader(bytes.NewReader(data)), 4096)
+		if err == nil && len(body) > 4096 {
+			t.Fatalf("frame of %d bytes exceeds the limit", len(body))
+		}
+	})
+}
+
+// TestFrameAllocatedAsBytesArrive: a frame that claims far more than it
+// carries fails at the end of its bytes without having allocated its
+// claimed length.
+func TestFrameAllocatedAsBytesArrive(t *testing.T) {
+	var hdr [binary.MaxVarintLen64]byte
+	n := binary.PutUvarint(hdr[:], 1<<30)
+	data := append(hdr[:n], []byte("only a few bytes")...)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	_, err := stream.ReadFrame(bufio.NewReader(bytes.NewReader(data)), 1<<30)
+	runtime.ReadMemStats(&after)
+	if err == nil {
+		t.Fatal("a short frame was accepted")
+	}
+	if grew := after.TotalAlloc - before.TotalAlloc; grew > 1<<20 {
+		t.Fatalf("reading a 16-byte frame that claims 1 GiB allocated %d bytes", grew)
+	}
+}
