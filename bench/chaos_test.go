@@ -167,6 +167,7 @@ func TestChaos(t *testing.T) {
 			bootAddr = a
 		}
 	}
+	provs := []*cluster.Node{boot}
 	var victims []*cluster.Node // to be SIGKILLed
 	for i := 1; i < sz.providers; i++ {
 		price := dear
@@ -177,6 +178,7 @@ func TestChaos(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		provs = append(provs, p)
 		if doomed[i] {
 			victims = append(victims, p)
 		}
@@ -234,13 +236,13 @@ func TestChaos(t *testing.T) {
 	// Peer IDs, to tell from the requestor's task list which provider
 	// runs what. The provider in the namespace has its API on its own
 	// loopback: it is found in the requestor's pool by its address.
-	peerOf := map[string]string{}
-	for _, p := range victims {
+	peerOf, nodeOf := map[string]string{}, map[string]string{}
+	for _, p := range provs {
 		id, err := p.Identity(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
-		peerOf[p.Name] = id.ID
+		peerOf[p.Name], nodeOf[id.ID] = id.ID, p.Name
 	}
 	c, err := req.Client()
 	if err != nil {
@@ -261,6 +263,7 @@ func TestChaos(t *testing.T) {
 		if peerOf[nsProv.Name] == "" {
 			t.Fatalf("no provider in the requestor's pool has an address in the namespace (%s)", lab.insideIP)
 		}
+		nodeOf[peerOf[nsProv.Name]] = nsProv.Name
 	}
 
 	// The first half runs long enough (1-3 s a sleep) that each fault can
@@ -327,13 +330,13 @@ func TestChaos(t *testing.T) {
 			return true
 		}
 		if open == 0 {
-			t.Logf("chaos: every task ended before the faults (%d of %d killed, cut %v); submitting %d more", killed, kill, cut, want)
+			t.Logf("chaos: every task ended before the faults were made (%d of %d SIGKILLs to go, cut to go: %v); submitting %d more", kill-killed, kill, !cut, want)
 			submit(want, 1000, 2000)
 		}
 		return false
 	})
 	if !faultsDone {
-		t.Fatalf("chaos: no running task to hit within a minute (%d of %d providers killed, cut %v)", killed, kill, cut)
+		t.Fatalf("chaos: no running task to hit within a minute (%d of %d SIGKILLs to go, cut to go: %v)", kill-killed, kill, !cut)
 	}
 	t.Logf("chaos: faults made within %s of the first submission", time.Since(firstAt).Round(100*time.Millisecond))
 
@@ -411,6 +414,26 @@ func TestChaos(t *testing.T) {
 	}
 	t.Logf("chaos: submitted %d, completed %d, failed %d, lost %d (providers %d, killed %d, cut %v, requestor killed and restarted)",
 		len(submitted), completed, failed, lost, want, kill, nsProv != nil)
+	// The slowest task, and where its time went.
+	var slowest client.Task
+	for id := range submitted {
+		if task, ok := byID[id]; ok && task.UpdatedAt.Sub(task.CreatedAt) > slowest.UpdatedAt.Sub(slowest.CreatedAt) {
+			slowest = task
+		}
+	}
+	if slowest.ID != "" {
+		var ex []string
+		for _, e := range slowest.Executions {
+			end := "-"
+			if e.FinishedAt != nil {
+				end = e.FinishedAt.Sub(slowest.CreatedAt).Round(100 * time.Millisecond).String()
+			}
+			ex = append(ex, fmt.Sprintf("attempt %d on %s: %s, awarded +%s, ended +%s", e.Attempt, nodeOf[e.Provider], e.State,
+				e.AwardedAt.Sub(slowest.CreatedAt).Round(100*time.Millisecond), end))
+		}
+		t.Logf("chaos: slowest task %s (%s) took %s: %s", slowest.ID, slowest.State,
+			slowest.UpdatedAt.Sub(slowest.CreatedAt).Round(100*time.Millisecond), strings.Join(ex, "; "))
+	}
 	keys := make([]string, 0, len(reasons))
 	for k := range reasons {
 		keys = append(keys, k)
