@@ -270,8 +270,11 @@ func TestChaos(t *testing.T) {
 	// land on a provider while it runs a task, and each fault waits for
 	// that: a doomed provider is SIGKILLed, and the namespaced one cut off,
 	// only once the requestor lists a task running there that cannot have
-	// ended for hitMargin yet (awarded at + its sleep). Should every task
-	// end first, more are submitted.
+	// ended for hitMargin yet. A provider reports "running" just before it
+	// starts the command, so the command started no earlier than the last
+	// poll that still saw the attempt "awarded" (or its award, when no poll
+	// did), and ends no earlier than that plus its sleep. Should every
+	// task end first, more are submitted.
 	first := sz.tasks / 2
 	firstAt := time.Now()
 	submit(first, 1000, 2000)
@@ -282,7 +285,9 @@ func TestChaos(t *testing.T) {
 	}
 	var faults []fault
 	killed, cut := 0, nsProv == nil
+	awardedAt := map[string]time.Time{} // task/provider/attempt: last poll that saw it awarded, not yet running
 	faultsDone := testwait.Until(ctx, time.Minute, 20*time.Millisecond, func() bool {
+		polled := time.Now()
 		ts, err := c.List(ctx)
 		if err != nil {
 			return false
@@ -297,12 +302,23 @@ func TestChaos(t *testing.T) {
 			if !task.Terminal() {
 				open++
 			}
+			key := fmt.Sprintf("%s/%s/%d", task.ID, task.Provider, task.Attempt)
+			if task.State == "awarded" {
+				awardedAt[key] = polled
+			}
 			if task.State != "running" || task.Provider == "" {
 				continue
 			}
 			running[task.Provider] = append(running[task.Provider], task.ID)
 			for _, e := range task.Executions {
-				if e.Provider == task.Provider && e.Attempt == task.Attempt && e.AwardedAt.Add(runs[task.ID]).Sub(now) > hitMargin {
+				if e.Provider != task.Provider || e.Attempt != task.Attempt {
+					continue
+				}
+				started := e.AwardedAt
+				if t0, ok := awardedAt[key]; ok && t0.After(started) {
+					started = t0
+				}
+				if started.Add(runs[task.ID]).Sub(now) > hitMargin {
 					safe[task.Provider] = true
 				}
 			}
