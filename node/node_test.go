@@ -16,6 +16,7 @@ import (
 
 	"github.com/offload-project/offload/client"
 	"github.com/offload-project/offload/internal/testimage"
+	"github.com/offload-project/offload/internal/testwait"
 	"github.com/offload-project/offload/market"
 	"github.com/offload-project/offload/market/wire"
 	"github.com/offload-project/offload/node"
@@ -213,7 +214,11 @@ func TestRequestorRestartResumesAndKeepsHistory(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(home, client.APIFile)); !os.IsNotExist(err) {
 		t.Errorf("api file left behind after close: %v", err)
 	}
-	time.Sleep(2 * time.Second) // let the task finish while the requestor is down
+	// Let the task finish while the requestor is down: wait until the
+	// provider ran it to the end (its result then waits in the outbox).
+	if !testwait.Until(t.Context(), 30*time.Second, 20*time.Millisecond, func() bool { return executionsFinished(t, prov) == 2 }) {
+		t.Fatalf("the provider finished %d executions, want 2", executionsFinished(t, prov))
+	}
 
 	req2 := startNode(t, home, false, boot)
 	list, err := req2.List()
@@ -371,4 +376,24 @@ func waitPeers(t *testing.T, n *node.Node, want int) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// executionsFinished counts the runs the node's provider finished (the
+// offload_execution_duration_seconds histogram).
+func executionsFinished(t *testing.T, n *node.Node) uint64 {
+	t.Helper()
+	fams, err := n.Metrics().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var count uint64
+	for _, f := range fams {
+		if f.GetName() != node.MetricsNamespace+"_execution_duration_seconds" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			count += m.GetHistogram().GetSampleCount()
+		}
+	}
+	return count
 }

@@ -202,7 +202,9 @@ func TestPrivateSwarmIsolation(t *testing.T) {
 			t.Errorf("%s: connected to the private swarm", name)
 		}
 	}
-	time.Sleep(2 * time.Second) // bootstrap retries and gossip had their chance
+	// A sleep is the point here: nothing may connect within this time
+	// (bootstrap retries and gossip had their chance).
+	time.Sleep(2 * time.Second)
 	for name, n := range map[string]*node.Node{"another key": other, "no key": public} {
 		if peers := n.Peers(); len(peers) != 0 {
 			t.Errorf("%s: has peers %v", name, peers)

@@ -274,7 +274,7 @@ func TestScheduledStartSurvivesRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(300 * time.Millisecond)
+	time.Sleep(300 * time.Millisecond) // the point: nothing may start before its time
 	cur, _ := req.Get(sub.ID)
 	if cur.State != "pending" || !strings.HasPrefix(cur.Reason, "scheduled for ") {
 		t.Fatalf("before its time: %s %q", cur.State, cur.Reason)
