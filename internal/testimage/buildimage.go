@@ -1,24 +1,17 @@
 package testimage
 
 import (
-	"archive/tar"
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"time"
 
-	"github.com/moby/moby/api/types/build"
-	"github.com/moby/moby/api/types/jsonstream"
 	"github.com/moby/moby/client"
+	"github.com/offload-project/offload/internal/scratchimage"
 )
 
 // CompileGo builds the Go main package in dir for goos/goarch with
@@ -76,60 +69,15 @@ func BuildImage(ctx context.Context, tag, dir string) (string, error) {
 		return "", fmt.Errorf("docker client: %w", err)
 	}
 	defer cli.Close()
-	if img, err := cli.ImageInspect(ctx, tag); err == nil &&
-		img.Config != nil && img.Config.Labels[HashLabel] == hash {
+	if scratchimage.Current(ctx, cli, tag, HashLabel, hash) {
 		return "/" + name, nil
 	}
-
-	dockerfile := fmt.Sprintf("FROM scratch\nCOPY %s /%s\nCMD [\"/%s\"]\n", name, name, name)
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	for _, f := range []struct {
-		name string
-		mode int64
-		data []byte
-	}{{"Dockerfile", 0o644, []byte(dockerfile)}, {name, 0o755, bin}} {
-		hdr := &tar.Header{Name: f.name, Mode: f.mode, Size: int64(len(f.data)), ModTime: time.Unix(0, 0)}
-		if err := tw.WriteHeader(hdr); err != nil {
-			return "", fmt.Errorf("build context: %w", err)
-		}
-		if _, err := tw.Write(f.data); err != nil {
-			return "", fmt.Errorf("build context: %w", err)
-		}
-	}
-	if err := tw.Close(); err != nil {
-		return "", fmt.Errorf("build context: %w", err)
-	}
-
-	res, err := cli.ImageBuild(ctx, &buf, client.ImageBuildOptions{
-		Tags:        []string{tag},
-		Labels:      map[string]string{HashLabel: hash},
-		Remove:      true,
-		ForceRemove: true,
-		NetworkMode: "none",
-		Version:     build.BuilderV1,
-	})
+	buildCtx, err := scratchimage.Context("/"+name, bin, false)
 	if err != nil {
-		return "", fmt.Errorf("image build %s: %w", tag, err)
+		return "", err
 	}
-	defer res.Body.Close()
-	dec := json.NewDecoder(res.Body)
-	var log bytes.Buffer
-	for {
-		var m jsonstream.Message
-		if err := dec.Decode(&m); err != nil {
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			return "", fmt.Errorf("image build %s: read progress: %w", tag, err)
-		}
-		if m.Error != nil {
-			return "", fmt.Errorf("image build %s: %s (log: %s)", tag, m.Error.Message, log.String())
-		}
-		log.WriteString(m.Stream)
-	}
-	if _, err := cli.ImageInspect(ctx, tag); err != nil {
-		return "", fmt.Errorf("image build %s: not there after build: %w (log: %s)", tag, err, log.String())
+	if err := scratchimage.Build(ctx, cli, tag, map[string]string{HashLabel: hash}, buildCtx); err != nil {
+		return "", err
 	}
 	return "/" + name, nil
 }

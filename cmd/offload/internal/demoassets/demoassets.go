@@ -20,24 +20,20 @@ package demoassets
 //go:generate go run gen.go
 
 import (
-	"archive/tar"
 	"bytes"
 	"compress/gzip"
 	"context"
 	"crypto/sha256"
 	"embed"
 	"encoding/hex"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"runtime"
 	"slices"
 	"time"
 
-	"github.com/moby/moby/api/types/build"
-	"github.com/moby/moby/api/types/jsonstream"
 	"github.com/moby/moby/client"
+	"github.com/offload-project/offload/internal/scratchimage"
 )
 
 // Program is the path of the demo program inside the image, and the first
@@ -122,46 +118,15 @@ func BuildImage(ctx context.Context, tag string) (string, error) {
 	}
 	sum := sha256.Sum256(bin)
 	hash := hex.EncodeToString(sum[:])
-	if img, err := cli.ImageInspect(ctx, tag); err == nil &&
-		img.Config != nil && img.Config.Labels[HashLabel] == hash {
+	if scratchimage.Current(ctx, cli, tag, HashLabel, hash) {
 		return arch, nil
 	}
-
 	buildCtx, err := BuildContext(bin)
 	if err != nil {
 		return "", err
 	}
-	res, err := cli.ImageBuild(ctx, buildCtx, client.ImageBuildOptions{
-		Tags:        []string{tag},
-		Labels:      map[string]string{HashLabel: hash},
-		Remove:      true,
-		ForceRemove: true,
-		NetworkMode: "none",
-		Version:     build.BuilderV1,
-	})
-	if err != nil {
-		return "", fmt.Errorf("image build %s: %w", tag, err)
-	}
-	defer res.Body.Close()
-	// The build only finishes when its progress stream has been read; errors
-	// arrive inside the stream.
-	dec := json.NewDecoder(res.Body)
-	var log bytes.Buffer
-	for {
-		var m jsonstream.Message
-		if err := dec.Decode(&m); err != nil {
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			return "", fmt.Errorf("image build %s: read progress: %w", tag, err)
-		}
-		if m.Error != nil {
-			return "", fmt.Errorf("image build %s: %s (log: %s)", tag, m.Error.Message, log.String())
-		}
-		log.WriteString(m.Stream)
-	}
-	if _, err := cli.ImageInspect(ctx, tag); err != nil {
-		return "", fmt.Errorf("image build %s: not there after build: %w (log: %s)", tag, err, log.String())
+	if err := scratchimage.Build(ctx, cli, tag, map[string]string{HashLabel: hash}, buildCtx); err != nil {
+		return "", err
 	}
 	return arch, nil
 }
@@ -169,27 +134,5 @@ func BuildImage(ctx context.Context, tag string) (string, error) {
 // BuildContext is the image's build context as a tar: a Dockerfile (FROM
 // scratch, the program at Program as the entrypoint) and the program.
 func BuildContext(bin []byte) (io.Reader, error) {
-	dockerfile := []byte("FROM scratch\nCOPY hello " + Program + "\nENTRYPOINT [\"" + Program + "\"]\n")
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	for _, f := range []struct {
-		name string
-		mode int64
-		data []byte
-	}{
-		{"Dockerfile", 0o644, dockerfile},
-		{"hello", 0o755, bin},
-	} {
-		hdr := &tar.Header{Name: f.name, Mode: f.mode, Size: int64(len(f.data)), ModTime: time.Unix(0, 0)}
-		if err := tw.WriteHeader(hdr); err != nil {
-			return nil, fmt.Errorf("build context: %w", err)
-		}
-		if _, err := tw.Write(f.data); err != nil {
-			return nil, fmt.Errorf("build context: %w", err)
-		}
-	}
-	if err := tw.Close(); err != nil {
-		return nil, fmt.Errorf("build context: %w", err)
-	}
-	return &buf, nil
+	return scratchimage.Context(Program, bin, true)
 }
