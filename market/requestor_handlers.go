@@ -62,7 +62,8 @@ func (r *Requestor) handleReport(s network.Stream) {
 // the task at that attempt; a heartbeat only for the current attempt. A
 // result of an earlier attempt is still taken while the task is not
 // terminal: work is not thrown away. The decision is made on the task as it
-// stands inside the store's transaction (settle), never on an earlier read.
+// stands inside the store's transaction (apply, step), never on an
+// earlier read.
 func (r *Requestor) applyReport(from peer.ID, rep *wire.Report) wire.Ack {
 	t, err := r.store.Get(rep.TaskID)
 	if err != nil {
@@ -92,12 +93,7 @@ func (r *Requestor) applyReport(from peer.ID, rep *wire.Report) wire.Ack {
 		}
 		return wire.Ack{OK: true}
 	case wire.ExecRunning:
-		_, err = r.update(t.ID, move(StateRunning, []State{StateAwarded}, func(t *Task) {
-			if e := t.execution(provider, attempt); e != nil {
-				e.Transition(AttemptRunning)
-			}
-			t.Reason = "running on " + short(provider)
-		}))
+		_, err = r.apply(t.ID, event{kind: evRunning, provider: provider, attempt: attempt})
 		if errors.Is(err, ErrInvalidTransition) {
 			err = nil // a late running report after the result: fine
 		}
@@ -110,13 +106,7 @@ func (r *Requestor) applyReport(from peer.ID, rep *wire.Report) wire.Ack {
 		// Keep the countersigned receipt before the task is seen as
 		// finished: whoever watches the task finds the ledger up to date.
 		ack := r.countersign(rep, rc)
-		var retried bool
-		_, err = r.update(t.ID, func(t *Task) error {
-			var err error
-			retried, err = settle(t, provider, attempt, rep.State, rep.Result, r.cfg.Content != nil)
-			return err
-		})
-		observeFailover(r.cfg.Observer, err == nil && retried)
+		_, err = r.apply(t.ID, event{kind: evResult, provider: provider, attempt: attempt, reported: rep.State, result: rep.Result})
 		if err == nil {
 			r.capacityFreed()
 			// A driver waiting on an older attempt has returned; make sure
@@ -130,54 +120,6 @@ func (r *Requestor) applyReport(from peer.ID, rep *wire.Report) wire.Ack {
 		return wire.Ack{Code: wire.CodeRetryLater, Reason: "could not record report"}
 	}
 	return wire.Ack{OK: true}
-}
-
-// settle applies a result (a report of state completed or failed) from
-// provider's attempt to t, inside the store's transaction, and reports
-// whether the task goes back to bidding to be retried elsewhere. It is the
-// one place that decides what a result does to a task:
-//
-//   - completed with exit 0 and outputs or volumes to fetch → verifying;
-//   - completed with exit 0 and nothing to fetch → completed;
-//   - failed and retryable, within the retry budget: the current attempt
-//     → bidding; an earlier attempt changes nothing (the current one goes on);
-//   - otherwise → failed, with the result's error or exit code as the reason.
-func settle(t *Task, provider string, attempt int, reported string, res *wire.Result, fetches bool) (retried bool, err error) {
-	e := t.execution(provider, attempt)
-	if e != nil {
-		if to, ok := attemptStateOf(reported); ok {
-			e.Transition(to)
-		}
-		e.Result = res
-	}
-	ok := reported == wire.ExecCompleted && res.ExitCode == 0
-	retry := reported == wire.ExecFailed && res.Retryable && failures(t) <= t.Spec.RetryBudget()
-	switch {
-	case ok && fetches && (res.Outputs != "" || len(res.Volumes) > 0):
-		// Record the result now (the provider may clear its outbox), then
-		// fetch the outputs before completing.
-		t.Provider, t.Result = provider, res
-		t.Reason = "fetching outputs " + res.Outputs + " from " + short(provider)
-		return false, t.Transition(StateVerifying)
-	case ok:
-		t.Provider, t.Result = provider, res
-		t.Reason = ""
-		return false, t.Transition(StateCompleted)
-	case retry && attempt != t.Attempt:
-		return false, t.Transition("") // stale failure: keep waiting for the current attempt
-	case retry:
-		t.Provider = ""
-		t.Reason = fmt.Sprintf("%s failed (%s); trying another provider", short(provider), res.Error)
-		return true, t.Transition(StateBidding)
-	default:
-		t.Provider, t.Result = provider, res
-		if res.Error != "" {
-			t.Reason = res.Error
-		} else {
-			t.Reason = fmt.Sprintf("exit code %d", res.ExitCode)
-		}
-		return false, t.Transition(StateFailed)
-	}
 }
 
 // countersign signs an accepted result's receipt, keeps it in the ledger

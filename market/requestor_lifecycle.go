@@ -19,7 +19,8 @@ import (
 // from one state to the next (see state.go for the machine); each step is a
 // method below, in the order a task meets them. Messages from providers
 // (bids, reports) arrive through the handlers in requestor_handlers.go,
-// which turn them into moves of the same machine.
+// which turn them into events; apply and step (requestor_events.go) make
+// the move each event means.
 
 // drive takes one task through its states until it is terminal or the
 // requestor closes. Each turn loads the stored task and runs the step of
@@ -28,8 +29,9 @@ import (
 //	pending   waitForStart (start time, volumes), then runAuction
 //	bidding   runAuction: announce, collect bids, award → awarded, or
 //	          noBids → bidding again | failed
-//	awarded,  awaitResult: a report moves it (handlers) → verifying |
-//	running   completed | bidding | failed; silence or the deadline → bidding
+//	awarded,  awaitResult: a report's event moves it → running | verifying |
+//	running   completed | bidding | failed; silence or the deadline is an
+//	          evLost event → bidding
 //	verifying fetchOutputs → completed | failed
 //
 // A group parent (redundancy, subtasks) is driven by driveGroup (group.go).
@@ -589,14 +591,7 @@ func (r *Requestor) awaitResult(t *Task) error {
 			provider := t.Provider
 			why := fmt.Sprintf("%s went silent (no heartbeat for %s)", short(provider), silent.Round(time.Second))
 			r.log.Info("provider lost", "task", t.ID, "peer", provider, "silent", silent)
-			_, err := r.update(t.ID, move(StateBidding, []State{StateAwarded, StateRunning}, func(t *Task) {
-				if e := t.execution(provider, attempt); e != nil {
-					e.Transition(AttemptFailed)
-				}
-				t.Provider = ""
-				t.Reason = why + "; trying another provider"
-			}))
-			observeFailover(r.cfg.Observer, err == nil)
+			_, err := r.apply(t.ID, event{kind: evLost, provider: provider, attempt: attempt, why: why + "; trying another provider"})
 			return err
 		case cur := <-ch:
 			if cur.State.IsTerminal() || cur.Attempt != attempt || (cur.State != StateAwarded && cur.State != StateRunning) {
@@ -605,14 +600,7 @@ func (r *Requestor) awaitResult(t *Task) error {
 		case <-deadline.C:
 			provider := t.Provider
 			why := fmt.Sprintf("no result from %s within %s of the award", short(provider), timeout+r.cfg.ResultGrace)
-			_, err := r.update(t.ID, move(StateBidding, []State{StateAwarded, StateRunning}, func(t *Task) {
-				if e := t.execution(provider, attempt); e != nil {
-					e.Transition(AttemptFailed)
-				}
-				t.Provider = ""
-				t.Reason = why
-			}))
-			observeFailover(r.cfg.Observer, err == nil)
+			_, err := r.apply(t.ID, event{kind: evLost, provider: provider, attempt: attempt, why: why})
 			return err
 		}
 	}

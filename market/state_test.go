@@ -181,3 +181,39 @@ func TestSettle(t *testing.T) {
 		})
 	}
 }
+
+// TestStepEvents: what a running report and a lost provider do to a task,
+// and that an event about an attempt the task moved on from changes
+// nothing.
+func TestStepEvents(t *testing.T) {
+	const p, q = "provider-p", "provider-q"
+	awarded := func() *Task {
+		return &Task{ID: "t", State: StateAwarded, Attempt: 2, Provider: p,
+			Executions: []Execution{{Provider: q, Attempt: 1, State: AttemptFailed}, {Provider: p, Attempt: 2, State: AttemptAwarded}}}
+	}
+	task := awarded()
+	if f, err := step(task, event{kind: evRunning, provider: p, attempt: 2}, true); err != nil || f || task.State != StateRunning || task.Executions[1].State != AttemptRunning {
+		t.Fatalf("running: %v, %s, attempt %s", err, task.State, task.Executions[1].State)
+	}
+	if _, err := step(task, event{kind: evRunning, provider: p, attempt: 2}, true); !errors.Is(err, ErrInvalidTransition) {
+		t.Fatalf("a second running report moved the task: %v", err)
+	}
+	if f, err := step(task, event{kind: evLost, provider: p, attempt: 2, why: "silent"}, true); err != nil || !f ||
+		task.State != StateBidding || task.Provider != "" || task.Reason != "silent" || task.Executions[1].State != AttemptFailed {
+		t.Fatalf("lost: %v failover %v, %s %q %q, attempt %s", err, f, task.State, task.Provider, task.Reason, task.Executions[1].State)
+	}
+	// A stale loss (the task moved to another provider or attempt) is
+	// refused and changes nothing.
+	for _, ev := range []event{{kind: evLost, provider: q, attempt: 1}, {kind: evLost, provider: p, attempt: 1}} {
+		task := awarded()
+		if _, err := step(task, ev, true); !errors.Is(err, ErrInvalidTransition) || task.State != StateAwarded || task.Provider != p {
+			t.Fatalf("stale loss %+v: %v, %s", ev, err, task.State)
+		}
+	}
+	// A result while verifying cannot be lost any more.
+	task = awarded()
+	task.State = StateVerifying
+	if _, err := step(task, event{kind: evLost, provider: p, attempt: 2}, true); !errors.Is(err, ErrInvalidTransition) {
+		t.Fatalf("a verifying task went back to bidding: %v", err)
+	}
+}
