@@ -14,6 +14,7 @@ import (
 
 	"github.com/offload-project/offload/client"
 	"github.com/offload-project/offload/cmd/offload/internal/demoassets"
+	"github.com/offload-project/offload/internal/scratchimage"
 	"github.com/offload-project/offload/node"
 )
 
@@ -62,7 +63,7 @@ func runDemo(ctx context.Context, out io.Writer, g *globals, keep bool) error {
 	runtime := "docker"
 	image := demoImage
 	var wasmFile string
-	if err := demoassets.DockerAvailable(ctx); err != nil {
+	if err := scratchimage.DockerAvailable(ctx); err != nil {
 		runtime = "wasm"
 		say("1. no Docker engine answers (%v): using the WASM runtime", err)
 		module, err := demoassets.WASM()

@@ -95,3 +95,20 @@ func Build(ctx context.Context, cli *client.Client, tag string, labels map[strin
 	}
 	return nil
 }
+
+// DockerAvailable reports whether a Docker engine answers, as found through
+// the DOCKER_HOST family of environment variables (what the node's docker
+// executor uses too), within 5 s.
+func DockerAvailable(ctx context.Context) error {
+	cli, err := client.New(client.FromEnv)
+	if err != nil {
+		return fmt.Errorf("docker client: %w", err)
+	}
+	defer cli.Close()
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if _, err := cli.Ping(ctx, client.PingOptions{NegotiateAPIVersion: true}); err != nil {
+		return fmt.Errorf("docker ping %s: %w", cli.DaemonHost(), err)
+	}
+	return nil
+}

@@ -31,21 +31,9 @@ const DefaultTag = "offload-test/hello:latest"
 // so that Build can skip images that are already up to date.
 const HashLabel = "offload.testimage.hash"
 
-// DockerAvailable reports whether a Docker engine answers locally (as found
-// through the DOCKER_HOST family of environment variables).
-func DockerAvailable(ctx context.Context) error {
-	cli, err := client.New(client.FromEnv)
-	if err != nil {
-		return fmt.Errorf("docker client: %w", err)
-	}
-	defer cli.Close()
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	if _, err := cli.Ping(ctx, client.PingOptions{NegotiateAPIVersion: true}); err != nil {
-		return fmt.Errorf("docker ping %s: %w", cli.DaemonHost(), err)
-	}
-	return nil
-}
+// DockerAvailable reports whether a Docker engine answers locally
+// (scratchimage.DockerAvailable).
+func DockerAvailable(ctx context.Context) error { return scratchimage.DockerAvailable(ctx) }
 
 // RequireDocker skips the test when no Docker engine answers, or fails it
 // when the environment variable CI is "true" (CI starts an engine, so a

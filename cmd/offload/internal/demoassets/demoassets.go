@@ -30,7 +30,6 @@ import (
 	"io"
 	"runtime"
 	"slices"
-	"time"
 
 	"github.com/moby/moby/client"
 	"github.com/offload-project/offload/internal/scratchimage"
@@ -77,23 +76,6 @@ func unpack(name string) ([]byte, error) {
 		return nil, fmt.Errorf("demo program %s: %w", name, err)
 	}
 	return b, nil
-}
-
-// DockerAvailable reports whether a Docker engine answers, as found through
-// the DOCKER_HOST family of environment variables (what the node's docker
-// executor uses too).
-func DockerAvailable(ctx context.Context) error {
-	cli, err := client.New(client.FromEnv)
-	if err != nil {
-		return fmt.Errorf("docker client: %w", err)
-	}
-	defer cli.Close()
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	if _, err := cli.Ping(ctx, client.PingOptions{NegotiateAPIVersion: true}); err != nil {
-		return fmt.Errorf("docker ping %s: %w", cli.DaemonHost(), err)
-	}
-	return nil
 }
 
 // BuildImage builds the image tag FROM scratch holding the static program at
