@@ -239,6 +239,10 @@ func (a *admission) waitTurn(ctx context.Context, key, requestor string, res wir
 func (a *admission) release(key string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	a.releaseLocked(key)
+}
+
+func (a *admission) releaseLocked(key string) {
 	delete(a.held, key)
 	delete(a.places, key)
 	for i, k := range a.order {
@@ -252,16 +256,18 @@ func (a *admission) release(key string) {
 }
 
 // releaseReservation lets go of what key holds when it is requestor's and
-// not yet running (a bid that lost); it reports whether there was any.
+// not yet running (a bid that lost); it reports whether there was any. The
+// check and the release are one step, so an award claimed in between is
+// never released by it.
 func (a *admission) releaseReservation(key, requestor string) bool {
 	a.mu.Lock()
+	defer a.mu.Unlock()
 	h, held := a.held[key]
 	_, placed := a.places[key]
-	a.mu.Unlock()
 	if (held && (h.requestor != requestor || h.expires.IsZero())) || (!held && !placed) {
 		return false
 	}
-	a.release(key)
+	a.releaseLocked(key)
 	return true
 }
 

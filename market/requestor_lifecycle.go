@@ -47,7 +47,9 @@ func (r *Requestor) drive(id string) {
 		}
 		switch {
 		case t.Group != nil:
-			err = r.driveGroup(t)
+			if err = r.driveGroup(t); err == nil {
+				return
+			}
 		case t.State == StatePending:
 			if t, err = r.waitForStart(t); err == nil && r.ctx.Err() == nil {
 				err = r.runAuction(t)
@@ -61,9 +63,6 @@ func (r *Requestor) drive(id string) {
 			err = r.awaitResult(t)
 		case t.State == StateVerifying:
 			err = r.fetchOutputs(t)
-		}
-		if t != nil && t.Group != nil && err == nil {
-			return
 		}
 		if err != nil && r.ctx.Err() == nil {
 			if errors.Is(err, ErrInvalidTransition) {
