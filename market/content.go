@@ -44,6 +44,11 @@ type ContentStore interface {
 	Has(ctx context.Context, c string) bool
 	// LocalFraction is the share (0..1) of c's bytes held locally.
 	LocalFraction(ctx context.Context, c string) float64
+	// Share lets peer p fetch the DAGs of roots from this node (content is
+	// private by default: bitswap serves a block only to peers it is shared
+	// with, or to anyone once published) until release is called. Release
+	// is idempotent; shares of the same root to the same peer nest.
+	Share(p peer.ID, roots ...string) (release func())
 }
 
 // ErrOverQuota marks content that is larger than the bound it was added

@@ -72,6 +72,7 @@ func (f *fakeContent) AddDir(_ context.Context, dir, name string, maxBytes int64
 	return "bafy-" + name, err
 }
 func (f *fakeContent) Unpin(context.Context, string) error           { return nil }
+func (f *fakeContent) Share(peer.ID, ...string) func()               { return func() {} }
 func (f *fakeContent) Has(context.Context, string) bool              { return false }
 func (f *fakeContent) LocalFraction(context.Context, string) float64 { return 0 }
 func (f *fakeContent) leaked() bool {

@@ -95,6 +95,10 @@ func (a contentAdapter) LocalFraction(ctx context.Context, c string) float64 {
 	return st.Local
 }
 
+// Share is not yet enforced: every block is still served to any peer (the
+// storage side of issue 14 replaces this).
+func (a contentAdapter) Share(p peer.ID, roots ...string) func() { return func() {} }
+
 func (a contentAdapter) Has(ctx context.Context, c string) bool {
 	id, err := content.ParseCID(c)
 	if err != nil {
