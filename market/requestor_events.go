@@ -30,9 +30,14 @@ type event struct {
 	kind     eventKind
 	provider string
 	attempt  int
-	// reported and result: an evResult's report state and result.
+	// reported and result: an evResult's report state and result; receipt
+	// its verified receipt.
 	reported string
 	result   *wire.Result
+	receipt  *wire.Receipt
+	// settled, when set, is called inside the transaction once an
+	// evResult changed the task (the requestor countersigns then).
+	settled func()
 	// why: an evLost's reason.
 	why string
 }
@@ -45,6 +50,9 @@ func (r *Requestor) apply(id string, ev event) (failover bool, err error) {
 	_, err = r.update(id, func(t *Task) error {
 		var serr error
 		failover, serr = step(t, ev, r.cfg.Content != nil)
+		if serr == nil && ev.settled != nil {
+			ev.settled()
+		}
 		return serr
 	})
 	if ev.kind != evRunning {
@@ -59,7 +67,17 @@ func (r *Requestor) apply(id string, ev event) (failover bool, err error) {
 // store is configured).
 func step(t *Task, ev event, fetches bool) (failover bool, err error) {
 	switch ev.kind {
-	case evRunning:
+	case evRunning, evResult:
+		rep := &wire.Report{TaskID: t.ID, Attempt: ev.attempt, State: wire.ExecRunning}
+		if ev.kind == evResult {
+			rep.State, rep.Result = ev.reported, ev.result
+		}
+		if refusal := authorizeReport(t, ev.provider, rep, ev.receipt); refusal != nil {
+			return false, &refusedError{ack: *refusal}
+		}
+		if ev.kind == evResult {
+			return settle(t, ev.provider, ev.attempt, ev.reported, ev.result, fetches)
+		}
 		if err := t.Transition(StateRunning, StateAwarded); err != nil {
 			return false, err
 		}
@@ -68,8 +86,6 @@ func step(t *Task, ev event, fetches bool) (failover bool, err error) {
 		}
 		t.Reason = "running on " + short(ev.provider)
 		return false, nil
-	case evResult:
-		return settle(t, ev.provider, ev.attempt, ev.reported, ev.result, fetches)
 	case evLost:
 		if t.Provider != ev.provider || t.Attempt != ev.attempt {
 			return false, fmt.Errorf("%w: task %s moved on from %s's attempt %d", ErrInvalidTransition, t.ID, short(ev.provider), ev.attempt)
@@ -89,13 +105,14 @@ func step(t *Task, ev event, fetches bool) (failover bool, err error) {
 
 // settle applies a result (a report of state completed or failed) from
 // provider's attempt to t, inside the store's transaction, and reports
-// whether the task goes back to bidding to be retried elsewhere. It is the
-// one place that decides what a result does to a task:
+// whether the task goes back to bidding to be retried elsewhere. The
+// result is authorized (authorizeReport: the task's current attempt, not
+// stale, a receipt within the bid) before settle is called. It is the one
+// place that decides what a result does to a task:
 //
 //   - completed with exit 0 and outputs or volumes to fetch → verifying;
 //   - completed with exit 0 and nothing to fetch → completed;
-//   - failed and retryable, within the retry budget: the current attempt
-//     → bidding; an earlier attempt changes nothing (the current one goes on);
+//   - failed and retryable, within the retry budget → bidding;
 //   - otherwise → failed, with the result's error or exit code as the reason.
 func settle(t *Task, provider string, attempt int, reported string, res *wire.Result, fetches bool) (retried bool, err error) {
 	e := t.execution(provider, attempt)
@@ -118,8 +135,6 @@ func settle(t *Task, provider string, attempt int, reported string, res *wire.Re
 		t.Provider, t.Result = provider, res
 		t.Reason = ""
 		return false, t.Transition(StateCompleted)
-	case retry && attempt != t.Attempt:
-		return false, t.Transition("") // stale failure: keep waiting for the current attempt
 	case retry:
 		t.Provider = ""
 		t.Reason = fmt.Sprintf("%s failed (%s); trying another provider", short(provider), res.Error)

@@ -57,40 +57,36 @@ func (r *Requestor) handleReport(s network.Stream) {
 	_ = stream.WriteMsg(s, &ack)
 }
 
-// applyReport persists a report, then acknowledges it. Who may send what
-// (the authorization rule of ProtoReport): only a provider that was awarded
-// the task at that attempt; a heartbeat only for the current attempt. A
-// result of an earlier attempt is still taken while the task is not
-// terminal: work is not thrown away. The decision is made on the task as it
-// stands inside the store's transaction (apply, step), never on an
-// earlier read.
+// applyReport persists a report, then acknowledges it. Whether the sender
+// may send it is authorizeReport's to decide (see authz.go); the decision
+// is made again on the task as it stands inside the store's transaction
+// (apply, step), never only on an earlier read. A result's receipt is
+// countersigned only once the result has changed the task.
 func (r *Requestor) applyReport(from peer.ID, rep *wire.Report) wire.Ack {
 	t, err := r.store.Get(rep.TaskID)
 	if err != nil {
 		return wire.Ack{Code: wire.CodeUnknownTask, Reason: "unknown task"}
 	}
 	provider, attempt := from.String(), rep.Attempt
-	if t.execution(provider, attempt) == nil {
-		r.log.Debug("report from a peer not awarded", "task", rep.TaskID, "peer", from)
-		return wire.Ack{Code: wire.CodeNotAwarded, Reason: "not awarded to you"}
-	}
-	if t.State.IsTerminal() {
-		if rep.State == wire.ExecHeartbeat {
-			return wire.Ack{Code: wire.CodeNoLongerYours, Reason: "task already " + string(t.State)}
+	isResult := rep.State == wire.ExecCompleted || rep.State == wire.ExecFailed
+	var rc *wire.Receipt
+	if isResult {
+		// The signature is checked once, outside the transaction.
+		var rerr error
+		if rc, rerr = checkReceipt(rep, from, r.h.ID()); rerr != nil {
+			r.log.Warn("result refused", "task", t.ID, "peer", from, "err", rerr)
+			return wire.Ack{Code: wire.CodeInvalidReceipt, Reason: "invalid receipt: " + rerr.Error()}
 		}
-		// Already settled (canceled, or completed by another attempt):
-		// acknowledge so the provider can clear its outbox.
-		return wire.Ack{OK: true, Code: wire.CodeSettled, Reason: "task already " + string(t.State)}
 	}
-	current := provider == t.Provider && attempt == t.Attempt
-	if current {
-		r.beat(t.ID)
+	if refusal := authorizeReport(t, provider, rep, rc); refusal != nil {
+		if !refusal.OK {
+			r.log.Info("report refused", "task", t.ID, "peer", from, "attempt", attempt, "state", rep.State, "code", refusal.Code, "reason", refusal.Reason)
+		}
+		return *refusal
 	}
+	r.beat(t.ID)
 	switch rep.State {
 	case wire.ExecHeartbeat:
-		if !current {
-			return wire.Ack{Code: wire.CodeNoLongerYours, Reason: "no longer yours"}
-		}
 		return wire.Ack{OK: true}
 	case wire.ExecRunning:
 		_, err = r.apply(t.ID, event{kind: evRunning, provider: provider, attempt: attempt})
@@ -98,18 +94,17 @@ func (r *Requestor) applyReport(from peer.ID, rep *wire.Report) wire.Ack {
 			err = nil // a late running report after the result: fine
 		}
 	default: // completed or failed: a result
-		rc, rerr := checkReceipt(rep, from, r.h.ID())
-		if rerr != nil {
-			r.log.Warn("result refused", "task", t.ID, "peer", from, "err", rerr)
-			return wire.Ack{Code: wire.CodeInvalidReceipt, Reason: "invalid receipt: " + rerr.Error()}
+		var ack wire.Ack
+		_, err = r.apply(t.ID, event{kind: evResult, provider: provider, attempt: attempt, reported: rep.State, result: rep.Result,
+			receipt: rc, settled: func() { ack = r.countersign(rep, rc) }})
+		var refused *refusedError
+		if errors.As(err, &refused) {
+			r.log.Info("result refused", "task", t.ID, "peer", from, "attempt", attempt, "code", refused.ack.Code, "reason", refused.ack.Reason)
+			return refused.ack
 		}
-		// Keep the countersigned receipt before the task is seen as
-		// finished: whoever watches the task finds the ledger up to date.
-		ack := r.countersign(rep, rc)
-		_, err = r.apply(t.ID, event{kind: evResult, provider: provider, attempt: attempt, reported: rep.State, result: rep.Result})
 		if err == nil {
 			r.capacityFreed()
-			// A driver waiting on an older attempt has returned; make sure
+			// A driver waiting on an earlier step has returned; make sure
 			// one runs to re-announce after a retryable failure.
 			r.startDriver(t.ID)
 			return ack
@@ -121,6 +116,12 @@ func (r *Requestor) applyReport(from peer.ID, rep *wire.Report) wire.Ack {
 	}
 	return wire.Ack{OK: true}
 }
+
+// refusedError is what step returns when authorizeReport, run inside the
+// transaction, refuses an event: the task changed since the first check.
+type refusedError struct{ ack wire.Ack }
+
+func (e *refusedError) Error() string { return "refused: " + e.ack.Reason }
 
 // countersign signs an accepted result's receipt, keeps it in the ledger
 // and returns the ack carrying the countersignature.

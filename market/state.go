@@ -30,8 +30,8 @@ import (
 // Any state that is not terminal may also move to failed or canceled.
 // verifying is a task whose result is recorded and whose outputs are being
 // fetched (and, for redundant work, compared) before it completes. A result
-// of an earlier attempt that arrives while the task is bidding for a new one
-// is still taken (bidding → verifying | completed): work is not thrown away.
+// of an earlier attempt (declined, failed over, superseded) never settles a
+// task (authorizeReport): bidding moves only to a new award.
 //
 // Each provider's attempt at a task, as the requestor records it
 // (AttemptState): awarded → running → completed | failed, or awarded →
@@ -73,7 +73,7 @@ var States = []State{StatePending, StateBidding, StateAwarded, StateRunning, Sta
 // to. Terminal states have none.
 var taskMoves = map[State][]State{
 	StatePending:   {StateBidding, StateRunning, StateFailed, StateCanceled},
-	StateBidding:   {StateBidding, StateAwarded, StateVerifying, StateCompleted, StateFailed, StateCanceled},
+	StateBidding:   {StateBidding, StateAwarded, StateFailed, StateCanceled},
 	StateAwarded:   {StateBidding, StateRunning, StateVerifying, StateCompleted, StateFailed, StateCanceled},
 	StateRunning:   {StateBidding, StateVerifying, StateCompleted, StateFailed, StateCanceled},
 	StateVerifying: {StateCompleted, StateFailed, StateCanceled},

@@ -16,7 +16,7 @@ func TestTaskMachine(t *testing.T) {
 	allowed := map[[2]State]bool{}
 	for from, tos := range map[State][]State{
 		StatePending:   {StateBidding, StateRunning, StateFailed, StateCanceled},
-		StateBidding:   {StateBidding, StateAwarded, StateVerifying, StateCompleted, StateFailed, StateCanceled},
+		StateBidding:   {StateBidding, StateAwarded, StateFailed, StateCanceled},
 		StateAwarded:   {StateBidding, StateRunning, StateVerifying, StateCompleted, StateFailed, StateCanceled},
 		StateRunning:   {StateBidding, StateVerifying, StateCompleted, StateFailed, StateCanceled},
 		StateVerifying: {StateCompleted, StateFailed, StateCanceled},
@@ -163,12 +163,6 @@ func TestSettle(t *testing.T) {
 		{"retryable, budget spent", base(StateRunning, 2,
 			Execution{Provider: q, Attempt: 1, State: AttemptFailed},
 			Execution{Provider: p, Attempt: 2, State: AttemptRunning}), p, 2, wire.ExecFailed, retryable, StateFailed, false, AttemptFailed},
-		{"stale retryable failure changes nothing", base(StateRunning, 2,
-			Execution{Provider: q, Attempt: 1, State: AttemptRunning},
-			Execution{Provider: p, Attempt: 2, State: AttemptRunning}), q, 1, wire.ExecFailed, retryable, StateRunning, false, AttemptFailed},
-		{"late result of an earlier attempt is taken", base(StateBidding, 2,
-			Execution{Provider: q, Attempt: 1, State: AttemptFailed},
-			Execution{Provider: p, Attempt: 2, State: AttemptDeclined}), q, 1, wire.ExecCompleted, ok, StateCompleted, false, AttemptFailed},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			retried, err := settle(tc.task, tc.from, tc.attempt, tc.reported, tc.res, true)

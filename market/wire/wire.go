@@ -738,7 +738,8 @@ const (
 	// (for good: stop sending).
 	CodeNotAwarded AckCode = "not-awarded"
 	// CodeNoLongerYours: the task moved on from the sender's attempt (it
-	// was canceled, settled elsewhere or failed over): stop working on it.
+	// was canceled, settled elsewhere or failed over): stop working on it;
+	// a stale attempt never becomes current again (final).
 	CodeNoLongerYours AckCode = "no-longer-yours"
 	// CodeSettled: the task is already terminal; a result is acknowledged
 	// with OK and this code so the provider clears its outbox.
@@ -762,7 +763,7 @@ const (
 // Final reports whether a refusal with this code will never change, so the
 // sender should stop trying.
 func (c AckCode) Final() bool {
-	return c == CodeUnknownTask || c == CodeNotAwarded || c == CodeBadRequest || c == CodeInvalidReceipt
+	return c == CodeUnknownTask || c == CodeNotAwarded || c == CodeBadRequest || c == CodeInvalidReceipt || c == CodeNoLongerYours
 }
 
 // badFloat reports NaN and infinities, which JSON cannot carry and no
