@@ -1,7 +1,12 @@
 package node
 
 import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
@@ -22,7 +27,7 @@ const MetricsNamespace = "offload"
 //
 // Exported series (all prefixed offload_):
 //
-//	tasks{state}                      gauge, the requestor's tasks by state (read at scrape)
+//	tasks{state}                      gauge, the requestor's tasks by state (kept by countedTasks, never a scan)
 //	tasks_ended_total{state}          counter, tasks that reached completed, failed or canceled
 //	bids_received_total               counter, bids and declines taken into an auction
 //	awards_total                      counter, awards a provider accepted
@@ -42,6 +47,9 @@ type metrics struct {
 	failovers  prometheus.Counter
 	tasksEnded *prometheus.CounterVec
 	runs       *prometheus.HistogramVec
+	// tasks is offload_tasks{state}; tasksStore (set by countTasks) keeps it.
+	tasks      *prometheus.GaugeVec
+	tasksStore *countedTasks
 }
 
 var _ market.Observer = (*metrics)(nil)
@@ -63,12 +71,14 @@ func newMetrics(n *Node) *metrics {
 			Help:    "Wall time of executor runs on this provider (image and input fetches excluded).",
 			Buckets: []float64{0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800, 3600}},
 			[]string{"runtime", "result"}),
+		tasks: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: MetricsNamespace, Name: "tasks",
+			Help: "Tasks of this requestor by state."}, []string{"state"}),
 	}
 	// Terminal states start at zero so that rate() works from the first scrape.
 	for _, st := range []market.State{market.StateCompleted, market.StateFailed, market.StateCanceled} {
 		m.tasksEnded.WithLabelValues(string(st))
 	}
-	m.reg.MustRegister(m.bids, m.awards, m.failovers, m.tasksEnded, m.runs,
+	m.reg.MustRegister(m.bids, m.awards, m.failovers, m.tasksEnded, m.runs, m.tasks,
 		&nodeCollector{n: n},
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -96,18 +106,17 @@ func (m *metrics) ExecutionFinished(runtime string, d time.Duration, ok bool) {
 // serves it at GET /metrics.
 func (n *Node) Metrics() prometheus.Gatherer { return n.metrics.reg }
 
-// nodeCollector reads gauges from the node at scrape time.
+// nodeCollector reads gauges from the node at scrape time; each is a read
+// of memory the node already holds (no store scan).
 type nodeCollector struct{ n *Node }
 
 var (
-	descTasks = prometheus.NewDesc(MetricsNamespace+"_tasks", "Tasks of this requestor by state.", []string{"state"}, nil)
 	descPeers = prometheus.NewDesc(MetricsNamespace+"_peers_connected", "Connected libp2p peers.", nil, nil)
 	descPool  = prometheus.NewDesc(MetricsNamespace+"_pool_providers", "Providers in the pool cache (not expired).", nil, nil)
 	descPoolR = prometheus.NewDesc(MetricsNamespace+"_pool_records_total", "Capability records by what became of them.", []string{"result"}, nil)
 )
 
 func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
-	ch <- descTasks
 	ch <- descPeers
 	ch <- descPool
 	ch <- descPoolR
@@ -115,22 +124,6 @@ func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 
 func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	n := c.n
-	if n.req != nil {
-		counts := map[string]int{}
-		for _, st := range taskStates {
-			counts[string(st)] = 0
-		}
-		if ts, err := n.req.List(); err == nil {
-			for _, t := range ts {
-				counts[string(t.State)]++
-			}
-			for st, v := range counts {
-				ch <- prometheus.MustNewConstMetric(descTasks, prometheus.GaugeValue, float64(v), st)
-			}
-		} else {
-			ch <- prometheus.NewInvalidMetric(descTasks, err)
-		}
-	}
 	if n.host != nil {
 		peers := 0
 		for _, p := range n.host.Network().Peers() {
@@ -152,4 +145,145 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 // metrics serves the registry in the Prometheus text format.
 func (s *apiServer) metrics(w http.ResponseWriter, r *http.Request) {
 	s.n.metrics.handler.ServeHTTP(w, r)
+}
+
+// countedTasks is the requestor's task store with offload_tasks{state}
+// kept beside it: one scan when the node starts, then every Create adds
+// the new task's state and every Update that changed a state moves one
+// count from the old state to the new. The store is the one place every
+// state is written (Submit, a group's children, and every transition go
+// through Create or Update), so the gauge cannot miss a move, and a scrape
+// reads the gauge without touching the store.
+//
+// It implements market.TaskStore method by method on purpose (no
+// embedding): a write method added to the interface must be counted here
+// too, and without embedding the build says so.
+type countedTasks struct {
+	inner market.TaskStore
+	gauge *prometheus.GaugeVec
+	// lists counts List calls, so tests can show that a scrape makes none.
+	lists atomic.Int64
+}
+
+var _ market.TaskStore = (*countedTasks)(nil)
+
+// countTasks wraps store and sets offload_tasks{state} from one scan of it;
+// every state of the machine starts at zero so that the series exist from
+// the first scrape. Call it before anything writes to store.
+func (m *metrics) countTasks(store market.TaskStore) (*countedTasks, error) {
+	c := &countedTasks{inner: store, gauge: m.tasks}
+	ts, err := store.List()
+	if err != nil {
+		return nil, fmt.Errorf("count tasks: %w", err)
+	}
+	counts := map[market.State]int{}
+	for _, st := range market.States {
+		counts[st] = 0
+	}
+	for _, t := range ts {
+		counts[t.State]++
+	}
+	for st, v := range counts {
+		m.tasks.WithLabelValues(string(st)).Set(float64(v))
+	}
+	m.tasksStore = c
+	return c, nil
+}
+
+// Create stores a new task and counts its state.
+func (c *countedTasks) Create(id string, t *market.Task) error {
+	if err := c.inner.Create(id, t); err != nil {
+		return err
+	}
+	c.gauge.WithLabelValues(string(t.State)).Inc()
+	return nil
+}
+
+// Get reads a task.
+func (c *countedTasks) Get(id string) (*market.Task, error) { return c.inner.Get(id) }
+
+// Update applies fn in the store's transaction and, once the write
+// succeeded, moves the count when the state changed. fn may run more than
+// once (the store retries on conflict); the state seen by the run that was
+// written is the one counted.
+func (c *countedTasks) Update(id string, fn func(*market.Task) error) (*market.Task, error) {
+	var from market.State
+	t, err := c.inner.Update(id, func(t *market.Task) error {
+		from = t.State
+		return fn(t)
+	})
+	if err != nil {
+		return t, err
+	}
+	if t.State != from {
+		c.gauge.WithLabelValues(string(from)).Dec()
+		c.gauge.WithLabelValues(string(t.State)).Inc()
+	}
+	return t, nil
+}
+
+// List reads every task (the API's listing; never a scrape).
+func (c *countedTasks) List() ([]*market.Task, error) {
+	c.lists.Add(1)
+	return c.inner.List()
+}
+
+// metricsServer serves GET /metrics without a token on the operator's
+// chosen address (Config.MetricsAddr), plain HTTP.
+type metricsServer struct {
+	srv  *http.Server
+	url  string
+	done chan struct{}
+}
+
+// startMetrics listens on addr (loopback unless allowRemote) and serves
+// the node's registry at /metrics and nothing else.
+func startMetrics(n *Node, addr string, allowRemote bool) (*metricsServer, error) {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, fmt.Errorf("metrics address %q: %w", addr, err)
+	}
+	if !allowRemote && !isLoopback(host) {
+		return nil, fmt.Errorf("metrics address %q is not loopback: pass --metrics-allow-remote to serve unauthenticated metrics beyond this machine", addr)
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("metrics listen: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", n.metrics.handler)
+	s := &metricsServer{
+		srv:  &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second},
+		url:  "http://" + ln.Addr().String() + "/metrics",
+		done: make(chan struct{}),
+	}
+	go func() {
+		defer close(s.done)
+		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			n.log.Error("metrics server", "err", err)
+		}
+	}()
+	n.log.Info("metrics listening without a token", "url", s.url)
+	return s, nil
+}
+
+func (s *metricsServer) close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err := s.srv.Shutdown(ctx)
+	<-s.done
+	if err != nil {
+		return fmt.Errorf("metrics server: %w", err)
+	}
+	return nil
+}
+
+// MetricsURL returns the URL of the unauthenticated metrics listener
+// (Config.MetricsAddr), or "" when there is none. The API's own /metrics
+// needs the bearer token.
+func (n *Node) MetricsURL() string {
+	if n.metricsLn == nil {
+		return ""
+	}
+	return n.metricsLn.url
 }

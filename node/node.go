@@ -75,8 +75,25 @@ type Config struct {
 	// APIAddr is where the HTTP API listens (host:port; port 0 picks one).
 	// Empty means no API server.
 	APIAddr string
-	// AllowRemoteAPI must be set to listen on a non-loopback APIAddr.
+	// AllowRemoteAPI must be set to listen on a non-loopback APIAddr; such
+	// an API always serves HTTPS (see APITLSCert).
 	AllowRemoteAPI bool
+	// APITLS serves the API over HTTPS on a loopback APIAddr too.
+	APITLS bool
+	// APITLSCert and APITLSKey are PEM files of the certificate the API
+	// serves (both or neither); given, the API serves HTTPS on any
+	// address. Where HTTPS is needed and none is given, the node generates
+	// a self-signed certificate once and keeps it in its home (api.crt,
+	// api.key, mode 0600). The served certificate's SHA-256 fingerprint is
+	// written to $Home/api.fingerprint for clients to pin.
+	APITLSCert, APITLSKey string
+	// MetricsAddr, when set, serves GET /metrics without the bearer token
+	// on a listener of its own (host:port; port 0 picks one): the operator
+	// chose who can reach that address. The API's /metrics always needs
+	// the token.
+	MetricsAddr string
+	// AllowRemoteMetrics must be set to listen on a non-loopback MetricsAddr.
+	AllowRemoteMetrics bool
 	// Provider makes the node sell compute.
 	Provider bool
 	// Executors names the runtimes a provider offers ("docker", "wasm").
@@ -136,8 +153,9 @@ type Node struct {
 	executors []executor.Executor
 	isolation []string // stronger sandboxes the executors offer ("gvisor")
 	api       *apiServer
-	metrics   *metrics  // Prometheus registry; also the market's Observer
-	tunnels   tunnelSet // tunnels opened through the API (service.go)
+	metrics   *metrics       // Prometheus registry; also the market's Observer
+	metricsLn *metricsServer // unauthenticated /metrics (Config.MetricsAddr)
+	tunnels   tunnelSet      // tunnels opened through the API (service.go)
 
 	closeOnce sync.Once
 	closeErr  error
@@ -200,7 +218,13 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err := n.startPool(); err != nil {
 		return nil, fmt.Errorf("node: pool: %w", err)
 	}
-	n.req, err = market.NewRequestor(n.host, storage.NewTable[market.Task](n.db, "tasks"), topic, market.RequestorConfig{
+	// The task table is wrapped so that offload_tasks{state} follows every
+	// write instead of scanning the table at each scrape.
+	tasks, err := n.metrics.countTasks(storage.NewTable[market.Task](n.db, "tasks"))
+	if err != nil {
+		return nil, fmt.Errorf("node: %w", err)
+	}
+	n.req, err = market.NewRequestor(n.host, tasks, topic, market.RequestorConfig{
 		BidWindow: cfg.BidWindow, ProviderWait: cfg.ProviderWait, Logger: cfg.Logger, Content: cs, Ledger: n.ledger,
 		VerifyRunner: n.local.run, WorkDir: filepath.Join(cfg.Home, "work"),
 		KnownProviders: n.pool.KnownProviders, Observer: n.metrics,
@@ -253,6 +277,11 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 			return nil, fmt.Errorf("node: %w", err)
 		}
 	}
+	if cfg.MetricsAddr != "" {
+		if n.metricsLn, err = startMetrics(n, cfg.MetricsAddr, cfg.AllowRemoteMetrics); err != nil {
+			return nil, fmt.Errorf("node: %w", err)
+		}
+	}
 	n.log.Info("node started", "peer", n.host.ID(), "provider", cfg.Provider, "addrs", n.host.Addrs())
 	return n, nil
 }
@@ -273,6 +302,9 @@ func loadSwarmKey(cfg Config) ([]byte, error) {
 func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
 		var errs []error
+		if n.metricsLn != nil {
+			errs = append(errs, n.metricsLn.close())
+		}
 		if n.api != nil {
 			errs = append(errs, n.api.close())
 		}
