@@ -1,6 +1,7 @@
 package node
 
 import (
+	"fmt"
 	"runtime/debug"
 	"slices"
 	"time"
@@ -13,17 +14,27 @@ import (
 	"github.com/offload-project/offload/storage"
 )
 
-// startPool joins the capability topic and starts the pool every node runs.
+// startPool joins the capability topic, registers the validators of every
+// topic the node joins (topicRules: the capability topic's check is the
+// pool's) and starts the pool every node runs. It runs before the market
+// subscribes to the task topic and before the pool subscribes to its own,
+// so that no gossip message is delivered or relayed unchecked.
 func (n *Node) startPool() error {
 	topic, err := n.host.PubSub.Join(n.host.Topic(wire.TopicCaps))
 	if err != nil {
-		return err
+		return fmt.Errorf("join capability topic: %w", err)
 	}
 	n.pool, err = discovery.NewPool(discovery.Network{Host: n.host, PubSub: n.host.PubSub, Routing: n.host.DHT, Namespace: n.host.Namespace}, topic, storage.NewTable[discovery.PoolEntry](n.db, "pool"), discovery.PoolConfig{Logger: n.cfg.Logger})
 	if err != nil {
-		return err
+		return fmt.Errorf("open pool: %w", err)
 	}
-	return n.pool.Start()
+	if err := n.registerTopicRules(); err != nil {
+		return fmt.Errorf("topic validators: %w", err)
+	}
+	if err := n.pool.Start(); err != nil {
+		return fmt.Errorf("start pool: %w", err)
+	}
+	return nil
 }
 
 // newAdvertiser detects the machine and prepares the provider's adverts;

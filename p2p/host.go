@@ -33,8 +33,14 @@ var (
 const (
 	// DefaultProtocolPrefix is the DHT protocol prefix of the public swarm.
 	DefaultProtocolPrefix = "/offload"
-	// MaxPubSubMessage bounds any gossipsub message the node accepts.
+	// MaxPubSubMessage bounds one gossipsub RPC frame (gossipsub's own
+	// WithMaxMessageSize): a larger frame is dropped before it is parsed.
+	// A frame may batch several messages and control entries, so it sits
+	// well above every topic's own limit (TopicRule.MaxSize), which the
+	// topic validators apply per message.
 	MaxPubSubMessage = 1 << 20
+	// scoreInspectPeriod is how often PeerScore's snapshot is refreshed.
+	scoreInspectPeriod = time.Second
 	// bootstrapRetry is how often unconnected bootstrap peers are dialed again.
 	bootstrapRetry = 5 * time.Second
 )
@@ -80,13 +86,18 @@ type Host struct {
 	// protocols and topics are suffixed with it (see Topic).
 	Namespace string
 
-	mdns      interface{ Close() error }
-	log       *slog.Logger
-	bootstrap []peer.AddrInfo
-	ctx       context.Context
-	cancel    context.CancelFunc
-	wg        sync.WaitGroup
-	closeOnce sync.Once
+	mdns interface{ Close() error }
+	log  *slog.Logger
+	// scores is gossipsub's latest peer score snapshot (PeerScore).
+	scores *atomic.Pointer[map[peer.ID]float64]
+	// validators are the registered topic rules by full topic name.
+	valMu      sync.Mutex
+	validators map[string]*topicValidator
+	bootstrap  []peer.AddrInfo
+	ctx        context.Context
+	cancel     context.CancelFunc
+	wg         sync.WaitGroup
+	closeOnce  sync.Once
 }
 
 // New builds and starts a host with its DHT and gossipsub. The returned host
@@ -158,12 +169,18 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 		h.Close()
 		return nil, fmt.Errorf("p2p: start dht: %w", err)
 	}
+	scores := new(atomic.Pointer[map[peer.ID]float64])
 	ps, err := pubsub.NewGossipSub(ctx, h,
+		// StrictSign: every message carries its author (From), a sequence
+		// number and the author's signature; gossipsub drops unsigned or
+		// badly signed messages (and penalizes their sender) before any
+		// topic validator runs.
 		pubsub.WithMessageSignaturePolicy(pubsub.StrictSign),
 		pubsub.WithMaxMessageSize(MaxPubSubMessage),
 		pubsub.WithFloodPublish(true),
 		pubsub.WithPeerExchange(true),
 		pubsub.WithPeerScore(peerScoreParams(ns, cfg.ScoredTopics)),
+		pubsub.WithPeerScoreInspect(pubsub.PeerScoreInspectFn(func(m map[peer.ID]float64) { scores.Store(&m) }), scoreInspectPeriod),
 	)
 	if err != nil {
 		kad.Close()
@@ -176,6 +193,7 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 		// is opened to a peer we only heard of through gossip.
 		Host: routedhost.Wrap(h, kad), DHT: kad, PubSub: ps, Namespace: ns,
 		log: log, bootstrap: boot, ctx: hctx, cancel: cancel,
+		scores: scores, validators: map[string]*topicValidator{},
 	}
 	if cfg.MDNS {
 		if err := n.startMDNS(); err != nil {

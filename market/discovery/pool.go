@@ -23,6 +23,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/offload-project/offload/market/wire"
+	"github.com/offload-project/offload/p2p"
 	"github.com/offload-project/offload/p2p/stream"
 )
 
@@ -43,6 +44,20 @@ const (
 	askConcurrency = 8
 	// askTimeout bounds one record exchange.
 	askTimeout = 10 * time.Second
+	// DefaultMaxEntries bounds the providers in the pool: room for a swarm
+	// of 10,000 providers with a margin.
+	DefaultMaxEntries = 16384
+	// DefaultMaxBytes bounds the pool's memory as estimated by entryCost:
+	// 16,384 typical records (1-3 KiB signed) fit; records padded to
+	// wire.MaxCapRecordSize fit about 3,800 times.
+	DefaultMaxBytes = 128 << 20
+	// entryOverhead is what one entry costs beyond its bytes: the map
+	// slot, the PoolEntry, slice and string headers, the peer ID key and
+	// the persist bookkeeping (measured by TestPoolCapWithFreshIdentities).
+	entryOverhead = 1024
+	// maxRatedPeers bounds the per-peer record rate table; senders beyond
+	// it wait until buckets refill (p2p.PeerRate).
+	maxRatedPeers = 4096
 )
 
 // PoolEntry is one provider in the pool: its record, the signed envelope it
@@ -51,7 +66,18 @@ type PoolEntry struct {
 	Record   wire.CapRecord `json:"record"`
 	Envelope []byte         `json:"envelope"`
 	SeenAt   time.Time      `json:"seen_at"`
+	// Renewals counts the newer records this peer sent since it entered
+	// the pool: a provider that keeps advertising is worth more than one
+	// heard from once, and is evicted last when the pool is full.
+	Renewals uint32 `json:"renewals,omitempty"`
 }
+
+// entryCost estimates the memory an entry holds: the envelope, the decoded
+// record (its strings are at most the envelope's size again, as the record
+// travels base64-encoded inside it) and a fixed overhead. Field counts and
+// lengths are bounded by wire.CapRecord.Validate and the envelope by
+// wire.MaxCapRecordSize, so one entry costs at most about 33 KiB.
+func entryCost(e *PoolEntry) int64 { return 2*int64(len(e.Envelope)) + entryOverhead }
 
 // PoolStore persists pool entries by peer ID; storage.Table[PoolEntry]
 // implements it. Entries past their record's expiry are deleted.
@@ -74,7 +100,14 @@ type PoolConfig struct {
 	// NoAskOnConnect stops asking each newly connected peer for its
 	// records (a test knob: records then come from gossip and Discover).
 	NoAskOnConnect bool
-	Logger         *slog.Logger
+	// MaxEntries bounds the providers in the pool (default
+	// DefaultMaxEntries) and MaxBytes their estimated memory (default
+	// DefaultMaxBytes). When a new provider's record would exceed either,
+	// the least useful entries leave first: expired ones, then those never
+	// renewed, then those seen longest ago. The node's own record stays.
+	MaxEntries int
+	MaxBytes   int64
+	Logger     *slog.Logger
 }
 
 // PoolStats counts what the pool did with the records it was offered.
@@ -82,19 +115,23 @@ type PoolConfig struct {
 // lower the sender's peer score. Ignored records are stale, expired or over
 // the sender's rate limit.
 type PoolStats struct {
-	Accepted uint64            `json:"accepted"`
-	Ignored  uint64            `json:"ignored"`
-	Rejected uint64            `json:"rejected"`
-	Expired  uint64            `json:"expired"`
-	Reasons  map[string]uint64 `json:"reasons"`
+	Accepted uint64 `json:"accepted"`
+	Ignored  uint64 `json:"ignored"`
+	Rejected uint64 `json:"rejected"`
+	Expired  uint64 `json:"expired"`
+	// Evicted counts entries dropped to stay within MaxEntries/MaxBytes.
+	Evicted uint64            `json:"evicted"`
+	Reasons map[string]uint64 `json:"reasons"`
 }
 
 // Pool is every node's view of the providers in its swarm, built from
-// signed capability records: gossiped on wire.TopicCaps (checked by a topic
-// validator, so bad records stop at the first hop), exchanged with every
+// signed capability records: gossiped on wire.TopicCaps (checked by the
+// topic's validator, CheckGossip, so bad records stop at the first hop),
+// exchanged with every
 // peer on connect (wire.ProtoCaps, so a node that joins late sees the pool
 // at once), and found in the DHT under capability terms. Entries leave the
-// pool when their record expires. The pool is cached in a PoolStore.
+// pool when their record expires, or when the pool is full (PoolConfig.
+// MaxEntries, MaxBytes). The pool is cached in a PoolStore.
 type Pool struct {
 	h     host.Host
 	net   Network
@@ -106,7 +143,8 @@ type Pool struct {
 
 	mu       sync.Mutex
 	entries  map[peer.ID]*PoolEntry
-	limiters map[peer.ID]*rate.Limiter
+	bytes    int64 // sum of entryCost over entries
+	limiters *p2p.PeerRate
 	asking   map[peer.ID]bool
 	dirty    map[peer.ID]bool
 	stats    PoolStats
@@ -134,9 +172,12 @@ type Network struct {
 	Namespace string
 }
 
-// NewPool registers the validator of topic (which must be the host's
-// wire.TopicCaps topic), subscribes to it and loads the cached entries that
-// have not expired. Call Start to serve and exchange records.
+// NewPool loads the cached entries that have not expired. topic must be the
+// host's wire.TopicCaps topic. Register the topic's validator next, with
+// CheckGossip as its check (the node does so in node/validate.go, beside
+// every other topic's), then call Start, which subscribes. Without a
+// validator the pool still checks every record it reads, but bad records
+// are relayed and their senders keep their score.
 func NewPool(net Network, topic *pubsub.Topic, store PoolStore, cfg PoolConfig) (*Pool, error) {
 	h := net.Host
 	if cfg.RecordRate <= 0 {
@@ -151,13 +192,19 @@ func NewPool(net Network, topic *pubsub.Topic, store PoolStore, cfg PoolConfig) 
 	if cfg.DiscoverInterval == 0 {
 		cfg.DiscoverInterval = DefaultDiscoverInterval
 	}
+	if cfg.MaxEntries <= 0 {
+		cfg.MaxEntries = DefaultMaxEntries
+	}
+	if cfg.MaxBytes <= 0 {
+		cfg.MaxBytes = DefaultMaxBytes
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &Pool{
 		h: h, net: net, topic: topic, store: store, cfg: cfg, log: cfg.Logger.With("sys", "pool"),
-		entries: map[peer.ID]*PoolEntry{}, limiters: map[peer.ID]*rate.Limiter{},
+		entries: map[peer.ID]*PoolEntry{}, limiters: p2p.NewPeerRate(rate.Limit(cfg.RecordRate), cfg.RecordBurst, maxRatedPeers),
 		asking: map[peer.ID]bool{}, dirty: map[peer.ID]bool{},
 		stats:     PoolStats{Reasons: map[string]uint64{}},
 		persistCh: make(chan struct{}, 1), askSem: make(chan struct{}, askConcurrency),
@@ -175,17 +222,14 @@ func NewPool(net Network, topic *pubsub.Topic, store PoolStore, cfg PoolConfig) 
 			_ = store.Delete(e.Record.Peer)
 			continue
 		}
+		if cur, ok := p.entries[id]; ok {
+			p.bytes -= entryCost(cur)
+		}
 		p.entries[id] = e
+		p.bytes += entryCost(e)
 	}
-	if err := net.PubSub.RegisterTopicValidator(topic.String(), p.validate, pubsub.WithValidatorInline(true)); err != nil {
-		cancel()
-		return nil, fmt.Errorf("pool: register validator: %w", err)
-	}
-	if p.sub, err = topic.Subscribe(); err != nil {
-		_ = net.PubSub.UnregisterTopicValidator(topic.String())
-		cancel()
-		return nil, fmt.Errorf("pool: subscribe to capability adverts: %w", err)
-	}
+	evicted := p.makeRoomLocked("", 0, now)
+	p.forget(evicted)
 	return p, nil
 }
 
@@ -193,7 +237,12 @@ func NewPool(net Network, topic *pubsub.Topic, store PoolStore, cfg PoolConfig) 
 // that connects later) for the records it holds, and starts the loops that
 // read gossip, drop expired records, persist the cache and search the DHT.
 func (p *Pool) Start() error {
+	sub, err := p.topic.Subscribe()
+	if err != nil {
+		return fmt.Errorf("pool: subscribe to capability adverts: %w", err)
+	}
 	p.mu.Lock()
+	p.sub = sub
 	p.started = true
 	p.mu.Unlock()
 	p.h.SetStreamHandler(wire.ProtoCaps, p.handleCaps)
@@ -224,8 +273,12 @@ func (p *Pool) Close() error {
 		if p.notifee != nil {
 			p.h.Network().StopNotify(p.notifee)
 		}
-		p.sub.Cancel()
-		_ = p.net.PubSub.UnregisterTopicValidator(p.topic.String())
+		p.mu.Lock()
+		sub := p.sub
+		p.mu.Unlock()
+		if sub != nil {
+			sub.Cancel()
+		}
 		// Cancel under mu: goAsk checks the context and adds to wg under
 		// mu, so no goroutine starts once Wait may run.
 		p.mu.Lock()
@@ -332,21 +385,25 @@ func (p *Pool) check(data []byte, author peer.ID) (*wire.CapRecord, pubsub.Valid
 	if cur, ok := p.entries[id]; ok && rec.Seq <= cur.Record.Seq {
 		return nil, pubsub.ValidationIgnore, "stale"
 	}
-	lim := p.limiters[id]
-	if lim == nil {
-		lim = rate.NewLimiter(rate.Limit(p.cfg.RecordRate), p.cfg.RecordBurst)
-		p.limiters[id] = lim
-	}
-	if !lim.AllowN(now, 1) {
+	if !p.limiters.AllowAt(id, now) {
 		return nil, pubsub.ValidationIgnore, "rate limited"
 	}
 	return rec, pubsub.ValidationAccept, ""
 }
 
-// validate is the topic validator of wire.TopicCaps.
-func (p *Pool) validate(_ context.Context, _ peer.ID, msg *pubsub.Message) pubsub.ValidationResult {
+// CheckGossip is the check of wire.TopicCaps's validator (a p2p.TopicRule's
+// Check): size, envelope and record decoding with the record's signature
+// (wire.DecodeCapRecord), the record's peer equal to the message's author
+// (its From, whose signature gossipsub checked), then expiry, clock skew,
+// freshness (Seq) and the author's rate. Forged, malformed and oversized
+// records are rejected, which lowers the sender's peer score; expired,
+// stale and over-rate ones are ignored (they depend on this node's clock
+// and holdings, and an honest relay may have passed them). An accepted
+// record is left in msg.ValidatorData for the pool's reader. Every outcome
+// is counted (Stats).
+func (p *Pool) CheckGossip(_ context.Context, msg *pubsub.Message) (pubsub.ValidationResult, string) {
 	if msg.GetFrom() == p.h.ID() {
-		return pubsub.ValidationAccept // our own advert, put in the pool directly
+		return pubsub.ValidationAccept, "" // our own advert, put in the pool directly
 	}
 	rec, res, reason := p.check(msg.Data, msg.GetFrom())
 	p.mu.Lock()
@@ -357,7 +414,7 @@ func (p *Pool) validate(_ context.Context, _ peer.ID, msg *pubsub.Message) pubsu
 	} else {
 		p.log.Debug("capability record dropped", "peer", msg.GetFrom(), "reason", reason)
 	}
-	return res
+	return res, reason
 }
 
 // ingest takes a record relayed over ProtoCaps.
@@ -371,18 +428,28 @@ func (p *Pool) ingest(data []byte) {
 	}
 }
 
-// put stores a checked record unless a newer one arrived meanwhile.
+// put stores a checked record unless a newer one arrived meanwhile, making
+// room first when the pool is full.
 func (p *Pool) put(rec *wire.CapRecord, env []byte) {
 	id := rec.PeerID()
+	now := time.Now()
+	e := &PoolEntry{Record: *rec, Envelope: env, SeenAt: now.UTC()}
 	p.mu.Lock()
-	if cur, ok := p.entries[id]; ok && rec.Seq <= cur.Record.Seq {
+	cur, known := p.entries[id]
+	if known && rec.Seq <= cur.Record.Seq {
 		p.mu.Unlock()
 		return
 	}
-	_, known := p.entries[id]
-	p.entries[id] = &PoolEntry{Record: *rec, Envelope: env, SeenAt: time.Now().UTC()}
+	if known {
+		e.Renewals = cur.Renewals + 1
+		p.bytes -= entryCost(cur)
+	}
+	evicted := p.makeRoomLocked(id, entryCost(e), now)
+	p.entries[id] = e
+	p.bytes += entryCost(e)
 	p.dirty[id] = true
 	p.mu.Unlock()
+	p.forget(evicted)
 	select {
 	case p.persistCh <- struct{}{}:
 	default:
@@ -402,6 +469,83 @@ func (p *Pool) put(rec *wire.CapRecord, env []byte) {
 	}
 }
 
+// makeRoomLocked evicts entries until one more entry of cost bytes (for
+// peer id, whose old entry is already out of p.bytes) fits within
+// MaxEntries and MaxBytes, and returns the evicted peers. The least useful
+// entry goes first: an expired one, then one never renewed, then the one
+// seen longest ago; the node's own record and id's are never chosen. Each
+// eviction scans the pool once (16,384 entries take well under a
+// millisecond). Caller holds mu.
+func (p *Pool) makeRoomLocked(id peer.ID, cost int64, now time.Time) []peer.ID {
+	var out []peer.ID
+	for {
+		n := len(p.entries)
+		if _, ok := p.entries[id]; id != "" && !ok {
+			n++ // the entry to come
+		}
+		if n <= p.cfg.MaxEntries && p.bytes+cost <= p.cfg.MaxBytes {
+			return out
+		}
+		victim, ok := p.victimLocked(id, now)
+		if !ok {
+			return out
+		}
+		e := p.entries[victim]
+		delete(p.entries, victim)
+		delete(p.dirty, victim)
+		p.bytes -= entryCost(e)
+		if e.Record.Expired(now) {
+			p.stats.Expired++
+		} else {
+			p.stats.Evicted++
+		}
+		out = append(out, victim)
+	}
+}
+
+// victimLocked picks the least useful entry other than keep and the node's
+// own. Caller holds mu.
+func (p *Pool) victimLocked(keep peer.ID, now time.Time) (peer.ID, bool) {
+	var (
+		best     peer.ID
+		bestRank int
+		bestSeen time.Time
+	)
+	nowMS := now.UnixMilli()
+	for pid, e := range p.entries {
+		if pid == keep || pid == p.h.ID() {
+			continue
+		}
+		rank := 2 // renewed
+		switch {
+		case nowMS >= e.Record.Expires:
+			rank = 0
+		case e.Renewals == 0:
+			rank = 1
+		}
+		if best == "" || rank < bestRank || (rank == bestRank && e.SeenAt.Before(bestSeen)) {
+			best, bestRank, bestSeen = pid, rank, e.SeenAt
+		}
+	}
+	return best, best != ""
+}
+
+// forget deletes evicted peers from the cache and drops the addresses their
+// records added to the peerstore (unless they are connected).
+func (p *Pool) forget(ids []peer.ID) {
+	for _, id := range ids {
+		if err := p.store.Delete(id.String()); err != nil {
+			p.log.Warn("pool cache delete", "peer", id, "err", err)
+		}
+		if p.h.Network().Connectedness(id) != network.Connected {
+			p.h.Peerstore().ClearAddrs(id)
+		}
+	}
+	if len(ids) > 0 {
+		p.log.Debug("pool full: evicted providers", "count", len(ids))
+	}
+}
+
 // putLocal puts the node's own advert into its pool.
 func (p *Pool) putLocal(rec *wire.CapRecord, env []byte) { p.put(rec, env) }
 
@@ -412,9 +556,21 @@ func (p *Pool) readLoop() {
 		if err != nil {
 			return
 		}
-		rec, ok := msg.ValidatorData.(*wire.CapRecord)
-		if !ok || msg.GetFrom() == p.h.ID() {
+		if msg.GetFrom() == p.h.ID() {
 			continue
+		}
+		rec, ok := msg.ValidatorData.(*wire.CapRecord)
+		if !ok {
+			// No validator ran (see NewPool): check here, the second line.
+			var res pubsub.ValidationResult
+			var reason string
+			rec, res, reason = p.check(msg.Data, msg.GetFrom())
+			p.mu.Lock()
+			p.countLocked(res, reason)
+			p.mu.Unlock()
+			if res != pubsub.ValidationAccept {
+				continue
+			}
 		}
 		p.put(rec, msg.Data)
 	}
@@ -441,16 +597,10 @@ func (p *Pool) sweep(now time.Time) {
 	for id, e := range p.entries {
 		if e.Record.Expired(now) {
 			delete(p.entries, id)
-			delete(p.limiters, id)
 			delete(p.dirty, id)
+			p.bytes -= entryCost(e)
 			p.stats.Expired++
 			gone = append(gone, id)
-		}
-	}
-	// Limiters of peers that never got a record in are dropped once full.
-	for id, l := range p.limiters {
-		if _, ok := p.entries[id]; !ok && l.TokensAt(now) >= float64(p.cfg.RecordBurst) {
-			delete(p.limiters, id)
 		}
 	}
 	p.mu.Unlock()

@@ -79,6 +79,9 @@ func newPool(t *testing.T, h *p2p.Host, cfg discovery.PoolConfig) *poolNode {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if err := h.RegisterTopicRules(capsRule(p)); err != nil {
+		t.Fatal(err)
+	}
 	if err := p.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -87,6 +90,12 @@ func newPool(t *testing.T, h *p2p.Host, cfg discovery.PoolConfig) *poolNode {
 		db.Close()
 	})
 	return &poolNode{h: h, pool: p, topic: topic}
+}
+
+// capsRule is the capability topic's rule as the node registers it
+// (node/validate.go).
+func capsRule(p *discovery.Pool) p2p.TopicRule {
+	return p2p.TopicRule{Topic: wire.TopicCaps, MaxSize: wire.MaxCapRecordSize, Check: p.CheckGossip}
 }
 
 func advertise(t *testing.T, pn *poolNode, cfg discovery.AdvertiserConfig) *discovery.Advertiser {
@@ -263,12 +272,20 @@ func TestForgedRecordsRejectedAndCounted(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	eventually(t, 10*time.Second, "four rejections", func() bool { return victim.pool.Stats().Rejected >= 4 })
+	// The oversized record stops at the topic rule's size check, before
+	// the pool sees it; the three others at the pool's check.
+	caps := victimHost.Topic(wire.TopicCaps)
+	eventually(t, 10*time.Second, "four rejections", func() bool { return victimHost.TopicStats()[caps].Rejected >= 4 })
 	st := victim.pool.Stats()
-	t.Logf("victim stats: %+v", st)
+	ts := victimHost.TopicStats()[caps]
+	t.Logf("victim pool stats: %+v; topic stats: %+v", st, ts)
 	for reason := range forged {
-		if st.Reasons[reason] != 1 {
-			t.Errorf("reason %q counted %d times, want 1", reason, st.Reasons[reason])
+		n := st.Reasons[reason]
+		if reason == "oversized" {
+			n = ts.Reasons[reason]
+		}
+		if n != 1 {
+			t.Errorf("reason %q counted %d times, want 1", reason, n)
 		}
 	}
 	if inPool(victim.pool, otherID) {
