@@ -3,7 +3,11 @@
 // to a running node; Go programs that do not embed a node can use it too.
 //
 // A running node writes the URL its API listens on to $home/api and its
-// bearer token to $home/api.token (mode 0600); FromHome reads both.
+// bearer token to $home/api.token (mode 0600); FromHome reads both. An API
+// served over HTTPS (always so beyond loopback) also has the SHA-256
+// fingerprint of its certificate in $home/api.fingerprint; FromHome pins
+// it, or the one in $OFFLOAD_API_FINGERPRINT, and Client.Pin pins one
+// given by the caller.
 package client
 
 import (
@@ -34,17 +38,25 @@ const (
 
 // Client talks to one node's API.
 type Client struct {
+	// BaseURL is the API's URL (http://127.0.0.1:5050, https://host:5050).
 	BaseURL string
-	Token   string
-	HTTP    *http.Client
+	// Token is the API's bearer token.
+	Token string
+	// HTTP sends the requests; Pin replaces it with one that pins the
+	// API's certificate.
+	HTTP *http.Client
 }
 
 // New returns a client for the API at baseURL (e.g. http://127.0.0.1:5050).
+// An https URL is verified against the system's certificate authorities
+// until Pin sets a fingerprint.
 func New(baseURL, token string) *Client {
 	return &Client{BaseURL: strings.TrimRight(baseURL, "/"), Token: token, HTTP: &http.Client{}}
 }
 
-// FromHome returns a client for the node running with the given home.
+// FromHome returns a client for the node running with the given home. It
+// pins the certificate named by $OFFLOAD_API_FINGERPRINT when set, else the
+// one in $home/api.fingerprint when the home has one.
 func FromHome(home string) (*Client, error) {
 	api, err := os.ReadFile(filepath.Join(home, APIFile))
 	if errors.Is(err, fs.ErrNotExist) {
@@ -57,7 +69,21 @@ func FromHome(home string) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read api token: %w", err)
 	}
-	return New(strings.TrimSpace(string(api)), strings.TrimSpace(string(token))), nil
+	c := New(strings.TrimSpace(string(api)), strings.TrimSpace(string(token)))
+	fp := os.Getenv(FingerprintEnv)
+	if fp == "" {
+		b, err := os.ReadFile(filepath.Join(home, FingerprintFile))
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("read api fingerprint: %w", err)
+		}
+		fp = string(b)
+	}
+	if strings.TrimSpace(fp) != "" {
+		if err := c.Pin(fp); err != nil {
+			return nil, err
+		}
+	}
+	return c, nil
 }
 
 // APIError is an error response from the node.
@@ -87,7 +113,7 @@ func (c *Client) do(ctx context.Context, method, path string, body, out any) err
 	}
 	resp, err := c.HTTP.Do(req)
 	if err != nil {
-		return fmt.Errorf("%w at %s (is it still running? start one with `offload node`): %v", ErrNoNode, c.BaseURL, err)
+		return c.connError(err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode >= 300 {
@@ -164,7 +190,7 @@ func (c *Client) Watch(ctx context.Context, id string, fn func(*Task) error) (*T
 	req.Header.Set("Accept", "text/event-stream")
 	resp, err := c.HTTP.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("%w at %s: %v", ErrNoNode, c.BaseURL, err)
+		return nil, c.connError(err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode >= 300 {

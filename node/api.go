@@ -3,9 +3,12 @@ package node
 import (
 	"context"
 	"crypto/subtle"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -23,54 +26,116 @@ import (
 const MaxRequestBody = 1 << 20
 
 type apiServer struct {
-	n      *Node
-	srv    *http.Server
-	ln     net.Listener
-	token  string
-	home   string
-	done   chan struct{}
-	ctx    context.Context
-	cancel context.CancelFunc
+	n     *Node
+	srv   *http.Server
+	ln    net.Listener
+	token string
+	home  string
+	url   string // what $home/api says
+	// fingerprint is the served certificate's (client.Fingerprint), ""
+	// over plain HTTP.
+	fingerprint string
+	done        chan struct{}
+	ctx         context.Context
+	cancel      context.CancelFunc
 }
 
-// startAPI listens on addr, writes $home/api and serves until close.
+// startAPI listens on addr, writes $home/api (and, over HTTPS,
+// $home/api.fingerprint) and serves until close. Where it may listen and
+// whether it serves HTTPS is apiTLSPlan's decision.
 func startAPI(n *Node, addr string, allowRemote bool) (*apiServer, error) {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
 		return nil, fmt.Errorf("api address %q: %w", addr, err)
 	}
-	if !allowRemote && !isLoopback(host) {
-		return nil, fmt.Errorf("api address %q is not loopback: pass --api-allow-remote to expose the API beyond this machine", addr)
+	plan, err := apiTLSPlan(host, allowRemote, n.cfg.APITLS, n.cfg.APITLSCert, n.cfg.APITLSKey)
+	if err != nil {
+		return nil, err
 	}
 	token, err := EnsureToken(n.cfg.Home)
 	if err != nil {
 		return nil, err
+	}
+	var tlsConf *tls.Config
+	var fingerprint string
+	fpPath := filepath.Join(n.cfg.Home, client.FingerprintFile)
+	if plan != tlsOff {
+		cert, fp, err := apiCertificate(plan, n.cfg.Home, n.cfg.APITLSCert, n.cfg.APITLSKey, host)
+		if err != nil {
+			return nil, err
+		}
+		tlsConf = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
+		fingerprint = fp
+		if err := writeFileAtomic(fpPath, []byte(fp+"\n"), 0o600); err != nil {
+			return nil, err
+		}
+	} else if err := os.Remove(fpPath); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		// A stale pin would make clients refuse this plain-HTTP API's
+		// successor over HTTPS, or pin nothing useful: remove it.
+		return nil, fmt.Errorf("remove stale %s: %w", fpPath, err)
 	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("api listen: %w", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &apiServer{n: n, ln: ln, token: token, home: n.cfg.Home, done: make(chan struct{}), ctx: ctx, cancel: cancel}
+	s := &apiServer{n: n, ln: ln, token: token, home: n.cfg.Home, fingerprint: fingerprint, done: make(chan struct{}), ctx: ctx, cancel: cancel}
 	s.srv = &http.Server{
 		Handler:           s.routes(),
 		ReadHeaderTimeout: 10 * time.Second,
 		BaseContext:       func(net.Listener) context.Context { return ctx },
+		TLSConfig:         tlsConf,
+		// A plain-HTTP request to the HTTPS port is answered 400 by the
+		// server; its logs would only be noise from whoever sent it.
+		ErrorLog: slog.NewLogLogger(n.log.Handler(), slog.LevelDebug),
 	}
-	url := "http://" + ln.Addr().String()
-	if err := writeFileAtomic(filepath.Join(n.cfg.Home, client.APIFile), []byte(url+"\n"), 0o600); err != nil {
+	scheme := "http"
+	if tlsConf != nil {
+		scheme = "https"
+	}
+	s.url = scheme + "://" + ln.Addr().String()
+	if err := writeFileAtomic(filepath.Join(n.cfg.Home, client.APIFile), []byte(s.url+"\n"), 0o600); err != nil {
 		ln.Close()
 		cancel()
 		return nil, err
 	}
 	go func() {
 		defer close(s.done)
-		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		var err error
+		if tlsConf != nil {
+			err = s.srv.ServeTLS(ln, "", "")
+		} else {
+			err = s.srv.Serve(ln)
+		}
+		if err != nil && !errors.Is(err, http.ErrServerClosed) {
 			n.log.Error("api server", "err", err)
 		}
 	}()
-	n.log.Info("api listening", "url", url)
+	if fingerprint != "" {
+		n.log.Info("api listening", "url", s.url, "fingerprint", fingerprint)
+	} else {
+		n.log.Info("api listening", "url", s.url)
+	}
 	return s, nil
+}
+
+// APIURL returns the URL the node's API listens on (what $home/api says),
+// or "" when it serves no API.
+func (n *Node) APIURL() string {
+	if n.api == nil {
+		return ""
+	}
+	return n.api.url
+}
+
+// APIFingerprint returns the SHA-256 fingerprint of the certificate the API
+// serves (client.Fingerprint; also in $home/api.fingerprint), or "" when
+// the API is plain HTTP or absent. Clients pin it (client.Client.Pin).
+func (n *Node) APIFingerprint() string {
+	if n.api == nil {
+		return ""
+	}
+	return n.api.fingerprint
 }
 
 func isLoopback(host string) bool {
@@ -83,6 +148,7 @@ func isLoopback(host string) bool {
 
 func (s *apiServer) close() error {
 	os.Remove(filepath.Join(s.home, client.APIFile))
+	os.Remove(filepath.Join(s.home, client.FingerprintFile))
 	s.cancel() // ends event streams
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -91,16 +157,15 @@ func (s *apiServer) close() error {
 	return err
 }
 
-// auth requires the bearer token on every /api/ route.
-func (s *apiServer) auth(next http.Handler) http.Handler {
+// requireToken answers 401 unless the request carries the bearer token.
+// routes wraps every route that is not Public in it.
+func (s *apiServer) requireToken(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if strings.HasPrefix(r.URL.Path, "/api/") {
-			got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-			if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(s.token)) != 1 {
-				w.Header().Set("WWW-Authenticate", `Bearer realm="offload"`)
-				writeError(w, http.StatusUnauthorized, "missing or wrong bearer token (see $OFFLOAD_HOME/api.token)")
-				return
-			}
+		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(s.token)) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="offload"`)
+			writeError(w, http.StatusUnauthorized, "missing or wrong bearer token (see $OFFLOAD_HOME/api.token)")
+			return
 		}
 		next.ServeHTTP(w, r)
 	})

@@ -3,9 +3,19 @@ package node_test
 import (
 	"bufio"
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
+	"errors"
 	"io"
+	"math/big"
+	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -32,7 +42,7 @@ func (c apiCall) do(t *testing.T, cl *client.Client) (*http.Response, []byte) {
 	if !c.noToken {
 		req.Header.Set("Authorization", "Bearer "+cl.Token)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := cl.HTTP.Do(req) // pins the API's certificate when it serves HTTPS
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,7 +93,8 @@ func TestAPIStatusCodes(t *testing.T) {
 	}{
 		{"dashboard", apiCall{method: "GET", path: "/", noToken: true}, 200},
 		{"openapi", apiCall{method: "GET", path: "/openapi.json", noToken: true}, 200},
-		{"metrics", apiCall{method: "GET", path: "/metrics", noToken: true}, 200},
+		{"metrics without token", apiCall{method: "GET", path: "/metrics", noToken: true}, 401},
+		{"metrics", apiCall{method: "GET", path: "/metrics"}, 200},
 		{"no token", apiCall{method: "GET", path: "/api/v1/id", noToken: true}, 401},
 		{"id", apiCall{method: "GET", path: "/api/v1/id"}, 200},
 		{"peers", apiCall{method: "GET", path: "/api/v1/peers"}, 200},
@@ -275,4 +286,212 @@ func TestPostTaskRefusesTrailingData(t *testing.T) {
 	if ts, _ := c.List(t.Context()); len(ts) != 0 {
 		t.Errorf("trailing data created %d tasks", len(ts))
 	}
+}
+
+// readHomeFile returns a file of a node's home, trimmed, and checks that
+// only its owner may read it.
+func readHomeFile(t *testing.T, home, name string) string {
+	t.Helper()
+	path := filepath.Join(home, name)
+	st, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode().Perm() != 0o600 {
+		t.Errorf("%s: mode %v, want 0600", name, st.Mode().Perm())
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// TestAPIOverTLS attacks a node whose API serves HTTPS with the
+// certificate it generated (forced on loopback; beyond loopback it is the
+// only way the API serves, see TestRemoteAPINeedsTLS): the client that
+// pins the right fingerprint works, a wrong pin or no pin is refused
+// before the token is sent, plain HTTP to the port gets nothing, and the
+// certificate survives a restart.
+func TestAPIOverTLS(t *testing.T) {
+	// Loopback without a certificate stays plain HTTP and pins nothing.
+	plainHome := t.TempDir()
+	startNode(t, plainHome, false, nil)
+	if u := readHomeFile(t, plainHome, client.APIFile); !strings.HasPrefix(u, "http://127.0.0.1:") {
+		t.Errorf("loopback API: %s, want plain http", u)
+	}
+	if _, err := os.Stat(filepath.Join(plainHome, client.FingerprintFile)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("plain API wrote %s: %v", client.FingerprintFile, err)
+	}
+
+	home := t.TempDir()
+	n := startNode(t, home, false, nil, func(c *node.Config) { c.APITLS = true })
+	base := readHomeFile(t, home, client.APIFile)
+	if !strings.HasPrefix(base, "https://127.0.0.1:") || base != n.APIURL() {
+		t.Fatalf("$home/api = %q (APIURL %q), want https://127.0.0.1:PORT", base, n.APIURL())
+	}
+	fp := readHomeFile(t, home, client.FingerprintFile)
+	if fp != n.APIFingerprint() || !strings.HasPrefix(fp, "sha256:") || len(fp) != len("sha256:")+64 {
+		t.Fatalf("api.fingerprint %q, APIFingerprint %q", fp, n.APIFingerprint())
+	}
+	readHomeFile(t, home, node.APICertFile)
+	readHomeFile(t, home, node.APIKeyFile)
+
+	t.Run("right fingerprint", func(t *testing.T) {
+		cl, err := client.FromHome(home) // pins api.fingerprint
+		if err != nil {
+			t.Fatal(err)
+		}
+		id, err := cl.ID(t.Context())
+		if err != nil || id.ID != n.ID().String() {
+			t.Fatalf("pinned client: %v %+v", err, id)
+		}
+		for call, want := range map[apiCall]int{
+			{method: "GET", path: "/metrics"}:                  200,
+			{method: "GET", path: "/metrics", noToken: true}:   401,
+			{method: "GET", path: "/api/v1/id", noToken: true}: 401,
+		} {
+			if resp, body := call.do(t, cl); resp.StatusCode != want {
+				t.Errorf("%s %s (token %v) over TLS: %d, want %d: %s", call.method, call.path, !call.noToken, resp.StatusCode, want, body)
+			}
+		}
+		// The pin from the environment, and one written as openssl prints it.
+		colons := strings.ToUpper(strings.TrimPrefix(fp, "sha256:"))
+		var b strings.Builder
+		for i := 0; i < len(colons); i += 2 {
+			if i > 0 {
+				b.WriteByte(':')
+			}
+			b.WriteString(colons[i : i+2])
+		}
+		t.Setenv(client.FingerprintEnv, b.String())
+		cl, err = client.FromHome(home)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := cl.ID(t.Context()); err != nil {
+			t.Fatalf("pin from %s: %v", client.FingerprintEnv, err)
+		}
+	})
+
+	t.Run("wrong fingerprint", func(t *testing.T) {
+		other := client.Fingerprint([]byte("some other certificate"))
+		t.Setenv(client.FingerprintEnv, other) // over the home's file
+		cl, err := client.FromHome(home)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = cl.ID(t.Context())
+		if !errors.Is(err, client.ErrFingerprintMismatch) || errors.Is(err, client.ErrNoNode) {
+			t.Fatalf("wrong pin: %v, want ErrFingerprintMismatch", err)
+		}
+		if msg := err.Error(); !strings.Contains(msg, fp) || !strings.Contains(msg, other) {
+			t.Errorf("error does not name both fingerprints: %s", msg)
+		}
+	})
+
+	t.Run("no pin", func(t *testing.T) {
+		cl := client.New(base, "token") // system roots only
+		_, err := cl.ID(t.Context())
+		if err == nil || !strings.Contains(err.Error(), "not trusted") {
+			t.Fatalf("unpinned client against a self-signed API: %v", err)
+		}
+	})
+
+	t.Run("plain http to the TLS port", func(t *testing.T) {
+		u, err := url.Parse(base)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cl, err := client.FromHome(home)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req, err := http.NewRequestWithContext(t.Context(), "GET", "http://"+u.Host+"/api/v1/id", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", "Bearer "+cl.Token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatalf("plain HTTP to the TLS port: %v (net/http answers such a request 400)", err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+		if resp.StatusCode != http.StatusBadRequest || strings.Contains(string(body), n.ID().String()) {
+			t.Fatalf("plain HTTP to the TLS port: %d %s, want 400 and no API answer", resp.StatusCode, body)
+		}
+	})
+
+	// The certificate is generated once: a restart serves the same one.
+	if err := n.Close(); err != nil {
+		t.Fatal(err)
+	}
+	n = startNode(t, home, false, nil, func(c *node.Config) { c.APITLS = true })
+	if n.APIFingerprint() != fp {
+		t.Fatalf("fingerprint after restart %s, want %s", n.APIFingerprint(), fp)
+	}
+}
+
+// TestAPIOperatorCertificate: a certificate the operator gives is served
+// (on loopback too), its fingerprint is what the node writes, and the node
+// generates none of its own.
+func TestAPIOperatorCertificate(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	der := writeTestCert(t, certFile, keyFile)
+	home := t.TempDir()
+	n := startNode(t, home, false, nil, func(c *node.Config) { c.APITLSCert, c.APITLSKey = certFile, keyFile })
+	if want := client.Fingerprint(der); n.APIFingerprint() != want || readHomeFile(t, home, client.FingerprintFile) != want {
+		t.Fatalf("fingerprint %s, want the operator's certificate's %s", n.APIFingerprint(), want)
+	}
+	if !strings.HasPrefix(n.APIURL(), "https://") {
+		t.Fatalf("API URL %s, want https", n.APIURL())
+	}
+	if _, err := os.Stat(filepath.Join(home, node.APICertFile)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("node generated a certificate although one was given: %v", err)
+	}
+	cl, err := client.FromHome(home)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cl.ID(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	// Half a certificate is refused at start.
+	_, err = node.New(t.Context(), node.Config{Home: t.TempDir(), Listen: []string{"/ip4/127.0.0.1/tcp/0"},
+		APIAddr: "127.0.0.1:0", APITLSCert: certFile})
+	if err == nil || !strings.Contains(err.Error(), "--api-tls-key") {
+		t.Errorf("certificate without key: %v", err)
+	}
+}
+
+// writeTestCert writes a self-signed certificate for 127.0.0.1 and its key
+// as PEM files and returns the certificate's DER.
+func writeTestCert(t *testing.T, certFile, keyFile string) []byte {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(42), Subject: pkix.Name{CommonName: "operator"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kb}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return der
 }

@@ -13,20 +13,32 @@ import (
 	"github.com/offload-project/offload/node"
 )
 
-// scrape reads a node's /metrics (no token) into "name{labels}" → value.
+// scrape reads a node's /metrics (with the API's token, as Prometheus
+// sends it) into "name{labels}" → value.
 func scrape(t *testing.T, home string) map[string]float64 {
 	t.Helper()
 	cl, err := client.FromHome(home)
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp, err := http.Get(cl.BaseURL + "/metrics")
+	req, err := http.NewRequestWithContext(t.Context(), "GET", cl.BaseURL+"/metrics", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+cl.Token)
+	return scrapeURL(t, cl.HTTP, req)
+}
+
+// scrapeURL sends a scrape request and parses the answer.
+func scrapeURL(t *testing.T, hc *http.Client, req *http.Request) map[string]float64 {
+	t.Helper()
+	resp, err := hc.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != 200 {
-		t.Fatalf("/metrics: %d", resp.StatusCode)
+		t.Fatalf("%s: %d", req.URL, resp.StatusCode)
 	}
 	out := map[string]float64{}
 	sc := bufio.NewScanner(resp.Body)
@@ -91,6 +103,55 @@ func TestMetricsAfterATask(t *testing.T) {
 	}
 	if _, ok := p["go_goroutines"]; !ok {
 		t.Error("no Go runtime metrics")
+	}
+}
+
+// TestMetricsListener: --metrics HOST:PORT serves /metrics without a token
+// on its own address, and nothing else there; the API's /metrics still
+// needs the token; a non-loopback metrics address needs
+// AllowRemoteMetrics.
+func TestMetricsListener(t *testing.T) {
+	home := t.TempDir()
+	n := startNode(t, home, false, nil, func(c *node.Config) { c.MetricsAddr = "127.0.0.1:0" })
+	u := n.MetricsURL()
+	if !strings.HasPrefix(u, "http://127.0.0.1:") || !strings.HasSuffix(u, "/metrics") {
+		t.Fatalf("MetricsURL = %q", u)
+	}
+	req, err := http.NewRequestWithContext(t.Context(), "GET", u, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := scrapeURL(t, http.DefaultClient, req) // no token
+	if _, ok := m[`offload_tasks{state="pending"}`]; !ok {
+		t.Errorf("metrics listener: no offload_tasks series in %d samples", len(m))
+	}
+	for _, path := range []string{"/", "/api/v1/id", "/openapi.json"} {
+		resp, err := http.Get(strings.TrimSuffix(u, "/metrics") + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNotFound {
+			t.Errorf("metrics listener %s: %d, want 404 (it serves /metrics only)", path, resp.StatusCode)
+		}
+	}
+	cl, err := client.FromHome(home)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Get(cl.BaseURL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("API /metrics without token: %d, want 401", resp.StatusCode)
+	}
+
+	// 192.0.2.1 (TEST-NET-1) is refused before any listen is tried.
+	_, err = node.New(t.Context(), node.Config{Home: t.TempDir(), Listen: []string{"/ip4/127.0.0.1/tcp/0"}, MetricsAddr: "192.0.2.1:0"})
+	if err == nil || !strings.Contains(err.Error(), "--metrics-allow-remote") {
+		t.Errorf("non-loopback metrics address without AllowRemoteMetrics: %v, want a refusal naming --metrics-allow-remote", err)
 	}
 }
 

@@ -19,10 +19,17 @@ type route struct {
 	Handler http.HandlerFunc
 }
 
-// Public reports whether the route is served without the bearer token:
-// everything outside /api/ (the dashboard page, the OpenAPI document and
-// the metrics, none of which carries secrets).
-func (r route) Public() bool { return !strings.HasPrefix(r.Pattern, "/api/") }
+// publicPatterns are the routes served without the bearer token: the
+// dashboard page (it reads the token from its URL fragment and sends it
+// itself) and the OpenAPI document, neither of which holds anything of the
+// node. Everything else, /metrics included, needs the token: the metrics
+// tell a stranger what the node runs, for whom and how busy it is. An
+// operator who wants token-free scrapes serves them on an address of
+// their own choice (Config.MetricsAddr).
+var publicPatterns = map[string]bool{"/{$}": true, "/openapi.json": true}
+
+// Public reports whether the route is served without the bearer token.
+func (r route) Public() bool { return publicPatterns[r.Pattern] }
 
 // table lists every route of the API.
 func (s *apiServer) table() []route {
@@ -45,21 +52,28 @@ func (s *apiServer) table() []route {
 	return append(rs, s.contentRoutes()...)
 }
 
-// routes builds the mux from the route table, behind the token check.
+// routes builds the mux from the route table; every route that is not
+// Public, and the /api/ catch-all (which would otherwise tell a stranger
+// which routes exist), is wrapped in the token check itself, so however
+// a request reaches a handler it meets the check.
 func (s *apiServer) routes() http.Handler {
 	mux := http.NewServeMux()
 	for _, r := range s.table() {
-		mux.HandleFunc(r.Method+" "+r.Pattern, r.Handler)
+		var h http.Handler = r.Handler
+		if !r.Public() {
+			h = s.requireToken(h)
+		}
+		mux.Handle(r.Method+" "+r.Pattern, h)
 	}
-	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
+	mux.Handle("/api/", s.requireToken(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if allow := allowedMethods(mux, r); len(allow) > 0 {
 			w.Header().Set("Allow", strings.Join(allow, ", "))
 			writeError(w, http.StatusMethodNotAllowed, r.Method+" not allowed on "+r.URL.Path+" (allowed: "+strings.Join(allow, ", ")+")")
 			return
 		}
 		writeError(w, http.StatusNotFound, "no such API route: "+r.Method+" "+r.URL.Path+" (see GET /openapi.json)")
-	})
-	return s.auth(mux)
+	})))
+	return mux
 }
 
 // allowedMethods lists the methods that some route other than the /api/
