@@ -3,6 +3,7 @@ package market
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -58,7 +59,26 @@ type admission struct {
 	// onChange is ProviderConfig.OnChange (nil when unset); it is called
 	// with mu held whenever free capacity may have changed.
 	onChange func()
+	// known holds the requestors that paid this provider (countersigned a
+	// receipt), with when they last did, at most maxKnownRequestors. The
+	// others (newcomers, and every identity a Sybil makes) share at most
+	// half of the capacity in reservations: a flood of bids that are never
+	// awarded cannot hold what known customers need.
+	known map[string]time.Time
 }
+
+// Bounds of what bids can make admission hold.
+const (
+	// maxKnownRequestors bounds admission.known; the oldest is forgotten.
+	maxKnownRequestors = 4096
+	// newcomerShare is the part of each resource that reservations of
+	// requestors not yet known may hold together.
+	newcomerShare = 0.5
+	// maxPlacesPerRequestor bounds the queue places one requestor's bids
+	// hold; maxPlaces (a multiple of the queue's length) bounds them all.
+	maxPlacesPerRequestor = 16
+	placesPerQueueSlot    = 4
+)
 
 // hold is capacity held under one key.
 type hold struct {
@@ -70,7 +90,7 @@ type hold struct {
 func newAdmission(total Capacity, maxQueue int, onChange func()) *admission {
 	return &admission{
 		total: total, held: map[string]hold{}, places: map[string]time.Time{}, max: maxQueue,
-		changed: make(chan struct{}), meanRunMS: 1000, onChange: onChange,
+		changed: make(chan struct{}), meanRunMS: 1000, onChange: onChange, known: map[string]time.Time{},
 	}
 }
 
@@ -128,6 +148,11 @@ func (a *admission) reserve(key, requestor string, res wire.Resources, ttl time.
 	}
 	why = fits(free, res)
 	if why == "" {
+		if _, ok := a.known[requestor]; !ok {
+			why = fits(a.newcomerFreeLocked(), res)
+		}
+	}
+	if why == "" {
 		a.held[key] = hold{res: res, requestor: requestor, expires: now.Add(ttl)}
 		a.notifyLocked()
 		return 0, ""
@@ -137,6 +162,18 @@ func (a *admission) reserve(key, requestor string, res wire.Resources, ttl time.
 	if len(a.order) >= a.max {
 		return 0, why + " and the queue is full"
 	}
+	if len(a.places) >= placesPerQueueSlot*max(a.max, 1) {
+		return 0, why + " and every queue place is promised"
+	}
+	mine := 0
+	for k := range a.places {
+		if strings.HasPrefix(k, requestor+"/") {
+			mine++
+		}
+	}
+	if mine >= maxPlacesPerRequestor {
+		return 0, why + fmt.Sprintf(" and %d queue places are already promised to you", mine)
+	}
 	a.places[key] = now.Add(ttl)
 	ahead := float64(len(a.order)) + float64(len(a.places))/2
 	slots := 1.0
@@ -144,6 +181,44 @@ func (a *admission) reserve(key, requestor string, res wire.Resources, ttl time.
 		slots = max(a.total.CPUs/res.CPUs, 1)
 	}
 	return int64(ahead / slots * float64(a.meanRunMS)), ""
+}
+
+// newcomerFreeLocked is what reservations of requestors not yet known may
+// still hold: their share of the total less what they hold now.
+func (a *admission) newcomerFreeLocked() Capacity {
+	f := Capacity{CPUs: a.total.CPUs * newcomerShare, MemoryBytes: int64(float64(a.total.MemoryBytes) * newcomerShare),
+		GPUs: int(float64(a.total.GPUs) * newcomerShare)}
+	for _, h := range a.held {
+		if h.expires.IsZero() {
+			continue // an allocation: a task that runs
+		}
+		if _, ok := a.known[h.requestor]; ok {
+			continue
+		}
+		f.CPUs -= h.res.CPUs
+		f.MemoryBytes -= h.res.MemoryBytes
+		f.GPUs -= h.res.GPUs
+	}
+	return f
+}
+
+// vouch records that requestor paid for work (its countersignature of a
+// receipt verified): its bids may reserve all of the capacity from now on.
+func (a *admission) vouch(requestor string, at time.Time) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if _, ok := a.known[requestor]; !ok && len(a.known) >= maxKnownRequestors {
+		oldest, when := "", time.Time{}
+		for r, t := range a.known {
+			if oldest == "" || t.Before(when) {
+				oldest, when = r, t
+			}
+		}
+		delete(a.known, oldest)
+	}
+	if at.After(a.known[requestor]) {
+		a.known[requestor] = at
+	}
 }
 
 // reservedFor reports whether key holds a live reservation or queue place

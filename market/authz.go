@@ -2,6 +2,9 @@ package market
 
 import (
 	"fmt"
+	"slices"
+
+	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/offload-project/offload/market/wire"
 )
@@ -32,6 +35,70 @@ const maxBidsPerAuction = 256
 // costSlack is the rounding a receipt's cost may exceed the bid's maximum
 // by (floating point arithmetic on the provider).
 const costSlack = 1e-9
+
+// authorizeAnnounce decides whether the provider answers an announcement
+// that came from the gossip peer from (the signer of the message, checked
+// by pubsub). It returns the announcement, or nil and why not ("" for an
+// announcement that is simply not for this provider: pinned elsewhere, or
+// excluding it). The node's topic validator has refused malformed and
+// forged messages before they got here (and penalized their senders); this
+// is the market's own second check.
+func (p *Provider) authorizeAnnounce(from peer.ID, data []byte) (*wire.Announce, string) {
+	if !p.annLimit.Allow(from) {
+		return nil, "over its rate"
+	}
+	if len(data) > wire.MaxAnnounceSize {
+		return nil, fmt.Sprintf("%d bytes, over %d", len(data), wire.MaxAnnounceSize)
+	}
+	ann, err := wire.Decode[wire.Announce](data)
+	if err != nil {
+		return nil, err.Error()
+	}
+	if ann.Requestor != from.String() {
+		return nil, "signed by another peer than the requestor it names (" + ann.Requestor + ")"
+	}
+	if ann.Req.Provider != "" && ann.Req.Provider != p.h.ID().String() {
+		return nil, "" // pinned to another provider
+	}
+	if slices.Contains(ann.Req.Exclude, p.h.ID().String()) {
+		return nil, "" // the requestor does not want this provider for it
+	}
+	return ann, ""
+}
+
+// authorizeAward decides whether from may award the execution key: only
+// against a live reservation or queue place this provider made when it bid
+// for that same requestor, task and attempt. A peer that never received a
+// bid (or whose bid expired) makes this provider spend nothing.
+func (p *Provider) authorizeAward(from peer.ID, key string) *wire.AwardReply {
+	if ok, why := p.admit.reservedFor(key, from.String()); !ok {
+		return &wire.AwardReply{Code: wire.CodeNoReservation, Reason: why}
+	}
+	return nil
+}
+
+// authorizeBid decides whether from may bid into a (nil when no auction of
+// the task is open), and counts the bid when it may. It is called with
+// Requestor.mu held. A provider bids once per auction; the task's pinned
+// provider alone, and never an excluded one, may bid; an auction takes at
+// most maxBidsPerAuction bids.
+func authorizeBid(a *auction, from peer.ID, bid *wire.Bid) *wire.BidAck {
+	refuse := func(code wire.AckCode, reason string) *wire.BidAck { return &wire.BidAck{Code: code, Reason: reason} }
+	switch {
+	case a == nil || a.attempt != bid.Attempt:
+		return refuse(wire.CodeAuctionClosed, "auction closed")
+	case a.seen[from]:
+		return refuse(wire.CodeTooMany, "one bid per provider and auction")
+	case a.pinned != "" && a.pinned != from.String():
+		return refuse(wire.CodeRefused, "the task is pinned to another provider")
+	case a.excluded[from.String()]:
+		return refuse(wire.CodeRefused, "the task excludes this provider")
+	case len(a.seen) >= maxBidsPerAuction:
+		return refuse(wire.CodeTooMany, "the auction has all the bids it takes")
+	}
+	a.seen[from] = true
+	return nil
+}
 
 // authorizeReport decides whether provider may send rep about t. It runs on
 // the task as it stands inside the store's transaction (step) and, as a

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -285,8 +286,14 @@ func (p *Provider) resolveImage(ctx context.Context, ex executor.Executor, c, wo
 		if !ok {
 			return "", fmt.Errorf("the %s executor cannot load images by CID", ex.Name())
 		}
-		p.imageMu.Lock() // load each CID once, even when tasks race for it
-		defer p.imageMu.Unlock()
+		// Load each CID once, even when tasks race for it; a slow image
+		// holds up only the tasks that wait for that same image, and no
+		// longer than their own preparation may take.
+		unlock, err := p.imageLocks.lock(ctx, c)
+		if err != nil {
+			return "", fmt.Errorf("wait for image %s being loaded for another task: %w", c, err)
+		}
+		defer unlock()
 		if ref, ok := p.cachedImage(ctx, ex, c); ok {
 			return ref, nil
 		}
@@ -442,4 +449,53 @@ func gatherArtifacts(paths []string, pr *prepared, dst string, lim *safefs.Limit
 		}
 	}
 	return nil
+}
+
+// keyLocks serializes work per key (an image CID): callers with the same
+// key take turns, callers with different keys do not wait for one another.
+// Entries exist only while someone holds or waits for them.
+type keyLocks struct {
+	mu sync.Mutex
+	m  map[string]*keyLock
+}
+
+type keyLock struct {
+	ch    chan struct{} // holds a token while locked
+	users int           // holders and waiters
+}
+
+// lock takes key's lock, waiting at most until ctx ends; unlock gives it
+// back.
+func (k *keyLocks) lock(ctx context.Context, key string) (unlock func(), err error) {
+	k.mu.Lock()
+	if k.m == nil {
+		k.m = map[string]*keyLock{}
+	}
+	l := k.m[key]
+	if l == nil {
+		l = &keyLock{ch: make(chan struct{}, 1)}
+		k.m[key] = l
+	}
+	l.users++
+	k.mu.Unlock()
+	leave := func() {
+		k.mu.Lock()
+		if l.users--; l.users == 0 {
+			delete(k.m, key)
+		}
+		k.mu.Unlock()
+	}
+	select {
+	case l.ch <- struct{}{}:
+	case <-ctx.Done():
+		leave()
+		return nil, context.Cause(ctx)
+	}
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			<-l.ch
+			leave()
+		})
+	}, nil
 }

@@ -344,3 +344,42 @@ func TestVolumeFetchedAsSymlinkRefused(t *testing.T) {
 		t.Fatal("chmodded the host directory")
 	}
 }
+
+// TestKeyLocks: loads of one image take turns, loads of different images
+// do not wait for each other, a waiter gives up with its context, and no
+// entry outlives its users.
+func TestKeyLocks(t *testing.T) {
+	var k keyLocks
+	unlockA, err := k.lock(t.Context(), "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	unlockB, err := k.lock(t.Context(), "b") // another image: no wait
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+	defer cancel()
+	if _, err := k.lock(ctx, "a"); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("second lock of a held image: %v", err)
+	}
+	got := make(chan error, 1)
+	go func() {
+		u, err := k.lock(t.Context(), "a")
+		if err == nil {
+			u()
+		}
+		got <- err
+	}()
+	unlockA()
+	unlockA() // twice is harmless
+	if err := <-got; err != nil {
+		t.Fatal(err)
+	}
+	unlockB()
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if len(k.m) != 0 {
+		t.Fatalf("%d lock entries left", len(k.m))
+	}
+}

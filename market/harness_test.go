@@ -87,6 +87,13 @@ func (s *memStore[T]) Update(key string, fn func(*T) error) (*T, error) {
 	return v, nil
 }
 
+func (s *memStore[T]) Delete(key string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.recs, key)
+	return nil
+}
+
 func (s *memStore[T]) List() ([]*T, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -12,6 +12,7 @@ import (
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/offload-project/offload/executor"
 	"github.com/offload-project/offload/market/wire"
@@ -42,6 +43,24 @@ const (
 	DefaultOutputsQuota = 1 << 30
 	// DefaultOutputsTTL is how long outputs stay pinned after delivery.
 	DefaultOutputsTTL = time.Hour
+	// DefaultRecordTTL is how long a settled execution's record (delivered
+	// or abandoned, its pins released) is kept before it is deleted.
+	DefaultRecordTTL = 72 * time.Hour
+	// DefaultPrepareTimeout bounds fetching and loading a task's image,
+	// inputs and volumes, however slowly a peer drips the bytes.
+	DefaultPrepareTimeout = 15 * time.Minute
+	// bidTimeout bounds sending one bid (or decline) and reading its ack;
+	// an honest requestor acknowledges at once.
+	bidTimeout = 3 * time.Second
+	// dialTimeout bounds connecting to a requestor this provider is not
+	// connected to before it answers; no capacity is held meanwhile.
+	dialTimeout = 3 * time.Second
+	// maxAnswersPerRequestor bounds the answers in flight to one
+	// requestor; maxAnswering and maxDialing bound them all, for
+	// requestors this provider is connected to and for those it must dial.
+	maxAnswersPerRequestor = 32
+	maxAnswering           = 256
+	maxDialing             = 16
 	// maxRedeliveryPause caps the back-off between delivery attempts.
 	maxRedeliveryPause = 30 * time.Second
 )
@@ -71,6 +90,7 @@ type ExecStore interface {
 	Get(key string) (*ExecRecord, error)
 	Update(key string, fn func(*ExecRecord) error) (*ExecRecord, error)
 	List() ([]*ExecRecord, error)
+	Delete(key string) error
 }
 
 // ImageChecker is implemented by executors that can tell whether an image
@@ -90,6 +110,12 @@ type ProviderConfig struct {
 	// OutputsTTL is how long outputs stay pinned after the requestor
 	// acknowledged the result (it fetches them right away).
 	OutputsTTL time.Duration
+	// RecordTTL is how long a settled execution's record is kept once its
+	// pins are released (DefaultRecordTTL when zero).
+	RecordTTL time.Duration
+	// PrepareTimeout bounds the fetch of a task's image, inputs and
+	// volumes (DefaultPrepareTimeout when zero).
+	PrepareTimeout time.Duration
 	// WorkDir holds per-execution directories (inputs, outputs) and the
 	// module cache. Required.
 	WorkDir string
@@ -146,15 +172,20 @@ type Provider struct {
 	// admit holds capacity and queue places for bids and runs.
 	admit *admission
 
-	imageMu sync.Mutex // serializes image loads so each CID loads once
-	// annLimit and streamLimit rate-limit peers; answering bounds the
-	// bids and declines being sent at once.
+	imageLocks keyLocks // serializes image loads per CID so each loads once
+	// annLimit and streamLimit rate-limit peers; answering and dialing
+	// bound the bids and declines being sent at once (to requestors this
+	// provider is connected to, and to those it must dial first), inflight
+	// those to each requestor (guarded by mu).
 	annLimit    *stream.Limiter
 	streamLimit *stream.Limiter
 	answering   chan struct{}
+	dialing     chan struct{}
+	inflight    map[peer.ID]int
 
 	mu      sync.Mutex
 	running map[string]context.CancelCauseFunc // by exec key
+	shares  map[string]func()                  // release of each record's outputs share, by exec key
 	connCh  chan struct{}                      // closed and replaced on each new connection
 	live    liveRegistry                       // running services (service.go)
 
@@ -179,6 +210,12 @@ func NewProvider(h host.Host, store ExecStore, topic *pubsub.Topic, executors []
 	if cfg.OutputsTTL <= 0 {
 		cfg.OutputsTTL = DefaultOutputsTTL
 	}
+	if cfg.RecordTTL <= 0 {
+		cfg.RecordTTL = DefaultRecordTTL
+	}
+	if cfg.PrepareTimeout <= 0 {
+		cfg.PrepareTimeout = DefaultPrepareTimeout
+	}
 	if cfg.Heartbeat <= 0 {
 		cfg.Heartbeat = DefaultHeartbeat
 	}
@@ -201,8 +238,9 @@ func NewProvider(h host.Host, store ExecStore, topic *pubsub.Topic, executors []
 		log: cfg.Logger.With("role", "provider"), sub: sub, admit: newAdmission(cfg.Capacity, queueLength(cfg), cfg.OnChange),
 		running: map[string]context.CancelCauseFunc{}, connCh: make(chan struct{}),
 		annLimit: stream.NewLimiter(announceRate, announceBurst), streamLimit: stream.NewLimiter(streamRate, streamBurst),
-		answering: make(chan struct{}, 256),
-		ctx:       ctx, cancel: cancel,
+		answering: make(chan struct{}, maxAnswering), dialing: make(chan struct{}, maxDialing), inflight: map[peer.ID]int{},
+		shares: map[string]func(){},
+		ctx:    ctx, cancel: cancel,
 	}
 	for _, e := range executors {
 		p.executors[e.Name()] = e
@@ -226,11 +264,15 @@ func (p *Provider) Free() Capacity { return p.admit.Free() }
 // results, and starts bidding.
 func (p *Provider) Start() error {
 	p.removeStaleWorkDirs()
+	p.vouchFromLedger()
 	recs, err := p.store.List()
 	if err != nil {
 		return fmt.Errorf("provider: list executions: %w", err)
 	}
 	for _, rec := range recs {
+		if rec.State == ExecDone || (rec.State.IsFinal() && !rec.OutputsReleased) {
+			p.shareOutputs(rec) // the requestor may still fetch them
+		}
 		switch rec.State {
 		case ExecAccepted, ExecRunning:
 			// The process that ran it is gone. Stop what it may have left
@@ -272,10 +314,13 @@ func (p *Provider) Start() error {
 }
 
 // releasePinsLoop lets go of the outputs and volume pins of results that
-// were settled (delivered or abandoned) more than OutputsTTL ago.
+// were settled (delivered or abandoned) more than OutputsTTL ago, and
+// deletes the records of settled executions whose pins are released and
+// that are older than RecordTTL: nothing a requestor makes this provider
+// store is kept for good.
 func (p *Provider) releasePinsLoop() {
 	defer p.wg.Done()
-	t := time.NewTicker(min(p.cfg.OutputsTTL/4+time.Second, time.Minute))
+	t := time.NewTicker(min(min(p.cfg.OutputsTTL, p.cfg.RecordTTL)/4+time.Second, time.Minute))
 	defer t.Stop()
 	for {
 		select {
@@ -283,34 +328,109 @@ func (p *Provider) releasePinsLoop() {
 			return
 		case <-t.C:
 		}
-		recs, err := p.store.List()
-		if err != nil || p.cfg.Content == nil {
+		p.releasePins()
+	}
+}
+
+// releasePins is one round of releasePinsLoop.
+func (p *Provider) releasePins() {
+	recs, err := p.store.List()
+	if err != nil {
+		p.log.Error("list executions", "err", err)
+		return
+	}
+	for _, rec := range recs {
+		if !rec.State.IsFinal() || time.Since(rec.UpdatedAt) < p.cfg.OutputsTTL {
 			continue
 		}
-		for _, rec := range recs {
-			if !rec.State.IsFinal() || rec.Report == nil || rec.Report.Result == nil || time.Since(rec.UpdatedAt) < p.cfg.OutputsTTL {
-				continue
-			}
-			res := rec.Report.Result
-			if res.Outputs != "" && !rec.OutputsReleased {
-				if err := p.cfg.Content.Unpin(p.ctx, res.Outputs); err != nil {
-					p.log.Debug("release outputs", "task", rec.TaskID, "err", err)
+		released := rec.OutputsReleased && rec.VolumesReleased
+		if released || rec.Report == nil || rec.Report.Result == nil || p.cfg.Content == nil {
+			if time.Since(rec.UpdatedAt) >= p.cfg.RecordTTL {
+				if err := p.store.Delete(rec.Key); err != nil {
+					p.log.Error("delete settled execution", "task", rec.TaskID, "err", err)
 				}
 			}
-			if !rec.VolumesReleased {
-				for _, v := range res.Volumes {
-					if err := p.cfg.Content.Unpin(p.ctx, v.CID); err != nil {
-						p.log.Debug("release volume", "task", rec.TaskID, "volume", v.Name, "err", err)
-					}
+			continue
+		}
+		p.unshare(rec.Key)
+		res := rec.Report.Result
+		if res.Outputs != "" && !rec.OutputsReleased {
+			if err := p.cfg.Content.Unpin(p.ctx, res.Outputs); err != nil {
+				p.log.Debug("release outputs", "task", rec.TaskID, "err", err)
+			}
+		}
+		if !rec.VolumesReleased {
+			for _, v := range res.Volumes {
+				if err := p.cfg.Content.Unpin(p.ctx, v.CID); err != nil {
+					p.log.Debug("release volume", "task", rec.TaskID, "volume", v.Name, "err", err)
 				}
 			}
-			if rec.OutputsReleased && rec.VolumesReleased {
-				continue
-			}
-			_, _ = p.store.Update(rec.Key, func(r *ExecRecord) error {
-				r.OutputsReleased, r.VolumesReleased = true, true
-				return nil
-			})
+		}
+		// UpdatedAt is not touched: the record's age still counts from
+		// when it was settled.
+		_, _ = p.store.Update(rec.Key, func(r *ExecRecord) error {
+			r.OutputsReleased, r.VolumesReleased = true, true
+			return nil
+		})
+	}
+}
+
+// shareOutputs lets rec's requestor fetch its outputs and volumes from
+// this provider (content is private by default) until unshare.
+func (p *Provider) shareOutputs(rec *ExecRecord) {
+	if p.cfg.Content == nil || rec.Report == nil || rec.Report.Result == nil {
+		return
+	}
+	requestor, err := peer.Decode(rec.Requestor)
+	if err != nil {
+		return
+	}
+	res := rec.Report.Result
+	var roots []string
+	if res.Outputs != "" {
+		roots = append(roots, res.Outputs)
+	}
+	for _, v := range res.Volumes {
+		roots = append(roots, v.CID)
+	}
+	if len(roots) == 0 {
+		return
+	}
+	release := p.cfg.Content.Share(requestor, roots...)
+	p.mu.Lock()
+	old := p.shares[rec.Key]
+	p.shares[rec.Key] = release
+	p.mu.Unlock()
+	if old != nil {
+		old()
+	}
+}
+
+// unshare ends the share shareOutputs made for key, if any.
+func (p *Provider) unshare(key string) {
+	p.mu.Lock()
+	release := p.shares[key]
+	delete(p.shares, key)
+	p.mu.Unlock()
+	if release != nil {
+		release()
+	}
+}
+
+// vouchFromLedger marks the requestors that paid this provider before a
+// restart as known (admission.vouch).
+func (p *Provider) vouchFromLedger() {
+	if p.cfg.Ledger == nil {
+		return
+	}
+	entries, err := p.cfg.Ledger.List()
+	if err != nil {
+		p.log.Warn("read ledger", "err", err)
+		return
+	}
+	for _, e := range entries {
+		if e.Role == RoleEarned && e.Receipt != nil && len(e.Receipt.RequestorSig) > 0 {
+			p.admit.vouch(e.Peer, e.At)
 		}
 	}
 }
@@ -397,7 +517,7 @@ func (p *Provider) sign(rec *ExecRecord, res *wire.Result) {
 
 // recordEarned keeps the requestor's countersigned receipt in the ledger.
 func (p *Provider) recordEarned(rec *ExecRecord, countersig []byte) {
-	if p.cfg.Ledger == nil || rec.Report == nil || rec.Report.Result == nil || rec.Report.Result.Receipt == nil || len(countersig) == 0 {
+	if rec.Report == nil || rec.Report.Result == nil || rec.Report.Result.Receipt == nil || len(countersig) == 0 {
 		return
 	}
 	sr := *rec.Report.Result.Receipt
@@ -405,6 +525,12 @@ func (p *Provider) recordEarned(rec *ExecRecord, countersig []byte) {
 	rc, err := sr.Verify()
 	if err != nil {
 		p.log.Warn("bad countersignature", "task", rec.TaskID, "err", err)
+		return
+	}
+	// A requestor that signed for work is a known customer: its bids may
+	// reserve all of the capacity (admission.vouch).
+	p.admit.vouch(rec.Requestor, time.Now())
+	if p.cfg.Ledger == nil {
 		return
 	}
 	e := &LedgerEntry{Key: rec.Key + "/earned", TaskID: rec.TaskID, Attempt: rec.Attempt, Peer: rec.Requestor,

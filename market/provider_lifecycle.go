@@ -39,40 +39,68 @@ func (p *Provider) readAnnouncements() {
 		if err != nil {
 			return
 		}
-		if msg.GetFrom() == p.h.ID() {
+		from := msg.GetFrom()
+		if from == p.h.ID() {
 			continue
 		}
-		if !p.annLimit.Allow(msg.GetFrom()) {
-			p.log.Debug("announcement over rate", "peer", msg.GetFrom())
+		ann, why := p.authorizeAnnounce(from, msg.Data)
+		if ann == nil {
+			if why != "" {
+				p.log.Debug("announcement refused", "peer", from, "reason", why)
+			}
 			continue
 		}
-		ann, err := wire.Decode[wire.Announce](msg.Data)
-		if err != nil {
-			p.log.Debug("bad announcement", "peer", msg.GetFrom(), "err", err)
-			continue
+		p.goAnswer(from, ann)
+	}
+}
+
+// goAnswer answers one announcement in its own goroutine, within bounds:
+// at most maxAnswersPerRequestor to one requestor, maxAnswering in all to
+// requestors this provider is connected to (waited for: the reader slows
+// down rather than dropping an honest burst), and maxDialing to requestors
+// it must dial first (dropped when full, so announcements from peers that
+// cannot be reached never hold up the others).
+func (p *Provider) goAnswer(requestor peer.ID, ann *wire.Announce) {
+	p.mu.Lock()
+	if p.inflight[requestor] >= maxAnswersPerRequestor {
+		p.mu.Unlock()
+		p.log.Debug("announcement dropped: too many answers in flight to its requestor", "peer", requestor, "task", ann.TaskID)
+		return
+	}
+	p.inflight[requestor]++
+	p.mu.Unlock()
+	done := func() {
+		p.mu.Lock()
+		if p.inflight[requestor]--; p.inflight[requestor] <= 0 {
+			delete(p.inflight, requestor)
 		}
-		if ann.Requestor != msg.GetFrom().String() {
-			p.log.Debug("announcement signed by another peer", "peer", msg.GetFrom(), "claims", ann.Requestor)
-			continue
-		}
-		if ann.Req.Provider != "" && ann.Req.Provider != p.h.ID().String() {
-			continue // pinned to another provider
-		}
-		if slices.Contains(ann.Req.Exclude, p.h.ID().String()) {
-			continue // the requestor does not want this provider for it
-		}
+		p.mu.Unlock()
+	}
+	slots := p.answering
+	if p.h.Network().Connectedness(requestor) != network.Connected {
+		slots = p.dialing
 		select {
-		case p.answering <- struct{}{}:
-		case <-p.ctx.Done():
+		case slots <- struct{}{}:
+		default:
+			done()
+			p.log.Debug("announcement dropped: too many requestors being dialed", "peer", requestor, "task", ann.TaskID)
 			return
 		}
-		p.wg.Add(1)
-		go func() {
-			defer p.wg.Done()
-			defer func() { <-p.answering }()
-			p.answer(msg.GetFrom(), ann)
-		}()
+	} else {
+		select {
+		case slots <- struct{}{}:
+		case <-p.ctx.Done():
+			done()
+			return
+		}
 	}
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		defer done()
+		defer func() { <-slots }()
+		p.answer(requestor, ann)
+	}()
 }
 
 // decide returns a bid or a decline for an announcement, reserving capacity
@@ -139,11 +167,23 @@ func (p *Provider) decide(requestor peer.ID, ann *wire.Announce) wire.Bid {
 }
 
 // answer sends the bid or decline for one announcement to its requestor.
+// It connects first, holding nothing: capacity is reserved (decide) only
+// once the requestor is reachable, and given back when the bid is not
+// taken.
 func (p *Provider) answer(requestor peer.ID, ann *wire.Announce) {
+	if p.h.Network().Connectedness(requestor) != network.Connected {
+		ctx, cancel := context.WithTimeout(p.ctx, dialTimeout)
+		_, err := p.h.Network().DialPeer(ctx, requestor)
+		cancel()
+		if err != nil {
+			p.log.Debug("requestor unreachable; not answering", "peer", requestor, "task", ann.TaskID, "err", err)
+			return
+		}
+	}
 	bid := p.decide(requestor, ann)
 	key := execKey(requestor.String(), ann.TaskID, ann.Attempt)
 	var ack wire.BidAck
-	ctx, cancel := context.WithTimeout(p.ctx, 10*time.Second)
+	ctx, cancel := context.WithTimeout(p.ctx, bidTimeout)
 	defer cancel()
 	err := stream.Request(ctx, p.h, requestor, wire.ProtoBid, &bid, wire.MaxAckSize, &ack)
 	if bid.Decline != "" {
@@ -180,8 +220,9 @@ func (p *Provider) accept(from peer.ID, body []byte) wire.AwardReply {
 	// that never received a bid (or whose bid expired) can make this
 	// provider spend nothing.
 	key := execKey(from.String(), award.TaskID, award.Attempt)
-	if ok, why := p.admit.reservedFor(key, from.String()); !ok {
-		return wire.AwardReply{Code: wire.CodeNoReservation, Reason: why}
+	if refusal := p.authorizeAward(from, key); refusal != nil {
+		p.log.Debug("award refused", "peer", from, "task", award.TaskID, "reason", refusal.Reason)
+		return *refusal
 	}
 	if why := p.imageRefused(award.Spec); why != "" {
 		p.admit.release(key)
@@ -238,7 +279,15 @@ func (p *Provider) run(ctx context.Context, ex executor.Executor, rec *ExecRecor
 	rep := &wire.Report{TaskID: rec.TaskID, Attempt: rec.Attempt, State: wire.ExecCompleted}
 	res := &wire.Result{ExitCode: -1, StartedAt: started}
 	var out *executor.Result
-	pr, err := p.prepare(ctx, ex, rec)
+	// However slowly a peer sends the image and inputs, preparing holds
+	// the award's capacity (and an image's lock) for PrepareTimeout at most.
+	pctx, pcancel := context.WithTimeoutCause(ctx, p.cfg.PrepareTimeout,
+		fmt.Errorf("fetching the image and inputs took longer than %s", p.cfg.PrepareTimeout))
+	pr, err := p.prepare(pctx, ex, rec)
+	if err != nil && pctx.Err() != nil && ctx.Err() == nil {
+		err = fmt.Errorf("%w: %w", context.Cause(pctx), err)
+	}
+	pcancel()
 	if pr != nil {
 		defer pr.cleanup(p.log)
 	}
@@ -300,6 +349,7 @@ func (p *Provider) run(ctx context.Context, ex executor.Executor, rec *ExecRecor
 		return
 	}
 	p.log.Info("task finished", "task", rec.TaskID, "exit", res.ExitCode, "err", res.Error, "wall_ms", res.Usage.WallMS)
+	p.shareOutputs(saved) // before the requestor hears of them
 	p.goDeliver(saved)
 }
 

@@ -96,6 +96,9 @@ type Requestor struct {
 	// lastBeat is when the provider holding a task was last heard from
 	// (kept in memory: after a restart every provider gets a fresh grace).
 	lastBeat map[string]time.Time
+	// shares end the content shares made for each task's providers (task
+	// id → provider → release); see share.go.
+	shares map[string]map[string]func()
 	all      allWatchers // WatchAll's feeds (watch.go)
 	volMu    sync.Mutex  // serializes volume table swaps (volume.go)
 
@@ -107,6 +110,12 @@ type Requestor struct {
 type auction struct {
 	attempt int
 	bids    chan bidFrom
+	// pinned is the only provider that may bid ("" for any), excluded
+	// those that may not; seen the providers that bid (guarded by
+	// Requestor.mu, at most maxBidsPerAuction).
+	pinned   string
+	excluded map[string]bool
+	seen     map[peer.ID]bool
 }
 
 type bidFrom struct {
@@ -139,7 +148,7 @@ func NewRequestor(h host.Host, store TaskStore, topic *pubsub.Topic, cfg Request
 	r := &Requestor{
 		h: h, store: store, cfg: cfg, log: cfg.Logger.With("role", "requestor"), topic: topic,
 		auctions: map[string]*auction{}, watchers: map[string]map[*watcher]struct{}{},
-		drivers: map[string]bool{}, rep: newRepBook(nil), limit: stream.NewLimiter(streamRate, streamBurst), verifyFns: map[string]VerifyFunc{}, peersCh: make(chan struct{}), lastBeat: map[string]time.Time{},
+		drivers: map[string]bool{}, rep: newRepBook(nil), limit: stream.NewLimiter(streamRate, streamBurst), verifyFns: map[string]VerifyFunc{}, peersCh: make(chan struct{}), lastBeat: map[string]time.Time{}, shares: map[string]map[string]func(){},
 		ctx: ctx, cancel: cancel,
 	}
 	evts, err := topic.EventHandler()
@@ -163,6 +172,9 @@ func (r *Requestor) Start() error {
 	r.rep = newRepBook(tasks)
 	for _, t := range tasks {
 		if !t.State.IsTerminal() {
+			if t.Provider != "" && (t.State == StateAwarded || t.State == StateRunning) {
+				r.share(t, t.Provider) // it may still be fetching
+			}
 			r.log.Info("resuming task", "task", t.ID, "state", t.State)
 			r.startDriver(t.ID)
 		}
@@ -351,6 +363,7 @@ func (r *Requestor) update(id string, fn func(*Task) error) (*Task, error) {
 			r.rep.record(e)
 		}
 	}
+	r.unshareEnded(t)
 	observeUpdate(r.cfg.Observer, t)
 	r.notify(t)
 	return t, nil

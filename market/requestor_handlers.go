@@ -26,9 +26,11 @@ func (r *Requestor) handleBid(s network.Stream) {
 	}
 	r.mu.Lock()
 	a := r.auctions[bid.TaskID]
+	refusal := authorizeBid(a, from, bid)
 	r.mu.Unlock()
-	if a == nil || a.attempt != bid.Attempt {
-		_ = stream.WriteMsg(s, &wire.BidAck{Code: wire.CodeAuctionClosed, Reason: "auction closed"})
+	if refusal != nil {
+		r.log.Debug("bid refused", "task", bid.TaskID, "peer", from, "code", refusal.Code, "reason", refusal.Reason)
+		_ = stream.WriteMsg(s, refusal)
 		return
 	}
 	select {

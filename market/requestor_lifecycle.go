@@ -165,7 +165,14 @@ func (r *Requestor) runAuction(t *Task) error {
 	if err != nil {
 		return err
 	}
-	a := &auction{attempt: attempt, bids: make(chan bidFrom, 64)}
+	excluded := failedProviders(t)
+	// A provider that failed this task may still bid (its bid is recorded
+	// as skipped, for "why is my task waiting"); one the spec excludes may not.
+	notAllowed := map[string]bool{}
+	for _, p := range t.Spec.Exclude {
+		notAllowed[p] = true
+	}
+	a := &auction{attempt: attempt, bids: make(chan bidFrom, 64), pinned: t.Spec.Provider, excluded: notAllowed, seen: map[peer.ID]bool{}}
 	r.mu.Lock()
 	r.auctions[t.ID] = a
 	r.mu.Unlock()
@@ -177,7 +184,6 @@ func (r *Requestor) runAuction(t *Task) error {
 		r.mu.Unlock()
 	}()
 
-	excluded := failedProviders(t)
 	expected, known := r.waitForProviders(t, excluded)
 	if len(expected) == 0 {
 		why := "no provider is reachable on the task topic"
@@ -360,6 +366,9 @@ func (r *Requestor) award(t *Task, attempt, known int, got []bidFrom, excluded m
 		if err != nil {
 			return err
 		}
+		// The provider fetches the image and inputs right after it
+		// accepts: they must be shared with it before (share.go).
+		r.share(t, rec.Provider)
 		var reply wire.AwardReply
 		err := stream.Request(r.ctx, r.h, pid, wire.ProtoAward, &wire.Award{TaskID: t.ID, Attempt: attempt, Spec: t.Spec}, wire.MaxAckSize, &reply)
 		if err == nil && reply.Accepted {

@@ -1,6 +1,7 @@
 package market
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -90,6 +91,7 @@ func TestRepBook(t *testing.T) {
 // capacity, a place and a queued award alike; expiry frees reservations.
 func TestAdmission(t *testing.T) {
 	a := newAdmission(Capacity{CPUs: 2, MemoryBytes: 1 << 30}, 1, nil)
+	a.vouch("R", time.Now()) // a known customer; newcomers: TestAdmissionNewcomers
 	res := wire.Resources{CPUs: 1, MemoryBytes: 256 << 20}
 	for _, k := range []string{"t1", "t2"} {
 		if start, why := a.reserve(k, "R", res, time.Minute); why != "" || start != 0 {
@@ -144,6 +146,7 @@ func TestAdmission(t *testing.T) {
 	}
 	// A place queued and then released leaves the queue: another fits.
 	a2 := newAdmission(Capacity{CPUs: 1, MemoryBytes: 1 << 30}, 1, nil)
+	a2.vouch("R", time.Now())
 	a2.reserve("x", "R", res, time.Minute)
 	a2.reserve("y", "R", res, time.Minute)
 	if queued, _ := a2.claim("y", "R", res); !queued {
@@ -155,8 +158,64 @@ func TestAdmission(t *testing.T) {
 	}
 	// An expired reservation frees its capacity.
 	a3 := newAdmission(Capacity{CPUs: 1, MemoryBytes: 1 << 30}, 1, nil)
+	a3.vouch("R", time.Now())
 	a3.reserve("e", "R", res, time.Nanosecond)
 	if !testwait.Until(t.Context(), time.Second, time.Millisecond, func() bool { return a3.Free().CPUs == 1 }) {
 		t.Fatalf("free after expiry = %+v", a3.Free())
+	}
+}
+
+// TestAdmissionNewcomers: bids of requestors that never paid this provider
+// (every identity a Sybil makes) reserve at most half of the capacity
+// together, however many identities they use, and promise a bounded number
+// of queue places; a known customer still reserves the rest at once.
+func TestAdmissionNewcomers(t *testing.T) {
+	a := newAdmission(Capacity{CPUs: 4, MemoryBytes: 8 << 30}, 4, nil)
+	res := wire.Resources{CPUs: 1, MemoryBytes: 256 << 20}
+	reserved, placed, refused := 0, 0, 0
+	for i := range 200 {
+		sybil := fmt.Sprintf("sybil-%d", i)
+		for j := range 20 {
+			start, why := a.reserve(fmt.Sprintf("%s/task-%d/1", sybil, j), sybil, res, time.Minute)
+			switch {
+			case why != "":
+				refused++
+			case start == 0:
+				reserved++
+			default:
+				placed++
+			}
+		}
+	}
+	if reserved != 2 {
+		t.Fatalf("newcomers reserved %d cpus of 4, want 2 (half)", reserved)
+	}
+	if placed > placesPerQueueSlot*4 {
+		t.Fatalf("newcomers were promised %d queue places, bound %d", placed, placesPerQueueSlot*4)
+	}
+	if len(a.places) > placesPerQueueSlot*4 || len(a.held) != 2 {
+		t.Fatalf("admission holds %d places and %d reservations", len(a.places), len(a.held))
+	}
+	// One newcomer alone cannot take every promised place either.
+	b := newAdmission(Capacity{CPUs: 1, MemoryBytes: 1 << 30}, 100, nil)
+	for j := range 100 {
+		b.reserve(fmt.Sprintf("one/task-%d/1", j), "one", res, time.Minute)
+	}
+	if len(b.places) != maxPlacesPerRequestor {
+		t.Fatalf("one requestor holds %d places, bound %d", len(b.places), maxPlacesPerRequestor)
+	}
+	// A known customer reserves the half the newcomers could not.
+	a.vouch("customer", time.Now())
+	for j := range 2 {
+		if start, why := a.reserve(fmt.Sprintf("customer/task-%d/1", j), "customer", res, time.Minute); why != "" || start != 0 {
+			t.Fatalf("customer's reservation %d: %q start %d", j, why, start)
+		}
+	}
+	// The book of known customers is bounded.
+	for i := range maxKnownRequestors + 10 {
+		a.vouch(fmt.Sprintf("payer-%d", i), time.Now().Add(time.Duration(i)))
+	}
+	if len(a.known) != maxKnownRequestors {
+		t.Fatalf("%d known requestors, bound %d", len(a.known), maxKnownRequestors)
 	}
 }
