@@ -54,10 +54,29 @@ func New(baseURL, token string) *Client {
 	return &Client{BaseURL: strings.TrimRight(baseURL, "/"), Token: token, HTTP: &http.Client{}}
 }
 
+// Option changes how FromHome builds a client.
+type Option func(*options)
+
+type options struct {
+	fingerprint string
+}
+
+// WithFingerprint pins the API's certificate to fingerprint (see Pin),
+// over $OFFLOAD_API_FINGERPRINT and the home's api.fingerprint. An empty
+// fingerprint changes nothing.
+func WithFingerprint(fingerprint string) Option {
+	return func(o *options) { o.fingerprint = fingerprint }
+}
+
 // FromHome returns a client for the node running with the given home. It
-// pins the certificate named by $OFFLOAD_API_FINGERPRINT when set, else the
-// one in $home/api.fingerprint when the home has one.
-func FromHome(home string) (*Client, error) {
+// pins the API's certificate to the first fingerprint it finds: the one
+// given WithFingerprint, $OFFLOAD_API_FINGERPRINT, then the home's
+// api.fingerprint (written by a node serving HTTPS).
+func FromHome(home string, opts ...Option) (*Client, error) {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
 	api, err := os.ReadFile(filepath.Join(home, APIFile))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("%w for home %s: start one with `offload node --home %s` (add --provider to sell compute)", ErrNoNode, home, home)
@@ -70,7 +89,10 @@ func FromHome(home string) (*Client, error) {
 		return nil, fmt.Errorf("read api token: %w", err)
 	}
 	c := New(strings.TrimSpace(string(api)), strings.TrimSpace(string(token)))
-	fp := os.Getenv(FingerprintEnv)
+	fp := o.fingerprint
+	if fp == "" {
+		fp = os.Getenv(FingerprintEnv)
+	}
 	if fp == "" {
 		b, err := os.ReadFile(filepath.Join(home, FingerprintFile))
 		if err != nil && !errors.Is(err, fs.ErrNotExist) {

@@ -2,15 +2,20 @@ package main
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
 
 	"github.com/spf13/cobra"
+
+	"github.com/offload-project/offload/client"
 )
 
 func newIDCmd(g *globals) *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "id [--json]",
-		Short: "Show the running node's peer id and addresses",
+		Short: "Show the running node's peer id, addresses, API URL and API certificate fingerprint",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := g.client()
@@ -27,6 +32,12 @@ func newIDCmd(g *globals) *cobra.Command {
 			fmt.Fprintln(cmd.OutOrStdout(), id.ID)
 			for _, a := range id.Addrs {
 				fmt.Fprintln(cmd.OutOrStdout(), "  "+a)
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), "api "+c.BaseURL)
+			// The pin this client checked the API against, as the node
+			// wrote it: what a client on another machine must pin.
+			if fp, err := os.ReadFile(filepath.Join(g.home, client.FingerprintFile)); err == nil && strings.HasPrefix(c.BaseURL, "https://") {
+				fmt.Fprintln(cmd.OutOrStdout(), "api certificate "+strings.TrimSpace(string(fp)))
 			}
 			return nil
 		},

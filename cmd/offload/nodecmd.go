@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/docker/go-units"
@@ -10,6 +11,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/spf13/cobra"
 
+	"github.com/offload-project/offload/client"
 	"github.com/offload-project/offload/node"
 )
 
@@ -26,7 +28,7 @@ func newNodeCmd(g *globals) *cobra.Command {
 	var labels, executors []string
 	var taskDisk string
 	cmd := &cobra.Command{
-		Use:   "node [--provider] [--listen MA]... [--bootstrap MA]... [--api HOST:PORT]",
+		Use:   "node [--provider] [--listen MA]... [--bootstrap MA]... [--api HOST:PORT] [--metrics HOST:PORT]",
 		Short: "Run a node (a requestor; with --provider also a provider)",
 		Long: `Run a node until interrupted.
 
@@ -35,7 +37,18 @@ announced tasks within its free capacity and runs them with its executors.
 
 The API listens on loopback; the URL it actually listens on is written to
 $home/api and its token to $home/api.token, so '--api 127.0.0.1:0' and
-'--listen /ip4/127.0.0.1/tcp/0' pick free ports.`,
+'--listen /ip4/127.0.0.1/tcp/0' pick free ports.
+
+Beyond loopback (--api-allow-remote) the API is served over HTTPS only: with
+--api-tls-cert/--api-tls-key, or else a self-signed certificate the node
+generates once and keeps in its home. The certificate's SHA-256 fingerprint
+is printed and written to $home/api.fingerprint; clients on other machines
+pin it (--api-fingerprint or OFFLOAD_API_FINGERPRINT).
+
+/metrics on the API needs the API token (Prometheus sends it with
+'authorization: {credentials_file: HOME/api.token}'). --metrics HOST:PORT
+also serves /metrics WITHOUT a token on that address, for a scraper the
+operator lets reach it.`,
 		Example: `  offload node --provider --listen /ip4/0.0.0.0/tcp/4001
   offload node --bootstrap /ip4/192.0.2.1/tcp/4001/p2p/12D3KooW...`,
 		Args: cobra.NoArgs,
@@ -66,6 +79,14 @@ $home/api and its token to $home/api.token, so '--api 127.0.0.1:0' and
 			for _, a := range id.Addrs {
 				fmt.Fprintf(cmd.ErrOrStderr(), "  listening on %s\n", a)
 			}
+			if fp := n.APIFingerprint(); fp != "" {
+				fmt.Fprintf(cmd.ErrOrStderr(), "  api %s, certificate %s (clients pin it: %s)\n", n.APIURL(), fp, filepath.Join(cfg.Home, client.FingerprintFile))
+			} else if u := n.APIURL(); u != "" {
+				fmt.Fprintf(cmd.ErrOrStderr(), "  api %s\n", u)
+			}
+			if u := n.MetricsURL(); u != "" {
+				fmt.Fprintf(cmd.ErrOrStderr(), "  metrics %s (no token)\n", u)
+			}
 			<-cmd.Context().Done()
 			fmt.Fprintln(cmd.ErrOrStderr(), "stopping node")
 			return n.Close()
@@ -76,7 +97,12 @@ $home/api and its token to $home/api.token, so '--api 127.0.0.1:0' and
 	f.StringArrayVar(&cfg.Listen, "listen", nil, "libp2p listen multiaddr (repeatable; default /ip4/0.0.0.0/tcp/4001 and QUIC)")
 	f.StringArrayVar(&cfg.Bootstrap, "bootstrap", nil, "bootstrap peer multiaddr with /p2p/ID (repeatable)")
 	f.StringVar(&cfg.APIAddr, "api", "127.0.0.1:5050", "HTTP API address (loopback unless --api-allow-remote)")
-	f.BoolVar(&cfg.AllowRemoteAPI, "api-allow-remote", false, "allow a non-loopback --api address")
+	f.BoolVar(&cfg.AllowRemoteAPI, "api-allow-remote", false, "allow a non-loopback --api address; the API is then served over HTTPS only (see --api-tls-cert)")
+	f.BoolVar(&cfg.APITLS, "api-tls", false, "serve the API over HTTPS on loopback too (self-signed unless --api-tls-cert)")
+	f.StringVar(&cfg.APITLSCert, "api-tls-cert", "", "PEM certificate the API serves over HTTPS (with --api-tls-key; default beyond loopback: a self-signed one kept in $home/api.crt)")
+	f.StringVar(&cfg.APITLSKey, "api-tls-key", "", "PEM private key of --api-tls-cert")
+	f.StringVar(&cfg.MetricsAddr, "metrics", "", "also serve /metrics WITHOUT a token on HOST:PORT (loopback unless --metrics-allow-remote); the API's /metrics needs the token")
+	f.BoolVar(&cfg.AllowRemoteMetrics, "metrics-allow-remote", false, "allow a non-loopback --metrics address: whoever reaches it reads the metrics, unauthenticated")
 	f.StringVar(&cfg.SwarmKeyPath, "swarm-key", "", "private swarm key file (default $home/swarm.key when present)")
 	f.StringSliceVar(&executors, "executors", nil, "executors to offer: docker,wasm (default: what is available)")
 	f.StringVar(&taskDisk, "task-disk", "", "disk each task may write: /outputs, /work and volumes together, and what it returns (default 1GiB)")

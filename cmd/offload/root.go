@@ -17,6 +17,8 @@ import (
 type globals struct {
 	home     string
 	logLevel string
+	// apiFingerprint pins the API's certificate (--api-fingerprint).
+	apiFingerprint string
 }
 
 func defaultHome() string {
@@ -51,6 +53,7 @@ how to load it (e.g. source <(offload completion bash)).`,
 	}
 	root.PersistentFlags().StringVar(&g.home, "home", defaultHome(), "node home directory (env OFFLOAD_HOME)")
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	root.PersistentFlags().StringVar(&g.apiFingerprint, "api-fingerprint", "", "SHA-256 fingerprint of the node API's TLS certificate to pin (env "+client.FingerprintEnv+"; default: $home/"+client.FingerprintFile+" when present)")
 	root.AddCommand(
 		newInitCmd(g), newSwarmKeyCmd(), newNodeCmd(g), newIDCmd(g), newPeersCmd(g),
 		newRunCmd(g), newStatusCmd(g), newListCmd(g), newCancelCmd(g), newDemoCmd(g),
@@ -70,7 +73,7 @@ func (g *globals) logger(w io.Writer) *slog.Logger {
 }
 
 func (g *globals) client() (*client.Client, error) {
-	return client.FromHome(g.home)
+	return client.FromHome(g.home, client.WithFingerprint(g.apiFingerprint))
 }
 
 func printJSON(w io.Writer, v any) error {
