@@ -483,6 +483,7 @@ func (p *Provider) handleCancel(s network.Stream) {
 			_ = stream.WriteMsg(s, &wire.Ack{OK: true, Reason: "reservation released"})
 			return
 		}
+		p.log.Debug("cancel refused: nothing of this peer's runs or is reserved under that task", "peer", from, "task", c.TaskID)
 		_ = stream.WriteMsg(s, &wire.Ack{Code: wire.CodeUnknownTask, Reason: "not running here"})
 		return
 	}
