@@ -76,6 +76,11 @@ type AddOptions struct {
 	// read more file bytes than this (counted while reading, not from a
 	// prior stat).
 	MaxBytes int64
+	// Public publishes the added root (see Store.Publish): any peer may
+	// fetch it and it is announced through the content router. Without it
+	// the content is private: served only to peers it is shared with
+	// (Store.Share) and never announced.
+	Public bool
 }
 
 // Version returns a pointer to v, for AddOptions.CIDVersion.
@@ -302,7 +307,7 @@ func (im *importer) dir(ctx context.Context, p string, n int, child func(i int) 
 }
 
 // AddFile imports the bytes of r as one unixfs file, pins the root under
-// opts.PinName, announces it and returns its CID. Memory stays bounded: r is
+// opts.PinName, publishes it when opts.Public is set and returns its CID. Memory stays bounded: r is
 // read one chunk at a time and blocks are written in small batches.
 func (s *Store) AddFile(ctx context.Context, r io.Reader, opts AddOptions) (cid.Cid, error) {
 	return s.add(ctx, "add file", opts, func(im *importer) (ipld.Node, error) { return im.file(r) })
@@ -310,7 +315,8 @@ func (s *Store) AddFile(ctx context.Context, r io.Reader, opts AddOptions) (cid.
 
 // AddPath imports a file, a symlink or a directory tree (recursively, hidden
 // files included) at path, pins the root under opts.PinName (default: the
-// base name of path), announces it and returns its CID. Set opts.Untrusted
+// base name of path), publishes it when opts.Public is set and returns its
+// CID. Set opts.Untrusted
 // when someone else controls what lies beneath path.
 func (s *Store) AddPath(ctx context.Context, path string, opts AddOptions) (cid.Cid, error) {
 	if opts.PinName == "" {
@@ -345,6 +351,10 @@ func (s *Store) add(ctx context.Context, op string, opts AddOptions, build func(
 	if err := s.putPin(ctx, root, opts.PinName); err != nil {
 		return cid.Undef, fmt.Errorf("content: %s: %w", op, err)
 	}
-	s.provide(root)
+	if opts.Public {
+		if err := s.publish(ctx, root); err != nil {
+			return cid.Undef, fmt.Errorf("content: %s: publish: %w", op, err)
+		}
+	}
 	return root, nil
 }

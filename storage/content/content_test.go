@@ -83,6 +83,9 @@ func TestTwoNodeFile(t *testing.T) {
 			if last != int64(tc.size) {
 				t.Errorf("progress ended at %d, want %d", last, tc.size)
 			}
+			// Private by default: b fetches it because a shares it.
+			release := a.store.Share(b.h.ID(), c)
+			defer release()
 			dest := filepath.Join(t.TempDir(), "out")
 			if err := b.store.Get(t.Context(), c, dest, content.GetOptions{Timeout: 10 * time.Second}); err != nil {
 				t.Fatal(err)
@@ -189,7 +192,8 @@ func TestTwoNodeDirectory(t *testing.T) {
 	connect(t, a, b)
 	src := makeTree(t)
 	for _, ver := range []int{0, 1} {
-		c, err := a.store.AddPath(t.Context(), src, content.AddOptions{CIDVersion: content.Version(ver)})
+		// Published, so b fetches it without a grant.
+		c, err := a.store.AddPath(t.Context(), src, content.AddOptions{CIDVersion: content.Version(ver), Public: true})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -313,6 +317,7 @@ func TestGetRefusesEscapingNames(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			c := addDir(t, a.store, links)
+			defer a.store.Share(b.h.ID(), c)()
 			parent := t.TempDir()
 			dest := filepath.Join(parent, "out")
 			err := b.store.Get(t.Context(), c, dest, content.GetOptions{Timeout: 10 * time.Second})
@@ -442,6 +447,7 @@ func TestThirdNodeWithPeerHint(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(a.store.Share(c.h.ID(), root))
 	// c knows where a listens but is not connected to anyone and has no
 	// routing: only the hint can find the content.
 	c.h.Peerstore().AddAddrs(a.h.ID(), a.h.Addrs(), peerstore.TempAddrTTL)

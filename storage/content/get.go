@@ -42,8 +42,9 @@ type FetchOptions struct {
 	// Progress, when set, is called with the total block bytes made local
 	// (fetched or already held) so far.
 	Progress func(n int64)
-	// Pin pins the root under PinName once everything is local, and
-	// announces it.
+	// Pin pins the root under PinName once everything is local. Fetched
+	// content is private like added content: it is neither served to other
+	// peers nor announced unless shared or published.
 	Pin     bool
 	PinName string
 }
@@ -85,7 +86,6 @@ func (s *Store) Fetch(ctx context.Context, c cid.Cid, opts FetchOptions) error {
 		if err := s.putPin(ctx, c, opts.PinName); err != nil {
 			return fmt.Errorf("content: fetch: %w", err)
 		}
-		s.provide(c)
 	}
 	return nil
 }

@@ -33,6 +33,7 @@ type config struct {
 	fetchConcurrency int
 	bitswapOpts      []bitswap.Option
 	syncWrites       bool
+	maxSharedBlocks  int
 }
 
 // Option configures a Store.
@@ -87,7 +88,8 @@ func WithFetchConcurrency(n int) Option {
 }
 
 // WithBitswapOptions appends options passed to bitswap.New after the
-// package's own tuning, so they win.
+// package's own tuning, so they win; the store's peer block request filter
+// (access control, see Share) comes after them and cannot be replaced.
 func WithBitswapOptions(opts ...bitswap.Option) Option {
 	return func(c *config) error {
 		c.bitswapOpts = append(c.bitswapOpts, opts...)
@@ -101,6 +103,19 @@ func WithBitswapOptions(opts ...bitswap.Option) Option {
 func WithSyncWrites(sync bool) Option {
 	return func(c *config) error {
 		c.syncWrites = sync
+		return nil
+	}
+}
+
+// WithMaxSharedBlocks bounds the block entries that all live grants of
+// Share and Grant hold together (DefaultMaxSharedBlocks when unset); a
+// grant that would pass it is refused with ErrShareLimit.
+func WithMaxSharedBlocks(n int) Option {
+	return func(c *config) error {
+		if n <= 0 {
+			return errors.New("max shared blocks must be positive")
+		}
+		c.maxSharedBlocks = n
 		return nil
 	}
 }

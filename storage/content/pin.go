@@ -67,13 +67,18 @@ func (s *Store) Pin(ctx context.Context, c cid.Cid, name string) error {
 	return nil
 }
 
-// Unpin removes the pin of c; its blocks go at the next GC unless another
-// pin reaches them. Unpinning content that is not pinned is not an error.
+// Unpin removes the pin of c and its public mark, if any; its blocks go at
+// the next GC unless another pin reaches them, and stop being public at the
+// next GC unless another published root reaches them. Unpinning content
+// that is not pinned is not an error.
 func (s *Store) Unpin(ctx context.Context, c cid.Cid) error {
 	s.gcMu.RLock()
 	defer s.gcMu.RUnlock()
 	if s.closed() {
 		return fmt.Errorf("content: unpin %s: %w", c, ErrClosed)
+	}
+	if err := s.unpublish(ctx, c); err != nil {
+		return fmt.Errorf("content: unpin %s: %w", c, err)
 	}
 	if err := s.ds.Delete(ctx, pinKey(c)); err != nil && !errors.Is(err, ds.ErrNotFound) {
 		return fmt.Errorf("content: unpin %s: %w", c, err)
@@ -114,7 +119,9 @@ func (s *Store) Pins(ctx context.Context) ([]Pin, error) {
 // GC deletes every block not reachable from a pin and returns how many it
 // removed. It waits for adds and fetches in progress and blocks new ones
 // while it runs. Blocks of a pinned DAG that are missing locally are
-// skipped, not an error.
+// skipped, not an error. It also rebuilds the set of public blocks from the
+// published roots that are still pinned, so marks of unpinned roots and of
+// collected blocks do not stay in memory.
 func (s *Store) GC(ctx context.Context) (removed int, err error) {
 	s.gcMu.Lock()
 	defer s.gcMu.Unlock()
@@ -125,16 +132,32 @@ func (s *Store) GC(ctx context.Context) (removed int, err error) {
 	if err != nil {
 		return 0, fmt.Errorf("content: gc: %w", err)
 	}
+	published, err := s.publishedRoots(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("content: gc: published roots: %w", err)
+	}
+	isPublic := make(map[cid.Cid]bool, len(published))
+	for _, c := range published {
+		isPublic[c] = true
+	}
 	marked := make(map[string]struct{})
+	public := make(map[string]struct{})
 	for _, p := range pins {
+		pub := isPublic[p.Root]
 		err := s.walkLocal(ctx, p.Root, func(c cid.Cid, _ ipld.Node, _ int) error {
 			marked[string(c.Hash())] = struct{}{}
+			if pub {
+				public[string(c.Hash())] = struct{}{}
+			}
 			return nil
 		}, nil)
 		if err != nil {
 			return 0, fmt.Errorf("content: gc: mark %s: %w", p.Root, err)
 		}
 	}
+	s.access.mu.Lock()
+	s.access.public = public
+	s.access.mu.Unlock()
 	keys, err := s.bstore.AllKeysChan(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("content: gc: list blocks: %w", err)

@@ -23,6 +23,7 @@ func TestRefetchAfterGC(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(a.store.Share(b.h.ID(), c))
 	for round := range 4 {
 		dest := filepath.Join(t.TempDir(), "out")
 		start := time.Now()

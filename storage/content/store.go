@@ -19,6 +19,7 @@ import (
 	badger "github.com/ipfs/go-ds-badger4"
 	ipld "github.com/ipfs/go-ipld-format"
 	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/routing"
 )
 
@@ -63,29 +64,40 @@ type Store struct {
 	dag     ipld.DAGService           // online
 	offline ipld.DAGService           // local blocks only
 
-	// gcMu is held for reading by adds and fetches and for writing by GC.
+	// access decides which peer may fetch which block (Share, Publish).
+	access *access
+
+	// gcMu is held for reading by adds, fetches, grants and publishes and
+	// for writing by GC.
 	gcMu sync.RWMutex
 
 	ctx       context.Context // the store's lifetime
 	cancel    context.CancelFunc
-	wg        sync.WaitGroup // background provides
+	wg        sync.WaitGroup // background provides and the denial checker
 	closeOnce sync.Once
 	closeErr  error
 }
 
 // New opens the block store under dir (created if missing) and starts
 // bitswap on h. r may be nil: the store then neither announces nor searches
-// content, and fetches only from connected or hinted peers. Otherwise added
-// roots are provided through r and missing content is looked up with it
-// after bitswap's provider search delay; the node passes its *dht.IpfsDHT.
+// content, and fetches only from connected or hinted peers. Otherwise
+// published roots (and only those) are provided through r, and missing
+// content is looked up with it after bitswap's provider search delay; the
+// node passes its *dht.IpfsDHT. Bitswap itself gets r only as a provider
+// finder and never announces what it receives.
+//
+// Content is private: bitswap serves a block only to peers it was shared
+// with (Share) or, once published (Publish), to anyone. New loads the
+// published roots from dir, rebuilding the public set by walking each once,
+// and announces them again.
 //
 // ctx only bounds construction; the store lives until Close.
 //
 // Defaults for unset options: inactivity timeout DefaultTimeout, provide
 // timeout DefaultProvideTimeout, fetch concurrency DefaultFetchConcurrency,
-// Badger without sync writes, bitswap with MaxOutstandingBytesPerPeer
-// DefaultMaxOutstandingBytesPerPeer and TargetMessageSize
-// DefaultTargetMessageSize.
+// shared block limit DefaultMaxSharedBlocks, Badger without sync writes,
+// bitswap with MaxOutstandingBytesPerPeer DefaultMaxOutstandingBytesPerPeer
+// and TargetMessageSize DefaultTargetMessageSize.
 func New(ctx context.Context, h host.Host, r Router, dir string, opts ...Option) (*Store, error) {
 	if h == nil {
 		return nil, errors.New("content: new: nil host")
@@ -111,6 +123,9 @@ func New(ctx context.Context, h host.Host, r Router, dir string, opts ...Option)
 	if cfg.fetchConcurrency == 0 {
 		cfg.fetchConcurrency = DefaultFetchConcurrency
 	}
+	if cfg.maxSharedBlocks == 0 {
+		cfg.maxSharedBlocks = DefaultMaxSharedBlocks
+	}
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("content: new: %w", err)
 	}
@@ -128,8 +143,10 @@ func New(ctx context.Context, h host.Host, r Router, dir string, opts ...Option)
 
 	var finder routing.ContentDiscovery
 	if r != nil {
-		finder = r
+		// Only the finding half: nothing bitswap does can announce.
+		finder = findOnly{r}
 	}
+	acc := newAccess(cfg.maxSharedBlocks)
 	bsOpts := []bitswap.Option{
 		bitswap.MaxOutstandingBytesPerPeer(DefaultMaxOutstandingBytesPerPeer),
 		bitswap.WithTargetMessageSize(DefaultTargetMessageSize),
@@ -137,6 +154,8 @@ func New(ctx context.Context, h host.Host, r Router, dir string, opts ...Option)
 		bitswap.ProviderSearchDelay(time.Second),
 	}
 	bsOpts = append(bsOpts, cfg.bitswapOpts...)
+	// Last, so no option given through WithBitswapOptions replaces it.
+	bsOpts = append(bsOpts, bitswap.WithPeerBlockRequestFilter(acc.allow))
 
 	sctx, cancel := context.WithCancel(context.Background())
 	bswap := bitswap.New(sctx, bsnet.NewFromIpfsHost(h), finder, bs, bsOpts...)
@@ -153,10 +172,23 @@ func New(ctx context.Context, h host.Host, r Router, dir string, opts ...Option)
 		bserv:   bserv,
 		dag:     merkledag.NewDAGService(bserv),
 		offline: merkledag.NewDAGService(blockservice.New(bs, offline.Exchange(bs))),
+		access:  acc,
 		ctx:     sctx,
 		cancel:  cancel,
 	}
+	s.wg.Add(1)
+	go s.checkDenied()
+	if err := s.loadPublic(ctx); err != nil {
+		return nil, errors.Join(fmt.Errorf("content: new: %w", err), s.Close())
+	}
 	return s, nil
+}
+
+// findOnly hides every method of a router but FindProvidersAsync.
+type findOnly struct{ r routing.ContentDiscovery }
+
+func (f findOnly) FindProvidersAsync(ctx context.Context, c cid.Cid, n int) <-chan peer.AddrInfo {
+	return f.r.FindProvidersAsync(ctx, c, n)
 }
 
 // badgerOptions tunes Badger for a block store: blocks (up to 1 MiB, mostly
@@ -198,7 +230,9 @@ func (s *Store) Close() error {
 
 func (s *Store) closed() bool { return s.ctx.Err() != nil }
 
-// provide announces root through the router in the background.
+// provide announces root through the router in the background. Only
+// published roots are announced: Publish, AddOptions.Public and the reload
+// of published roots in New call it, nothing else.
 func (s *Store) provide(root cid.Cid) {
 	if s.router == nil || s.closed() {
 		return
@@ -215,6 +249,9 @@ func (s *Store) provide(root cid.Cid) {
 		s.log.Debug("provided", "cid", root)
 	}()
 }
+
+// Logger returns the store's logger.
+func (s *Store) Logger() *slog.Logger { return s.log }
 
 // Host returns the libp2p host bitswap runs on.
 func (s *Store) Host() host.Host { return s.host }
