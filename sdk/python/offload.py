@@ -19,10 +19,15 @@ node) with asyncio, and mirrors the calls users know from MECAnywhere
 
     asyncio.run(main())
 
-Where the node is: ``Client(home=None, url=None, token=None)``. A running
-node writes its API URL to ``$home/api`` and its bearer token to
-``$home/api.token`` (mode 0600); the client reads both, like the Go client's
-``client.FromHome``. ``url`` and ``token`` override them.
+Where the node is: ``Client(home=None, url=None, token=None,
+fingerprint=None)``. A running node writes its API URL to ``$home/api`` and
+its bearer token to ``$home/api.token`` (mode 0600); the client reads both,
+like the Go client's ``client.FromHome``. ``url`` and ``token`` override
+them. An API served over HTTPS (always so beyond loopback) is pinned by the
+SHA-256 fingerprint of its certificate: ``fingerprint``, else
+``$OFFLOAD_API_FINGERPRINT``, else ``$home/api.fingerprint``; a certificate
+that does not match raises FingerprintError before the token is sent.
+Without a pin an https URL is verified against the system's authorities.
 
 Waiting never polls: a task is followed through the node's server-sent
 events (GET /api/v1/tasks/{id}/events), over asyncio streams, so one event
@@ -50,17 +55,19 @@ caller's own label.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import inspect
 import json
 import os
 import pathlib
 import shlex
 import shutil
+import ssl
 import tempfile
 import urllib.parse
 from typing import Any, Awaitable, Callable, Iterable
 
-__all__ = ["Client", "OffloadError", "NoNodeError", "TERMINAL_STATES", "DATA_ENV", "DATA_PATH_ENV", "DATA_MOUNT",
+__all__ = ["Client", "OffloadError", "NoNodeError", "FingerprintError", "TERMINAL_STATES", "DATA_ENV", "DATA_PATH_ENV", "DATA_MOUNT",
            "data_path"]
 
 #: States after which a task never changes.
@@ -98,6 +105,35 @@ class NoNodeError(OffloadError):
 
     def __init__(self, message: str):
         super().__init__(0, message)
+
+
+class FingerprintError(OffloadError):
+    """The API's TLS certificate is not the pinned one."""
+
+    def __init__(self, message: str):
+        super().__init__(0, message)
+
+
+#: Environment variable pinning the API's certificate (as the Go client).
+FINGERPRINT_ENV = "OFFLOAD_API_FINGERPRINT"
+
+
+def _parse_fingerprint(s: str) -> bytes:
+    """Reads a SHA-256 fingerprint as nodes write it ("sha256:" + hex), as
+    bare hex, or as openssl prints it (colons, upper case)."""
+    h = s.strip()
+    if h.lower().startswith("sha256 fingerprint="):
+        h = h.split("=", 1)[1]
+    if h.lower().startswith("sha256:"):
+        h = h[7:]
+    try:
+        b = bytes.fromhex(h.replace(":", ""))
+    except ValueError:
+        b = b""
+    if len(b) != 32:
+        raise OffloadError(0, f"certificate fingerprint {s!r}: want a SHA-256 digest "
+                              "(64 hex digits, as in $OFFLOAD_HOME/api.fingerprint)")
+    return b
 
 
 class _Response:
@@ -187,12 +223,15 @@ class Client:
     ``offload_task`` until ``join`` or ``disconnect``.
     """
 
-    def __init__(self, home: str | os.PathLike | None = None, url: str | None = None, token: str | None = None):
+    def __init__(self, home: str | os.PathLike | None = None, url: str | None = None, token: str | None = None,
+                 fingerprint: str | None = None):
         self.home = pathlib.Path(home or os.environ.get("OFFLOAD_HOME") or pathlib.Path.home() / ".offload")
         self._given_url = url.rstrip("/") if url else None
         self._given_token = token
+        self._given_pin = _parse_fingerprint(fingerprint) if fingerprint else None
         self._url = self._given_url
         self._token = self._given_token
+        self._pin = self._given_pin
         self._ids: dict[str, str] = {}  # caller's task_id -> node task id
         self._watchers: dict[str, asyncio.Task] = {}  # caller's task_id -> follower
         self._results: dict[str, dict] = {}
@@ -215,6 +254,15 @@ class Client:
                 self._token = (self.home / "api.token").read_text().strip()
             except FileNotFoundError:
                 raise NoNodeError(f"no API token in {self.home / 'api.token'}: is the node's home right?") from None
+        if self._pin is None:
+            pin = os.environ.get(FINGERPRINT_ENV)
+            if not pin:
+                try:
+                    pin = (self.home / "api.fingerprint").read_text()
+                except FileNotFoundError:
+                    pin = None
+            if pin and pin.strip():
+                self._pin = _parse_fingerprint(pin)
 
     @property
     def url(self) -> str:
@@ -239,6 +287,7 @@ class Client:
                 # A (re)starting node writes a new URL and maybe a new token.
                 self._url = self._given_url
                 self._token = self._given_token
+                self._pin = self._given_pin
             await asyncio.sleep(min(pause, max(0.0, deadline - loop.time())))
             pause = min(pause * 2, 1.0)
 
@@ -259,14 +308,36 @@ class Client:
                        accept: str | None = None) -> _Response:
         self._locate()
         u = urllib.parse.urlsplit(self._url + path)
-        if u.scheme != "http":
-            raise OffloadError(0, f"unsupported API URL {self._url!r} (want http://HOST:PORT)")
-        host, port = u.hostname or "127.0.0.1", u.port or 80
+        if u.scheme not in ("http", "https"):
+            raise OffloadError(0, f"unsupported API URL {self._url!r} (want http:// or https://HOST:PORT)")
+        host = u.hostname or "127.0.0.1"
+        port = u.port or (443 if u.scheme == "https" else 80)
+        ctx = None
+        if u.scheme == "https":
+            ctx = ssl.create_default_context()
+            if self._pin is not None:
+                # The pin, checked below before anything is sent, replaces
+                # the authorities and host name (a node's self-signed
+                # certificate has neither).
+                ctx.check_hostname = False
+                ctx.verify_mode = ssl.CERT_NONE
         try:
-            reader, writer = await asyncio.open_connection(host, port)
+            reader, writer = await asyncio.open_connection(host, port, ssl=ctx,
+                                                           server_hostname=host if ctx else None)
+        except ssl.SSLCertVerificationError as e:
+            raise OffloadError(0, f"the API certificate at {self._url} is not trusted (pin the node's self-signed "
+                                  f"certificate: fingerprint= or ${FINGERPRINT_ENV}, from its "
+                                  f"$OFFLOAD_HOME/api.fingerprint): {e}") from e
         except OSError as e:
             raise NoNodeError(f"no offload node answers at {self._url} (is it still running? start one with "
                               f"`offload node`): {e}") from e
+        if ctx is not None and self._pin is not None:
+            der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True) or b""
+            got = hashlib.sha256(der).digest()
+            if got != self._pin:
+                writer.close()
+                raise FingerprintError(f"the API certificate at {self._url} does not match the pinned fingerprint: "
+                                       f"it presented sha256:{got.hex()}, pinned sha256:{self._pin.hex()}")
         target = u.path + ("?" + u.query if u.query else "")
         length = len(body) if body is not None else (stream_from.stat().st_size if stream_from else 0)
         head = [f"{method} {target} HTTP/1.1", f"Host: {u.netloc}", f"Authorization: Bearer {self._token}",
