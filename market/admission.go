@@ -62,8 +62,9 @@ type admission struct {
 	// known holds the requestors that paid this provider (countersigned a
 	// receipt), with when they last did, at most maxKnownRequestors. The
 	// others (newcomers, and every identity a Sybil makes) share at most
-	// half of the capacity in reservations: a flood of bids that are never
-	// awarded cannot hold what known customers need.
+	// half of the capacity, in reservations and in awards alike: a flood
+	// of bids that are never awarded, or of awards whose content never
+	// arrives, cannot hold what known customers need.
 	known map[string]time.Time
 }
 
@@ -148,9 +149,7 @@ func (a *admission) reserve(key, requestor string, res wire.Resources, ttl time.
 	}
 	why = fits(free, res)
 	if why == "" {
-		if _, ok := a.known[requestor]; !ok {
-			why = fits(a.newcomerFreeLocked(), res)
-		}
+		why = a.newcomerFitsLocked(key, requestor, res)
 	}
 	if why == "" {
 		a.held[key] = hold{res: res, requestor: requestor, expires: now.Add(ttl)}
@@ -183,23 +182,35 @@ func (a *admission) reserve(key, requestor string, res wire.Resources, ttl time.
 	return int64(ahead / slots * float64(a.meanRunMS)), ""
 }
 
-// newcomerFreeLocked is what reservations of requestors not yet known may
-// still hold: their share of the total less what they hold now.
-func (a *admission) newcomerFreeLocked() Capacity {
+// newcomerFitsLocked says why res, held under key, would take requestor
+// (when it is not known) past the newcomers' share of the capacity, or ""
+// when it fits. What key holds already is not counted twice.
+func (a *admission) newcomerFitsLocked(key, requestor string, res wire.Resources) string {
+	if _, ok := a.known[requestor]; ok {
+		return ""
+	}
 	f := Capacity{CPUs: a.total.CPUs * newcomerShare, MemoryBytes: int64(float64(a.total.MemoryBytes) * newcomerShare),
 		GPUs: int(float64(a.total.GPUs) * newcomerShare)}
-	for _, h := range a.held {
-		if h.expires.IsZero() {
-			continue // an allocation: a task that runs
-		}
-		if _, ok := a.known[h.requestor]; ok {
+	holding := false
+	for k, h := range a.held {
+		if _, ok := a.known[h.requestor]; ok || k == key {
 			continue
 		}
+		holding = true
 		f.CPUs -= h.res.CPUs
 		f.MemoryBytes -= h.res.MemoryBytes
 		f.GPUs -= h.res.GPUs
 	}
-	return f
+	// When newcomers hold nothing, one task of any size may go ahead: a
+	// task larger than the share (a whole GPU of one) must still be able to
+	// run for a requestor's first time.
+	if !holding {
+		return ""
+	}
+	if why := fits(f, res); why != "" {
+		return "newcomers' share " + why
+	}
+	return ""
 }
 
 // vouch records that requestor paid for work (its countersignature of a
@@ -278,6 +289,9 @@ func (a *admission) allocateLocked(key, requestor string, res wire.Resources) st
 		free.GPUs += h.res.GPUs
 	}
 	if why := fits(free, res); why != "" {
+		return why
+	}
+	if why := a.newcomerFitsLocked(key, requestor, res); why != "" {
 		return why
 	}
 	a.held[key] = hold{res: res, requestor: requestor}

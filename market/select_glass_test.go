@@ -204,6 +204,15 @@ func TestAdmissionNewcomers(t *testing.T) {
 	if len(b.places) != maxPlacesPerRequestor {
 		t.Fatalf("one requestor holds %d places, bound %d", len(b.places), maxPlacesPerRequestor)
 	}
+	// A newcomer's first task runs even when it is larger than the share
+	// (one GPU of one, all of a one-cpu provider).
+	g := newAdmission(Capacity{CPUs: 1, MemoryBytes: 1 << 30, GPUs: 1}, 4, nil)
+	if start, why := g.reserve("new/gpu/1", "new", wire.Resources{CPUs: 1, MemoryBytes: 256 << 20, GPUs: 1}, time.Minute); why != "" || start != 0 {
+		t.Fatalf("a newcomer's first whole-provider task: %q start %d", why, start)
+	}
+	if queued, why := g.claim("new/gpu/1", "new", wire.Resources{CPUs: 1, MemoryBytes: 256 << 20, GPUs: 1}); why != "" || queued {
+		t.Fatalf("claim: %q queued %v", why, queued)
+	}
 	// A known customer reserves the half the newcomers could not.
 	a.vouch("customer", time.Now())
 	for j := range 2 {
