@@ -27,6 +27,7 @@ func (s *apiServer) contentRoutes() []route {
 		{"POST", "/api/v1/content", "Add the request body as one file, streaming", s.addBody},
 		{"GET", "/api/v1/content/{cid}", "Stream one file's bytes", s.catContent},
 		{"POST", "/api/v1/content/{cid}/get", "Write content to a path on the node's disk", s.getContent},
+		{"POST", "/api/v1/content/{cid}/publish", "Publish content: any peer may fetch it and it is announced in the DHT", s.publishContent},
 		{"GET", "/api/v1/pins", "List pinned content", s.listPins},
 		{"DELETE", "/api/v1/pins/{cid}", "Unpin content and collect unreferenced blocks", s.removePin},
 		{"POST", "/api/v1/images/push", "Add a local Docker image as content", s.pushImage},
@@ -126,7 +127,7 @@ func statusFor(err error) int {
 	switch {
 	case errors.Is(err, content.ErrInvalidCID):
 		return http.StatusBadRequest
-	case errors.Is(err, content.ErrTimeout), errors.Is(err, market.ErrTaskNotFound):
+	case errors.Is(err, content.ErrTimeout), errors.Is(err, market.ErrTaskNotFound), errors.Is(err, content.ErrNotLocal):
 		return http.StatusNotFound
 	case errors.Is(err, content.ErrUnsafeName), errors.Is(err, content.ErrDestExists), errors.Is(err, content.ErrIsDir):
 		return http.StatusBadRequest
@@ -143,6 +144,8 @@ func statusFor(err error) int {
 type addRequest struct {
 	Path       string `json:"path"`
 	CIDVersion *int   `json:"cid_version,omitempty"`
+	// Public publishes the content; it is private by default.
+	Public bool `json:"public,omitempty"`
 }
 
 // CIDResponse is the answer of operations that produce content.
@@ -173,7 +176,7 @@ func (s *apiServer) addPath(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.longOp(w, r, func(progress func(int64)) (any, error) {
-		c, err := s.n.Add(r.Context(), req.Path, AddOptions{CIDVersion: cidVersion(req.CIDVersion), Progress: progress})
+		c, err := s.n.Add(r.Context(), req.Path, AddOptions{CIDVersion: cidVersion(req.CIDVersion), Progress: progress, Public: req.Public})
 		return CIDResponse{CID: c}, err
 	})
 }
@@ -188,7 +191,15 @@ func (s *apiServer) addBody(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	c, err := s.n.AddReader(r.Context(), r.Body, r.URL.Query().Get("name"), v)
+	public := false
+	if q := r.URL.Query().Get("public"); q != "" {
+		var err error
+		if public, err = strconv.ParseBool(q); err != nil {
+			writeError(w, http.StatusBadRequest, "public must be true or false")
+			return
+		}
+	}
+	c, err := s.n.AddReader(r.Context(), r.Body, r.URL.Query().Get("name"), AddOptions{CIDVersion: v, Public: public})
 	if err != nil {
 		writeError(w, statusFor(err), err.Error())
 		return
@@ -232,6 +243,16 @@ func (s *apiServer) getContent(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
+// publishContent publishes content the node holds completely.
+func (s *apiServer) publishContent(w http.ResponseWriter, r *http.Request) {
+	c := r.PathValue("cid")
+	if err := s.n.Publish(r.Context(), c); err != nil {
+		writeError(w, statusFor(err), err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, CIDResponse{CID: c})
+}
+
 func mustCID(s string) cid.Cid {
 	c, _ := content.ParseCID(s)
 	return c
@@ -257,6 +278,8 @@ func (s *apiServer) removePin(w http.ResponseWriter, r *http.Request) {
 
 type pushRequest struct {
 	Ref string `json:"ref"`
+	// Public publishes the image; it is private by default.
+	Public bool `json:"public,omitempty"`
 }
 
 func (s *apiServer) pushImage(w http.ResponseWriter, r *http.Request) {
@@ -268,8 +291,8 @@ func (s *apiServer) pushImage(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "ref is required")
 		return
 	}
-	s.longOp(w, r, func(func(int64)) (any, error) {
-		c, err := s.n.PushImage(r.Context(), req.Ref)
+	s.longOp(w, r, func(progress func(int64)) (any, error) {
+		c, err := s.n.PushImage(r.Context(), req.Ref, PushOptions{Public: req.Public, Progress: progress})
 		return CIDResponse{CID: c}, err
 	})
 }

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/offload-project/offload/executor/docker"
@@ -95,9 +96,24 @@ func (a contentAdapter) LocalFraction(ctx context.Context, c string) float64 {
 	return st.Local
 }
 
-// Share is not yet enforced: every block is still served to any peer (the
-// storage side of issue 14 replaces this).
-func (a contentAdapter) Share(p peer.ID, roots ...string) func() { return func() {} }
+// Share lets p fetch the locally held blocks of roots until release (see
+// content.Store.Share). CIDs that do not parse are skipped and logged: the
+// market passes CIDs from task specs and results.
+func (a contentAdapter) Share(p peer.ID, roots ...string) (release func()) {
+	ids := make([]cid.Cid, 0, len(roots))
+	for _, r := range roots {
+		id, err := content.ParseCID(r)
+		if err != nil {
+			a.s.Logger().Warn("share: skipping a CID that does not parse", "peer", p, "err", err)
+			continue
+		}
+		ids = append(ids, id)
+	}
+	if len(ids) == 0 {
+		return func() {}
+	}
+	return a.s.Share(p, ids...)
+}
 
 func (a contentAdapter) Has(ctx context.Context, c string) bool {
 	id, err := content.ParseCID(c)
@@ -116,30 +132,50 @@ type AddOptions struct {
 	CIDVersion int
 	// Progress is called with the bytes read so far.
 	Progress func(int64)
+	// Public publishes the content: any peer may fetch it and its root is
+	// announced in the DHT. Without it the content is private: this node
+	// serves it only to the providers a task using it is awarded to (see
+	// README.md, "Who can fetch content").
+	Public bool
 }
 
-// Add adds a file or directory tree as content, pins it and announces it.
+// Add adds a file or directory tree as content and pins it. It is private
+// unless opts.Public is set.
 func (n *Node) Add(ctx context.Context, path string, opts AddOptions) (string, error) {
 	if opts.CIDVersion != 0 && opts.CIDVersion != 1 {
 		return "", fmt.Errorf("cid version %d: want 0 or 1", opts.CIDVersion)
 	}
-	c, err := n.content.AddPath(ctx, path, content.AddOptions{CIDVersion: content.Version(opts.CIDVersion), Progress: opts.Progress})
+	c, err := n.content.AddPath(ctx, path, content.AddOptions{CIDVersion: content.Version(opts.CIDVersion),
+		Progress: opts.Progress, Public: opts.Public})
 	if err != nil {
 		return "", err
 	}
 	return c.String(), nil
 }
 
-// AddReader adds one file's bytes as content under name, pins and announces it.
-func (n *Node) AddReader(ctx context.Context, r io.Reader, name string, cidVersion int) (string, error) {
-	if cidVersion != 0 && cidVersion != 1 {
-		return "", fmt.Errorf("cid version %d: want 0 or 1", cidVersion)
+// AddReader adds one file's bytes as content under name and pins it. It is
+// private unless opts.Public is set.
+func (n *Node) AddReader(ctx context.Context, r io.Reader, name string, opts AddOptions) (string, error) {
+	if opts.CIDVersion != 0 && opts.CIDVersion != 1 {
+		return "", fmt.Errorf("cid version %d: want 0 or 1", opts.CIDVersion)
 	}
-	c, err := n.content.AddFile(ctx, r, content.AddOptions{CIDVersion: content.Version(cidVersion), PinName: name})
+	c, err := n.content.AddFile(ctx, r, content.AddOptions{CIDVersion: content.Version(opts.CIDVersion),
+		PinName: name, Progress: opts.Progress, Public: opts.Public})
 	if err != nil {
 		return "", err
 	}
 	return c.String(), nil
+}
+
+// Publish makes content this node holds completely public: any peer may
+// fetch it, and its root is announced in the DHT. It pins c when it was not
+// pinned; `offload rm` (Remove) ends the publication with the pin.
+func (n *Node) Publish(ctx context.Context, c string) error {
+	id, err := content.ParseCID(c)
+	if err != nil {
+		return err
+	}
+	return n.content.Publish(ctx, id)
 }
 
 // GetContent writes content c (fetched over bitswap when not local) to dest.
@@ -192,9 +228,19 @@ func (n *Node) Remove(ctx context.Context, c string) (int, error) {
 	return n.content.GC(ctx)
 }
 
+// PushOptions tunes Node.PushImage.
+type PushOptions struct {
+	// Public publishes the image's tarball (see AddOptions.Public); by
+	// default it is private, served only to the providers of tasks that
+	// run it.
+	Public bool
+	// Progress is called with the tarball bytes read so far.
+	Progress func(int64)
+}
+
 // PushImage adds a local Docker image as content (its `docker save`
 // tarball), so that providers load it by CID without any registry.
-func (n *Node) PushImage(ctx context.Context, ref string) (string, error) {
+func (n *Node) PushImage(ctx context.Context, ref string, opts PushOptions) (string, error) {
 	ex, err := docker.New(docker.WithLogger(n.log))
 	if err != nil {
 		return "", fmt.Errorf("image push: %w", err)
@@ -205,7 +251,7 @@ func (n *Node) PushImage(ctx context.Context, ref string) (string, error) {
 		return "", fmt.Errorf("image push: %w", err)
 	}
 	defer rc.Close()
-	return n.AddReader(ctx, rc, "image:"+ref, 1)
+	return n.AddReader(ctx, rc, "image:"+ref, AddOptions{CIDVersion: 1, Public: opts.Public, Progress: opts.Progress})
 }
 
 // Results writes a task's outputs to dest.

@@ -84,7 +84,7 @@ func TestImagePushRmiThenRunByCID(t *testing.T) {
 	}
 	prov := startNode(t, t.TempDir(), true, nil)
 	req := startNode(t, t.TempDir(), false, prov.Identity().Addrs)
-	c, err := req.PushImage(ctx, tag)
+	c, err := req.PushImage(ctx, tag, node.PushOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
