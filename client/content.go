@@ -73,14 +73,47 @@ func (c *Client) longOp(ctx context.Context, path string, body any, progress fun
 }
 
 // Add adds a file or directory on the node's machine (an absolute path) and
-// returns its CID. cidVersion is 0 or 1.
+// returns its CID. cidVersion is 0 or 1. The content is private; see
+// AddWith.
 func (c *Client) Add(ctx context.Context, path string, cidVersion int, progress func(int64)) (string, error) {
+	return c.AddWith(ctx, path, AddOptions{CIDVersion: cidVersion, Progress: progress})
+}
+
+// AddOptions tunes AddWith.
+type AddOptions struct {
+	// CIDVersion is 0 or 1 (raw leaves). As in node.AddOptions, the zero
+	// value asks for 0; the CLI defaults to 1.
+	CIDVersion int
+	// Public publishes the content: any peer may fetch it and its root is
+	// announced in the DHT. Without it the content is private: the node
+	// serves it only to the providers of tasks that use it.
+	Public bool
+	// Progress, when set, is called with the bytes read so far.
+	Progress func(int64)
+}
+
+// AddWith adds a file or directory on the node's machine (an absolute
+// path) and returns its CID.
+func (c *Client) AddWith(ctx context.Context, path string, opts AddOptions) (string, error) {
 	var out cidResult
-	err := c.longOp(ctx, "/api/v1/content/add", map[string]any{"path": path, "cid_version": cidVersion}, progress, &out)
+	body := map[string]any{"path": path, "cid_version": opts.CIDVersion}
+	if opts.Public {
+		body["public"] = true
+	}
+	err := c.longOp(ctx, "/api/v1/content/add", body, opts.Progress, &out)
 	return out.CID, err
 }
 
-// AddReader streams r to the node as one file and returns its CID.
+// Publish makes content the node holds completely public: any peer may
+// fetch it and its root is announced in the DHT. The node pins it if it
+// was not pinned; Remove ends the publication.
+func (c *Client) Publish(ctx context.Context, cid string) error {
+	var out cidResult
+	return c.do(ctx, http.MethodPost, "/api/v1/content/"+url.PathEscape(cid)+"/publish", nil, &out)
+}
+
+// AddReader streams r to the node as one file and returns its CID. The
+// content is private; Publish makes it public.
 func (c *Client) AddReader(ctx context.Context, r io.Reader, name string, cidVersion int) (string, error) {
 	q := url.Values{"name": {name}, "cid_version": {fmt.Sprint(cidVersion)}}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.BaseURL+"/api/v1/content?"+q.Encode(), r)
@@ -142,10 +175,29 @@ func (c *Client) Remove(ctx context.Context, cid string) (int, error) {
 	return out.Removed, c.do(ctx, http.MethodDelete, "/api/v1/pins/"+url.PathEscape(cid), nil, &out)
 }
 
-// PushImage adds a local Docker image as content and returns its CID.
+// PushImage adds a local Docker image as content and returns its CID. The
+// image is private (served only to the providers of tasks that run it);
+// see PushImageWith.
 func (c *Client) PushImage(ctx context.Context, ref string, progress func(int64)) (string, error) {
+	return c.PushImageWith(ctx, ref, PushOptions{Progress: progress})
+}
+
+// PushOptions tunes PushImageWith.
+type PushOptions struct {
+	// Public publishes the image's tarball (see AddOptions.Public).
+	Public bool
+	// Progress, when set, is called with the bytes read so far.
+	Progress func(int64)
+}
+
+// PushImageWith adds a local Docker image as content and returns its CID.
+func (c *Client) PushImageWith(ctx context.Context, ref string, opts PushOptions) (string, error) {
 	var out cidResult
-	err := c.longOp(ctx, "/api/v1/images/push", map[string]string{"ref": ref}, progress, &out)
+	body := map[string]any{"ref": ref}
+	if opts.Public {
+		body["public"] = true
+	}
+	err := c.longOp(ctx, "/api/v1/images/push", body, opts.Progress, &out)
 	return out.CID, err
 }
 

@@ -10,6 +10,8 @@ import (
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
+
+	"github.com/offload-project/offload/client"
 )
 
 // progress returns a progress callback drawing a byte counter on stderr when
@@ -35,12 +37,16 @@ func absPath(p string) (string, error) {
 }
 
 func newAddCmd(g *globals) *cobra.Command {
-	var asJSON bool
+	var asJSON, public bool
 	var version int
 	cmd := &cobra.Command{
-		Use:   "add PATH [--json] [--cid-version 0|1]",
-		Short: "Add a file or directory as content (pinned, announced) and print its CID",
+		Use:   "add PATH [--json] [--cid-version 0|1] [--public]",
+		Short: "Add a file or directory as content (pinned, private unless --public) and print its CID",
 		Long: `Add a file or a directory tree as IPFS content.
+
+The content is private: this node serves it only to the providers of the
+tasks that use it, and does not announce it. With --public (or later with
+'offload publish CID') any node may fetch it and it is announced in the DHT.
 
 CIDs match the reference IPFS implementation: --cid-version 0 gives what
 'ipfs add' prints with its defaults (256 KiB chunks, dag-pb, CIDv0); the
@@ -62,7 +68,7 @@ default, version 1, uses raw leaves like 'ipfs add --cid-version 1'.`,
 				return err
 			}
 			prog, done := progress(cmd, "adding")
-			id, err := c.Add(cmd.Context(), path, version, prog)
+			id, err := c.AddWith(cmd.Context(), path, client.AddOptions{CIDVersion: version, Public: public, Progress: prog})
 			done()
 			if err != nil {
 				return err
@@ -76,7 +82,31 @@ default, version 1, uses raw leaves like 'ipfs add --cid-version 1'.`,
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	cmd.Flags().IntVar(&version, "cid-version", 1, "CID version: 0 (reference defaults) or 1 (raw leaves)")
+	cmd.Flags().BoolVar(&public, "public", false, "publish: any node may fetch it, announced in the DHT")
 	return cmd
+}
+
+func newPublishCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "publish CID",
+		Short: "Make content this node holds public: any node may fetch it, announced in the DHT",
+		Long: `Publish content this node holds completely (added, or fetched with
+'offload get'). Content is private until published: the node serves it
+only to the providers of the tasks that use it. Publishing pins it; 'offload
+rm CID' ends the publication.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			if err := c.Publish(cmd.Context(), args[0]); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "published %s\n", args[0])
+			return nil
+		},
+	}
 }
 
 func newGetCmd(g *globals) *cobra.Command {
@@ -163,18 +193,21 @@ func newRmCmd(g *globals) *cobra.Command {
 
 func newImageCmd(g *globals) *cobra.Command {
 	img := &cobra.Command{Use: "image", Short: "Move container images as content"}
-	var asJSON bool
+	var asJSON, public bool
 	push := &cobra.Command{
-		Use:   "push IMAGE [--json]",
+		Use:   "push IMAGE [--json] [--public]",
 		Short: "Add a local Docker image (its docker-save tarball) as content; providers load it by CID",
-		Args:  cobra.ExactArgs(1),
+		Long: `Add a local Docker image (its docker-save tarball) as content; providers
+load it by CID. The image is private: this node serves it only to the
+providers of the tasks that run it. --public publishes it.`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := g.client()
 			if err != nil {
 				return err
 			}
 			prog, done := progress(cmd, "pushing")
-			id, err := c.PushImage(cmd.Context(), args[0], prog)
+			id, err := c.PushImageWith(cmd.Context(), args[0], client.PushOptions{Public: public, Progress: prog})
 			done()
 			if err != nil {
 				return err
@@ -187,6 +220,7 @@ func newImageCmd(g *globals) *cobra.Command {
 		},
 	}
 	push.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	push.Flags().BoolVar(&public, "public", false, "publish: any node may fetch it, announced in the DHT")
 	img.AddCommand(push)
 	return img
 }

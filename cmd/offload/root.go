@@ -57,7 +57,7 @@ how to load it (e.g. source <(offload completion bash)).`,
 	root.AddCommand(
 		newInitCmd(g), newSwarmKeyCmd(), newNodeCmd(g), newIDCmd(g), newPeersCmd(g),
 		newRunCmd(g), newStatusCmd(g), newListCmd(g), newCancelCmd(g), newDemoCmd(g),
-		newAddCmd(g), newSubmitCmd(g), newLedgerCmd(g), newGetCmd(g), newLsCmd(g), newRmCmd(g), newImageCmd(g), newResultsCmd(g),
+		newAddCmd(g), newPublishCmd(g), newSubmitCmd(g), newLedgerCmd(g), newGetCmd(g), newLsCmd(g), newRmCmd(g), newImageCmd(g), newResultsCmd(g),
 		newPoolCmd(g), newDashboardCmd(g),
 		newTunnelCmd(g), newExecCmd(g), newVolumeCmd(g),
 	)
