@@ -13,6 +13,7 @@ import (
 	"github.com/libp2p/go-libp2p"
 	dht "github.com/libp2p/go-libp2p-kad-dht"
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	coreconnmgr "github.com/libp2p/go-libp2p/core/connmgr"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
@@ -70,6 +71,9 @@ type Config struct {
 	// ScoredTopics are base topic names (see Topic) given the default
 	// gossipsub topic score parameters (TopicScoreParams).
 	ScoredTopics []string
+	// Gater, when set, decides which peers may connect (a test knob: keep
+	// two hosts of a test apart so that gossip must pass through a third).
+	Gater coreconnmgr.ConnectionGater
 }
 
 // DefaultBootstrap is the public swarm's bootstrap list. It is empty: no
@@ -144,6 +148,9 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 		libp2p.ListenAddrStrings(listen...),
 		libp2p.ConnectionManager(cm),
 		libp2p.ResourceManager(rm),
+	}
+	if cfg.Gater != nil {
+		opts = append(opts, libp2p.ConnectionGater(cfg.Gater))
 	}
 	if len(cfg.SwarmKey) > 0 {
 		// libp2p falls back to its private transports (TCP, websocket).

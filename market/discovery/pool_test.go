@@ -291,6 +291,12 @@ func TestForgedRecordsRejectedAndCounted(t *testing.T) {
 	if inPool(victim.pool, otherID) {
 		t.Error("a record gossiped by another author entered the pool")
 	}
+	// Each rejection was an invalid message delivery: the attacker's score
+	// at the victim is negative.
+	eventually(t, 5*time.Second, "the attacker's score to fall below zero", func() bool {
+		s, ok := victimHost.PeerScore(attacker.ID())
+		return ok && s < 0
+	})
 	for _, e := range victim.pool.List(discovery.PoolFilter{}) {
 		if e.Record.Seq != 10 {
 			t.Errorf("pool holds %s seq %d, want only the honest seq 10", e.Record.Peer, e.Record.Seq)
