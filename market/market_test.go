@@ -307,3 +307,43 @@ func TestProviderRestartReportsInterrupted(t *testing.T) {
 		t.Fatalf("interrupted attempt: %+v", e)
 	}
 }
+
+// TestSilentProvidersAreNotWaitedFor: a peer on the task topic that never
+// answers (a Sybil, or a provider gone without a word) holds the first
+// auctions open for their whole bid window, and after maxSilentAuctions of
+// them no longer: the next auction closes as soon as the providers that do
+// answer have.
+func TestSilentProvidersAreNotWaitedFor(t *testing.T) {
+	s := newSwarm(t)
+	s.provider(providerConfig(t, 1))
+	silent := s.newPeer()
+	if _, err := silent.topic.Subscribe(); err != nil {
+		t.Fatal(err)
+	}
+	silent.provider = true
+	s.providers++
+	cfg := fastRequestor()
+	const window = 3 * time.Second
+	cfg.BidWindow = window
+	req := s.requestor(cfg)
+	s.connect()
+	var took []time.Duration
+	for range 3 {
+		start := time.Now()
+		id := req.submit(t, wire.TaskSpec{})
+		if task := req.wait(t, id, 20*time.Second); task.State != market.StateCompleted {
+			t.Fatalf("task %s: %s", task.State, task.Reason)
+		}
+		took = append(took, time.Since(start))
+	}
+	// The first task's auctions wait for the silent peer (its first
+	// auction may also go unanswered by the provider while gossip meshes
+	// form, and be announced again); by the third task it was silent in
+	// maxSilentAuctions auctions and is waited for no more.
+	if took[0] < window {
+		t.Fatalf("the first auction did not wait for the silent peer: %v", took)
+	}
+	if took[2] >= window {
+		t.Fatalf("the third task still waited for a peer silent in %d auctions: %v", 2, took)
+	}
+}

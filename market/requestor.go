@@ -99,6 +99,9 @@ type Requestor struct {
 	// shares end the content shares made for each task's providers (task
 	// id → provider → release); see share.go.
 	shares map[string]map[string]func()
+	// silent counts, per known provider, the auctions in a row it left
+	// unanswered (see dropSilent).
+	silent map[peer.ID]int
 	all      allWatchers // WatchAll's feeds (watch.go)
 	volMu    sync.Mutex  // serializes volume table swaps (volume.go)
 
@@ -148,7 +151,7 @@ func NewRequestor(h host.Host, store TaskStore, topic *pubsub.Topic, cfg Request
 	r := &Requestor{
 		h: h, store: store, cfg: cfg, log: cfg.Logger.With("role", "requestor"), topic: topic,
 		auctions: map[string]*auction{}, watchers: map[string]map[*watcher]struct{}{},
-		drivers: map[string]bool{}, rep: newRepBook(nil), limit: stream.NewLimiter(streamRate, streamBurst), verifyFns: map[string]VerifyFunc{}, peersCh: make(chan struct{}), lastBeat: map[string]time.Time{}, shares: map[string]map[string]func(){},
+		drivers: map[string]bool{}, rep: newRepBook(nil), limit: stream.NewLimiter(streamRate, streamBurst), verifyFns: map[string]VerifyFunc{}, peersCh: make(chan struct{}), lastBeat: map[string]time.Time{}, shares: map[string]map[string]func(){}, silent: map[peer.ID]int{},
 		ctx: ctx, cancel: cancel,
 	}
 	evts, err := topic.EventHandler()

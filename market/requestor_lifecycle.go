@@ -236,7 +236,52 @@ collect:
 			}
 		}
 	}
+	r.noteSilent(expected, answered)
 	return r.award(t, attempt, len(expected), got, excluded)
+}
+
+// maxSilentAuctions is how many auctions in a row a known provider may
+// leave unanswered before the requestor stops waiting for it (it may still
+// bid, and is waited for again once it does): an advert costs nothing, so
+// a peer that advertises and never answers (a Sybil, a provider gone
+// without a word) must not hold every auction open for its whole window.
+const maxSilentAuctions = 2
+
+// maxSilentBook bounds the providers the silence book remembers.
+const maxSilentBook = 1 << 14
+
+// noteSilent records which of the expected providers answered an auction.
+func (r *Requestor) noteSilent(expected map[peer.ID]struct{}, answered map[peer.ID]bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for p := range expected {
+		if answered[p] {
+			delete(r.silent, p)
+			continue
+		}
+		if len(r.silent) >= maxSilentBook {
+			clear(r.silent) // forget rather than grow: the next auctions relearn
+		}
+		r.silent[p]++
+	}
+}
+
+// dropSilent removes from expected the providers that left their last
+// maxSilentAuctions auctions unanswered; when that would leave none it
+// keeps them all (they may be restarting).
+func (r *Requestor) dropSilent(expected map[peer.ID]struct{}) map[peer.ID]struct{} {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	kept := make(map[peer.ID]struct{}, len(expected))
+	for p := range expected {
+		if r.silent[p] < maxSilentAuctions {
+			kept[p] = struct{}{}
+		}
+	}
+	if len(kept) == 0 {
+		return expected
+	}
+	return kept
 }
 
 // waitForProviders returns the providers the requestor knows on the task
@@ -261,7 +306,7 @@ func (r *Requestor) waitForProviders(t *Task, excluded map[string]bool) (map[pee
 			expected[p] = struct{}{}
 		}
 		if len(expected) > 0 || (len(all) > 0 && len(excluded) > 0 && t.Spec.Provider == "") {
-			return expected, len(all)
+			return r.dropSilent(expected), len(all)
 		}
 		select {
 		case <-changed:

@@ -88,7 +88,7 @@ func heapAlloc() uint64 {
 // glassPool is a pool on a real loopback host, not started: records enter
 // through ingest, the path of records relayed over wire.ProtoCaps (gossip
 // adds only the topic rule's size and author checks in front of it).
-func glassPool(t *testing.T, cfg PoolConfig) (*Pool, *nopStore) {
+func glassPool(t testing.TB, cfg PoolConfig) (*Pool, *nopStore) {
 	t.Helper()
 	k, _, err := crypto.GenerateEd25519Key(nil)
 	if err != nil {
