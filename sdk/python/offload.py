@@ -44,6 +44,11 @@ directories, so there the file is wrapped in a directory,
 ``/inputs/data/data``, which is added by path: the node must then run on
 this machine (as it does by default).
 
+Content (uplink, add, data) is private by default: the node serves it only
+to the providers of the tasks that use it. ``add(path, public=True)`` or
+``uplink(paths, public=True)`` publishes it (any node may fetch it, and it
+is announced in the DHT); ``publish(cid)`` publishes content already held.
+
 Needs Python 3.9 or later.
 
 Result dicts are the node's task status (the same JSON as ``offload status
@@ -602,21 +607,32 @@ class Client:
 
     # --- content ----------------------------------------------------------
 
-    async def uplink(self, paths: str | os.PathLike | Iterable[str | os.PathLike], cid_version: int = 1) -> list[str]:
+    async def uplink(self, paths: str | os.PathLike | Iterable[str | os.PathLike], cid_version: int = 1,
+                     public: bool = False) -> list[str]:
         """Adds files and directories as content and returns their CIDs, in
         order. Files are streamed to the node (POST /api/v1/content), so
         they may live on another machine than the node; directories are
         added by path (POST /api/v1/content/add) and must be on the node's
-        machine."""
+        machine.
+
+        Content is private: the node serves it only to the providers of the
+        tasks that use it. With public=True any node may fetch it and it is
+        announced in the DHT (see publish)."""
         if isinstance(paths, (str, os.PathLike)):
             paths = [paths]
         cids = []
         for p in paths:
             p = pathlib.Path(p).expanduser().resolve()
             if p.is_dir():
-                out = await self._json("POST", "/api/v1/content/add", {"path": str(p), "cid_version": cid_version})
+                body = {"path": str(p), "cid_version": cid_version}
+                if public:
+                    body["public"] = True
+                out = await self._json("POST", "/api/v1/content/add", body)
             elif p.is_file():
-                q = urllib.parse.urlencode({"name": p.name, "cid_version": cid_version})
+                query = {"name": p.name, "cid_version": cid_version}
+                if public:
+                    query["public"] = "true"
+                q = urllib.parse.urlencode(query)
                 resp = await self._request("POST", "/api/v1/content?" + q, content_type="application/octet-stream",
                                            stream_from=p)
                 try:
@@ -627,6 +643,17 @@ class Client:
                 raise FileNotFoundError(f"uplink: {p} is neither a file nor a directory")
             cids.append(out["cid"])
         return cids
+
+    async def add(self, path: str | os.PathLike, public: bool = False, cid_version: int = 1) -> str:
+        """Adds one file or directory as content and returns its CID, like
+        `offload add`: private unless public=True (see uplink)."""
+        return (await self.uplink(path, cid_version=cid_version, public=public))[0]
+
+    async def publish(self, cid: str) -> None:
+        """Makes content the node holds completely public, like `offload
+        publish`: any node may fetch it and it is announced in the DHT. The
+        node pins it; removing the pin ends the publication."""
+        await self._json("POST", "/api/v1/content/" + urllib.parse.quote(cid, safe="") + "/publish")
 
     async def downlink(self, cid: str, dest: str | os.PathLike) -> pathlib.Path:
         """Writes content to dest (which must not exist) and returns its

@@ -120,6 +120,25 @@ class ClientTest(unittest.IsolatedAsyncioTestCase):
             res = await self.c.run(IMAGE, ["cat", "/inputs/d/sub/x.txt"], runtime=RUNTIME, inputs=[(cid_d, "/inputs/d")])
             self.assertEqual(res["stdout"], "in a directory", res.get("error"))
 
+    async def test_add_public_and_publish(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            f = pathlib.Path(tmp) / "pub.bin"
+            f.write_bytes(os.urandom(300_000))
+            private = await self.c.add(f)
+            self.assertEqual(await self.c.add(f, public=True), private)  # same bytes, same CID
+            d = pathlib.Path(tmp) / "pubdir"
+            d.mkdir()
+            (d / "x.txt").write_text("published directory")
+            cid_d = await self.c.add(d, public=True)
+            await self.c.publish(cid_d)  # publishing again is harmless
+            await self.c.publish(private)
+            pins = {p["cid"] for p in await self.c._json("GET", "/api/v1/pins")}
+            self.assertLessEqual({private, cid_d}, pins)
+        # Content the node does not hold cannot be published.
+        with self.assertRaises(offload.OffloadError) as e:
+            await self.c.publish("bafkreicysg23kiwv34eg2d7qweipxwosdo2py4ldv42nbauguluen5v6am")
+        self.assertEqual(e.exception.status, 404, e.exception.message)
+
     async def test_pool(self):
         everyone = await self.c.pool()
         self.assertIn(PROVIDER, [p["peer"] for p in everyone])
