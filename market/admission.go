@@ -213,6 +213,14 @@ func (a *admission) newcomerFitsLocked(key, requestor string, res wire.Resources
 	return ""
 }
 
+// isKnown reports whether requestor paid this provider (see vouch).
+func (a *admission) isKnown(requestor string) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	_, ok := a.known[requestor]
+	return ok
+}
+
 // vouch records that requestor paid for work (its countersignature of a
 // receipt verified): its bids may reserve all of the capacity from now on.
 func (a *admission) vouch(requestor string, at time.Time) {

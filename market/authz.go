@@ -47,6 +47,9 @@ func (p *Provider) authorizeAnnounce(from peer.ID, data []byte) (*wire.Announce,
 	if !p.annLimit.Allow(from) {
 		return nil, "over its rate"
 	}
+	if !p.admit.isKnown(from.String()) && !p.newcomerAnn.Allow() {
+		return nil, "over the rate shared by requestors that never paid this provider"
+	}
 	if len(data) > wire.MaxAnnounceSize {
 		return nil, fmt.Sprintf("%d bytes, over %d", len(data), wire.MaxAnnounceSize)
 	}

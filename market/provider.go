@@ -13,6 +13,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"golang.org/x/time/rate"
 
 	"github.com/offload-project/offload/executor"
 	"github.com/offload-project/offload/market/wire"
@@ -25,8 +26,14 @@ import (
 const (
 	announceRate  = 500 // announcements per second per requestor
 	announceBurst = 1000
-	streamRate    = 1000 // bids, reports, awards per second per peer
-	streamBurst   = 2000
+	// newcomerAnnounceRate bounds the announcements this provider answers
+	// from all requestors that never paid it, together: a thousand fresh
+	// identities cost it no more than one busy customer, and a known
+	// customer's announcements never wait behind theirs.
+	newcomerAnnounceRate  = 200
+	newcomerAnnounceBurst = 400
+	streamRate            = 1000 // bids, reports, awards per second per peer
+	streamBurst           = 2000
 )
 
 // Provider defaults.
@@ -178,6 +185,7 @@ type Provider struct {
 	// provider is connected to, and to those it must dial first), inflight
 	// those to each requestor (guarded by mu).
 	annLimit    *stream.Limiter
+	newcomerAnn *rate.Limiter
 	streamLimit *stream.Limiter
 	answering   chan struct{}
 	dialing     chan struct{}
@@ -237,7 +245,7 @@ func NewProvider(h host.Host, store ExecStore, topic *pubsub.Topic, executors []
 		h: h, store: store, executors: map[string]executor.Executor{}, cfg: cfg,
 		log: cfg.Logger.With("role", "provider"), sub: sub, admit: newAdmission(cfg.Capacity, queueLength(cfg), cfg.OnChange),
 		running: map[string]context.CancelCauseFunc{}, connCh: make(chan struct{}),
-		annLimit: stream.NewLimiter(announceRate, announceBurst), streamLimit: stream.NewLimiter(streamRate, streamBurst),
+		annLimit: stream.NewLimiter(announceRate, announceBurst), newcomerAnn: rate.NewLimiter(newcomerAnnounceRate, newcomerAnnounceBurst), streamLimit: stream.NewLimiter(streamRate, streamBurst),
 		answering: make(chan struct{}, maxAnswering), dialing: make(chan struct{}, maxDialing), inflight: map[peer.ID]int{},
 		shares: map[string]func(){},
 		ctx:    ctx, cancel: cancel,

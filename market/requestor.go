@@ -102,8 +102,8 @@ type Requestor struct {
 	// silent counts, per known provider, the auctions in a row it left
 	// unanswered (see dropSilent).
 	silent map[peer.ID]int
-	all      allWatchers // WatchAll's feeds (watch.go)
-	volMu    sync.Mutex  // serializes volume table swaps (volume.go)
+	all    allWatchers // WatchAll's feeds (watch.go)
+	volMu  sync.Mutex  // serializes volume table swaps (volume.go)
 
 	ctx    context.Context
 	cancel context.CancelFunc
