@@ -23,7 +23,17 @@
 //     swarm. DefaultBootstrap is empty: no public bootstrap node exists yet.
 //   - The resource manager uses libp2p's default limits scaled to the
 //     machine. Gossipsub peer scoring is on: topics in Config.ScoredTopics
-//     penalize messages their validator rejects; thresholds are permissive
-//     enough for small quiet swarms, and loopback is exempt from the
-//     IP-colocation penalty.
+//     penalize messages their validator rejects (-10 x count^2 per topic, so
+//     seven invalid messages put a peer below the graylist threshold, after
+//     which gossipsub ignores everything it sends); thresholds are
+//     permissive enough for small quiet swarms, and loopback is exempt from
+//     the IP-colocation penalty (tests and local swarms run every node on
+//     127.0.0.1). Host.PeerScore reads the scores.
+//   - Gossipsub signs strictly (every message carries its author and the
+//     author's signature) and drops RPC frames over MaxPubSubMessage. Every
+//     topic gets a TopicRule (Host.RegisterTopicRules): a per-topic size
+//     limit, a per-author token bucket (PeerRate, bounded in peers and
+//     dropped when idle) and the topic's own check; malformed or forged
+//     messages are rejected (the sender's score drops), over-rate or stale
+//     ones ignored. The node lists its rules in node/validate.go.
 package p2p
