@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 )
 
@@ -33,7 +34,11 @@ func (c *Client) longOp(ctx context.Context, path string, body any, progress fun
 	if err != nil {
 		return fmt.Errorf("encode request: %w", err)
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.BaseURL+path+"?progress=1", bytes.NewReader(b))
+	sep := "?"
+	if strings.Contains(path, "?") {
+		sep = "&"
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.BaseURL+path+sep+"progress=1", bytes.NewReader(b))
 	if err != nil {
 		return fmt.Errorf("build request: %w", err)
 	}
@@ -139,8 +144,28 @@ func (c *Client) AddReader(ctx context.Context, r io.Reader, name string, cidVer
 
 // GetContent writes content to dest (an absolute path on the node's machine).
 func (c *Client) GetContent(ctx context.Context, cid, dest string, progress func(int64)) error {
+	return c.GetContentWith(ctx, cid, dest, GetOptions{Progress: progress})
+}
+
+// GetOptions tunes GetContentWith.
+type GetOptions struct {
+	// Timeout, when positive, replaces the node's inactivity timeout: the
+	// fetch fails when no block arrived for this long (content no peer
+	// serves to this node, private content among it, never arrives).
+	Timeout time.Duration
+	// Progress, when set, is called with the bytes written so far.
+	Progress func(int64)
+}
+
+// GetContentWith writes content to dest (an absolute path on the node's
+// machine).
+func (c *Client) GetContentWith(ctx context.Context, cid, dest string, opts GetOptions) error {
 	var out cidResult
-	return c.longOp(ctx, "/api/v1/content/"+url.PathEscape(cid)+"/get", map[string]string{"dest": dest}, progress, &out)
+	path := "/api/v1/content/" + url.PathEscape(cid) + "/get"
+	if opts.Timeout > 0 {
+		path += "?" + url.Values{"timeout": {opts.Timeout.String()}}.Encode()
+	}
+	return c.longOp(ctx, path, map[string]string{"dest": dest}, opts.Progress, &out)
 }
 
 // Cat streams one file's bytes.

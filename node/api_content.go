@@ -237,8 +237,17 @@ func (s *apiServer) getContent(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
+	timeout := s.n.cfg.ContentTimeout
+	if q := r.URL.Query().Get("timeout"); q != "" {
+		d, err := time.ParseDuration(q)
+		if err != nil || d <= 0 {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("timeout %q: want a positive duration such as 30s", q))
+			return
+		}
+		timeout = d
+	}
 	s.longOp(w, r, func(progress func(int64)) (any, error) {
-		err := s.n.content.Get(r.Context(), mustCID(c), req.Dest, content.GetOptions{Progress: progress, Timeout: s.n.cfg.ContentTimeout})
+		err := s.n.content.Get(r.Context(), mustCID(c), req.Dest, content.GetOptions{Progress: progress, Timeout: timeout})
 		return CIDResponse{CID: c}, err
 	})
 }

@@ -111,10 +111,15 @@ rm CID' ends the publication.`,
 
 func newGetCmd(g *globals) *cobra.Command {
 	var out string
+	var timeout time.Duration
 	cmd := &cobra.Command{
 		Use:   "get CID -o PATH",
-		Short: "Fetch content (from any node of the swarm) to a file or directory",
-		Args:  cobra.ExactArgs(1),
+		Short: "Fetch content (from any node of the swarm that serves it to this one) to a file or directory",
+		Long: `Fetch content to a file or directory. Content is private by default: a
+node serves it only to the peers it shares it with (the providers and the
+requestor of a task that uses it) and to anyone once published. A fetch
+fails when no block arrived for --timeout (default: the node's, 60s).`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if out == "" {
 				return fmt.Errorf("-o PATH is required")
@@ -128,7 +133,7 @@ func newGetCmd(g *globals) *cobra.Command {
 				return err
 			}
 			prog, done := progress(cmd, "fetching")
-			err = c.GetContent(cmd.Context(), args[0], dest, prog)
+			err = c.GetContentWith(cmd.Context(), args[0], dest, client.GetOptions{Timeout: timeout, Progress: prog})
 			done()
 			if err != nil {
 				return err
@@ -138,6 +143,7 @@ func newGetCmd(g *globals) *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVarP(&out, "output", "o", "", "where to write the file or directory (must not exist)")
+	cmd.Flags().DurationVar(&timeout, "timeout", 0, "give up when no block arrived for this long (default: the node's, 60s)")
 	return cmd
 }
 

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/offload-project/offload/internal/testimage"
 )
@@ -27,7 +28,8 @@ func TestContentAcrossNodeProcesses(t *testing.T) {
 	os.MkdirAll(filepath.Join(tree, "a", "b"), 0o755)
 	os.WriteFile(filepath.Join(tree, "top.txt"), []byte("top"), 0o644)
 	os.WriteFile(filepath.Join(tree, "a", "b", "deep.bin"), []byte(strings.Repeat("x", 600_000)), 0o644)
-	out, stderr, code = offload(t, "add", "--home", a.home, "--json", tree)
+	// Published, so B (another peer) may fetch it.
+	out, stderr, code = offload(t, "add", "--home", a.home, "--json", "--public", tree)
 	var added map[string]string
 	if code != 0 || json.Unmarshal([]byte(out), &added) != nil || added["cid"] == "" {
 		t.Fatalf("add dir: %d %s %s", code, out, stderr)
@@ -67,6 +69,78 @@ func TestContentAcrossNodeProcesses(t *testing.T) {
 	_, stderr, code = offload(t, "get", "--home", b.home, added["cid"], "-o", dest)
 	if code == 0 {
 		t.Errorf("get over an existing directory must be refused")
+	}
+}
+
+// TestPrivateContentAcrossNodeProcesses: content is private by default. A
+// node of the same swarm, connected to the holder and knowing the CID,
+// cannot fetch what the user added on the holder, and neither can the
+// user's second node; after `offload publish` (or with `add --public`)
+// both can.
+func TestPrivateContentAcrossNodeProcesses(t *testing.T) {
+	dir := t.TempDir()
+	holder := startNodeProc(t, filepath.Join(dir, "holder"))
+	boot := holder.id(t).Addrs[0]
+	second := startNodeProc(t, filepath.Join(dir, "second"), "--bootstrap", boot)
+	bystander := startNodeProc(t, filepath.Join(dir, "bystander"), "--bootstrap", boot)
+
+	secret := filepath.Join(dir, "secret.bin")
+	if err := os.WriteFile(secret, []byte(strings.Repeat("private input ", 50_000)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, stderr, code := offload(t, "add", "--home", holder.home, secret)
+	if code != 0 {
+		t.Fatalf("add: %d %s", code, stderr)
+	}
+	c := strings.TrimSpace(out)
+
+	refused := func(n *nodeProc, what string) {
+		t.Helper()
+		dest := filepath.Join(dir, "refused-"+filepath.Base(n.home))
+		start := time.Now()
+		_, stderr, code := offload(t, "get", "--home", n.home, "--timeout", "3s", c, "-o", dest)
+		if code == 0 || !strings.Contains(stderr, "not found") {
+			t.Fatalf("%s fetched private content: %d %s", what, code, stderr)
+		}
+		if _, err := os.Stat(dest); !os.IsNotExist(err) {
+			t.Fatalf("a refused get left %s behind", dest)
+		}
+		t.Logf("%s refused after %s: %s", what, time.Since(start).Round(time.Millisecond), strings.TrimSpace(stderr))
+	}
+	fetched := func(n *nodeProc, cid, name, want string) {
+		t.Helper()
+		dest := filepath.Join(dir, name+"-"+filepath.Base(n.home))
+		if _, stderr, code := offload(t, "get", "--home", n.home, "--timeout", "20s", cid, "-o", dest); code != 0 {
+			t.Fatalf("get %s on %s: %s", name, n.home, stderr)
+		}
+		if got, _ := os.ReadFile(dest); string(got) != want {
+			t.Fatalf("%s on %s: %d bytes, want %d", name, n.home, len(got), len(want))
+		}
+	}
+	refused(bystander, "a bystander")
+	refused(second, "the user's second node")
+
+	if _, stderr, code := offload(t, "publish", "--home", holder.home, c); code != 0 {
+		t.Fatalf("publish: %s", stderr)
+	}
+	want, _ := os.ReadFile(secret)
+	fetched(bystander, c, "published", string(want))
+	fetched(second, c, "published", string(want))
+
+	open := filepath.Join(dir, "open.txt")
+	if err := os.WriteFile(open, []byte("public from the start"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, stderr, code = offload(t, "add", "--home", holder.home, "--public", open)
+	if code != 0 {
+		t.Fatalf("add --public: %s", stderr)
+	}
+	fetched(bystander, strings.TrimSpace(out), "public", "public from the start")
+
+	// Only content held completely can be published.
+	_, stderr, code = offload(t, "publish", "--home", bystander.home, "bafkreicysg23kiwv34eg2d7qweipxwosdo2py4ldv42nbauguluen5v6am")
+	if code == 0 || !strings.Contains(stderr, "not held") {
+		t.Fatalf("publish of content not held: %d %s", code, stderr)
 	}
 }
 
