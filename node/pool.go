@@ -119,8 +119,8 @@ func (n *Node) Pool(f client.PoolFilter) []client.Provider {
 	return out
 }
 
-// PoolStats returns the pool's counters of accepted, ignored, rejected and
-// expired records.
+// PoolStats returns the pool's counters of accepted, ignored, rejected,
+// expired and evicted records.
 func (n *Node) PoolStats() discovery.PoolStats { return n.pool.Stats() }
 
 func nonNil(s []string) []string {
