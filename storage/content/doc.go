@@ -7,9 +7,10 @@
 //   - a block store: a boxo blockstore (identity-hash aware, hash verified on
 //     every read) on a Badger v4 datastore (github.com/ipfs/go-ds-badger4) in a
 //     directory the caller gives;
-//   - bitswap on the node's own libp2p host, serving local blocks to any peer
-//     and fetching missing ones from connected peers first, then from
-//     providers found through the content router (the Kademlia DHT);
+//   - bitswap on the node's own libp2p host, serving local blocks to the
+//     peers allowed to fetch them (see Access) and fetching missing ones
+//     from connected peers first, then from providers found through the
+//     content router (the Kademlia DHT);
 //   - the unixfs importer (Add*) and exporter (Get, Open);
 //   - a recursive pin set and a mark-and-sweep garbage collector.
 //
@@ -24,6 +25,31 @@
 // HAMT-sharded directory above the same threshold the reference uses (256 KiB
 // of estimated links, fanout 256). A directory is added with its hidden files
 // (like `ipfs add -r --hidden`); symlinks become unixfs symlinks.
+//
+// # Access
+//
+// Content is private by default. Bitswap's peer block request filter asks,
+// for every block a peer wants, whether the block is public or granted to
+// that peer: two map lookups by multihash under a read lock, no I/O.
+//
+//   - Share (or Grant) walks the locally held blocks of some roots once and
+//     lets one peer fetch them until release. Grants are counted per block,
+//     so they nest; all live grants together hold at most
+//     WithMaxSharedBlocks entries (DefaultMaxSharedBlocks, about 100 bytes
+//     each), and a grant beyond that is refused whole with ErrShareLimit.
+//   - Publish (or AddOptions.Public) marks a pinned root public: a record
+//     under /offload/public in the datastore, and every block of its DAG in
+//     an in-memory set rebuilt when the store opens and by every GC. Unpin
+//     deletes the record, so a mark lasts only as long as the pin and the
+//     blocks of unpinned or collected roots leave the set at the next GC. A
+//     block in a published DAG is public even when private DAGs hold it too.
+//   - Only published roots are announced through the content router (at
+//     publish time and again when the store opens). Private adds and fetched
+//     content are never announced, and bitswap gets the router only as a
+//     provider finder.
+//
+// A refused request is counted (Sharing); those for blocks the store holds
+// are logged at Debug, off bitswap's path.
 //
 // # Pins and garbage collection
 //
