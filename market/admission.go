@@ -62,9 +62,10 @@ type admission struct {
 	// known holds the requestors that paid this provider (countersigned a
 	// receipt), with when they last did, at most maxKnownRequestors. The
 	// others (newcomers, and every identity a Sybil makes) share at most
-	// half of the capacity, in reservations and in awards alike: a flood
-	// of bids that are never awarded, or of awards whose content never
-	// arrives, cannot hold what known customers need.
+	// half of the capacity, in reservations and in awards alike, and half
+	// of the queue and of its promised places: a flood of bids that are
+	// never awarded, or of awards whose content never arrives, cannot hold
+	// what known customers need.
 	known map[string]time.Time
 }
 
@@ -164,11 +165,17 @@ func (a *admission) reserve(key, requestor string, res wire.Resources, ttl time.
 	if len(a.places) >= placesPerQueueSlot*max(a.max, 1) {
 		return 0, why + " and every queue place is promised"
 	}
-	mine := 0
+	mine, newcomers := 0, 0
 	for k := range a.places {
 		if strings.HasPrefix(k, requestor+"/") {
 			mine++
 		}
+		if !a.knownKeyLocked(k) {
+			newcomers++
+		}
+	}
+	if _, known := a.known[requestor]; !known && newcomers >= max(placesPerQueueSlot*a.max/2, 1) {
+		return 0, why + " and the queue places newcomers may hold are promised"
 	}
 	if mine >= maxPlacesPerRequestor {
 		return 0, why + fmt.Sprintf(" and %d queue places are already promised to you", mine)
@@ -211,6 +218,25 @@ func (a *admission) newcomerFitsLocked(key, requestor string, res wire.Resources
 		return "newcomers' share " + why
 	}
 	return ""
+}
+
+// knownKeyLocked reports whether the execution key (requestor/task/attempt)
+// is a known requestor's.
+func (a *admission) knownKeyLocked(key string) bool {
+	requestor, _, _ := strings.Cut(key, "/")
+	_, ok := a.known[requestor]
+	return ok
+}
+
+// newcomersQueuedLocked counts the queued awards of requestors not known.
+func (a *admission) newcomersQueuedLocked() int {
+	n := 0
+	for _, k := range a.order {
+		if !a.knownKeyLocked(k) {
+			n++
+		}
+	}
+	return n
 }
 
 // isKnown reports whether requestor paid this provider (see vouch).
@@ -274,6 +300,8 @@ func (a *admission) claim(key, requestor string, res wire.Resources) (queued boo
 		return false, ""
 	} else if len(a.order) >= a.max {
 		return false, why + " and the queue is full"
+	} else if _, known := a.known[requestor]; !known && a.newcomersQueuedLocked() >= max(a.max/2, 1) {
+		return false, why + " and the queue places newcomers may hold are taken"
 	}
 	delete(a.places, key)
 	if h, ok := a.held[key]; ok && !h.expires.IsZero() {

@@ -92,6 +92,10 @@ func (r *Requestor) applyReport(from peer.ID, rep *wire.Report) wire.Ack {
 		return wire.Ack{OK: true}
 	case wire.ExecRunning:
 		_, err = r.apply(t.ID, event{kind: evRunning, provider: provider, attempt: attempt})
+		var refused *refusedError
+		if errors.As(err, &refused) {
+			return refused.ack // the task moved on meanwhile
+		}
 		if errors.Is(err, ErrInvalidTransition) {
 			err = nil // a late running report after the result: fine
 		}

@@ -229,8 +229,9 @@ func TestRoguePeerIsRefused(t *testing.T) {
 
 	// Nothing the rogue sent changed the honest task, was stored or holds
 	// capacity; the honest task then completes.
-	if cur, _ := req.r.Get(id); cur.State != market.StateRunning || cur.Revision != running.Revision || cur.Provider != prov.h.ID().String() {
-		t.Fatalf("the rogue changed the honest task: %s rev %d (was %d)", cur.State, cur.Revision, running.Revision)
+	if cur, _ := req.r.Get(id); cur.State != market.StateRunning || cur.Provider != prov.h.ID().String() || cur.Attempt != running.Attempt ||
+		len(cur.Executions) != len(running.Executions) || cur.Result != nil || len(cur.Bids) != len(running.Bids) {
+		t.Fatalf("the rogue changed the honest task: %+v (was %+v)", cur, running)
 	}
 	if n := len(mustList(t, prov.store)); n != records {
 		t.Fatalf("the provider stored %d records, had %d", n, records)
