@@ -61,10 +61,17 @@ type GetOptions struct {
 	// Overwrite replaces an existing dest. Without it Get refuses a dest
 	// that exists and is not an empty directory.
 	Overwrite bool
-	// MaxBytes, when positive, fails Get with ErrTooLarge before it writes
-	// more file bytes than this. Set it for content from strangers: a DAG
-	// may link one block or subtree many times, fetched once but written
-	// each time, so what Get writes can be far more than what it fetches.
+	// MaxBytes, when positive, bounds the content by the size of its DAG
+	// (kubo's CumulativeSize: every block counted as often as the DAG links
+	// it), which is at least the file bytes of any well-formed DAG. Get
+	// fails with ErrTooLarge, while it fetches, as soon as the root records
+	// a larger size or the distinct blocks it made local add up to more
+	// (fetches run fewer blocks at a time under a small bound, so what
+	// lands in the block store stays near it); and, while it writes,
+	// before it writes more file bytes than MaxBytes. Set it for content
+	// from strangers: a DAG may link one block or subtree many times,
+	// fetched once but written each time, so what Get writes can be far
+	// more than what it fetches.
 	MaxBytes int64
 	// MaxEntries, when positive, fails Get with ErrTooLarge before it
 	// creates more files, directories and symlinks than this.
@@ -79,7 +86,7 @@ func (s *Store) Fetch(ctx context.Context, c cid.Cid, opts FetchOptions) error {
 	if s.closed() {
 		return fmt.Errorf("content: fetch %s: %w", c, ErrClosed)
 	}
-	if err := s.fetch(ctx, c, opts.Timeout, opts.Peers, opts.Progress); err != nil {
+	if err := s.fetch(ctx, c, opts.Timeout, opts.Peers, opts.Progress, 0); err != nil {
 		return fmt.Errorf("content: fetch %s: %w", c, err)
 	}
 	if opts.Pin {
@@ -165,8 +172,13 @@ func (s *Store) connectHints(ctx context.Context, peers []peer.ID) {
 	wg.Wait()
 }
 
-// fetch makes the DAG under c local. Callers hold gcMu for reading.
-func (s *Store) fetch(ctx context.Context, c cid.Cid, timeout time.Duration, hints []peer.ID, progress func(int64)) error {
+// fetch makes the DAG under c local. Callers hold gcMu for reading. With
+// maxBytes positive it fails with ErrTooLarge once the root records a DAG
+// size above maxBytes or the distinct blocks made local (fetched or already
+// held) add up to more; it then asks for at most one block per ChunkSize of
+// maxBytes at a time, so that the blocks in flight when it stops do not
+// dwarf a small bound.
+func (s *Store) fetch(ctx context.Context, c cid.Cid, timeout time.Duration, hints []peer.ID, progress func(int64), maxBytes int64) error {
 	if timeout <= 0 {
 		timeout = s.cfg.timeout
 	}
@@ -193,8 +205,19 @@ func (s *Store) fetch(ctx context.Context, c cid.Cid, timeout time.Duration, hin
 			return nil, err
 		}
 		kick()
-		if n := got.Add(int64(len(nd.RawData()))); progress != nil {
+		n := got.Add(int64(len(nd.RawData())))
+		if progress != nil {
 			progress(n)
+		}
+		if maxBytes > 0 {
+			if n > maxBytes {
+				return nil, fmt.Errorf("%w: the DAG holds more than %d bytes (%d fetched so far)", ErrTooLarge, maxBytes, n)
+			}
+			if k.Equals(c) {
+				if rec, err := nd.Size(); err == nil && rec > uint64(maxBytes) {
+					return nil, fmt.Errorf("%w: the DAG records %d bytes, more than %d bytes", ErrTooLarge, rec, maxBytes)
+				}
+			}
 		}
 		return nd.Links(), nil
 	}
@@ -207,7 +230,11 @@ func (s *Store) fetch(ctx context.Context, c cid.Cid, timeout time.Duration, hin
 		seen[h] = struct{}{}
 		return true
 	}
-	err := merkledag.Walk(ctx, getLinks, c, visit, merkledag.Concurrency(s.cfg.fetchConcurrency))
+	conc := s.cfg.fetchConcurrency
+	if maxBytes > 0 {
+		conc = int(min(int64(conc), max(1, maxBytes/ChunkSize)))
+	}
+	err := merkledag.Walk(ctx, getLinks, c, visit, merkledag.Concurrency(conc))
 	if err != nil {
 		return s.timeoutError(ctx, err, len(hints))
 	}
@@ -324,7 +351,7 @@ func (s *Store) Get(ctx context.Context, c cid.Cid, dest string, opts GetOptions
 	// then write from local blocks. Overlapping the writer with the fetch on
 	// a second bitswap session was tried: no clear gain on loopback, and a
 	// want registered just after its block landed could stall.
-	if err := s.fetch(ctx, c, opts.Timeout, opts.Peers, nil); err != nil {
+	if err := s.fetch(ctx, c, opts.Timeout, opts.Peers, nil, opts.MaxBytes); err != nil {
 		return fmt.Errorf("content: get %s: %w", c, err)
 	}
 	top, err := safefs.OpenDir(tmp)
@@ -455,7 +482,7 @@ type progressWriter struct {
 
 func (p progressWriter) Write(b []byte) (int, error) {
 	if p.w.maxBytes > 0 && p.w.written+int64(len(b)) > p.w.maxBytes {
-		return 0, fmt.Errorf("%w: more than %d bytes to write", ErrTooLarge, p.w.maxBytes)
+		return 0, fmt.Errorf("%w: more than %d bytes to write (%d written)", ErrTooLarge, p.w.maxBytes, p.w.written)
 	}
 	n, err := p.f.Write(b)
 	p.w.written += int64(n)

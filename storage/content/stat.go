@@ -21,6 +21,13 @@ type ContentStat struct {
 	// Size is the file size for a file and the total DAG size (as recorded
 	// in the links) for a directory.
 	Size uint64
+	// CumulativeSize is the DAG's size as its root records it (kubo's
+	// CumulativeSize): the root block's bytes plus the cumulative sizes its
+	// links record, so a subtree linked twice counts twice. For a DAG built
+	// honestly it is at least the file bytes Get writes and the distinct
+	// block bytes it fetches; it is what GetOptions.MaxBytes is compared
+	// with.
+	CumulativeSize uint64
 	// Blocks and LocalBlocks count the distinct blocks known so far (linked
 	// from a held block) and those held.
 	Blocks, LocalBlocks int
@@ -74,17 +81,19 @@ func (s *Store) stat(ctx context.Context, c cid.Cid) (ContentStat, error) {
 			switch n := nd.(type) {
 			case nil: // raw block: a file of one chunk
 				st.Size = uint64(size)
+				st.CumulativeSize = uint64(size)
 			case *merkledag.ProtoNode:
+				total, err := n.Size()
+				if err != nil {
+					return err
+				}
+				st.CumulativeSize = total
 				fsn, err := unixfs.FSNodeFromBytes(n.Data())
 				if err != nil {
 					return fmt.Errorf("not unixfs: %w", err)
 				}
 				st.IsDir = fsn.IsDir()
 				if st.IsDir {
-					total, err := n.Size()
-					if err != nil {
-						return err
-					}
 					st.Size = total
 				} else {
 					st.Size = fsn.FileSize()
