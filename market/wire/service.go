@@ -76,6 +76,11 @@ type Volume struct {
 	Name string `json:"name"`
 	Path string `json:"path"`
 	CID  string `json:"cid,omitempty"`
+	// Size, when positive, is the declared size of the volume's content
+	// (see Input.Size): a volume is carried by CID like an input, so the
+	// provider bounds its fetch the same way. The requestor fills it when
+	// it resolves the volume's CID (it holds the content it tracks).
+	Size int64 `json:"size,omitempty"`
 }
 
 // VolumeResult is a volume's content after a run.
@@ -136,6 +141,9 @@ func (s TaskSpec) validateService() error {
 			if err := ValidCID(v.CID); err != nil {
 				return invalid("volume %s: %v", v.Name, err)
 			}
+		}
+		if v.Size < 0 {
+			return invalid("volume %s: negative size %d", v.Name, v.Size)
 		}
 		if names[v.Name] || paths[v.Path] {
 			return invalid("volume %s: name or path %s used twice", v.Name, v.Path)

@@ -137,6 +137,9 @@ type TaskSpec struct {
 	Provider string `json:"provider,omitempty"`
 	// Inputs are content mounted read-only into the task.
 	Inputs []Input `json:"inputs,omitempty"`
+	// ImageSize, when positive, is the declared size of an image given by
+	// CID, as Input.Size is of an input.
+	ImageSize int64 `json:"image_size,omitempty"`
 	// Strategy selects among bids: "cheapest" (default), "fastest" or
 	// "reputation".
 	Strategy string `json:"strategy,omitempty"`
@@ -238,6 +241,13 @@ const (
 type Input struct {
 	CID  string `json:"cid"`
 	Path string `json:"path"`
+	// Size, when positive, is the input's size as the requestor declares
+	// it: the size of its DAG, every block counted as often as the DAG
+	// links it (kubo's CumulativeSize; at least the file bytes). The
+	// provider refuses, while fetching, content that is larger (the
+	// content is not what the task says) and never fetches more than its
+	// own limit either. The requestor fills it when it holds the content.
+	Size int64 `json:"size,omitempty"`
 }
 
 // reservedPaths may not be the target of an input mount, nor contain one:
@@ -437,10 +447,19 @@ func (s TaskSpec) Validate() error {
 		if err := ValidateMountPath(in.Path); err != nil {
 			return err
 		}
+		if in.Size < 0 {
+			return invalid("input %s: negative size %d", in.Path, in.Size)
+		}
 		if seen[in.Path] {
 			return invalid("two inputs mounted at %s", in.Path)
 		}
 		seen[in.Path] = true
+	}
+	if s.ImageSize < 0 {
+		return invalid("negative image size %d", s.ImageSize)
+	}
+	if s.ImageSize > 0 && !s.ImageIsCID() {
+		return invalid("an image size is for an image given by CID, not %q", s.Image)
 	}
 	if err := s.validateService(); err != nil {
 		return err

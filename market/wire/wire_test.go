@@ -41,6 +41,22 @@ func TestTaskSpecValidate(t *testing.T) {
 		{"input in outputs", func(s *wire.TaskSpec) {
 			s.Inputs = []wire.Input{{CID: "QmZULkCELmmk5XNfCgTnCyFgAVxBRBXyDHGGMVoLFLiXEN", Path: "/outputs/x"}}
 		}, "sandbox path"},
+		{"input with size", func(s *wire.TaskSpec) {
+			s.Inputs = []wire.Input{{CID: "QmZULkCELmmk5XNfCgTnCyFgAVxBRBXyDHGGMVoLFLiXEN", Path: "/inputs/x", Size: 1 << 20}}
+		}, ""},
+		{"input negative size", func(s *wire.TaskSpec) {
+			s.Inputs = []wire.Input{{CID: "QmZULkCELmmk5XNfCgTnCyFgAVxBRBXyDHGGMVoLFLiXEN", Path: "/inputs/x", Size: -1}}
+		}, "negative size"},
+		{"image size by cid", func(s *wire.TaskSpec) {
+			s.Image, s.ImageSize = "QmZULkCELmmk5XNfCgTnCyFgAVxBRBXyDHGGMVoLFLiXEN", 1<<20
+		}, ""},
+		{"image size of a local image", func(s *wire.TaskSpec) { s.ImageSize = 1 << 20 }, "image given by CID"},
+		{"negative image size", func(s *wire.TaskSpec) {
+			s.Image, s.ImageSize = "QmZULkCELmmk5XNfCgTnCyFgAVxBRBXyDHGGMVoLFLiXEN", -1
+		}, "negative image size"},
+		{"volume negative size", func(s *wire.TaskSpec) {
+			s.Volumes = []wire.Volume{{Name: "v", Path: "/data", CID: "QmZULkCELmmk5XNfCgTnCyFgAVxBRBXyDHGGMVoLFLiXEN", Size: -1}}
+		}, "negative size"},
 		{"unknown runtime", func(s *wire.TaskSpec) { s.Runtime = "qemu" }, "unknown runtime"},
 		{"no image", func(s *wire.TaskSpec) { s.Image = " " }, "image is required"},
 		{"long image", func(s *wire.TaskSpec) { s.Image = strings.Repeat("a", 600) }, "image reference longer"},
