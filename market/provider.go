@@ -138,6 +138,11 @@ type ProviderConfig struct {
 	// OutputsQuota bounds the bytes a task may return as outputs
 	// (default DefaultOutputsQuota).
 	OutputsQuota int64
+	// MaxFetchBytes bounds each fetch of a task's image, inputs and
+	// volumes, measured as the content's DAG size, while it is fetched;
+	// a declared size below it bounds that fetch instead (default
+	// DefaultMaxFetchBytes).
+	MaxFetchBytes int64
 	// MaxQueue bounds the awards a busy provider accepts to run later
 	// (default: four times its CPU count, at least 4); beyond it, it
 	// declines "busy".
