@@ -27,8 +27,17 @@ import (
 // node adapts storage/content to it.
 type ContentStore interface {
 	// GetTo writes the file or directory c to dest (which must not exist),
-	// asking from first (a peer known to hold it) before any search.
-	GetTo(ctx context.Context, c string, dest string, from peer.ID) error
+	// asking from first (a peer known to hold it) before any search. With
+	// maxBytes positive it fails, while fetching, with an error wrapping
+	// ErrOverQuota as soon as the content's DAG is larger (its size as
+	// Size measures it: every block counted as often as the DAG links it),
+	// and before it writes more file bytes; 0 means the store's own limit.
+	// A failed GetTo leaves nothing at dest and pins nothing.
+	GetTo(ctx context.Context, c string, dest string, from peer.ID, maxBytes int64) error
+	// Size is the size of c's DAG (kubo's CumulativeSize: every block
+	// counted as often as the DAG links it, at least its file bytes) when
+	// the whole DAG is held here; ok is false otherwise.
+	Size(ctx context.Context, c string) (size int64, ok bool)
 	// FetchPin makes the whole DAG of c local and pins it under name.
 	FetchPin(ctx context.Context, c string, from peer.ID, name string) error
 	// AddDir adds the directory tree dir, pins it under name and returns
@@ -99,6 +108,44 @@ type ImageCache interface {
 // too (the content is not what the task says it is).
 var errNotContent = errors.New("content is not usable")
 
+// DefaultMaxFetchBytes is a provider's bound on each fetch of a task's
+// image, inputs and volumes when ProviderConfig.MaxFetchBytes is unset.
+const DefaultMaxFetchBytes = 16 << 30
+
+// fetchLimit is the bound on one fetch of content declared at declared
+// bytes (0: not declared): the smaller of the declaration and the
+// provider's own limit.
+func (p *Provider) fetchLimit(declared int64) int64 {
+	limit := p.cfg.MaxFetchBytes
+	if limit <= 0 {
+		limit = DefaultMaxFetchBytes
+	}
+	if declared > 0 && declared < limit {
+		return declared
+	}
+	return limit
+}
+
+// fetchTo writes content c, which the task calls what and declares at
+// declared bytes, to dest under fetchLimit. Content larger than its
+// declaration fails with errNotContent (no other provider would fare
+// better); content larger than this provider's own limit fails retryably,
+// since another provider may allow more.
+func (p *Provider) fetchTo(ctx context.Context, what, c string, declared int64, dest string, from peer.ID) error {
+	limit := p.fetchLimit(declared)
+	err := p.cfg.Content.GetTo(ctx, c, dest, from, limit)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, ErrOverQuota) && declared > 0 && declared == limit:
+		return fmt.Errorf("%w: %s is larger than its declared size of %d bytes: %w", errNotContent, what, declared, err)
+	case errors.Is(err, ErrOverQuota):
+		return fmt.Errorf("%s is larger than this provider's fetch limit of %d bytes: %w", what, limit, err)
+	default:
+		return fmt.Errorf("fetch %s: %w", what, err)
+	}
+}
+
 // prepared is what a run needs on the provider's disk.
 type prepared struct {
 	spec    executor.Spec
@@ -129,7 +176,7 @@ func (p *Provider) prepare(ctx context.Context, ex executor.Executor, rec *ExecR
 	}
 	pr := &prepared{spec: spec, workDir: workDir}
 	if rec.Spec.ImageIsCID() {
-		ref, err := p.resolveImage(ctx, ex, rec.Spec.Image, workDir, from)
+		ref, err := p.resolveImage(ctx, ex, rec.Spec.Image, rec.Spec.ImageSize, workDir, from)
 		if err != nil {
 			return pr, err
 		}
@@ -143,8 +190,8 @@ func (p *Provider) prepare(ctx context.Context, ex executor.Executor, rec *ExecR
 		if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
 			return pr, fmt.Errorf("create inputs dir: %w", err)
 		}
-		if err := p.cfg.Content.GetTo(ctx, in.CID, dst, from); err != nil {
-			return pr, fmt.Errorf("fetch input %s for %s: %w", in.CID, in.Path, err)
+		if err := p.fetchTo(ctx, fmt.Sprintf("input %s for %s", in.CID, in.Path), in.CID, in.Size, dst, from); err != nil {
+			return pr, err
 		}
 		// The task may run as any user: let it read what it was given. The
 		// tree is the requestor's: safefs changes it without following links.
@@ -257,7 +304,7 @@ func (pr *prepared) cleanup(log *slog.Logger) {
 
 // resolveImage turns an image CID into something the executor runs: a
 // loaded Docker image (cached by CID) or a WASM module file (cached by CID).
-func (p *Provider) resolveImage(ctx context.Context, ex executor.Executor, c, workDir string, from peer.ID) (string, error) {
+func (p *Provider) resolveImage(ctx context.Context, ex executor.Executor, c string, declared int64, workDir string, from peer.ID) (string, error) {
 	if p.cfg.Content == nil {
 		return "", errors.New("this provider has no content store for images by CID")
 	}
@@ -271,8 +318,8 @@ func (p *Provider) resolveImage(ctx context.Context, ex executor.Executor, c, wo
 			return "", fmt.Errorf("create module cache: %w", err)
 		}
 		tmp := filepath.Join(workDir, "module.wasm")
-		if err := p.cfg.Content.GetTo(ctx, c, tmp, from); err != nil {
-			return "", fmt.Errorf("fetch module %s: %w", c, err)
+		if err := p.fetchTo(ctx, "module "+c, c, declared, tmp, from); err != nil {
+			return "", err
 		}
 		if fi, err := os.Lstat(tmp); err != nil || !fi.Mode().IsRegular() {
 			return "", fmt.Errorf("%w: module %s is not a file (a directory or a symlink), not a .wasm file", errNotContent, c)
@@ -298,8 +345,8 @@ func (p *Provider) resolveImage(ctx context.Context, ex executor.Executor, c, wo
 			return ref, nil
 		}
 		tar := filepath.Join(workDir, "image.tar")
-		if err := p.cfg.Content.GetTo(ctx, c, tar, from); err != nil {
-			return "", fmt.Errorf("fetch image %s: %w", c, err)
+		if err := p.fetchTo(ctx, "image "+c, c, declared, tar, from); err != nil {
+			return "", err
 		}
 		defer os.Remove(tar)
 		ref, err := loader.LoadImage(ctx, tar)

@@ -32,10 +32,29 @@ type fakeContent struct {
 	// seen holds every regular file's bytes under an added dir, read when
 	// AddDir was called (the dir is gone after the run).
 	seen [][]byte
+	// limits records the maxBytes each GetTo was given, by CID.
+	limits map[string]int64
+	// sizes are the DAG sizes Size reports (CIDs held whole).
+	sizes map[string]int64
+	// dagSize, when set, is the size of every DAG GetTo is asked for:
+	// GetTo fails as the real store does when it is over maxBytes.
+	dagSize int64
 }
 
-func (f *fakeContent) GetTo(_ context.Context, _ string, dest string, _ peer.ID) error {
+func (f *fakeContent) GetTo(_ context.Context, c string, dest string, _ peer.ID, maxBytes int64) error {
+	if f.limits == nil {
+		f.limits = map[string]int64{}
+	}
+	f.limits[c] = maxBytes
+	if f.dagSize > 0 && maxBytes > 0 && f.dagSize > maxBytes {
+		return fmt.Errorf("%w: the DAG holds more than %d bytes (%d fetched so far)", ErrOverQuota, maxBytes, f.dagSize)
+	}
 	return f.tree(dest)
+}
+
+func (f *fakeContent) Size(_ context.Context, c string) (int64, bool) {
+	n, ok := f.sizes[c]
+	return n, ok
 }
 func (f *fakeContent) FetchPin(context.Context, string, peer.ID, string) error { return nil }
 

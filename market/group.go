@@ -528,7 +528,7 @@ func (r *Requestor) verifyPiece(parent *Task, piece int, child *Task) error {
 	}
 	if child.Result.Outputs != "" && r.cfg.Content != nil {
 		dst := filepath.Join(dir, "piece")
-		if err := r.cfg.Content.GetTo(ctx, child.Result.Outputs, dst, provider); err != nil {
+		if err := r.cfg.Content.GetTo(ctx, child.Result.Outputs, dst, provider, 0); err != nil {
 			return fmt.Errorf("fetch piece outputs: %w", err)
 		}
 		spec.Mounts = append(spec.Mounts, executor.Mount{Source: dst, Target: "/inputs/piece", ReadOnly: true})
@@ -542,7 +542,7 @@ func (r *Requestor) verifyPiece(parent *Task, piece int, child *Task) error {
 			return errors.New("no content store for the verify module")
 		}
 		mod := filepath.Join(dir, "verify.wasm")
-		if err := r.cfg.Content.GetTo(ctx, v.Image, mod, ""); err != nil {
+		if err := r.cfg.Content.GetTo(ctx, v.Image, mod, "", 0); err != nil {
 			return fmt.Errorf("fetch verify module: %w", err)
 		}
 		spec.Image = mod

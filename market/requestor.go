@@ -207,6 +207,11 @@ func (r *Requestor) SubmitVerified(ctx context.Context, spec wire.TaskSpec, fn V
 	if err := spec.Validate(); err != nil {
 		return nil, err
 	}
+	// Content held here is declared at its size, which bounds what each
+	// provider fetches (declared.go).
+	if err := r.declareSizes(ctx, &spec); err != nil {
+		return nil, err
+	}
 	if spec.TimeoutMS == 0 {
 		spec.TimeoutMS = DefaultTaskTimeout.Milliseconds()
 	}

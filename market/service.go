@@ -318,8 +318,8 @@ func (p *Provider) prepareVolumes(ctx context.Context, rec *ExecRecord, pr *prep
 				return fmt.Errorf("create volume %s: %w", v.Name, err)
 			}
 		} else {
-			if err := p.cfg.Content.GetTo(ctx, v.CID, dir, from); err != nil {
-				return fmt.Errorf("fetch volume %s (%s): %w", v.Name, v.CID, err)
+			if err := p.fetchTo(ctx, fmt.Sprintf("volume %s (%s)", v.Name, v.CID), v.CID, v.Size, dir, from); err != nil {
+				return err
 			}
 			if fi, err := os.Lstat(dir); err != nil || !fi.IsDir() {
 				return fmt.Errorf("%w: volume %s (%s) is not a directory", errNotContent, v.Name, v.CID)

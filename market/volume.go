@@ -112,12 +112,21 @@ func (r *Requestor) resolveVolumes(t *Task) (*Task, error) {
 		return t, nil
 	}
 	cids := map[string]string{}
+	sizes := map[string]int64{}
 	for _, v := range t.Spec.Volumes {
 		if v.CID != "" {
 			continue
 		}
 		if rec, err := r.cfg.Volumes.Get(v.Name); err == nil {
 			cids[v.Name] = rec.CID
+			// The volume's content is held here (fetched and pinned when
+			// it was last written): declare its size, which bounds what
+			// the provider fetches.
+			if r.cfg.Content != nil {
+				if n, ok := r.cfg.Content.Size(r.ctx, rec.CID); ok {
+					sizes[v.Name] = n
+				}
+			}
 		}
 	}
 	if len(cids) == 0 {
@@ -128,6 +137,9 @@ func (r *Requestor) resolveVolumes(t *Task) (*Task, error) {
 		for i := range vols {
 			if c, ok := cids[vols[i].Name]; ok && vols[i].CID == "" {
 				vols[i].CID = c
+				if vols[i].Size == 0 {
+					vols[i].Size = sizes[vols[i].Name]
+				}
 			}
 		}
 		t.Spec.Volumes = vols

@@ -27,6 +27,8 @@ const BlocksDir = "blocks"
 type contentAdapter struct {
 	s       *content.Store
 	timeout time.Duration
+	// maxBytes bounds a GetTo given no bound of its own (Config.MaxFetchBytes).
+	maxBytes int64
 }
 
 var _ market.ContentStore = contentAdapter{}
@@ -38,21 +40,50 @@ func hints(from peer.ID) []peer.ID {
 	return []peer.ID{from}
 }
 
-// Bounds on one fetch the market makes from a peer's DAG.
-const (
-	maxFetchBytes   = 64 << 30
-	maxFetchEntries = 1 << 20
-)
+// maxFetchEntries bounds the files, directories and symlinks of one fetch
+// the market makes from a peer's DAG.
+const maxFetchEntries = 1 << 20
 
-func (a contentAdapter) GetTo(ctx context.Context, c, dest string, from peer.ID) error {
+// GetTo writes c to dest under maxBytes (a.maxBytes when 0), enforced by
+// the content store while it fetches and while it writes: over it, the
+// error wraps market.ErrOverQuota and content.ErrTooLarge, nothing is left
+// at dest and nothing is pinned (the blocks fetched so far are collected by
+// the next GC).
+func (a contentAdapter) GetTo(ctx context.Context, c, dest string, from peer.ID, maxBytes int64) error {
 	id, err := content.ParseCID(c)
 	if err != nil {
 		return err
 	}
+	if maxBytes <= 0 {
+		maxBytes = a.maxBytes
+	}
+	if maxBytes <= 0 {
+		maxBytes = market.DefaultMaxFetchBytes
+	}
 	// What the market fetches (images, inputs, volumes, outputs) is a
 	// peer's DAG: bound what it can expand into on this disk.
-	return a.s.Get(ctx, id, dest, content.GetOptions{Peers: hints(from), Timeout: a.timeout,
-		MaxBytes: maxFetchBytes, MaxEntries: maxFetchEntries})
+	err = a.s.Get(ctx, id, dest, content.GetOptions{Peers: hints(from), Timeout: a.timeout,
+		MaxBytes: maxBytes, MaxEntries: maxFetchEntries})
+	if errors.Is(err, content.ErrTooLarge) {
+		return fmt.Errorf("%w: %w", market.ErrOverQuota, err)
+	}
+	return err
+}
+
+// Size is the size of c's DAG when all of it is held here: the larger of
+// the cumulative size its root records and the bytes of its distinct
+// blocks, so that a provider's fetch bounded by it never refuses what this
+// node holds.
+func (a contentAdapter) Size(ctx context.Context, c string) (int64, bool) {
+	id, err := content.ParseCID(c)
+	if err != nil {
+		return 0, false
+	}
+	st, err := a.s.Stat(ctx, id)
+	if err != nil || !st.Complete {
+		return 0, false
+	}
+	return int64(max(st.CumulativeSize, st.TotalBytes)), true
 }
 
 func (a contentAdapter) FetchPin(ctx context.Context, c string, from peer.ID, name string) error {

@@ -130,6 +130,12 @@ type Config struct {
 	// its volumes together, enforced while it writes where the provider can
 	// mount quota filesystems) and what it may return (default 1 GiB).
 	OutputsQuota int64
+	// MaxFetchBytes bounds each fetch of a task's image, inputs and
+	// volumes on a provider (and each fetch of outputs this node makes for
+	// a verify), measured as the content's DAG size and enforced while
+	// fetching; a smaller size declared by the task bounds it instead
+	// (default market.DefaultMaxFetchBytes, 16 GiB).
+	MaxFetchBytes int64
 	// ContentTimeout is how long a content fetch may go without receiving a
 	// block before it fails (default: the content store's).
 	ContentTimeout time.Duration
@@ -209,7 +215,7 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if n.content, err = openContent(ctx, n); err != nil {
 		return nil, fmt.Errorf("node: %w", err)
 	}
-	cs := contentAdapter{s: n.content, timeout: cfg.ContentTimeout}
+	cs := contentAdapter{s: n.content, timeout: cfg.ContentTimeout, maxBytes: cfg.MaxFetchBytes}
 	n.ledger = storage.NewTable[market.LedgerEntry](n.db, "ledger")
 	topic, err := n.host.PubSub.Join(n.host.Topic(wire.TopicTasks))
 	if err != nil {
@@ -253,7 +259,7 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 			WorkDir: filepath.Join(cfg.Home, "work"), Content: cs, Ledger: n.ledger,
 			Images:   storage.NewTable[market.CachedImage](n.db, "images"),
 			OnChange: n.advertChanged, Observer: n.metrics, OutputsQuota: cfg.OutputsQuota,
-			AllowedImages: cfg.AllowImages, DiskQuota: diskQuota(n.log),
+			MaxFetchBytes: cfg.MaxFetchBytes, AllowedImages: cfg.AllowImages, DiskQuota: diskQuota(n.log),
 			Isolation: n.isolation, IsolationRequired: cfg.RequireGVisor,
 		})
 		if err != nil {
