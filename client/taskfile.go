@@ -51,6 +51,7 @@ type TaskFile struct {
 	Strategy   string      `yaml:"strategy"`
 	Redundancy int         `yaml:"redundancy"`
 	Provider   string      `yaml:"provider"`
+	ImageSize  string      `yaml:"image_size"`
 	Inputs     []FileInput `yaml:"inputs"`
 	Stages     []struct {
 		Name            string            `yaml:"name"`
@@ -81,6 +82,10 @@ type FileInput struct {
 	CID   string `yaml:"cid"`
 	Local string `yaml:"local"`
 	Path  string `yaml:"path"`
+	// Size is the input's declared size (bytes, or 512k, 2g ...): the
+	// size of its DAG, which bounds what a provider fetches. The node
+	// fills it for content it holds; a CID held elsewhere may declare it.
+	Size string `yaml:"size"`
 }
 
 // TaskFileError is a task file problem with where it is.
@@ -191,6 +196,13 @@ func (tf *TaskFile) Spec(added map[string]string) (wire.TaskSpec, error) {
 		}
 		spec.Resources.MemoryBytes = m
 	}
+	if tf.ImageSize != "" {
+		n, err := units.RAMInBytes(tf.ImageSize)
+		if err != nil || n <= 0 {
+			return spec, tf.at("$.image_size", "image size %q is not a size (try 1048576, 512m or 2g)", tf.ImageSize)
+		}
+		spec.ImageSize = n
+	}
 	if tf.Timeout != "" {
 		d, err := time.ParseDuration(tf.Timeout)
 		if err != nil || d <= 0 {
@@ -214,7 +226,15 @@ func (tf *TaskFile) Spec(added map[string]string) (wire.TaskSpec, error) {
 				c = "bafkqaaa" // the empty identity CID: a stand-in until added
 			}
 		}
-		return wire.Input{CID: c, Path: fi.Path}, nil
+		var size int64
+		if fi.Size != "" {
+			n, err := units.RAMInBytes(fi.Size)
+			if err != nil || n <= 0 {
+				return wire.Input{}, tf.at(path, "input size %q is not a size (try 1048576, 512k or 2g)", fi.Size)
+			}
+			size = n
+		}
+		return wire.Input{CID: c, Path: fi.Path, Size: size}, nil
 	}
 	for i, fi := range tf.Inputs {
 		x, err := in(fmt.Sprintf("$.inputs[%d]", i), fmt.Sprint(i), fi)

@@ -47,6 +47,29 @@ func TestParseTaskFile(t *testing.T) {
 	}
 }
 
+// TestTaskFileSizes: an input's size and the image's are read in bytes or
+// with a unit (binary: 1k is 1024 bytes).
+func TestTaskFileSizes(t *testing.T) {
+	tf, err := client.ParseTaskFile([]byte(`
+image: QmZULkCELmmk5XNfCgTnCyFgAVxBRBXyDHGGMVoLFLiXEN
+image_size: 2g
+inputs:
+  - {cid: QmZULkCELmmk5XNfCgTnCyFgAVxBRBXyDHGGMVoLFLiXEN, path: /inputs/a, size: 1048576}
+  - {cid: QmZULkCELmmk5XNfCgTnCyFgAVxBRBXyDHGGMVoLFLiXEN, path: /inputs/b, size: 512k}
+  - {cid: QmZULkCELmmk5XNfCgTnCyFgAVxBRBXyDHGGMVoLFLiXEN, path: /inputs/c}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec, err := tf.Spec(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if spec.ImageSize != 2<<30 || spec.Inputs[0].Size != 1<<20 || spec.Inputs[1].Size != 512<<10 || spec.Inputs[2].Size != 0 {
+		t.Fatalf("sizes: image %d, inputs %+v", spec.ImageSize, spec.Inputs)
+	}
+}
+
 func TestTaskFileErrorsNameTheLine(t *testing.T) {
 	tests := []struct {
 		name, file, want string
@@ -61,6 +84,8 @@ func TestTaskFileErrorsNameTheLine(t *testing.T) {
 		{"artifact outside", "image: a\nartifacts: [/etc/passwd]\n", "must be inside"},
 		{"empty", "  \n", "empty"},
 		{"both cid and local", "image: a\ninputs:\n  - {cid: x, local: y, path: /in}\n", "not both"},
+		{"bad input size", "image: a\ninputs:\n  - cid: QmZULkCELmmk5XNfCgTnCyFgAVxBRBXyDHGGMVoLFLiXEN\n    path: /inputs/x\n    size: lots\n", "line 3"},
+		{"image size of a local image", "image: a\nimage_size: 1g\n", "image given by CID"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -77,6 +102,7 @@ func FuzzParseTaskFile(f *testing.F) {
 	f.Add([]byte(pipeline))
 	f.Add([]byte("image: a\nsubtasks:\n  - command: [x]\nverify: {image: b}\n"))
 	f.Add([]byte("{image: a, resources: {memory: 1g}}"))
+	f.Add([]byte("image: QmZULkCELmmk5XNfCgTnCyFgAVxBRBXyDHGGMVoLFLiXEN\nimage_size: 1g\ninputs: [{cid: QmZULkCELmmk5XNfCgTnCyFgAVxBRBXyDHGGMVoLFLiXEN, path: /in, size: 4096}]\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		tf, err := client.ParseTaskFile(data)
 		if err != nil {

@@ -26,7 +26,7 @@ func peerID(key crypto.PrivKey) (peer.ID, error) {
 func newNodeCmd(g *globals) *cobra.Command {
 	var cfg node.Config
 	var labels, executors []string
-	var taskDisk string
+	var taskDisk, maxFetch string
 	cmd := &cobra.Command{
 		Use:   "node [--provider] [--listen MA]... [--bootstrap MA]... [--api HOST:PORT] [--metrics HOST:PORT]",
 		Short: "Run a node (a requestor; with --provider also a provider)",
@@ -67,6 +67,13 @@ operator lets reach it.`,
 				}
 				cfg.OutputsQuota = n
 			}
+			if maxFetch != "" {
+				n, err := units.RAMInBytes(maxFetch)
+				if err != nil || n < 1<<20 {
+					return fmt.Errorf("--max-fetch %q: want a size of at least 1MiB such as 512MiB or 16GiB", maxFetch)
+				}
+				cfg.MaxFetchBytes = n
+			}
 			if cfg.Price < 0 {
 				return fmt.Errorf("--price must not be negative")
 			}
@@ -106,6 +113,7 @@ operator lets reach it.`,
 	f.StringVar(&cfg.SwarmKeyPath, "swarm-key", "", "private swarm key file (default $home/swarm.key when present)")
 	f.StringSliceVar(&executors, "executors", nil, "executors to offer: docker,wasm (default: what is available)")
 	f.StringVar(&taskDisk, "task-disk", "", "disk each task may write: /outputs, /work and volumes together, and what it returns (default 1GiB)")
+	f.StringVar(&maxFetch, "max-fetch", "", "most bytes of content fetched for each image, input or volume of a task, enforced while fetching; a smaller size the task declares bounds it instead (default 16GiB)")
 	f.BoolVar(&cfg.RequireGVisor, "require-gvisor", false, "run every docker task under gVisor (runsc registered with the engine); services are declined")
 	f.StringArrayVar(&cfg.AllowImages, "allow-image", nil, "local Docker image requestors may run by name (repeatable; a pattern such as 'python:3.*'); images given by CID always run")
 	f.StringSliceVar(&labels, "labels", nil, "provider labels k=v,... (e.g. fpga=xilinx)")
