@@ -51,6 +51,10 @@ type admission struct {
 	places map[string]time.Time
 	order  []string
 	max    int // bound of order
+	// ready holds, for the queued awards whose image and inputs are in
+	// place (they wait in waitTurn), what each needs: an award still
+	// fetching holds a place in order but nobody waits behind it.
+	ready map[string]readyAward
 	// changed is closed and replaced whenever a slot may have freed.
 	changed chan struct{}
 	// meanRunMS estimates how long a task holds its slot (an EWMA of
@@ -93,6 +97,7 @@ func newAdmission(total Capacity, maxQueue int, onChange func()) *admission {
 	return &admission{
 		total: total, held: map[string]hold{}, places: map[string]time.Time{}, max: maxQueue,
 		changed: make(chan struct{}), meanRunMS: 1000, onChange: onChange, known: map[string]time.Time{},
+		ready: map[string]readyAward{},
 	}
 }
 
@@ -335,14 +340,27 @@ func (a *admission) allocateLocked(key, requestor string, res wire.Resources) st
 	return ""
 }
 
-// waitTurn blocks until key is first in the queue and res fits, then
-// allocates it; or until ctx ends (key keeps nothing then: the caller's
-// release cleans up).
+// readyAward is a queued award waiting for its turn.
+type readyAward struct {
+	requestor string
+	res       wire.Resources
+}
+
+// waitTurn blocks until it is key's turn and res fits, then allocates it;
+// or until ctx ends (key keeps nothing then: the caller's release cleans
+// up). The turn goes, in queue order, to the first award that is ready
+// (its preparation is done: it waits here), passing over those that only
+// the newcomers' share holds back: neither an award still fetching (a
+// Sybil's whose content never arrives) nor a newcomer over its share
+// holds up the awards behind it.
 func (a *admission) waitTurn(ctx context.Context, key, requestor string, res wire.Resources) error {
+	a.mu.Lock()
+	a.ready[key] = readyAward{requestor: requestor, res: res}
+	a.mu.Unlock()
 	for {
 		a.mu.Lock()
-		if len(a.order) > 0 && a.order[0] == key && a.allocateLocked(key, requestor, res) == "" {
-			a.order = a.order[1:]
+		if a.turnLocked() == key && a.allocateLocked(key, requestor, res) == "" {
+			a.dequeueLocked(key)
 			a.signalLocked()
 			a.mu.Unlock()
 			return nil
@@ -354,6 +372,33 @@ func (a *admission) waitTurn(ctx context.Context, key, requestor string, res wir
 			return context.Cause(ctx)
 		case <-changed:
 		case <-time.After(time.Second): // a reservation expired: no one signals that
+		}
+	}
+}
+
+// turnLocked returns the queued award whose turn it is ("" for none).
+func (a *admission) turnLocked() string {
+	free := a.freeLocked(time.Now())
+	for _, k := range a.order {
+		r, ok := a.ready[k]
+		if !ok {
+			continue // still fetching its image and inputs
+		}
+		if fits(free, r.res) == "" && a.newcomerFitsLocked(k, r.requestor, r.res) != "" {
+			continue // only the newcomers' share holds it back
+		}
+		return k
+	}
+	return ""
+}
+
+// dequeueLocked removes key from the queue.
+func (a *admission) dequeueLocked(key string) {
+	delete(a.ready, key)
+	for i, k := range a.order {
+		if k == key {
+			a.order = append(a.order[:i], a.order[i+1:]...)
+			return
 		}
 	}
 }
@@ -370,12 +415,7 @@ func (a *admission) release(key string) {
 func (a *admission) releaseLocked(key string) {
 	delete(a.held, key)
 	delete(a.places, key)
-	for i, k := range a.order {
-		if k == key {
-			a.order = append(a.order[:i], a.order[i+1:]...)
-			break
-		}
-	}
+	a.dequeueLocked(key)
 	a.signalLocked()
 	a.notifyLocked()
 }

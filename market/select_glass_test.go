@@ -220,6 +220,42 @@ func TestAdmissionNewcomers(t *testing.T) {
 			t.Fatalf("customer's reservation %d: %q start %d", j, why, start)
 		}
 	}
+	// Neither an award still fetching (queued first) nor a newcomer over
+	// its share holds up a known customer's award queued behind it.
+	q := newAdmission(Capacity{CPUs: 2, MemoryBytes: 1 << 30}, 8, nil)
+	q.vouch("customer", time.Now())
+	for _, k := range []string{"customer/run-1/1", "customer/run-2/1"} { // both cpus busy
+		q.reserve(k, "customer", res, time.Minute)
+		if queued, why := q.claim(k, "customer", res); why != "" || queued {
+			t.Fatalf("claim %s: %q queued %v", k, why, queued)
+		}
+	}
+	for _, k := range []string{"sybil/bait/1", "sybil/bait-2/1", "customer/next/1"} {
+		who, _, _ := strings.Cut(k, "/")
+		q.reserve(k, who, res, time.Minute)
+		if queued, why := q.claim(k, who, res); why != "" || !queued {
+			t.Fatalf("claim %s: %q queued %v", k, why, queued)
+		}
+	}
+	turn := make(chan error, 2)
+	go func() { turn <- q.waitTurn(t.Context(), "customer/next/1", "customer", res) }()
+	// sybil/bait/1 never gets ready (its content never arrives);
+	// sybil/bait-2/1 is ready, and runs when a cpu frees; then the
+	// newcomers' share (1 of 2 cpus) holds it back no more than the
+	// customer's award behind it.
+	go func() { turn <- q.waitTurn(t.Context(), "sybil/bait-2/1", "sybil", res) }()
+	q.release("customer/run-1/1")
+	if err := <-turn; err != nil {
+		t.Fatal(err)
+	}
+	q.release("customer/run-2/1")
+	if err := <-turn; err != nil {
+		t.Fatal(err)
+	}
+	if len(q.order) != 1 || q.order[0] != "sybil/bait/1" {
+		t.Fatalf("queue left: %v", q.order)
+	}
+
 	// The book of known customers is bounded.
 	for i := range maxKnownRequestors + 10 {
 		a.vouch(fmt.Sprintf("payer-%d", i), time.Now().Add(time.Duration(i)))
