@@ -476,8 +476,11 @@ class Client:
             if isinstance(inp, dict):
                 spec.setdefault("inputs", []).append(inp)
             else:
-                cid, path = inp
-                spec.setdefault("inputs", []).append({"cid": cid, "path": path})
+                cid, path, *size = inp
+                entry = {"cid": cid, "path": path}
+                if size and size[0]:
+                    entry["size"] = int(size[0])
+                spec.setdefault("inputs", []).append(entry)
         if timeout is not None:
             spec["timeout_ms"] = int(timeout * 1000)
         spec.update({k: v for k, v in extra.items() if v is not None})
@@ -542,7 +545,10 @@ class Client:
         image is a container image reference local to providers or a CID
         (``offload image push``), or with runtime="wasm" a module CID;
         command the arguments (a list, or a string split like a shell);
-        inputs (cid, path) pairs mounted read-only; timeout the task's
+        inputs (cid, path) pairs, or (cid, path, size) to declare the
+        size of content the node does not hold (the size of its DAG, which
+        bounds what a provider fetches; the node fills it for content it
+        holds and refuses one below it), mounted read-only; timeout the task's
         execution limit in seconds. Other keyword arguments go into the
         spec as they are (max_price, retries, provider, strategy, ...).
         """

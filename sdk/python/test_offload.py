@@ -119,6 +119,11 @@ class ClientTest(unittest.IsolatedAsyncioTestCase):
             # An uplinked file as a task input.
             res = await self.c.run(IMAGE, ["cat", "/inputs/d/sub/x.txt"], runtime=RUNTIME, inputs=[(cid_d, "/inputs/d")])
             self.assertEqual(res["stdout"], "in a directory", res.get("error"))
+            # A size declared below what the node holds is refused at submit.
+            with self.assertRaises(offload.OffloadError) as cm:
+                await self.c.run(IMAGE, ["cat", "/inputs/f"], runtime=RUNTIME, inputs=[(cid_f, "/inputs/f", 1024)])
+            self.assertEqual(cm.exception.status, 400, cm.exception.message)
+            self.assertIn("declared size 1024 bytes is smaller than", cm.exception.message)
 
     async def test_add_public_and_publish(self):
         with tempfile.TemporaryDirectory() as tmp:
