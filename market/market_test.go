@@ -312,7 +312,8 @@ func TestProviderRestartReportsInterrupted(t *testing.T) {
 // answers (a Sybil, or a provider gone without a word) holds the first
 // auctions open for their whole bid window, and after maxSilentAuctions of
 // them no longer: the next auction closes as soon as the providers that do
-// answer have.
+// answer have. A peer never heard from that appears later is waited for
+// only a short grace once the providers heard from have answered.
 func TestSilentProvidersAreNotWaitedFor(t *testing.T) {
 	s := newSwarm(t)
 	s.provider(providerConfig(t, 1))
@@ -345,5 +346,22 @@ func TestSilentProvidersAreNotWaitedFor(t *testing.T) {
 	}
 	if took[2] >= window {
 		t.Fatalf("the third task still waited for a peer silent in %d auctions: %v", 2, took)
+	}
+	// A peer never heard from that joins later (a fresh identity that only
+	// advertises) costs an auction the newcomers' grace, not its window.
+	fresh := s.newPeer()
+	if _, err := fresh.topic.Subscribe(); err != nil {
+		t.Fatal(err)
+	}
+	fresh.provider = true
+	s.providers++
+	s.connect()
+	start := time.Now()
+	id := req.submit(t, wire.TaskSpec{})
+	if task := req.wait(t, id, 20*time.Second); task.State != market.StateCompleted {
+		t.Fatalf("task %s: %s", task.State, task.Reason)
+	}
+	if d := time.Since(start); d >= window {
+		t.Fatalf("a task waited %s for a peer never heard from", d)
 	}
 }

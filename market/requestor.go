@@ -100,8 +100,10 @@ type Requestor struct {
 	// id → provider → release); see share.go.
 	shares map[string]map[string]func()
 	// silent counts, per known provider, the auctions in a row it left
-	// unanswered (see dropSilent).
+	// unanswered (see dropSilent); heard holds the providers that ever
+	// answered one (see runAuction). Both at most maxSilentBook entries.
 	silent map[peer.ID]int
+	heard  map[peer.ID]bool
 	all    allWatchers // WatchAll's feeds (watch.go)
 	volMu  sync.Mutex  // serializes volume table swaps (volume.go)
 
@@ -151,7 +153,7 @@ func NewRequestor(h host.Host, store TaskStore, topic *pubsub.Topic, cfg Request
 	r := &Requestor{
 		h: h, store: store, cfg: cfg, log: cfg.Logger.With("role", "requestor"), topic: topic,
 		auctions: map[string]*auction{}, watchers: map[string]map[*watcher]struct{}{},
-		drivers: map[string]bool{}, rep: newRepBook(nil), limit: stream.NewLimiter(streamRate, streamBurst), verifyFns: map[string]VerifyFunc{}, peersCh: make(chan struct{}), lastBeat: map[string]time.Time{}, shares: map[string]map[string]func(){}, silent: map[peer.ID]int{},
+		drivers: map[string]bool{}, rep: newRepBook(nil), limit: stream.NewLimiter(streamRate, streamBurst), verifyFns: map[string]VerifyFunc{}, peersCh: make(chan struct{}), lastBeat: map[string]time.Time{}, shares: map[string]map[string]func(){}, silent: map[peer.ID]int{}, heard: map[peer.ID]bool{},
 		ctx: ctx, cancel: cancel,
 	}
 	evts, err := topic.EventHandler()

@@ -218,8 +218,21 @@ func (r *Requestor) runAuction(t *Task) error {
 	answered := map[peer.ID]bool{}
 	timer := time.NewTimer(time.Until(deadline))
 	defer timer.Stop()
+	// Providers this requestor never heard from (new ones, and every
+	// identity that only advertises) are waited for only newcomerGrace
+	// beyond the last answer of those it has heard from, when there are
+	// any: an honest newcomer answers within milliseconds, an advert from
+	// a Sybil costs an auction no more than the grace.
+	heard := r.heardOf(expected)
+	graceStarted := false
 collect:
 	for len(answered) < len(expected) {
+		if !graceStarted && heard > 0 && r.heardAnswered(expected, answered) == heard {
+			graceStarted = true
+			if time.Until(deadline) > newcomerGrace {
+				timer.Reset(newcomerGrace)
+			}
+		}
 		select {
 		case <-r.ctx.Done():
 			return r.ctx.Err()
@@ -250,13 +263,52 @@ const maxSilentAuctions = 2
 // maxSilentBook bounds the providers the silence book remembers.
 const maxSilentBook = 1 << 14
 
-// noteSilent records which of the expected providers answered an auction.
+// newcomerGrace is how long an auction waits for providers the requestor
+// never heard from once every provider it has heard from answered.
+const newcomerGrace = 150 * time.Millisecond
+
+// heardOf counts the expected providers that answered an auction of this
+// requestor before.
+func (r *Requestor) heardOf(expected map[peer.ID]struct{}) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for p := range expected {
+		if r.heard[p] {
+			n++
+		}
+	}
+	return n
+}
+
+// heardAnswered counts the answers among expected providers heard from
+// before this auction.
+func (r *Requestor) heardAnswered(expected map[peer.ID]struct{}, answered map[peer.ID]bool) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for p := range answered {
+		if _, ok := expected[p]; ok && r.heard[p] {
+			n++
+		}
+	}
+	return n
+}
+
+// noteSilent records which of the expected providers answered an auction
+// (and, in heard, which ever did).
 func (r *Requestor) noteSilent(expected map[peer.ID]struct{}, answered map[peer.ID]bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for p := range expected {
 		if answered[p] {
 			delete(r.silent, p)
+			if !r.heard[p] {
+				if len(r.heard) >= maxSilentBook {
+					clear(r.heard)
+				}
+				r.heard[p] = true
+			}
 			continue
 		}
 		if len(r.silent) >= maxSilentBook {
