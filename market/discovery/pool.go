@@ -1,7 +1,6 @@
 package discovery
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -648,7 +647,7 @@ func (p *Pool) handleCaps(s network.Stream) {
 	defer s.Close()
 	_ = s.SetDeadline(time.Now().Add(askTimeout))
 	var req wire.CapsRequest
-	if err := stream.ReadMsg(bufio.NewReader(s), wire.MaxCapsRequestSize, &req); err != nil || req.Validate() != nil {
+	if err := stream.ReadMsg(stream.NewReader(s), wire.MaxCapsRequestSize, &req); err != nil || req.Validate() != nil {
 		p.log.Debug("bad caps request", "peer", s.Conn().RemotePeer(), "err", err)
 		s.Reset()
 		return

@@ -1,7 +1,6 @@
 package stream
 
 import (
-	"bufio"
 	"log/slog"
 	"sync"
 	"time"
@@ -55,7 +54,7 @@ func Accept(s network.Stream, limit *Limiter, d time.Duration, max int, log *slo
 		s.Reset()
 		return from, nil, false
 	}
-	body, err := ReadFrame(bufio.NewReader(s), max)
+	body, err := ReadFrame(NewReader(s), max)
 	if err != nil {
 		log.Debug("bad "+what+" frame", "peer", from, "err", err)
 		s.Reset()

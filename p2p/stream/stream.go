@@ -26,8 +26,21 @@ import (
 // context has no earlier deadline.
 const DefaultStreamTimeout = 30 * time.Second
 
-// frameChunk is how much of a frame is allocated ahead of its bytes.
-const frameChunk = 64 << 10
+// frameChunk is the most of a frame allocated ahead of its bytes; a frame
+// starts at frameStart bytes and doubles as its bytes arrive.
+const (
+	frameChunk = 64 << 10
+	frameStart = 4 << 10
+)
+
+// readerSize is the buffer of the reader a request/response exchange
+// reads its one frame through: a frame's body is read past the buffer
+// (io.ReadFull into the frame), so a small one serves, and a peer that
+// opens many streams makes this node hold little for each.
+const readerSize = 512
+
+// NewReader returns the reader ReadMsg and ReadFrame want for a stream.
+func NewReader(r io.Reader) *bufio.Reader { return bufio.NewReaderSize(r, readerSize) }
 
 // ErrMessageTooLarge is returned by ReadMsg for a message above its limit.
 var ErrMessageTooLarge = errors.New("message too large")
@@ -76,9 +89,13 @@ func ReadFrame(r *bufio.Reader, max int) ([]byte, error) {
 	}
 	// Allocate as the bytes arrive, not at the length the prefix claims:
 	// a peer that announces a large frame and sends nothing holds little.
-	body := make([]byte, 0, min(size, frameChunk))
+	body := make([]byte, 0, min(size, frameStart))
 	for uint64(len(body)) < size {
-		n := min(size-uint64(len(body)), frameChunk)
+		step := uint64(len(body)) // double what arrived so far
+		if step < frameStart {
+			step = frameStart
+		}
+		n := min(size-uint64(len(body)), step, frameChunk)
 		body = slices.Grow(body, int(n))
 		if _, err := io.ReadFull(r, body[len(body):len(body)+int(n)]); err != nil {
 			return nil, fmt.Errorf("read message body: %w", err)
@@ -117,7 +134,7 @@ func Request(ctx context.Context, h interface {
 		s.Close()
 		return nil
 	}
-	if err := ReadMsg(bufio.NewReader(s), max, resp); err != nil {
+	if err := ReadMsg(NewReader(s), max, resp); err != nil {
 		s.Reset()
 		if ctx.Err() != nil {
 			return fmt.Errorf("%s to %s: %w", proto, p.ShortString(), ctx.Err())
@@ -143,5 +160,5 @@ func Open(ctx context.Context, h host.Host, p peer.ID, proto protocol.ID, req an
 		s.Reset()
 		return nil, nil, err
 	}
-	return s, bufio.NewReader(s), nil
+	return s, NewReader(s), nil
 }

@@ -63,7 +63,16 @@ func TestFrameAllocatedAsBytesArrive(t *testing.T) {
 	if err == nil {
 		t.Fatal("a short frame was accepted")
 	}
-	if grew := after.TotalAlloc - before.TotalAlloc; grew > 1<<20 {
+	if grew := after.TotalAlloc - before.TotalAlloc; grew > 16<<10 {
 		t.Fatalf("reading a 16-byte frame that claims 1 GiB allocated %d bytes", grew)
+	}
+	// Frames of every size around the growth steps still read whole.
+	for _, size := range []int{0, 1, 4095, 4096, 4097, 8193, 65535, 65537, 300 << 10} {
+		want := bytes.Repeat([]byte{'x'}, size)
+		n := binary.PutUvarint(hdr[:], uint64(size))
+		got, err := stream.ReadFrame(stream.NewReader(bytes.NewReader(append(hdr[:n:n], want...))), 1<<20)
+		if err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("frame of %d bytes: %v, read %d", size, err, len(got))
+		}
 	}
 }
