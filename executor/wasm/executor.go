@@ -280,6 +280,10 @@ func (e *Executor) Run(ctx context.Context, spec executor.Spec) (*executor.Resul
 	if inst != nil {
 		_ = inst.Close(context.Background())
 	}
+	// Closing (or a failed instantiation, which wazero closes itself)
+	// frees the memory through Free; this makes sure the mapping is gone
+	// whatever the path.
+	mem.Free()
 
 	res := &executor.Result{
 		Stdout:     stdout.Bytes(),
