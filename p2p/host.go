@@ -40,6 +40,12 @@ const (
 	// well above every topic's own limit (TopicRule.MaxSize), which the
 	// topic validators apply per message.
 	MaxPubSubMessage = 1 << 20
+	// SeenMessagesTTL is how long gossipsub remembers a message it saw (to
+	// drop duplicates, and its deliveries for the peer score). Gossip
+	// reaches every node within seconds and the task topic's messages are
+	// stale after their bid window, so 30 s is ample; gossipsub's default
+	// (2 minutes) made a flood of valid messages cost four times the memory.
+	SeenMessagesTTL = 30 * time.Second
 	// scoreInspectPeriod is how often PeerScore's snapshot is refreshed.
 	scoreInspectPeriod = time.Second
 	// bootstrapRetry is how often unconnected bootstrap peers are dialed again.
@@ -184,6 +190,10 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 		// topic validator runs.
 		pubsub.WithMessageSignaturePolicy(pubsub.StrictSign),
 		pubsub.WithMaxMessageSize(MaxPubSubMessage),
+		// Every message seen is remembered (its id, its deliveries for the
+		// peer score) for SeenMessagesTTL: the memory a flood of valid
+		// messages costs is its rate times this.
+		pubsub.WithSeenMessagesTTL(SeenMessagesTTL),
 		pubsub.WithFloodPublish(true),
 		pubsub.WithPeerExchange(true),
 		pubsub.WithPeerScore(peerScoreParams(ns, cfg.ScoredTopics)),

@@ -148,6 +148,7 @@ func peerScoreParams(ns string, topics []string) (*pubsub.PeerScoreParams, *pubs
 		DecayInterval:               time.Second,
 		DecayToZero:                 pubsub.DefaultDecayToZero,
 		RetainScore:                 10 * time.Minute,
+		SeenMsgTTL:                  SeenMessagesTTL,
 	}
 	th := DefaultScoreThresholds
 	return params, &th
