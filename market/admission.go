@@ -330,7 +330,9 @@ func (a *admission) allocateLocked(key, requestor string, res wire.Resources) st
 		free.GPUs += h.res.GPUs
 	}
 	if why := fits(free, res); why != "" {
-		return why
+		if _, known := a.known[requestor]; !known || !a.preemptLocked(free, res) {
+			return why
+		}
 	}
 	if why := a.newcomerFitsLocked(key, requestor, res); why != "" {
 		return why
@@ -338,6 +340,36 @@ func (a *admission) allocateLocked(key, requestor string, res wire.Resources) st
 	a.held[key] = hold{res: res, requestor: requestor}
 	a.notifyLocked()
 	return ""
+}
+
+// preemptLocked makes room for res, beyond free, by dropping reservations
+// of newcomers (promises made to bids that may never be awarded): a known
+// customer's award is real work and goes first. It drops them only when
+// that makes res fit, and reports whether it did.
+func (a *admission) preemptLocked(free Capacity, res wire.Resources) bool {
+	var victims []string
+	for k, h := range a.held {
+		if fits(free, res) == "" {
+			break
+		}
+		if h.expires.IsZero() {
+			continue // an allocation: work that was awarded
+		}
+		if _, known := a.known[h.requestor]; known {
+			continue
+		}
+		victims = append(victims, k)
+		free.CPUs += h.res.CPUs
+		free.MemoryBytes += h.res.MemoryBytes
+		free.GPUs += h.res.GPUs
+	}
+	if fits(free, res) != "" {
+		return false
+	}
+	for _, k := range victims {
+		delete(a.held, k)
+	}
+	return true
 }
 
 // readyAward is a queued award waiting for its turn.
@@ -374,6 +406,31 @@ func (a *admission) waitTurn(ctx context.Context, key, requestor string, res wir
 		case <-time.After(time.Second): // a reservation expired: no one signals that
 		}
 	}
+}
+
+// String says what admission holds, for logs that explain a wait: free
+// capacity, holds by kind (reservations and allocations, of known
+// customers and of newcomers) and the queue.
+func (a *admission) String() string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	free := a.freeLocked(time.Now())
+	var resK, resN, allocK, allocN float64
+	for _, h := range a.held {
+		_, known := a.known[h.requestor]
+		switch {
+		case h.expires.IsZero() && known:
+			allocK += h.res.CPUs
+		case h.expires.IsZero():
+			allocN += h.res.CPUs
+		case known:
+			resK += h.res.CPUs
+		default:
+			resN += h.res.CPUs
+		}
+	}
+	return fmt.Sprintf("free %.2f cpus; cpus held by customers: %.2f running, %.2f reserved; by newcomers: %.2f running, %.2f reserved; queue %d (%d ready, %d newcomers), %d places promised",
+		free.CPUs, allocK, resK, allocN, resN, len(a.order), len(a.ready), a.newcomersQueuedLocked(), len(a.places))
 }
 
 // turnLocked returns the queued award whose turn it is ("" for none).

@@ -151,7 +151,8 @@ func (p *Provider) decide(requestor peer.ID, ann *wire.Announce) wire.Bid {
 	key := execKey(requestor.String(), ann.TaskID, ann.Attempt)
 	// Busy: a place in the queue, with a later start, rather than a
 	// decline the requestor can only answer by asking again.
-	startMS, why := p.admit.reserve(key, requestor.String(), res, p.cfg.ReservationTTL)
+	ttl := p.reservationTTL(requestor, ann)
+	startMS, why := p.admit.reserve(key, requestor.String(), res, ttl)
 	if why != "" {
 		bid.Decline, bid.Busy = why, true
 		return bid
@@ -162,8 +163,25 @@ func (p *Provider) decide(requestor peer.ID, ann *wire.Announce) wire.Bid {
 		timeout = DefaultTaskTimeout
 	}
 	bid.MaxCost = p.cfg.Price * res.CPUs * timeout.Seconds()
-	bid.ReservationMS = p.cfg.ReservationTTL.Milliseconds()
+	bid.ReservationMS = ttl.Milliseconds()
 	return bid
+}
+
+// newcomerAwardGrace is how long after its bid deadline a requestor that
+// never paid this provider may still award what the provider reserved.
+const newcomerAwardGrace = 2 * time.Second
+
+// reservationTTL is how long a bid for ann holds what it reserves: the
+// provider's ReservationTTL for a known customer; for a newcomer only
+// until the announcement's bid deadline plus newcomerAwardGrace (an honest
+// requestor awards right after its deadline), so that bids a Sybil accepts
+// and never awards hold capacity for as short a time as can be.
+func (p *Provider) reservationTTL(requestor peer.ID, ann *wire.Announce) time.Duration {
+	ttl := p.cfg.ReservationTTL
+	if p.admit.isKnown(requestor.String()) {
+		return ttl
+	}
+	return max(min(ttl, time.Until(time.UnixMilli(ann.BidDeadline))+newcomerAwardGrace), newcomerAwardGrace)
 }
 
 // answer sends the bid or decline for one announcement to its requestor.
@@ -291,10 +309,14 @@ func (p *Provider) run(ctx context.Context, ex executor.Executor, rec *ExecRecor
 	if pr != nil {
 		defer pr.cleanup(p.log)
 	}
+	p.log.Debug("prepared", "task", rec.TaskID, "peer", rec.Requestor, "queued", queued, "ms", time.Since(started).Milliseconds(), "err", err)
 	if err == nil && queued {
 		// Image and inputs are in place; now wait for a free slot.
 		need := normalize(rec.Spec.Resources)
+		waited := time.Now()
+		p.log.Debug("waiting for a slot", "task", rec.TaskID, "admission", p.admit.String())
 		err = p.admit.waitTurn(ctx, rec.Key, rec.Requestor, need)
+		p.log.Debug("turn came", "task", rec.TaskID, "waited_ms", time.Since(waited).Milliseconds(), "err", err)
 	}
 	if err == nil {
 		res.FetchMS = pr.fetchMS

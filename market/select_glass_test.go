@@ -256,6 +256,30 @@ func TestAdmissionNewcomers(t *testing.T) {
 		t.Fatalf("queue left: %v", q.order)
 	}
 
+	// A known customer's award takes the capacity newcomers' bids reserved
+	// (promises that may never be awarded), not what their awards run on.
+	pre := newAdmission(Capacity{CPUs: 4, MemoryBytes: 4 << 30}, 4, nil)
+	pre.vouch("customer", time.Now())
+	pre.reserve("sybil/a/1", "sybil", res, time.Minute)
+	pre.claim("sybil/a/1", "sybil", res) // runs: an allocation
+	for _, k := range []string{"customer/x/1", "customer/x2/1"} {
+		pre.reserve(k, "customer", res, time.Minute)
+		pre.claim(k, "customer", res)
+	}
+	pre.reserve("sybil2/b/1", "sybil2", res, time.Minute) // a bid never awarded
+	if free := pre.Free(); free.CPUs != 0 {
+		t.Fatalf("setup: free %+v", free)
+	}
+	if queued, why := pre.claim("customer/y/1", "customer", res); why != "" || queued {
+		t.Fatalf("a customer's award behind a newcomer's reservation: %q queued %v", why, queued)
+	}
+	if _, ok := pre.held["sybil2/b/1"]; ok {
+		t.Fatal("the newcomer's reservation was kept")
+	}
+	if _, ok := pre.held["sybil/a/1"]; !ok {
+		t.Fatal("a newcomer's running award was preempted")
+	}
+
 	// The book of known customers is bounded.
 	for i := range maxKnownRequestors + 10 {
 		a.vouch(fmt.Sprintf("payer-%d", i), time.Now().Add(time.Duration(i)))
