@@ -3,6 +3,7 @@ package market
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -330,7 +331,7 @@ func (a *admission) allocateLocked(key, requestor string, res wire.Resources) st
 		free.GPUs += h.res.GPUs
 	}
 	if why := fits(free, res); why != "" {
-		if _, known := a.known[requestor]; !known || !a.preemptLocked(free, res) {
+		if _, known := a.known[requestor]; !known || !a.preemptLocked(requestor, free, res) {
 			return why
 		}
 	}
@@ -342,31 +343,38 @@ func (a *admission) allocateLocked(key, requestor string, res wire.Resources) st
 	return ""
 }
 
-// preemptLocked makes room for res, beyond free, by dropping reservations
-// of newcomers (promises made to bids that may never be awarded): a known
-// customer's award is real work and goes first. It drops them only when
-// that makes res fit, and reports whether it did.
-func (a *admission) preemptLocked(free Capacity, res wire.Resources) bool {
+// preemptLocked makes room for requestor's award of res, beyond free, by
+// turning into queue places the reservations (promises made to bids that may never be
+// awarded, never what awarded work holds): first those of newcomers, then
+// requestor's own (its award here and now goes before a bid of its own
+// that it may award elsewhere). A known customer's award is real work. It
+// preempts only when that makes res fit, and reports whether it did.
+func (a *admission) preemptLocked(requestor string, free Capacity, res wire.Resources) bool {
 	var victims []string
-	for k, h := range a.held {
-		if fits(free, res) == "" {
-			break
+	for _, own := range []bool{false, true} {
+		for k, h := range a.held {
+			if fits(free, res) == "" {
+				break
+			}
+			if h.expires.IsZero() || slices.Contains(victims, k) {
+				continue // an allocation: work that was awarded
+			}
+			if _, known := a.known[h.requestor]; known && !(own && h.requestor == requestor) {
+				continue
+			}
+			victims = append(victims, k)
+			free.CPUs += h.res.CPUs
+			free.MemoryBytes += h.res.MemoryBytes
+			free.GPUs += h.res.GPUs
 		}
-		if h.expires.IsZero() {
-			continue // an allocation: work that was awarded
-		}
-		if _, known := a.known[h.requestor]; known {
-			continue
-		}
-		victims = append(victims, k)
-		free.CPUs += h.res.CPUs
-		free.MemoryBytes += h.res.MemoryBytes
-		free.GPUs += h.res.GPUs
 	}
 	if fits(free, res) != "" {
 		return false
 	}
+	// A preempted bid keeps its promise as a queue place: its award, if
+	// it comes, is honoured and waits for a slot.
 	for _, k := range victims {
+		a.places[k] = a.held[k].expires
 		delete(a.held, k)
 	}
 	return true

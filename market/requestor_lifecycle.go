@@ -249,6 +249,27 @@ collect:
 			}
 		}
 	}
+	// Close the auction before awarding: a bid that comes now is answered
+	// "auction closed" (its provider lets go of what it reserved) rather
+	// than acknowledged and left unread, holding its reservation for its
+	// whole TTL. Bids already taken are awarded with the rest.
+	r.mu.Lock()
+	if r.auctions[t.ID] == a {
+		delete(r.auctions, t.ID)
+	}
+	r.mu.Unlock()
+drain:
+	for {
+		select {
+		case b := <-a.bids:
+			if !answered[b.from] {
+				answered[b.from] = true
+				got = append(got, b)
+			}
+		default:
+			break drain
+		}
+	}
 	r.noteSilent(expected, answered)
 	return r.award(t, attempt, len(expected), got, excluded)
 }
@@ -515,9 +536,16 @@ func (r *Requestor) award(t *Task, attempt, known int, got []bidFrom, excluded m
 		}
 	}
 	busy := false
+	var offered []string
 	for _, rec := range records {
 		busy = busy || rec.Busy
+		if rec.Decline == "" {
+			offered = append(offered, rec.Provider)
+		}
 	}
+	// No award: let every provider that offered go of what it reserved
+	// (one that declined the award has already).
+	r.releaseBids(t.ID, attempt, offered)
 	awardFailed := len(order) > 0
 	// Nobody answered at all (not even a decline): the providers we know of
 	// may be restarting or cut off; that passes, so announce again.

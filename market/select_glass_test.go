@@ -114,31 +114,37 @@ func TestAdmission(t *testing.T) {
 	if queued, why := a.claim("t1", "R", res); why != "" || queued {
 		t.Fatalf("claim: %q queued %v", why, queued)
 	}
-	// t3 holds a queue place: its award queues.
-	if queued, why := a.claim("t3", "R", res); why != "" || !queued {
+	// t3 holds a queue place; its award runs at once on the capacity t2's
+	// bid reserved (the same requestor's work here and now goes first),
+	// and t2's promise becomes a queue place.
+	if queued, why := a.claim("t3", "R", res); why != "" || queued {
 		t.Fatalf("claim of a queue place: %q queued %v", why, queued)
+	}
+	if ok, why := a.reservedFor("t2", "R"); !ok {
+		t.Fatalf("t2's preempted bid lost its promise: %q", why)
+	}
+	if queued, why := a.claim("t2", "R", res); why != "" || !queued {
+		t.Fatalf("claim of the preempted bid: %q queued %v", why, queued)
 	}
 	// The queue (bound 1) is full now: no more places.
 	if _, why := a.reserve("t4", "R", res, time.Minute); !strings.Contains(why, "queue is full") {
 		t.Fatalf("reservation past the queue: %q", why)
 	}
-	// t3 waits for its turn; releasing t2 (a bid that lost) lets it run.
+	// t2 waits for its turn; releasing t1 (its run ended) lets it run.
 	turn := make(chan error, 1)
-	go func() { turn <- a.waitTurn(t.Context(), "t3", "R", res) }()
-	if !a.releaseReservation("t2", "R") {
-		t.Fatal("t2's reservation was not released")
-	}
+	go func() { turn <- a.waitTurn(t.Context(), "t2", "R", res) }()
+	a.release("t1")
 	if err := <-turn; err != nil {
 		t.Fatal(err)
 	}
 	if f := a.Free(); f.CPUs != 0 {
-		t.Fatalf("free with t1 and t3 running = %+v", f)
+		t.Fatalf("free with t2 and t3 running = %+v", f)
 	}
 	// A running task's allocation is not a reservation a cancel can take.
-	if a.releaseReservation("t1", "R") {
+	if a.releaseReservation("t2", "R") {
 		t.Fatal("a cancel released a running task's capacity")
 	}
-	a.release("t1")
+	a.release("t2")
 	a.release("t3")
 	a.release("t3") // twice is fine
 	if f := a.Free(); f.CPUs != 2 {
@@ -149,6 +155,7 @@ func TestAdmission(t *testing.T) {
 	a2.vouch("R", time.Now())
 	a2.reserve("x", "R", res, time.Minute)
 	a2.reserve("y", "R", res, time.Minute)
+	a2.claim("x", "R", res) // runs
 	if queued, _ := a2.claim("y", "R", res); !queued {
 		t.Fatal("y not queued")
 	}
