@@ -68,6 +68,8 @@ const (
 	maxAnswersPerRequestor = 32
 	maxAnswering           = 256
 	maxDialing             = 16
+	// announceBuffer is how many announcements wait for readAnnouncements.
+	announceBuffer = 1024
 	// maxRedeliveryPause caps the back-off between delivery attempts.
 	maxRedeliveryPause = 30 * time.Second
 )
@@ -241,7 +243,9 @@ func NewProvider(h host.Host, store ExecStore, topic *pubsub.Topic, executors []
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	sub, err := topic.Subscribe()
+	// A burst of announcements (or a flood of them from strangers) is
+	// queued rather than dropped before readAnnouncements sees it.
+	sub, err := topic.Subscribe(pubsub.WithBufferSize(announceBuffer))
 	if err != nil {
 		return nil, fmt.Errorf("provider: subscribe to tasks: %w", err)
 	}

@@ -46,6 +46,8 @@ const (
 	// stale after their bid window, so 30 s is ample; gossipsub's default
 	// (2 minutes) made a flood of valid messages cost four times the memory.
 	SeenMessagesTTL = 30 * time.Second
+	// validateQueue is how many received messages may wait for validation.
+	validateQueue = 4096
 	// scoreInspectPeriod is how often PeerScore's snapshot is refreshed.
 	scoreInspectPeriod = time.Second
 	// bootstrapRetry is how often unconnected bootstrap peers are dialed again.
@@ -194,6 +196,10 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 		// peer score) for SeenMessagesTTL: the memory a flood of valid
 		// messages costs is its rate times this.
 		pubsub.WithSeenMessagesTTL(SeenMessagesTTL),
+		// Messages waiting for their topic validator: gossipsub's default
+		// (32) drops honest messages at random under a flood of valid
+		// ones; the per-author rates bound what the queue holds.
+		pubsub.WithValidateQueueSize(validateQueue),
 		pubsub.WithFloodPublish(true),
 		pubsub.WithPeerExchange(true),
 		pubsub.WithPeerScore(peerScoreParams(ns, cfg.ScoredTopics)),

@@ -114,6 +114,29 @@ func (t *Table[T]) Put(k string, v *T) error {
 	return nil
 }
 
+// PutMany writes every item in one batch: one write to the log (and one
+// sync, when the database syncs writes) however many there are.
+func (t *Table[T]) PutMany(items map[string]*T) error {
+	if len(items) == 0 {
+		return nil
+	}
+	wb := t.db.bdb.NewWriteBatch()
+	defer wb.Cancel()
+	for k, v := range items {
+		b, err := json.Marshal(v)
+		if err != nil {
+			return fmt.Errorf("encode %s%s: %w", t.prefix, k, err)
+		}
+		if err := wb.Set(t.key(k), b); err != nil {
+			return fmt.Errorf("write %s%s: %w", t.prefix, k, err)
+		}
+	}
+	if err := wb.Flush(); err != nil {
+		return fmt.Errorf("write %d %s entries: %w", len(items), t.prefix, err)
+	}
+	return nil
+}
+
 // Create writes v under k only if k has no value yet.
 func (t *Table[T]) Create(k string, v *T) error {
 	b, err := json.Marshal(v)

@@ -26,6 +26,10 @@ import (
 	"github.com/offload-project/offload/p2p/stream"
 )
 
+// recordBuffer is how many gossiped capability records wait for the
+// pool's reader before gossipsub drops them.
+const recordBuffer = 1024
+
 // Pool defaults, used when PoolConfig leaves a field at zero.
 const (
 	// DefaultRecordRate is how many records per second one peer may have
@@ -81,7 +85,7 @@ func entryCost(e *PoolEntry) int64 { return 2*int64(len(e.Envelope)) + entryOver
 // PoolStore persists pool entries by peer ID; storage.Table[PoolEntry]
 // implements it. Entries past their record's expiry are deleted.
 type PoolStore interface {
-	Put(k string, v *PoolEntry) error
+	PutMany(entries map[string]*PoolEntry) error
 	Delete(k string) error
 	List() ([]*PoolEntry, error)
 }
@@ -236,7 +240,7 @@ func NewPool(net Network, topic *pubsub.Topic, store PoolStore, cfg PoolConfig) 
 // that connects later) for the records it holds, and starts the loops that
 // read gossip, drop expired records, persist the cache and search the DHT.
 func (p *Pool) Start() error {
-	sub, err := p.topic.Subscribe()
+	sub, err := p.topic.Subscribe(pubsub.WithBufferSize(recordBuffer))
 	if err != nil {
 		return fmt.Errorf("pool: subscribe to capability adverts: %w", err)
 	}
@@ -611,15 +615,28 @@ func (p *Pool) sweep(now time.Time) {
 	}
 }
 
-// persistLoop writes changed entries to the store off the receive path.
+// persistInterval is the least time between two writes of the pool's
+// cache: records arrive in bursts (a thousand providers renewing), and one
+// batch a second costs the node's database one write however many came.
+const persistInterval = time.Second
+
+// persistLoop writes changed entries to the store off the receive path,
+// in one batch at most every persistInterval.
 func (p *Pool) persistLoop() {
 	defer p.wg.Done()
 	for {
 		select {
 		case <-p.ctx.Done():
+			p.flush()
 			return
 		case <-p.persistCh:
 			p.flush()
+		}
+		select {
+		case <-p.ctx.Done():
+			p.flush()
+			return
+		case <-time.After(persistInterval):
 		}
 	}
 }
@@ -635,10 +652,15 @@ func (p *Pool) flush() {
 	}
 	clear(p.dirty)
 	p.mu.Unlock()
+	if len(batch) == 0 {
+		return
+	}
+	items := make(map[string]*PoolEntry, len(batch))
 	for _, e := range batch {
-		if err := p.store.Put(e.Record.Peer, e); err != nil {
-			p.log.Warn("pool cache write", "peer", e.Record.Peer, "err", err)
-		}
+		items[e.Record.Peer] = e
+	}
+	if err := p.store.PutMany(items); err != nil {
+		p.log.Warn("pool cache write", "entries", len(items), "err", err)
 	}
 }
 

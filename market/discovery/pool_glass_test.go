@@ -20,9 +20,9 @@ import (
 // the pool's own; it counts deletes of evicted entries.
 type nopStore struct{ deletes int }
 
-func (s *nopStore) Put(string, *PoolEntry) error { return nil }
-func (s *nopStore) Delete(string) error          { s.deletes++; return nil }
-func (s *nopStore) List() ([]*PoolEntry, error)  { return nil, nil }
+func (s *nopStore) PutMany(map[string]*PoolEntry) error { return nil }
+func (s *nopStore) Delete(string) error                 { s.deletes++; return nil }
+func (s *nopStore) List() ([]*PoolEntry, error)         { return nil, nil }
 
 // identity is a fresh provider key.
 type identity struct {
