@@ -47,10 +47,12 @@ type memPoolStore struct {
 	m  map[string]*discovery.PoolEntry
 }
 
-func (s *memPoolStore) Put(k string, v *discovery.PoolEntry) error {
+func (s *memPoolStore) PutMany(items map[string]*discovery.PoolEntry) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.m[k] = v
+	for k, v := range items {
+		s.m[k] = v
+	}
 	return nil
 }
 
