@@ -65,8 +65,8 @@ func floodSizes() floodSize {
 // announcements whose bids they accept and sometimes award (with content
 // that never arrives), unsolicited awards, signed capability records and
 // half-sent frames. At least 95 % of the honest tasks must complete, their
-// p95 latency must stay under 3x the quiet p95 (a floor of 1 s stands in
-// for a quiet p95 below it: two cores run the flood too), and each node's
+// p95 latency must stay under 3x the quiet p95 plus 200 ms (the newcomers'
+// grace an auction gives providers never heard from), and each node's
 // peak memory under the flood must stay less than 50 MiB above its peak
 // running the same honest batch in the quiet swarm. The figures are logged (and
 // written as JSON to $OFFLOAD_FLOOD_OUT when set) for BENCHMARKS.md.
@@ -222,8 +222,11 @@ func TestSybilFlood(t *testing.T) {
 	if flooded.completed < sz.Tasks*95/100 {
 		t.Errorf("under the flood %d of %d honest tasks completed, want at least 95%%: %v", flooded.completed, sz.Tasks, flooded.failures)
 	}
-	if bound := 3 * max(q95, time.Second); f95 > bound {
-		t.Errorf("honest p95 under the flood %s, quiet %s: above 3x (%s)", f95, q95, bound)
+	// 3x the quiet p95, plus the one cost the flood is allowed by design:
+	// an auction waits 150 ms (newcomerGrace) for providers never heard
+	// from, until each Sybil has been silent in two auctions.
+	if bound := 3*q95 + 200*time.Millisecond; f95 > bound {
+		t.Errorf("honest p95 under the flood %s, quiet %s: above 3x + 200 ms (%s)", f95, q95, bound)
 	}
 	// What the flood costs a node in memory: the peak under the flood over
 	// the peak of the same honest batch in the quiet swarm (the honest
