@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"time"
@@ -319,4 +320,71 @@ func openContent(ctx context.Context, n *Node) (*content.Store, error) {
 		return nil, errors.Join(fmt.Errorf("open block store: %w", err))
 	}
 	return s, nil
+}
+
+// DefaultGCInterval is how often a node collects its block store when
+// Config.GCInterval is zero.
+const DefaultGCInterval = 30 * time.Minute
+
+// gcRetry is how soon a collection skipped for fetches in progress is
+// tried again.
+const gcRetry = 10 * time.Second
+
+// gcLoop collects the block store every interval until stop: without it,
+// the blocks a provider fetches for tasks (unpinned once written to a
+// task's directory) would stay on its disk for good, a resource any
+// requestor could make it spend.
+type gcLoop struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// startGC starts collecting s every interval (DefaultGCInterval when zero;
+// nil, collecting nothing, when negative).
+func startGC(s *content.Store, interval time.Duration, log *slog.Logger) *gcLoop {
+	if interval < 0 {
+		return nil
+	}
+	if interval == 0 {
+		interval = DefaultGCInterval
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	g := &gcLoop{cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(g.done)
+		wait := interval
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(wait):
+			}
+			start := time.Now()
+			n, err := s.TryGC(ctx)
+			if errors.Is(err, content.ErrBusy) {
+				// Fetches or adds in progress: try again soon rather than
+				// make every new one wait behind this collection.
+				wait = min(interval, gcRetry)
+				continue
+			}
+			wait = interval
+			if err != nil && ctx.Err() == nil {
+				log.Warn("collect the block store", "err", err)
+				continue
+			}
+			if n > 0 {
+				log.Info("collected the block store", "blocks", n, "ms", time.Since(start).Milliseconds())
+			}
+		}
+	}()
+	return g
+}
+
+// stop ends the loop and waits for a collection in progress; nil is fine.
+func (g *gcLoop) stop() {
+	if g == nil {
+		return
+	}
+	g.cancel()
+	<-g.done
 }

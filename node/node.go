@@ -139,6 +139,11 @@ type Config struct {
 	// ContentTimeout is how long a content fetch may go without receiving a
 	// block before it fails (default: the content store's).
 	ContentTimeout time.Duration
+	// GCInterval is how often the block store collects what no pin holds
+	// (the blocks a provider fetched for tasks, those of fetches refused
+	// over their bound, unpinned outputs): DefaultGCInterval when zero,
+	// never when negative.
+	GCInterval time.Duration
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 }
@@ -162,6 +167,7 @@ type Node struct {
 	metrics   *metrics       // Prometheus registry; also the market's Observer
 	metricsLn *metricsServer // unauthenticated /metrics (Config.MetricsAddr)
 	tunnels   tunnelSet      // tunnels opened through the API (service.go)
+	gc        *gcLoop        // periodic collection of the block store
 
 	closeOnce sync.Once
 	closeErr  error
@@ -215,6 +221,7 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if n.content, err = openContent(ctx, n); err != nil {
 		return nil, fmt.Errorf("node: %w", err)
 	}
+	n.gc = startGC(n.content, cfg.GCInterval, n.log)
 	cs := contentAdapter{s: n.content, timeout: cfg.ContentTimeout, maxBytes: cfg.MaxFetchBytes}
 	n.ledger = storage.NewTable[market.LedgerEntry](n.db, "ledger")
 	topic, err := n.host.PubSub.Join(n.host.Topic(wire.TopicTasks))
@@ -315,6 +322,7 @@ func (n *Node) Close() error {
 			errs = append(errs, n.api.close())
 		}
 		n.tunnels.closeAll()
+		n.gc.stop()
 		if n.prov != nil {
 			errs = append(errs, n.prov.Close())
 		}

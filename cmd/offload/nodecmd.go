@@ -114,6 +114,7 @@ operator lets reach it.`,
 	f.StringSliceVar(&executors, "executors", nil, "executors to offer: docker,wasm (default: what is available)")
 	f.StringVar(&taskDisk, "task-disk", "", "disk each task may write: /outputs, /work and volumes together, and what it returns (default 1GiB)")
 	f.StringVar(&maxFetch, "max-fetch", "", "most bytes of content fetched for each image, input or volume of a task, enforced while fetching; a smaller size the task declares bounds it instead (default 16GiB)")
+	f.DurationVar(&cfg.GCInterval, "gc-interval", 0, "how often to collect blocks no pin holds (what a provider fetched for tasks); default 30m, negative: never")
 	f.BoolVar(&cfg.RequireGVisor, "require-gvisor", false, "run every docker task under gVisor (runsc registered with the engine); services are declined")
 	f.StringArrayVar(&cfg.AllowImages, "allow-image", nil, "local Docker image requestors may run by name (repeatable; a pattern such as 'python:3.*'); images given by CID always run")
 	f.StringSliceVar(&labels, "labels", nil, "provider labels k=v,... (e.g. fpga=xilinx)")

@@ -470,3 +470,33 @@ func TestClosed(t *testing.T) {
 		t.Fatalf("add after close: %v", err)
 	}
 }
+
+// TestTryGCNeverWaitsBehindAFetch: while a fetch is in progress (here one
+// that waits for content no peer has) TryGC returns ErrBusy at once
+// instead of queueing behind it (and every new fetch behind itself); once
+// the fetch ends it collects.
+func TestTryGCNeverWaitsBehindAFetch(t *testing.T) {
+	a := newNode(t)
+	missing, err := content.ParseCID("bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		done <- a.store.Fetch(t.Context(), missing, content.FetchOptions{Timeout: 2 * time.Second})
+	}()
+	time.Sleep(200 * time.Millisecond) // the fetch holds the store now
+	start := time.Now()
+	if _, err := a.store.TryGC(t.Context()); !errors.Is(err, content.ErrBusy) {
+		t.Fatalf("TryGC during a fetch: %v", err)
+	}
+	if d := time.Since(start); d > 100*time.Millisecond {
+		t.Fatalf("TryGC waited %s", d)
+	}
+	if err := <-done; err == nil {
+		t.Fatal("the fetch of missing content succeeded")
+	}
+	if _, err := a.store.TryGC(t.Context()); err != nil {
+		t.Fatalf("TryGC when idle: %v", err)
+	}
+}

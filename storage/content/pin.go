@@ -125,6 +125,25 @@ func (s *Store) Pins(ctx context.Context) ([]Pin, error) {
 func (s *Store) GC(ctx context.Context) (removed int, err error) {
 	s.gcMu.Lock()
 	defer s.gcMu.Unlock()
+	return s.gcLocked(ctx)
+}
+
+// ErrBusy is returned by TryGC when adds or fetches are in progress.
+var ErrBusy = errors.New("content store busy")
+
+// TryGC is GC when no add or fetch is in progress, and ErrBusy at once
+// otherwise: a periodic collection never waits behind a slow fetch (a
+// peer that drips blocks) while new fetches wait behind it.
+func (s *Store) TryGC(ctx context.Context) (removed int, err error) {
+	if !s.gcMu.TryLock() {
+		return 0, fmt.Errorf("content: gc: %w", ErrBusy)
+	}
+	defer s.gcMu.Unlock()
+	return s.gcLocked(ctx)
+}
+
+// gcLocked is GC; the caller holds gcMu for writing.
+func (s *Store) gcLocked(ctx context.Context) (removed int, err error) {
 	if s.closed() {
 		return 0, fmt.Errorf("content: gc: %w", ErrClosed)
 	}
