@@ -440,8 +440,15 @@ func (p *Provider) deliver(rec *ExecRecord) {
 		return
 	}
 	pause := 250 * time.Millisecond
+	ttl := p.cfg.OutboxTTL
+	if !p.admit.isKnown(rec.Requestor) {
+		// A requestor that never paid this provider gets its result kept
+		// and retried for newcomerOutboxTTL at most: awards from fresh
+		// identities that never collect cannot hold a delivery loop a day.
+		ttl = min(ttl, newcomerOutboxTTL)
+	}
 	for p.ctx.Err() == nil {
-		if time.Since(rec.UpdatedAt) > p.cfg.OutboxTTL {
+		if time.Since(rec.UpdatedAt) > ttl {
 			p.log.Warn("giving up delivering a result", "task", rec.TaskID, "peer", requestor)
 			p.settleOutbox(rec, ExecAbandoned)
 			return
@@ -474,6 +481,10 @@ func (p *Provider) deliver(rec *ExecRecord) {
 		pause = min(pause*2, maxRedeliveryPause)
 	}
 }
+
+// newcomerOutboxTTL bounds how long the result of a requestor that never
+// paid this provider is kept and retried.
+const newcomerOutboxTTL = time.Hour
 
 // settleOutbox ends an outbox entry: delivered (acknowledged) or abandoned
 // (refused for good, or past OutboxTTL).
