@@ -274,6 +274,11 @@ func (p *Provider) Executors() []string {
 	return out
 }
 
+// Knows reports whether requestor paid this provider for work (its
+// countersignature of a receipt verified): a known customer, whom the
+// node trusts with more than strangers.
+func (p *Provider) Knows(requestor peer.ID) bool { return p.admit.isKnown(requestor.String()) }
+
 // Free returns the capacity not held by bids or tasks.
 func (p *Provider) Free() Capacity { return p.admit.Free() }
 

@@ -379,5 +379,14 @@ func (r *Requestor) update(id string, fn func(*Task) error) (*Task, error) {
 	return t, nil
 }
 
+// HeardFrom reports whether provider answered an auction of this
+// requestor (a bid or a decline): a provider it knows, whom the node trusts
+// with more than strangers.
+func (r *Requestor) HeardFrom(provider peer.ID) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.heard[provider]
+}
+
 // Reputations returns what this requestor learned of each provider.
 func (r *Requestor) Reputations() map[string]Reputation { return r.rep.snapshot() }

@@ -520,8 +520,13 @@ func (r *Requestor) award(t *Task, attempt, known int, got []bidFrom, excluded m
 		// in between) ran nothing: that costs no retry and does not exclude
 		// it later. One that cannot be reached failed.
 		state := AttemptDeclined
-		if err != nil {
+		if err != nil && r.ctx.Err() == nil {
 			state = AttemptFailed
+		}
+		if r.ctx.Err() != nil {
+			// This requestor is stopping: the provider did nothing wrong
+			// (it may be awarded again after the restart).
+			why = "the requestor stopped while awarding"
 		}
 		t, err = r.update(t.ID, move(StateBidding, []State{StateAwarded}, func(t *Task) {
 			t.Provider = ""
@@ -533,6 +538,9 @@ func (r *Requestor) award(t *Task, attempt, known int, got []bidFrom, excluded m
 		}))
 		if err != nil {
 			return err
+		}
+		if r.ctx.Err() != nil {
+			return r.ctx.Err() // bidding again after the restart
 		}
 	}
 	busy := false

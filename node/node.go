@@ -285,6 +285,11 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err := n.req.Start(); err != nil {
 		return nil, fmt.Errorf("node: %w", err)
 	}
+	// Gossip from the peers this node has done business with (requestors
+	// that paid its provider, providers its requestor heard from) never
+	// waits in the budget strangers share (p2p/budget.go).
+	prov, req := n.prov, n.req
+	n.host.SetTrust(func(p peer.ID) bool { return (prov != nil && prov.Knows(p)) || req.HeardFrom(p) })
 	if cfg.APIAddr != "" {
 		if n.api, err = startAPI(n, cfg.APIAddr, cfg.AllowRemoteAPI); err != nil {
 			return nil, fmt.Errorf("node: %w", err)

@@ -23,6 +23,7 @@ import (
 	routedhost "github.com/libp2p/go-libp2p/p2p/host/routed"
 	"github.com/libp2p/go-libp2p/p2p/net/connmgr"
 	ma "github.com/multiformats/go-multiaddr"
+	"golang.org/x/time/rate"
 )
 
 // Defaults used when Config leaves a field empty.
@@ -79,6 +80,12 @@ type Config struct {
 	// ScoredTopics are base topic names (see Topic) given the default
 	// gossipsub topic score parameters (TopicScoreParams).
 	ScoredTopics []string
+	// UntrustedGossipRate and UntrustedGossipBurst bound the gossip
+	// messages a second taken from all peers the node does not trust,
+	// together (see Host.SetTrust); DefaultUntrustedGossipRate and
+	// DefaultUntrustedGossipBurst when zero.
+	UntrustedGossipRate  rate.Limit
+	UntrustedGossipBurst int
 	// Gater, when set, decides which peers may connect (a test knob: keep
 	// two hosts of a test apart so that gossip must pass through a third).
 	Gater coreconnmgr.ConnectionGater
@@ -102,6 +109,8 @@ type Host struct {
 	log  *slog.Logger
 	// scores is gossipsub's latest peer score snapshot (PeerScore).
 	scores *atomic.Pointer[map[peer.ID]float64]
+	// budget bounds the gossip taken from untrusted peers (budget.go).
+	budget *gossipBudget
 	// validators are the registered topic rules by full topic name.
 	valMu      sync.Mutex
 	validators map[string]*topicValidator
@@ -185,7 +194,15 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 		return nil, fmt.Errorf("p2p: start dht: %w", err)
 	}
 	scores := new(atomic.Pointer[map[peer.ID]float64])
+	budget := newGossipBudget(cfg.UntrustedGossipRate, cfg.UntrustedGossipBurst)
+	budget.fixed = map[peer.ID]bool{}
+	for _, b := range boot {
+		budget.fixed[b.ID] = true
+	}
 	ps, err := pubsub.NewGossipSub(ctx, h,
+		// Before anything else: what untrusted peers may make this node
+		// verify and remember (budget.go).
+		pubsub.WithAppSpecificRpcInspector(budget.inspect),
 		// StrictSign: every message carries its author (From), a sequence
 		// number and the author's signature; gossipsub drops unsigned or
 		// badly signed messages (and penalizes their sender) before any
@@ -216,7 +233,7 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 		// is opened to a peer we only heard of through gossip.
 		Host: routedhost.Wrap(h, kad), DHT: kad, PubSub: ps, Namespace: ns,
 		log: log, bootstrap: boot, ctx: hctx, cancel: cancel,
-		scores: scores, validators: map[string]*topicValidator{},
+		scores: scores, validators: map[string]*topicValidator{}, budget: budget,
 	}
 	if cfg.MDNS {
 		if err := n.startMDNS(); err != nil {

@@ -214,7 +214,7 @@ func TestEndToEndTwoNodeProcesses(t *testing.T) {
 		states[task.State]++
 	}
 	if states["failed"] != 1 || states["completed"]+states["running"]+states["awarded"]+states["bidding"] != 2 {
-		t.Errorf("states after restart: %v", states)
+		t.Errorf("states after restart: %v: %s", states, out)
 	}
 	out, _, code = offload(t, "status", idOnly["id"], "--json", "--home", b.home)
 	if code != 0 || !strings.Contains(out, idOnly["id"]) {
