@@ -35,7 +35,9 @@ import (
 )
 
 // floodSize is the scale of TestSybilFlood: a short run by default (part
-// of `make test`), a longer one with OFFLOAD_FLOOD=full (`make flood`).
+// of `make test`, which checks only that honest work completes) and with
+// OFFLOAD_FLOOD=quick, a longer one with OFFLOAD_FLOOD=full; both of those
+// (`make flood`) also check the latency and memory targets.
 type floodSize struct {
 	Sybils   int `json:"sybils"`   // fresh identities flooding
 	Tasks    int `json:"tasks"`    // honest tasks per phase (quiet, then flooded)
@@ -221,6 +223,15 @@ func TestSybilFlood(t *testing.T) {
 	}
 	if flooded.completed < sz.Tasks*95/100 {
 		t.Errorf("under the flood %d of %d honest tasks completed, want at least 95%%: %v", flooded.completed, sz.Tasks, flooded.failures)
+	}
+	// Latency and memory are measured against the quiet run of the same
+	// test, but under `make test` other packages' tests share the two
+	// cores: the targets are checked only when the flood runs alone
+	// (OFFLOAD_FLOOD set: `make flood`), and logged otherwise.
+	if os.Getenv("OFFLOAD_FLOOD") == "" {
+		t.Logf("targets not checked (run with OFFLOAD_FLOOD=quick or full): p95 %s vs quiet %s; peak memory over quiet %v MiB",
+			f95, q95, []int64{(floodMax[0] - quietMax[0]) >> 20, (floodMax[1] - quietMax[1]) >> 20, (floodMax[2] - quietMax[2]) >> 20})
+		return
 	}
 	// 3x the quiet p95, plus the one cost the flood is allowed by design:
 	// an auction waits 150 ms (newcomerGrace) for providers never heard
