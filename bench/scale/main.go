@@ -1,0 +1,494 @@
+// Command scale is the scale harness of issue 16: one requestor and N
+// providers, every one a real libp2p host (p2p.New: TCP on 127.0.0.1,
+// Kademlia, gossipsub with the node's topic validators) running the real
+// market (market.Requestor, market.Provider) and discovery (Pool,
+// Advertiser) in this one process, with in-memory stores and an executor
+// that returns at once, so only the market is measured. For each N it
+// builds a fresh swarm, waits until the requestor's pool lists every
+// provider, runs a batch of tasks with a fixed number in flight, and
+// prints tasks/s, process CPU per task, messages per task, bids per task,
+// latency and memory per node, then the growth of each against the first
+// N.
+//
+//	go run ./bench/scale -n 4,32,128,512 -tasks 200 -inflight 16
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"runtime/pprof"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/offload-project/offload/market"
+	"github.com/offload-project/offload/market/wire"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "scale:", err)
+		os.Exit(1)
+	}
+}
+
+// options are the command's flags.
+type options struct {
+	ns       []int
+	tasks    []int
+	inflight int
+	maxTime  time.Duration
+	settle   time.Duration
+	idle     time.Duration
+	ready    time.Duration
+	wait     time.Duration
+	json     bool
+	verbose  bool
+	profile  string
+}
+
+func parseInts(s string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		v, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || v <= 0 {
+			return nil, fmt.Errorf("%q is not a positive integer", f)
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}
+
+func parseOptions(args []string, stderr io.Writer) (options, error) {
+	fs := flag.NewFlagSet("scale", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	ns := fs.String("n", "4,32,128,512", "provider counts, one swarm each, comma-separated")
+	tasks := fs.String("tasks", "200,200,100,50", "tasks per N: one value for every N, or one per N")
+	var o options
+	fs.IntVar(&o.inflight, "inflight", 16, "tasks in flight")
+	fs.DurationVar(&o.maxTime, "max-time", 60*time.Second, "stop submitting at one N after this long (tasks in flight are waited for)")
+	fs.DurationVar(&o.settle, "settle", 20*time.Second, "after the pool is complete, wait at most this long for the process CPU to settle (1 s samples until two in a row agree within 0.1 cores or 20 %)")
+	fs.DurationVar(&o.idle, "idle", 3*time.Second, "idle window measured before the tasks (background CPU and messages)")
+	fs.DurationVar(&o.ready, "ready", 60*time.Second, "how long to wait for the requestor's pool to list every provider")
+	fs.DurationVar(&o.wait, "wait", time.Minute, "how long to wait for one task to end before counting it failed")
+	fs.BoolVar(&o.json, "json", false, "print the results as JSON on stdout (the table goes to stderr)")
+	fs.BoolVar(&o.verbose, "v", false, "log the nodes at debug level to stderr")
+	fs.StringVar(&o.profile, "cpuprofile", "", "write a CPU profile of each N's idle window and batch to DIR/cpu-N.pprof")
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	var err error
+	if o.ns, err = parseInts(*ns); err != nil {
+		return o, fmt.Errorf("-n: %w", err)
+	}
+	if o.tasks, err = parseInts(*tasks); err != nil {
+		return o, fmt.Errorf("-tasks: %w", err)
+	}
+	switch {
+	case len(o.tasks) == 1:
+		o.tasks = slices.Repeat(o.tasks, len(o.ns))
+	case len(o.tasks) != len(o.ns):
+		return o, fmt.Errorf("-tasks has %d values for %d values of -n", len(o.tasks), len(o.ns))
+	}
+	if o.inflight <= 0 {
+		return o, fmt.Errorf("-inflight must be positive")
+	}
+	return o, nil
+}
+
+// result is what one N measured.
+type result struct {
+	N         int     `json:"providers"`
+	Submitted int     `json:"submitted"`
+	Completed int     `json:"completed"`
+	Failed    int     `json:"failed"`
+	WallS     float64 `json:"wall_s"`
+	TasksPerS float64 `json:"tasks_per_s"`
+	// CPUPerTaskMS is the process's user+system CPU over the batch divided
+	// by completed tasks; every node of the swarm lives in the process.
+	CPUPerTaskMS float64 `json:"cpu_per_task_ms"`
+	// IdleCores is the process CPU per second of wall time in the idle
+	// window before the batch (gossipsub heartbeats, DHT, adverts...).
+	IdleCores float64 `json:"idle_cores"`
+	// NetCPUPerTaskMS subtracts IdleCores × batch wall time.
+	NetCPUPerTaskMS float64 `json:"net_cpu_per_task_ms"`
+	// Per completed task, over the batch window (background included).
+	GossipTasksPerTask float64 `json:"gossip_tasks_per_task"`
+	GossipCapsPerTask  float64 `json:"gossip_caps_per_task"`
+	StreamsPerTask     float64 `json:"streams_per_task"`
+	StreamMsgsPerTask  float64 `json:"stream_msgs_per_task"`
+	MsgsPerTask        float64 `json:"msgs_per_task"`
+	// IdleMsgsPerS is every counted message per second in the idle window.
+	IdleMsgsPerS float64 `json:"idle_msgs_per_s"`
+	// Bids: medians over completed tasks of the bid records (bids and
+	// declines), of the bids alone, and of the announcements (attempts).
+	AnswersMedian  int `json:"answers_median"`
+	BidsMedian     int `json:"bids_median"`
+	AttemptsMedian int `json:"attempts_median"`
+	// Latency from Submit to Wait's return, nearest rank.
+	P50MS float64 `json:"p50_ms"`
+	P95MS float64 `json:"p95_ms"`
+	// HeapPerNodeKiB is HeapInuse after GC with the swarm up, less the
+	// heap before it was built, over the N+1 nodes.
+	HeapPerNodeKiB float64 `json:"heap_per_node_kib"`
+	Goroutines     int     `json:"goroutines_per_node"`
+	// ReadyS is from the first host's start until the requestor's pool
+	// listed every provider; Known is how many it listed then.
+	ReadyS float64 `json:"ready_s"`
+	Known  int     `json:"known"`
+	// SettleS is how long the process CPU took to settle after that.
+	SettleS float64 `json:"settle_s"`
+	// ReqPeers is the requestor's connections after the batch.
+	ReqPeers int `json:"requestor_peers"`
+	// Streams and Msgs by protocol over the batch, and gossip by topic.
+	Detail snapshot `json:"detail"`
+	Errors []string `json:"errors,omitempty"`
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	o, err := parseOptions(args, stderr)
+	if err != nil {
+		return err
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if o.verbose {
+		log = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	var results []result
+	for i, n := range o.ns {
+		fmt.Fprintf(stderr, "N=%d: building %d nodes\n", n, n+1)
+		r, err := measure(ctx, o, n, o.tasks[i], log, stderr)
+		if err != nil {
+			return fmt.Errorf("N=%d: %w", n, err)
+		}
+		results = append(results, r)
+		fmt.Fprintf(stderr, "N=%d: %d/%d completed, %.1f tasks/s, %.1f ms CPU/task, p95 %.0f ms\n",
+			n, r.Completed, r.Submitted, r.TasksPerS, r.CPUPerTaskMS, r.P95MS)
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	table := stdout
+	if o.json {
+		table = stderr
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(results); err != nil {
+			return err
+		}
+	}
+	printTable(table, o, results)
+	return nil
+}
+
+// taskSpec is every task of the batch: one CPU on the instant executor.
+func taskSpec() wire.TaskSpec {
+	return wire.TaskSpec{Image: scaleImage, Cmd: []string{"run"}, Resources: wire.Resources{CPUs: 1, MemoryBytes: 64 << 20}}
+}
+
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func heapInuse() uint64 {
+	runtime.GC()
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.HeapInuse
+}
+
+// measure builds a swarm of n providers, runs tasks through it and tears
+// it down.
+func measure(ctx context.Context, o options, n, tasks int, log *slog.Logger, stderr io.Writer) (result, error) {
+	res := result{N: n}
+	heap0 := heapInuse()
+	g0 := runtime.NumGoroutine()
+	start := time.Now()
+	s, err := buildSwarm(ctx, n, log)
+	if err != nil {
+		return res, err
+	}
+	defer func() {
+		// Each result is printed before the swarm closes, and a close that
+		// hangs (seen at N=512: a libp2p host's Close stuck in its event
+		// bus) costs at most a minute; its nodes are left behind.
+		if b, err := json.Marshal(res); err == nil {
+			fmt.Fprintf(stderr, "N=%d: result %s\n", n, b)
+		}
+		done := make(chan struct{})
+		t0 := time.Now()
+		go func() { s.close(); close(done) }()
+		select {
+		case <-done:
+			fmt.Fprintf(stderr, "N=%d: closed in %.1f s\n", n, time.Since(t0).Seconds())
+		case <-time.After(time.Minute):
+			fmt.Fprintf(stderr, "N=%d: close not done after a minute; going on without it\n", n)
+		}
+	}()
+	fmt.Fprintf(stderr, "N=%d: built in %.1f s, waiting for the pool\n", n, time.Since(start).Seconds())
+	if !s.waitReady(ctx, o.ready) {
+		res.Errors = append(res.Errors, fmt.Sprintf("requestor's pool lists %d of %d providers after %s", s.known(), n, o.ready))
+	}
+	res.ReadyS = time.Since(start).Seconds()
+	res.Known = s.known()
+	fmt.Fprintf(stderr, "N=%d: pool lists %d after %.1f s\n", n, res.Known, res.ReadyS)
+	res.SettleS = settle(ctx, o.settle)
+	fmt.Fprintf(stderr, "N=%d: settled after %.0f s more\n", n, res.SettleS)
+
+	if o.profile != "" {
+		stopProfile, err := startProfile(o.profile, n)
+		if err != nil {
+			return res, err
+		}
+		defer stopProfile()
+	}
+	c0, m0 := cpuTime(), s.c.snapshot()
+	t0 := time.Now()
+	sleep(ctx, o.idle)
+	idleWall := time.Since(t0)
+	c1, m1 := cpuTime(), s.c.snapshot()
+	res.IdleCores = float64(c1-c0) / float64(idleWall)
+	idle := m1.sub(m0)
+	res.IdleMsgsPerS = float64(sum(idle.Gossip)+sum(idle.Msgs)) / idleWall.Seconds()
+
+	tb := time.Now()
+	lat, tasksDone, errs := runBatch(ctx, s.requestor.req, tasks, o.inflight, o.maxTime, o.wait)
+	wall := time.Since(tb)
+	c2, m2 := cpuTime(), s.c.snapshot()
+	res.Errors = append(res.Errors, errs...)
+	res.Submitted = len(tasksDone)
+	res.WallS = wall.Seconds()
+	var answers, bids, attempts []int
+	for _, t := range tasksDone {
+		if t == nil || t.State != market.StateCompleted {
+			res.Failed++
+			continue
+		}
+		res.Completed++
+		nb := 0
+		for _, b := range t.Bids {
+			if b.Decline == "" {
+				nb++
+			}
+		}
+		answers = append(answers, len(t.Bids))
+		bids = append(bids, nb)
+		attempts = append(attempts, t.Attempt)
+	}
+	res.AnswersMedian, res.BidsMedian, res.AttemptsMedian = median(answers), median(bids), median(attempts)
+	slices.Sort(lat)
+	res.P50MS, res.P95MS = rank(lat, 0.50), rank(lat, 0.95)
+	d := m2.sub(m1)
+	res.Detail = d
+	if res.Completed > 0 {
+		done := float64(res.Completed)
+		res.TasksPerS = done / wall.Seconds()
+		res.CPUPerTaskMS = float64(c2-c1) / 1e6 / done
+		res.NetCPUPerTaskMS = (float64(c2-c1) - res.IdleCores*float64(wall)) / 1e6 / done
+		res.GossipTasksPerTask = float64(d.Gossip[wire.TopicTasks]) / done
+		res.GossipCapsPerTask = float64(d.Gossip[wire.TopicCaps]) / done
+		res.StreamsPerTask = float64(sum(d.Streams)) / done
+		res.StreamMsgsPerTask = float64(sum(d.Msgs)) / done
+		res.MsgsPerTask = float64(sum(d.Gossip)+sum(d.Msgs)) / done
+	}
+	res.ReqPeers = len(s.requestor.h.Network().Peers())
+	heap1 := heapInuse()
+	res.HeapPerNodeKiB = float64(int64(heap1)-int64(heap0)) / 1024 / float64(n+1)
+	res.Goroutines = (runtime.NumGoroutine() - g0) / (n + 1)
+	return res, nil
+}
+
+// startProfile starts a CPU profile into dir/cpu-N.pprof.
+func startProfile(dir string, n int) (func(), error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	f, err := os.Create(filepath.Join(dir, fmt.Sprintf("cpu-%d.pprof", n)))
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
+}
+
+// settle waits, at most max, until two consecutive one-second samples of
+// the process's CPU use agree within 0.1 cores or 20 %, so that the
+// start-up work of a new swarm (DHT bootstrap and provider records, record
+// exchanges) is over before the idle window; it returns the seconds spent.
+func settle(ctx context.Context, max time.Duration) float64 {
+	start := time.Now()
+	prev := -1.0
+	for time.Since(start) < max && ctx.Err() == nil {
+		c0, t0 := cpuTime(), time.Now()
+		sleep(ctx, time.Second)
+		cur := float64(cpuTime()-c0) / float64(time.Since(t0))
+		if prev >= 0 && (math.Abs(cur-prev) <= 0.1 || math.Abs(cur-prev) <= 0.2*prev) {
+			break
+		}
+		prev = cur
+	}
+	return time.Since(start).Seconds()
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	select {
+	case <-ctx.Done():
+	case <-time.After(d):
+	}
+}
+
+// runBatch submits tasks with inflight of them at once until all were
+// submitted or maxTime passed, and waits for each submitted one to end
+// (at most wait each). It returns the latencies of the completed
+// tasks (Submit to Wait's return, ms) and every submitted task as it
+// ended (nil where Wait gave up).
+func runBatch(ctx context.Context, r *market.Requestor, tasks, inflight int, maxTime, wait time.Duration) ([]float64, []*market.Task, []string) {
+	var (
+		mu    sync.Mutex
+		lat   []float64
+		ended []*market.Task
+		errs  []string
+		wg    sync.WaitGroup
+	)
+	fail := func(s string) {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(errs) < 10 {
+			errs = append(errs, s)
+		}
+	}
+	sem := make(chan struct{}, inflight)
+	stopAt := time.Now().Add(maxTime)
+	for range tasks {
+		if time.Now().After(stopAt) || ctx.Err() != nil {
+			fail(fmt.Sprintf("stopped submitting after %s", maxTime))
+			break
+		}
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			t0 := time.Now()
+			t, err := r.Submit(ctx, taskSpec())
+			if err != nil {
+				fail("submit: " + err.Error())
+				mu.Lock()
+				ended = append(ended, nil)
+				mu.Unlock()
+				return
+			}
+			wctx, cancel := context.WithTimeout(ctx, wait)
+			defer cancel()
+			done, err := r.Wait(wctx, t.ID)
+			d := time.Since(t0)
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err != nil:
+				ended = append(ended, nil)
+				if len(errs) < 10 {
+					errs = append(errs, fmt.Sprintf("task %s not ended: %v", t.ID, err))
+				}
+			case done.State != market.StateCompleted:
+				ended = append(ended, done)
+				if len(errs) < 10 {
+					errs = append(errs, fmt.Sprintf("task %s %s: %s", t.ID, done.State, done.Reason))
+				}
+			default:
+				ended = append(ended, done)
+				lat = append(lat, float64(d)/1e6)
+			}
+		}()
+	}
+	wg.Wait()
+	return lat, ended, errs
+}
+
+func median(v []int) int {
+	if len(v) == 0 {
+		return 0
+	}
+	s := slices.Clone(v)
+	slices.Sort(s)
+	return s[(len(s)-1)/2]
+}
+
+// rank is the nearest-rank percentile of sorted v.
+func rank(v []float64, p float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	i := int(float64(len(v))*p+0.999999) - 1
+	return v[min(max(i, 0), len(v)-1)]
+}
+
+func ratio(a, b float64) string {
+	if b == 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.2fx", a/b)
+}
+
+// printTable prints the results and their growth against the first N as
+// markdown.
+func printTable(w io.Writer, o options, rs []result) {
+	fmt.Fprintf(w, "\n%d in flight; %s; GOMAXPROCS %d\n\n", o.inflight, runtime.Version(), runtime.GOMAXPROCS(0))
+	fmt.Fprintln(w, "| providers | tasks done / failed | tasks/s | CPU per task (net of idle) | msgs per task: gossip tasks + caps, stream msgs (streams) | bids per task (answers, announcements) | p50 / p95 latency | heap per node | idle CPU, msgs/s | pool complete (+ settle) |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|")
+	for _, r := range rs {
+		fmt.Fprintf(w, "| %d | %d / %d | %.1f | %.1f ms (%.1f ms) | %.0f: %.0f + %.0f, %.0f (%.0f) | %d (%d, %d) | %.0f / %.0f ms | %.0f KiB | %.2f cores, %.0f | %.1f s (+%.0f s) |\n",
+			r.N, r.Completed, r.Failed, r.TasksPerS, r.CPUPerTaskMS, r.NetCPUPerTaskMS,
+			r.MsgsPerTask, r.GossipTasksPerTask, r.GossipCapsPerTask, r.StreamMsgsPerTask, r.StreamsPerTask,
+			r.BidsMedian, r.AnswersMedian, r.AttemptsMedian, r.P50MS, r.P95MS, r.HeapPerNodeKiB,
+			r.IdleCores, r.IdleMsgsPerS, r.ReadyS, r.SettleS)
+	}
+	if len(rs) > 1 {
+		b := rs[0]
+		fmt.Fprintf(w, "\nGrowth against N = %d:\n\n", b.N)
+		fmt.Fprintln(w, "| providers | tasks/s | CPU per task | msgs per task | bids per task | p95 latency | heap per node |")
+		fmt.Fprintln(w, "|---|---|---|---|---|---|---|")
+		for _, r := range rs[1:] {
+			fmt.Fprintf(w, "| %d | %s | %s | %s | %s | %s | %s |\n", r.N,
+				ratio(r.TasksPerS, b.TasksPerS), ratio(r.CPUPerTaskMS, b.CPUPerTaskMS), ratio(r.MsgsPerTask, b.MsgsPerTask),
+				ratio(float64(r.BidsMedian), float64(b.BidsMedian)), ratio(r.P95MS, b.P95MS), ratio(r.HeapPerNodeKiB, b.HeapPerNodeKiB))
+		}
+	}
+	fmt.Fprintln(w)
+	for _, r := range rs {
+		fmt.Fprintf(w, "N=%d: streams by protocol %v; stream msgs %v; requestor connections after the batch %d; goroutines per node %d\n",
+			r.N, r.Detail.Streams, r.Detail.Msgs, r.ReqPeers, r.Goroutines)
+		for _, e := range r.Errors {
+			fmt.Fprintf(w, "N=%d: %s\n", r.N, e)
+		}
+	}
+}
