@@ -138,7 +138,7 @@ func TestSybilFlood(t *testing.T) {
 	}
 	// Two tasks pinned to each provider make the requestor a paying
 	// customer of both, as a requestor that used the swarm before is (a
-	// provider lets requestors that never paid it hold half of its
+	// provider lets requestors new to it hold half of its
 	// capacity and queue at most: see market/admission.go).
 	var warm batch
 	for _, p := range []*cluster.Node{p0, p1} {

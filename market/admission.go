@@ -64,8 +64,10 @@ type admission struct {
 	// onChange is ProviderConfig.OnChange (nil when unset); it is called
 	// with mu held whenever free capacity may have changed.
 	onChange func()
-	// known holds the requestors that paid this provider (countersigned a
-	// receipt), with when they last did, at most maxKnownRequestors. The
+	// known holds the requestors that did business with this provider (a
+	// task of theirs ran here: its content arrived and its workload
+	// started; or they countersigned a receipt), with when they last did,
+	// at most maxKnownRequestors. The
 	// others (newcomers, and every identity a Sybil makes) share at most
 	// half of the capacity, in reservations and in awards alike, and half
 	// of the queue and of its promised places: a flood of bids that are
@@ -245,7 +247,8 @@ func (a *admission) newcomersQueuedLocked() int {
 	return n
 }
 
-// isKnown reports whether requestor paid this provider (see vouch).
+// isKnown reports whether requestor did business with this provider
+// (see vouch).
 func (a *admission) isKnown(requestor string) bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -253,8 +256,9 @@ func (a *admission) isKnown(requestor string) bool {
 	return ok
 }
 
-// vouch records that requestor paid for work (its countersignature of a
-// receipt verified): its bids may reserve all of the capacity from now on.
+// vouch records that requestor did business here (a task of its ran, or
+// its countersignature of a receipt verified): its bids may reserve all of
+// the capacity from now on.
 func (a *admission) vouch(requestor string, at time.Time) {
 	a.mu.Lock()
 	defer a.mu.Unlock()

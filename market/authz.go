@@ -48,7 +48,7 @@ func (p *Provider) authorizeAnnounce(from peer.ID, data []byte) (*wire.Announce,
 		return nil, "over its rate"
 	}
 	if !p.admit.isKnown(from.String()) && !p.newcomerAnn.Allow() {
-		return nil, "over the rate shared by requestors that never paid this provider"
+		return nil, "over the rate shared by requestors new to this provider"
 	}
 	if len(data) > wire.MaxAnnounceSize {
 		return nil, fmt.Sprintf("%d bytes, over %d", len(data), wire.MaxAnnounceSize)

@@ -27,7 +27,8 @@ const (
 	announceRate  = 500 // announcements per second per requestor
 	announceBurst = 1000
 	// newcomerAnnounceRate bounds the announcements this provider answers
-	// from all requestors that never paid it, together: a thousand fresh
+	// from all requestors that never did business with it (see
+	// admission.vouch), together: a thousand fresh
 	// identities cost it no more than one busy customer, and a known
 	// customer's announcements never wait behind theirs.
 	newcomerAnnounceRate  = 200
@@ -274,9 +275,9 @@ func (p *Provider) Executors() []string {
 	return out
 }
 
-// Knows reports whether requestor paid this provider for work (its
-// countersignature of a receipt verified): a known customer, whom the
-// node trusts with more than strangers.
+// Knows reports whether requestor did business with this provider (a task
+// of its ran here, or it countersigned a receipt): a known customer, whom
+// the node trusts with more than strangers.
 func (p *Provider) Knows(requestor peer.ID) bool { return p.admit.isKnown(requestor.String()) }
 
 // Free returns the capacity not held by bids or tasks.

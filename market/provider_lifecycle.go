@@ -168,7 +168,7 @@ func (p *Provider) decide(requestor peer.ID, ann *wire.Announce) wire.Bid {
 }
 
 // newcomerAwardGrace is how long after its bid deadline a requestor that
-// never paid this provider may still award what the provider reserved.
+// is new to this provider (admission.vouch) may still award what the provider reserved.
 const newcomerAwardGrace = 2 * time.Second
 
 // reservationTTL is how long a bid for ann holds what it reserves: the
@@ -379,6 +379,10 @@ func (p *Provider) run(ctx context.Context, ex executor.Executor, rec *ExecRecor
 // effort: the result report supersedes it.
 func (p *Provider) markRunning(ctx context.Context, rec *ExecRecord) {
 	requestor, _ := peer.Decode(rec.Requestor)
+	// Its content arrived and its workload starts: the requestor has done
+	// real business here, as one that paid has (admission.vouch). A flood
+	// of awards whose content never arrives never gets this far.
+	p.admit.vouch(rec.Requestor, time.Now())
 	if _, err := p.store.Update(rec.Key, func(r *ExecRecord) error {
 		return r.Transition(ExecRunning)
 	}); err != nil {
@@ -442,7 +446,7 @@ func (p *Provider) deliver(rec *ExecRecord) {
 	pause := 250 * time.Millisecond
 	ttl := p.cfg.OutboxTTL
 	if !p.admit.isKnown(rec.Requestor) {
-		// A requestor that never paid this provider gets its result kept
+		// A requestor new to this provider gets its result kept
 		// and retried for newcomerOutboxTTL at most: awards from fresh
 		// identities that never collect cannot hold a delivery loop a day.
 		ttl = min(ttl, newcomerOutboxTTL)
@@ -483,7 +487,7 @@ func (p *Provider) deliver(rec *ExecRecord) {
 }
 
 // newcomerOutboxTTL bounds how long the result of a requestor that never
-// paid this provider is kept and retried.
+// did no business with this provider before is kept and retried.
 const newcomerOutboxTTL = time.Hour
 
 // settleOutbox ends an outbox entry: delivered (acknowledged) or abandoned

@@ -172,7 +172,7 @@ func TestAdmission(t *testing.T) {
 	}
 }
 
-// TestAdmissionNewcomers: bids of requestors that never paid this provider
+// TestAdmissionNewcomers: bids of requestors new to this provider
 // (every identity a Sybil makes) reserve at most half of the capacity
 // together, however many identities they use, and promise a bounded number
 // of queue places; a known customer still reserves the rest at once.

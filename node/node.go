@@ -286,7 +286,7 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 		return nil, fmt.Errorf("node: %w", err)
 	}
 	// Gossip from the peers this node has done business with (requestors
-	// that paid its provider, providers its requestor heard from) never
+	// whose tasks ran on its provider, providers its requestor heard from) never
 	// waits in the budget strangers share (p2p/budget.go).
 	prov, req := n.prov, n.req
 	n.host.SetTrust(func(p peer.ID) bool { return (prov != nil && prov.Knows(p)) || req.HeardFrom(p) })

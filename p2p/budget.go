@@ -29,7 +29,8 @@ const (
 // memory. The budget is shared by all untrusted delivering peers, so what
 // such a flood costs a node is bounded whatever the number of identities;
 // messages from peers the node trusts (Host.SetTrust: the requestors that
-// paid this provider, the providers this requestor has heard from, its
+// did business with this provider, the providers this requestor has
+// heard from, its
 // bootstrap peers) never count against it. Messages over the budget are
 // dropped before they are parsed further (never counted against the
 // sender's score: the node's budget is its own view).
