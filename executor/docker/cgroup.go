@@ -79,6 +79,25 @@ func (e *Executor) readUsage(mode cgroupMode, cg string) (cpuMS, peak int64, err
 	return 0, 0, nil
 }
 
+// oomKilled reports whether the kernel killed a process of the run's
+// cgroup at its memory limit (memory.events oom_kill on cgroup v2,
+// memory.oom_control oom_kill on v1). The engine's own OOMKilled flag is
+// sometimes missing when the machine is loaded; the cgroup's count is not.
+func (e *Executor) oomKilled(mode cgroupMode, cg string) bool {
+	root := e.cfg.cgroupRoot
+	var n int64
+	var err error
+	switch mode {
+	case cgroupV1:
+		n, err = readKey(filepath.Join(root, "memory", cg, "memory.oom_control"), "oom_kill")
+	case cgroupV2:
+		n, err = readKey(filepath.Join(root, cg, "memory.events"), "oom_kill")
+	default:
+		return false
+	}
+	return err == nil && n > 0
+}
+
 // removeRunCgroup removes the run's parent cgroup directories (the
 // container's own cgroup below them is gone once it has been removed).
 func (e *Executor) removeRunCgroup(mode cgroupMode, cg string) {

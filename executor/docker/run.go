@@ -143,15 +143,21 @@ func (e *Executor) Run(ctx context.Context, spec executor.Spec) (*executor.Resul
 		FinishedAt: finished,
 		Usage:      executor.Usage{WallMS: finished.Sub(started).Milliseconds()},
 	}
+	oom := false
 	if mode != cgroupNone {
 		cpu, peak, err := e.readUsage(mode, cg)
 		if err != nil {
 			log.Debug("read usage", "err", err)
 		}
 		res.Usage.CPUMS, res.Usage.MaxRSSBytes = cpu, peak
+		oom = exitCode != 0 && e.oomKilled(mode, cg)
 	}
 	if stopErr != nil {
 		return res, stopErr
+	}
+	if oom {
+		return res, fmt.Errorf("docker run %s: killed at memory limit %d bytes (%d MiB): %w",
+			spec.TaskID, memoryLimit(spec), memoryLimit(spec)>>20, executor.ErrOutOfMemory)
 	}
 	if exitCode != 0 {
 		// Only a failed run can be an OOM kill; spare the inspect otherwise.
