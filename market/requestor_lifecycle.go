@@ -224,10 +224,10 @@ func (r *Requestor) runAuction(t *Task) error {
 	// any: an honest newcomer answers within milliseconds, an advert from
 	// a Sybil costs an auction no more than the grace.
 	heard := r.heardOf(expected)
-	graceStarted := false
+	waiting, graceStarted := len(heard), false
 collect:
 	for len(answered) < len(expected) {
-		if !graceStarted && heard > 0 && r.heardAnswered(expected, answered) == heard {
+		if !graceStarted && len(heard) > 0 && waiting == 0 {
 			graceStarted = true
 			if time.Until(deadline) > newcomerGrace {
 				timer.Reset(newcomerGrace)
@@ -243,6 +243,9 @@ collect:
 				continue
 			}
 			answered[b.from] = true
+			if heard[b.from] {
+				waiting--
+			}
 			got = append(got, b)
 			if _, ok := expected[b.from]; !ok {
 				expected[b.from] = struct{}{}
@@ -288,32 +291,18 @@ const maxSilentBook = 1 << 14
 // never heard from once every provider it has heard from answered.
 const newcomerGrace = 150 * time.Millisecond
 
-// heardOf counts the expected providers that answered an auction of this
+// heardOf returns the expected providers that answered an auction of this
 // requestor before.
-func (r *Requestor) heardOf(expected map[peer.ID]struct{}) int {
+func (r *Requestor) heardOf(expected map[peer.ID]struct{}) map[peer.ID]bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	n := 0
+	out := map[peer.ID]bool{}
 	for p := range expected {
 		if r.heard[p] {
-			n++
+			out[p] = true
 		}
 	}
-	return n
-}
-
-// heardAnswered counts the answers among expected providers heard from
-// before this auction.
-func (r *Requestor) heardAnswered(expected map[peer.ID]struct{}, answered map[peer.ID]bool) int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	n := 0
-	for p := range answered {
-		if _, ok := expected[p]; ok && r.heard[p] {
-			n++
-		}
-	}
-	return n
+	return out
 }
 
 // noteSilent records which of the expected providers answered an auction

@@ -1,7 +1,6 @@
 package p2p
 
 import (
-	"fmt"
 	"sync/atomic"
 	"time"
 
@@ -87,8 +86,3 @@ func (h *Host) SetTrust(fn func(peer.ID) bool) {
 // GossipDropped is how many gossip messages from untrusted peers were
 // dropped over the budget since start.
 func (h *Host) GossipDropped() uint64 { return h.budget.dropped.Load() }
-
-// String describes the budget for logs.
-func (b *gossipBudget) String() string {
-	return fmt.Sprintf("%g messages/s (burst %d) from untrusted peers", float64(b.limit.Limit()), b.limit.Burst())
-}
