@@ -425,15 +425,11 @@ func startGenerator(ctx context.Context, t *testing.T, sz floodSize, targets []s
 // cpu is the CPU time the generator process has used so far.
 func (g *generator) cpu(t *testing.T) time.Duration {
 	t.Helper()
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", g.cmd.Process.Pid))
+	d, err := cluster.ProcessCPU(g.cmd.Process.Pid)
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := strings.Fields(string(data)[strings.LastIndexByte(string(data), ')')+1:])
-	var ut, st int64
-	fmt.Sscan(f[11], &ut)
-	fmt.Sscan(f[12], &st)
-	return time.Duration(ut+st) * 10 * time.Millisecond
+	return d
 }
 
 // stop ends the flood and returns what the generator sent.

@@ -314,8 +314,11 @@ func Build(ctx context.Context, root, out string) error {
 }
 
 // CPUTime returns the user plus system CPU time the process has used.
-func (n *Node) CPUTime() (time.Duration, error) {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", n.PID()))
+func (n *Node) CPUTime() (time.Duration, error) { return ProcessCPU(n.PID()) }
+
+// ProcessCPU returns the user plus system CPU time process pid has used.
+func ProcessCPU(pid int) (time.Duration, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return 0, fmt.Errorf("read stat: %w", err)
 	}
