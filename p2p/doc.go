@@ -9,18 +9,34 @@
 // protocols and topics on the Host built here.
 //
 // Choices:
-//   - The DHT runs in server mode by default so that small swarms (a laptop
-//     and a lab machine, a test on loopback) have a working routing table;
-//     private swarms use their own protocol prefix (/offload/private/<id>).
+//   - The public swarm's DHT is the public IPFS DHT (Amino,
+//     /ipfs/kad/1.0.0): CIDs held anywhere on IPFS resolve, published
+//     content is provided there, and offload nodes meet there (every member
+//     announces itself under RendezvousCID of its swarm and dials a few of
+//     the members it finds; capability terms have keys of their own). A
+//     public node is a DHT client until AutoNAT finds it reachable
+//     (DHTAuto); a private swarm, and a swarm on loopback only, run a
+//     server (private swarms with their own protocol prefix
+//     /offload/private/<id>, seeing nothing of the public DHT).
 //   - With a swarm key only TCP is used: QUIC cannot carry a pre-shared key.
 //   - Messages on streams are a uvarint length followed by JSON; a reader
 //     refuses any message above its size limit before allocating it.
-//   - Public swarm reachability (AutoNAT, UPnP/NAT-PMP port mapping,
-//     auto-relay through connected peers, hole punching) is on only when
-//     some listen address is not loopback, no swarm key is set and
-//     Config.DisableNAT is false: tests and local swarms never send traffic
-//     beyond loopback. mDNS is opt-in (Config.MDNS) with a service name per
-//     swarm. DefaultBootstrap is empty: no public bootstrap node exists yet.
+//   - Public swarm reachability (AutoNAT v1 and v2, UPnP/NAT-PMP port
+//     mapping, a circuit relay v2 service with RelayLimits while the node
+//     is publicly reachable, auto-relay through connected peers, hole
+//     punching with DCUtR) is on only when some listen address is not
+//     loopback, no swarm key is set and Config.DisableNAT is false: tests
+//     and local swarms never send traffic beyond loopback. Host.NewStream
+//     accepts relayed (limited) connections, so the market's messages
+//     cross a relay until hole punching gives a direct connection, which
+//     the swarm then prefers. Host.Reachability says which case holds.
+//   - Addresses: a node with any address beyond loopback never offers its
+//     loopback ones; the DHT carries its public and relay addresses when
+//     it has some, LAN ones otherwise (identify on the receiving side
+//     drops what the receiver cannot use).
+//   - Bootstrap: a node dials only what it was given (Config.Bootstrap)
+//     and, when Config.Public is set, PublicBootstrap (the standard libp2p
+//     list); mDNS is opt-in (Config.MDNS) with a service name per swarm.
 //   - The resource manager uses libp2p's default limits scaled to the
 //     machine. Gossipsub peer scoring is on: topics in Config.ScoredTopics
 //     penalize messages their validator rejects (-10 x count^2 per topic, so

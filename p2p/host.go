@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/libp2p/go-libp2p"
 	dht "github.com/libp2p/go-libp2p-kad-dht"
+	"github.com/libp2p/go-libp2p-kad-dht/amino"
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	coreconnmgr "github.com/libp2p/go-libp2p/core/connmgr"
 	"github.com/libp2p/go-libp2p/core/crypto"
@@ -33,8 +35,10 @@ var (
 )
 
 const (
-	// DefaultProtocolPrefix is the DHT protocol prefix of the public swarm.
-	DefaultProtocolPrefix = "/offload"
+	// DefaultProtocolPrefix is the DHT protocol prefix of the public swarm:
+	// the public IPFS DHT (Amino, /ipfs/kad/1.0.0), so that CIDs held
+	// anywhere on IPFS resolve and offload nodes meet through it.
+	DefaultProtocolPrefix = amino.ProtocolPrefix
 	// MaxPubSubMessage bounds one gossipsub RPC frame (gossipsub's own
 	// WithMaxMessageSize): a larger frame is dropped before it is parsed.
 	// A frame may batch several messages and control entries, so it sits
@@ -89,11 +93,61 @@ type Config struct {
 	// Gater, when set, decides which peers may connect (a test knob: keep
 	// two hosts of a test apart so that gossip must pass through a third).
 	Gater coreconnmgr.ConnectionGater
+	// Public adds PublicBootstrap to Bootstrap: the node joins the public
+	// libp2p/IPFS network. Never set by tests, benchmarks or examples.
+	Public bool
+	// ReachOptions tune the DHT mode, AutoNAT and the relay service.
+	ReachOptions
 }
 
-// DefaultBootstrap is the public swarm's bootstrap list. It is empty: no
-// public bootstrap node exists for this network yet, so a public node joins
-// through --bootstrap addresses, mDNS (--mdns) or peers that dial it.
+// ReachOptions tune how a public node makes itself reachable: the DHT
+// mode, AutoNAT's verdict, the relay service it offers and the relays it
+// uses. The zero value is the default.
+type ReachOptions struct {
+	// DHTMode is DHTServer in a private swarm and on loopback (a local
+	// swarm needs routing tables and nothing leaves the machine), DHTAuto
+	// with NAT traversal (a client until AutoNAT finds the node publicly
+	// reachable), and DHTClient otherwise, when empty.
+	DHTMode DHTMode
+	// Reachability forces AutoNAT's verdict: "public" (an operator's
+	// server with a known public address: it serves the DHT and the relay
+	// at once) or "private"; "" lets AutoNAT decide.
+	Reachability string
+	// DisableRelayService stops a publicly reachable node from offering a
+	// circuit relay v2 service to nodes behind NAT.
+	DisableRelayService bool
+	// RelayLimits bound the relay service (see RelayLimits).
+	RelayLimits RelayLimits
+	// RendezvousInterval is the longest wait between two lookups of the
+	// swarm's rendezvous key in the DHT (RendezvousCID): DefaultRendezvousInterval
+	// when zero, off when negative. When zero it is on only where NAT
+	// traversal is on or Public is set: a swarm on loopback is made of
+	// --bootstrap and mDNS peers.
+	RendezvousInterval time.Duration
+	// AutoRelayBootDelay is how long a node behind NAT waits for more relay
+	// candidates before it takes a reservation with the ones it has
+	// (DefaultAutoRelayBootDelay when zero).
+	AutoRelayBootDelay time.Duration
+}
+
+// PublicBootstrap is the standard public libp2p bootstrap list (the one
+// IPFS nodes use), dialed only when Config.Public is set (`offload init
+// --public`, `offload node --public`). Tests replace it with addresses of
+// their own before they set Public; nothing else may dial it.
+var PublicBootstrap = publicBootstrap()
+
+func publicBootstrap() []string {
+	out := make([]string, 0, len(dht.DefaultBootstrapPeers))
+	for _, a := range dht.DefaultBootstrapPeers {
+		out = append(out, a.String())
+	}
+	return out
+}
+
+// DefaultBootstrap is the bootstrap list of a node that names none and did
+// not ask for the public network: empty, so that a node never dials beyond
+// what it was told (it joins through --bootstrap, --public, mDNS or peers
+// that dial it).
 var DefaultBootstrap = []string{}
 
 // Host bundles the libp2p host with the DHT and gossipsub that run on it.
@@ -115,10 +169,14 @@ type Host struct {
 	valMu      sync.Mutex
 	validators map[string]*topicValidator
 	bootstrap  []peer.AddrInfo
-	ctx        context.Context
-	cancel     context.CancelFunc
-	wg         sync.WaitGroup
-	closeOnce  sync.Once
+	// nat: the reachability services run (natTraversal); reach is the
+	// latest network.Reachability AutoNAT reported.
+	nat       bool
+	reach     atomic.Int32
+	ctx       context.Context
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+	closeOnce sync.Once
 }
 
 // New builds and starts a host with its DHT and gossipsub. The returned host
@@ -148,7 +206,14 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 		}
 		listen = tcp
 	}
-	boot, err := ParseAddrs(cfg.Bootstrap)
+	if cfg.Public && len(cfg.SwarmKey) > 0 {
+		return nil, errors.New("p2p: the public network and a private swarm key exclude each other")
+	}
+	bootAddrs := cfg.Bootstrap
+	if cfg.Public {
+		bootAddrs = append(slices.Clone(PublicBootstrap), bootAddrs...)
+	}
+	boot, err := ParseAddrs(bootAddrs)
 	if err != nil {
 		return nil, fmt.Errorf("p2p: bootstrap: %w", err)
 	}
@@ -165,6 +230,7 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 		libp2p.ListenAddrStrings(listen...),
 		libp2p.ConnectionManager(cm),
 		libp2p.ResourceManager(rm),
+		libp2p.AddrsFactory(usefulAddrs),
 	}
 	if cfg.Gater != nil {
 		opts = append(opts, libp2p.ConnectionGater(cfg.Gater))
@@ -174,8 +240,9 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 		opts = append(opts, libp2p.PrivateNetwork(cfg.SwarmKey))
 	}
 	var hostRef atomic.Pointer[host.Host]
-	if natTraversal(cfg, listen) {
-		opts = append(opts, natOptions(&hostRef)...)
+	nat := natTraversal(cfg, listen)
+	if nat {
+		opts = append(opts, natOptions(&hostRef, cfg)...)
 	}
 	h, err := libp2p.New(opts...)
 	if err != nil {
@@ -186,9 +253,24 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 	ns := SwarmID(cfg.SwarmKey)
 	prefix := DefaultProtocolPrefix
 	if ns != "" {
-		prefix = "/offload/private/" + ns
+		prefix = protocol.ID("/offload/private/" + ns)
 	}
-	kad, err := dht.New(h, dht.Mode(dht.ModeServer), dht.ProtocolPrefix(protocol.ID(prefix)), dht.BootstrapPeers(boot...))
+	mode := cfg.DHTMode
+	if mode == "" {
+		switch {
+		case ns != "" || !nat && !beyondLoopback(listen):
+			mode = DHTServer
+		case nat:
+			mode = DHTAuto
+		default:
+			mode = DHTClient
+		}
+	}
+	dhtOpts := []dht.Option{dht.Mode(mode.kad()), dht.ProtocolPrefix(protocol.ID(prefix)), dht.BootstrapPeers(boot...)}
+	if ns == "" && beyondLoopback(listen) {
+		dhtOpts = append(dhtOpts, dht.AddressFilter(dhtAddrFilter))
+	}
+	kad, err := dht.New(h, dhtOpts...)
 	if err != nil {
 		h.Close()
 		return nil, fmt.Errorf("p2p: start dht: %w", err)
@@ -233,7 +315,13 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 		// is opened to a peer we only heard of through gossip.
 		Host: routedhost.Wrap(h, kad), DHT: kad, PubSub: ps, Namespace: ns,
 		log: log, bootstrap: boot, ctx: hctx, cancel: cancel,
-		scores: scores, validators: map[string]*topicValidator{}, budget: budget,
+		scores: scores, validators: map[string]*topicValidator{}, budget: budget, nat: nat,
+	}
+	if nat {
+		if err := n.watchReachability(); err != nil {
+			n.Close()
+			return nil, fmt.Errorf("p2p: %w", err)
+		}
 	}
 	if cfg.MDNS {
 		if err := n.startMDNS(); err != nil {
@@ -247,6 +335,13 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 	}
 	n.wg.Add(1)
 	go n.keepBootstrapped()
+	if rv := cfg.RendezvousInterval; rv > 0 || rv == 0 && (nat || cfg.Public) {
+		if rv == 0 {
+			rv = DefaultRendezvousInterval
+		}
+		n.wg.Add(1)
+		go n.rendezvous(rv)
+	}
 	return n, nil
 }
 

@@ -12,6 +12,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/p2p/discovery/mdns"
+	"github.com/libp2p/go-libp2p/p2p/host/autorelay"
 	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
 	ma "github.com/multiformats/go-multiaddr"
 	manet "github.com/multiformats/go-multiaddr/net"
@@ -36,6 +37,11 @@ func natTraversal(cfg Config, listen []string) bool {
 	if cfg.DisableNAT || len(cfg.SwarmKey) > 0 {
 		return false
 	}
+	return beyondLoopback(listen)
+}
+
+// beyondLoopback says whether some listen address is not loopback.
+func beyondLoopback(listen []string) bool {
 	for _, s := range listen {
 		m, err := ma.NewMultiaddr(s)
 		if err != nil {
@@ -48,10 +54,19 @@ func natTraversal(cfg Config, listen []string) bool {
 	return false
 }
 
-// natOptions turn on AutoNAT (serving and v2 client), port mapping, the
-// relay client with auto-relay (candidate relays are the peers we are
-// connected to) and hole punching.
-func natOptions(ref interface{ Load() *host.Host }) []libp2p.Option {
+// DefaultAutoRelayBootDelay is how long a node behind NAT waits to gather
+// more relay candidates before it reserves a slot on the ones it has.
+// libp2p waits 3 minutes for 4 candidates; a community swarm often has
+// one or two relays, and a node behind NAT is unreachable until it holds
+// a reservation.
+const DefaultAutoRelayBootDelay = 5 * time.Second
+
+// natOptions turn on AutoNAT (v1 and v2, client and service), port mapping,
+// the circuit relay v2 service (running only while AutoNAT finds the node
+// publicly reachable, with cfg.RelayLimits), the relay client with
+// auto-relay (candidate relays are the peers we are connected to; one is
+// enough) and hole punching (DCUtR).
+func natOptions(ref interface{ Load() *host.Host }, cfg Config) []libp2p.Option {
 	peerSource := func(ctx context.Context, num int) <-chan peer.AddrInfo {
 		ch := make(chan peer.AddrInfo)
 		go func() {
@@ -75,14 +90,33 @@ func natOptions(ref interface{ Load() *host.Host }) []libp2p.Option {
 		}()
 		return ch
 	}
-	return []libp2p.Option{
+	boot := cfg.AutoRelayBootDelay
+	if boot <= 0 {
+		boot = DefaultAutoRelayBootDelay
+	}
+	opts := []libp2p.Option{
 		libp2p.NATPortMap(),
 		libp2p.EnableNATService(),
 		libp2p.EnableAutoNATv2(),
 		libp2p.EnableRelay(),
-		libp2p.EnableAutoRelayWithPeerSource(peerSource),
+		libp2p.EnableAutoRelayWithPeerSource(peerSource,
+			autorelay.WithMinCandidates(1),
+			autorelay.WithBootDelay(boot),
+			autorelay.WithMinInterval(boot),
+			autorelay.WithBackoff(time.Minute),
+		),
 		libp2p.EnableHolePunching(),
 	}
+	if !cfg.DisableRelayService {
+		opts = append(opts, libp2p.EnableRelayService(cfg.RelayLimits.options()...))
+	}
+	switch cfg.Reachability {
+	case "public":
+		opts = append(opts, libp2p.ForceReachabilityPublic())
+	case "private":
+		opts = append(opts, libp2p.ForceReachabilityPrivate())
+	}
+	return opts
 }
 
 // Gossipsub peer score thresholds: permissive enough that a small swarm (a

@@ -1,0 +1,109 @@
+// Package plainipfs builds, for tests, a stand-in for a node of the public
+// IPFS network: a libp2p host on loopback that runs only the standard
+// IPFS DHT (Amino, /ipfs/kad/1.0.0, server mode) and bitswap (serving
+// every block it holds to anyone), from go-libp2p-kad-dht and boxo. It
+// knows no offload protocol and no gossipsub topic.
+package plainipfs
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"testing"
+
+	"github.com/ipfs/boxo/bitswap"
+	bsnet "github.com/ipfs/boxo/bitswap/network/bsnet"
+	"github.com/ipfs/boxo/blockservice"
+	"github.com/ipfs/boxo/blockstore"
+	chunk "github.com/ipfs/boxo/chunker"
+	"github.com/ipfs/boxo/ipld/merkledag"
+	"github.com/ipfs/boxo/ipld/unixfs/importer/balanced"
+	"github.com/ipfs/boxo/ipld/unixfs/importer/helpers"
+	"github.com/ipfs/go-cid"
+	"github.com/ipfs/go-datastore"
+	dssync "github.com/ipfs/go-datastore/sync"
+	ipld "github.com/ipfs/go-ipld-format"
+	"github.com/libp2p/go-libp2p"
+	dht "github.com/libp2p/go-libp2p-kad-dht"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// Node is one plain IPFS node.
+type Node struct {
+	Host host.Host
+	DHT  *dht.IpfsDHT
+	DAG  ipld.DAGService
+}
+
+// Start starts a plain IPFS node listening on loopback and connects it to
+// boot (multiaddrs with /p2p/ID). It stops when the test ends.
+func Start(t testing.TB, boot ...string) *Node {
+	t.Helper()
+	h, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"), libp2p.DisableRelay())
+	if err != nil {
+		t.Fatalf("plain ipfs: host: %v", err)
+	}
+	t.Cleanup(func() { h.Close() })
+	var infos []peer.AddrInfo
+	for _, b := range boot {
+		info, err := peer.AddrInfoFromString(b)
+		if err != nil {
+			t.Fatalf("plain ipfs: bootstrap %q: %v", b, err)
+		}
+		infos = append(infos, *info)
+	}
+	kad, err := dht.New(h, dht.Mode(dht.ModeServer), dht.BootstrapPeers(infos...))
+	if err != nil {
+		t.Fatalf("plain ipfs: dht: %v", err)
+	}
+	t.Cleanup(func() { kad.Close() })
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	for _, info := range infos {
+		if err := h.Connect(ctx, info); err != nil {
+			t.Fatalf("plain ipfs: connect %s: %v", info.ID, err)
+		}
+	}
+	if err := kad.Bootstrap(ctx); err != nil {
+		t.Fatalf("plain ipfs: dht bootstrap: %v", err)
+	}
+	bs := blockstore.NewBlockstore(dssync.MutexWrap(datastore.NewMapDatastore()))
+	bsw := bitswap.New(ctx, bsnet.NewFromIpfsHost(h), kad, bs)
+	t.Cleanup(func() { bsw.Close() })
+	return &Node{Host: h, DHT: kad, DAG: merkledag.NewDAGService(blockservice.New(bs, bsw))}
+}
+
+// Addrs returns the node's multiaddrs with /p2p/ID.
+func (n *Node) Addrs() []string {
+	info := peer.AddrInfo{ID: n.Host.ID(), Addrs: n.Host.Addrs()}
+	mas, _ := peer.AddrInfoToP2pAddrs(&info)
+	out := make([]string, 0, len(mas))
+	for _, m := range mas {
+		out = append(out, m.String())
+	}
+	return out
+}
+
+// AddFile imports data as a unixfs file (CIDv1, raw leaves, 256 KiB
+// chunks, as `ipfs add --cid-version 1` does) and announces its root in
+// the DHT.
+func (n *Node) AddFile(ctx context.Context, data []byte) (cid.Cid, error) {
+	prefix, err := merkledag.PrefixForCidVersion(1)
+	if err != nil {
+		return cid.Undef, err
+	}
+	params := helpers.DagBuilderParams{Dagserv: n.DAG, RawLeaves: true, Maxlinks: helpers.DefaultLinksPerBlock, CidBuilder: prefix}
+	db, err := params.New(chunk.NewSizeSplitter(bytes.NewReader(data), 256<<10))
+	if err != nil {
+		return cid.Undef, fmt.Errorf("plain ipfs: add: %w", err)
+	}
+	root, err := balanced.Layout(db)
+	if err != nil {
+		return cid.Undef, fmt.Errorf("plain ipfs: add: %w", err)
+	}
+	if err := n.DHT.Provide(ctx, root.Cid(), true); err != nil {
+		return cid.Undef, fmt.Errorf("plain ipfs: provide: %w", err)
+	}
+	return root.Cid(), nil
+}

@@ -1,0 +1,106 @@
+package p2p
+
+import (
+	"context"
+	"time"
+
+	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/peerstore"
+	"github.com/multiformats/go-multihash"
+)
+
+// Rendezvous: every node of a swarm announces itself in the DHT under one
+// well-known key per swarm (RendezvousCID) and looks the key up, dialing a
+// few of the members it finds. Two nodes that share nothing but an
+// ordinary IPFS bootstrap node meet this way within seconds; gossipsub's
+// peer exchange and the capability pool take over from there.
+const (
+	// DefaultRendezvousInterval is the longest wait between two lookups
+	// (and between two announcements) of the swarm's rendezvous key.
+	DefaultRendezvousInterval = 5 * time.Minute
+	// rendezvousFirst is the wait before the first lookup (the DHT needs
+	// its bootstrap peers in its routing table) and the first retry.
+	rendezvousFirst = 2 * time.Second
+	// rendezvousPeers bounds the members dialed per lookup.
+	rendezvousPeers = 8
+	// rendezvousTimeout bounds one announcement or one lookup.
+	rendezvousTimeout = 30 * time.Second
+)
+
+// RendezvousCID is the DHT key under which the members of swarm ns ("" for
+// the public swarm) announce themselves.
+func RendezvousCID(ns string) cid.Cid {
+	mh, _ := multihash.Sum([]byte("offload/swarm/1/"+ns), multihash.SHA2_256, -1)
+	return cid.NewCidV1(cid.Raw, mh)
+}
+
+// rendezvous runs until the host closes: it announces the node under the
+// swarm's key and looks for other members, quickly at first (the wait
+// doubles from rendezvousFirst after each lookup), then every maxWait. A
+// newcomer finds the members already there on its first lookups; they
+// find it on theirs or when it dials them.
+func (h *Host) rendezvous(maxWait time.Duration) {
+	defer h.wg.Done()
+	key := RendezvousCID(h.Namespace)
+	wait := rendezvousFirst
+	var announced time.Time
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	for {
+		select {
+		case <-h.ctx.Done():
+			return
+		case <-t.C:
+		}
+		if time.Since(announced) >= maxWait {
+			ctx, cancel := context.WithTimeout(h.ctx, rendezvousTimeout)
+			if err := h.DHT.Provide(ctx, key, true); err != nil {
+				h.log.Debug("rendezvous announce", "err", err)
+			} else {
+				announced = time.Now()
+			}
+			cancel()
+		}
+		if met := h.meet(key); met > 0 {
+			h.log.Debug("rendezvous", "met", met)
+		}
+		if announced.IsZero() {
+			wait = rendezvousFirst // the DHT is not ready yet
+		} else {
+			wait = min(2*wait, maxWait)
+		}
+		t.Reset(wait)
+	}
+}
+
+// meet looks the rendezvous key up and dials up to rendezvousPeers members
+// not yet connected; it returns how many it connected to. Dials are one at
+// a time: a lookup never makes the node dial more than rendezvousPeers
+// peers at once.
+func (h *Host) meet(key cid.Cid) int {
+	ctx, cancel := context.WithTimeout(h.ctx, rendezvousTimeout)
+	defer cancel()
+	met := 0
+	for info := range h.DHT.FindProvidersAsync(ctx, key, 4*rendezvousPeers) {
+		if info.ID == h.ID() || info.ID == "" || h.Network().Connectedness(info.ID) == network.Connected {
+			continue
+		}
+		if met >= rendezvousPeers {
+			continue // drain: the channel closes when the lookup ends
+		}
+		if len(info.Addrs) > 0 {
+			h.Peerstore().AddAddrs(info.ID, info.Addrs, peerstore.TempAddrTTL)
+		}
+		dctx, dcancel := context.WithTimeout(ctx, 10*time.Second)
+		err := h.Host.Connect(dctx, peer.AddrInfo{ID: info.ID, Addrs: info.Addrs})
+		dcancel()
+		if err != nil {
+			h.log.Debug("rendezvous dial", "peer", info.ID, "err", err)
+			continue
+		}
+		met++
+	}
+	return met
+}
