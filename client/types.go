@@ -28,7 +28,10 @@ type Bid struct {
 	// already held.
 	InputsLocal float64 `json:"inputs_local"`
 	Decline     string  `json:"decline,omitempty"`
-	Outcome     string  `json:"outcome,omitempty"`
+	// Silent marks a provider that was asked (a targeted auction) and did
+	// not answer; Outcome says why.
+	Silent  bool   `json:"silent,omitempty"`
+	Outcome string `json:"outcome,omitempty"`
 }
 
 // Execution is one provider's run of the task.

@@ -16,6 +16,8 @@ import (
 //
 //	message              receiver    function            rule
 //	announce (gossip)    provider    authorizeAnnounce   signed by the requestor it names; within its rate
+//	ask (announce sent   provider    authorizeAsk        sent by the requestor it names; within the same rate
+//	to one provider)
 //	bid                  requestor   authorizeBid        an open auction of that task and attempt; at most maxBidsPerAuction
 //	award                provider    authorizeAward      a live reservation of this provider for that requestor, task and attempt
 //	report (heartbeat,   requestor   authorizeReport     the provider of the task's current attempt, while that attempt is
@@ -23,6 +25,9 @@ import (
 //	                                                     a result's receipt at most the cost the bid allowed
 //	cancel               provider    (execKey)           the requestor of that execution only: the key contains its peer id
 //	tunnel, exec         provider    (service.go)        the requestor of that running service only
+//
+// A bid that answers an ask on the ask's own stream is authorized by
+// authorizeBid like one sent on a bid stream.
 //
 // Identities are the libp2p peer ids of the authenticated streams (or, on
 // gossip, of the message's signature), never a name a message carries.
@@ -47,6 +52,22 @@ func (p *Provider) authorizeAnnounce(from peer.ID, data []byte) (*wire.Announce,
 	if !p.annLimit.Allow(from) {
 		return nil, "over its rate"
 	}
+	return p.checkAnnounce(from, data, "signed")
+}
+
+// authorizeAsk is authorizeAnnounce for an announcement that came on an
+// ask stream from from (the stream's authenticated peer), whose per-peer
+// rate the stream handler has already counted (stream.Accept with the
+// same announcement limiter): an ask is an announcement sent to this
+// provider alone, under the same rules.
+func (p *Provider) authorizeAsk(from peer.ID, data []byte) (*wire.Announce, string) {
+	return p.checkAnnounce(from, data, "sent")
+}
+
+// checkAnnounce is the part of authorizeAnnounce and authorizeAsk after
+// the per-peer rate; how says how from vouched for the message ("signed"
+// on gossip, "sent" on a stream).
+func (p *Provider) checkAnnounce(from peer.ID, data []byte, how string) (*wire.Announce, string) {
 	if !p.admit.isKnown(from.String()) && !p.newcomerAnn.Allow() {
 		return nil, "over the rate shared by requestors new to this provider"
 	}
@@ -58,7 +79,7 @@ func (p *Provider) authorizeAnnounce(from peer.ID, data []byte) (*wire.Announce,
 		return nil, err.Error()
 	}
 	if ann.Requestor != from.String() {
-		return nil, "signed by another peer than the requestor it names (" + ann.Requestor + ")"
+		return nil, how + " by another peer than the requestor it names (" + ann.Requestor + ")"
 	}
 	if ann.Req.Provider != "" && ann.Req.Provider != p.h.ID().String() {
 		return nil, "" // pinned to another provider

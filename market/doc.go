@@ -18,7 +18,8 @@
 //
 // Discovery (the pool of providers, capability adverts, matching) is
 // package market/discovery; the requestor only asks it, through
-// RequestorConfig.KnownProviders, which providers to expect bids from.
+// RequestorConfig.Candidates, which providers may take a task (a targeted
+// auction asks a few of them: targeted.go).
 //
 // Live tasks: a service task runs until its timeout or cancel on the
 // provider (service.go), which answers tunnel and exec streams from the

@@ -294,7 +294,13 @@ func providerConfig(t *testing.T, price float64) market.ProviderConfig {
 
 func (s *swarm) provider(cfg market.ProviderConfig) *testProvider {
 	s.t.Helper()
-	tp := &testProvider{peerNode: s.newPeer(), ex: newFakeExec("docker"), store: newMemStore[market.ExecRecord]()}
+	return s.providerRuntime(cfg, "docker")
+}
+
+// providerRuntime is provider with a fake executor of another runtime.
+func (s *swarm) providerRuntime(cfg market.ProviderConfig, runtime string) *testProvider {
+	s.t.Helper()
+	tp := &testProvider{peerNode: s.newPeer(), ex: newFakeExec(runtime), store: newMemStore[market.ExecRecord]()}
 	tp.provider = true
 	s.providers++
 	var err error

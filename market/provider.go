@@ -328,6 +328,7 @@ func (p *Provider) Start() error {
 		p.mu.Unlock()
 	}})
 	p.startServices()
+	p.h.SetStreamHandler(wire.ProtoAsk, p.handleAsk)
 	p.h.SetStreamHandler(wire.ProtoAward, p.handleAward)
 	p.h.SetStreamHandler(wire.ProtoCancel, p.handleCancel)
 	p.wg.Add(2)
@@ -461,6 +462,7 @@ func (p *Provider) vouchFromLedger() {
 // Close stops bidding, cancels running executions (their results are kept
 // and delivered after the next start) and waits for every goroutine.
 func (p *Provider) Close() error {
+	p.h.RemoveStreamHandler(wire.ProtoAsk)
 	p.h.RemoveStreamHandler(wire.ProtoAward)
 	p.h.RemoveStreamHandler(wire.ProtoCancel)
 	p.closeServices()

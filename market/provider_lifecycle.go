@@ -213,6 +213,85 @@ func (p *Provider) answer(requestor peer.ID, ann *wire.Announce) {
 	}
 }
 
+// askTimeout bounds reading an ask, and then answering it and reading the
+// requestor's ack; an honest requestor sends both at once.
+const askTimeout = 5 * time.Second
+
+// handleAsk answers an announcement a requestor sent to this provider
+// alone (a targeted auction): the bid or decline goes back on the same
+// stream, with no dial and no second stream, and the requestor's ack
+// follows on it. What the bid reserved is given back unless the ack says
+// the bid was taken. Asks count against the same per-peer rate and the
+// same bounds on answers in flight as gossiped announcements; over those
+// bounds the answer is a busy decline, never a wait.
+func (p *Provider) handleAsk(s network.Stream) {
+	defer s.Close()
+	from, body, ok := stream.Accept(s, p.annLimit, askTimeout, wire.MaxAnnounceSize, p.log, "ask")
+	if !ok {
+		return
+	}
+	if from == p.h.ID() {
+		s.Reset()
+		return
+	}
+	ann, why := p.authorizeAsk(from, body)
+	if ann == nil {
+		if why == "" {
+			why = "not for this provider"
+		}
+		p.log.Debug("ask refused", "peer", from, "reason", why)
+		_ = stream.WriteMsg(s, &wire.Bid{TaskID: "refused", Decline: "ask refused: " + why})
+		return
+	}
+	release, busy := p.takeAnswerSlot(from)
+	if busy != "" {
+		_ = stream.WriteMsg(s, &wire.Bid{TaskID: ann.TaskID, Attempt: ann.Attempt, Price: p.cfg.Price, Decline: busy, Busy: true})
+		return
+	}
+	defer release()
+	bid := p.decide(from, ann)
+	_ = s.SetDeadline(time.Now().Add(askTimeout))
+	err := stream.WriteMsg(s, &bid)
+	if bid.Decline != "" {
+		return
+	}
+	var ack wire.BidAck
+	if err == nil {
+		err = stream.ReadMsg(stream.NewReader(s), wire.MaxAckSize, &ack)
+	}
+	if err != nil || !ack.OK {
+		p.admit.release(execKey(from.String(), ann.TaskID, ann.Attempt))
+		p.log.Debug("asked bid not taken", "task", ann.TaskID, "err", err, "reason", ack.Reason)
+	}
+}
+
+// takeAnswerSlot takes one of the answers in flight to requestor and one
+// of all answers in flight, without waiting: it returns the release, or
+// why there is no slot now.
+func (p *Provider) takeAnswerSlot(requestor peer.ID) (func(), string) {
+	p.mu.Lock()
+	if p.inflight[requestor] >= maxAnswersPerRequestor {
+		p.mu.Unlock()
+		return nil, "too many answers in flight to this requestor"
+	}
+	p.inflight[requestor]++
+	p.mu.Unlock()
+	done := func() {
+		p.mu.Lock()
+		if p.inflight[requestor]--; p.inflight[requestor] <= 0 {
+			delete(p.inflight, requestor)
+		}
+		p.mu.Unlock()
+	}
+	select {
+	case p.answering <- struct{}{}:
+	default:
+		done()
+		return nil, "too many answers in flight"
+	}
+	return func() { <-p.answering; done() }, ""
+}
+
 func (p *Provider) handleAward(s network.Stream) {
 	defer s.Close()
 	from, body, ok := stream.Accept(s, p.streamLimit, 10*time.Second, wire.MaxAwardSize, p.log, "award")

@@ -59,11 +59,19 @@ type RequestorConfig struct {
 	// Content fetches outputs; nil leaves outputs on the provider.
 	Content ContentStore
 	Logger  *slog.Logger
-	// KnownProviders, when set, returns the providers known to match req
-	// (Pool.KnownProviders): the auction expects bids from those, so the
-	// bid window closes as soon as they all answered. When it returns none,
-	// every peer on the task topic is expected instead.
-	KnownProviders func(req wire.Requirements) []peer.ID
+	// Candidates, when set, returns what the pool knows of the providers
+	// that match req (their adverts): the auction asks a few of them
+	// directly (targeted.go) rather than announcing to all. When it
+	// returns none, the task is announced on the topic and every peer
+	// there is expected to answer.
+	Candidates func(req wire.Requirements) []Candidate
+	// Discover, when set, looks for more providers matching req until
+	// want of them are known or ctx ends (Pool.Lookup); it is called in
+	// the background when Candidates returns fewer than Fanout.
+	Discover func(ctx context.Context, req wire.Requirements, want int) int
+	// Fanout is how many candidates an auction asks first (default
+	// DefaultFanout); it asks more only when those decline or are silent.
+	Fanout int
 	// Observer counts bids, awards, failovers and ended tasks (nil: none).
 	Observer Observer
 	// Volumes is the requestor's volume table (volume.go); nil: volumes
@@ -104,8 +112,16 @@ type Requestor struct {
 	// answered one (see runAuction). Both at most maxSilentBook entries.
 	silent map[peer.ID]int
 	heard  map[peer.ID]bool
-	all    allWatchers // WatchAll's feeds (watch.go)
-	volMu  sync.Mutex  // serializes volume table swaps (volume.go)
+	// views refine the pool's adverts with what this requestor saw of
+	// each provider (by peer id), holders the providers that said they
+	// hold an image (by image); looking and lookedAt pace lookupMore. See
+	// targeted.go.
+	views    map[string]*provView
+	holders  map[string]map[string]bool
+	looking  bool
+	lookedAt time.Time
+	all      allWatchers // WatchAll's feeds (watch.go)
+	volMu    sync.Mutex  // serializes volume table swaps (volume.go)
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -121,6 +137,8 @@ type auction struct {
 	pinned   string
 	excluded map[string]bool
 	seen     map[peer.ID]bool
+	// image is the task's image, for noteAnswer.
+	image string
 }
 
 type bidFrom struct {
@@ -149,11 +167,15 @@ func NewRequestor(h host.Host, store TaskStore, topic *pubsub.Topic, cfg Request
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.Fanout <= 0 {
+		cfg.Fanout = DefaultFanout
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &Requestor{
 		h: h, store: store, cfg: cfg, log: cfg.Logger.With("role", "requestor"), topic: topic,
 		auctions: map[string]*auction{}, watchers: map[string]map[*watcher]struct{}{},
 		drivers: map[string]bool{}, rep: newRepBook(nil), limit: stream.NewLimiter(streamRate, streamBurst), verifyFns: map[string]VerifyFunc{}, peersCh: make(chan struct{}), lastBeat: map[string]time.Time{}, shares: map[string]map[string]func(){}, silent: map[peer.ID]int{}, heard: map[peer.ID]bool{},
+		views: map[string]*provView{}, holders: map[string]map[string]bool{},
 		ctx: ctx, cancel: cancel,
 	}
 	evts, err := topic.EventHandler()
@@ -373,6 +395,7 @@ func (r *Requestor) update(id string, fn func(*Task) error) (*Task, error) {
 			r.rep.record(e)
 		}
 	}
+	r.noteExecutions(before, t)
 	r.unshareEnded(t)
 	observeUpdate(r.cfg.Observer, t)
 	r.notify(t)

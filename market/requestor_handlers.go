@@ -24,27 +24,8 @@ func (r *Requestor) handleBid(s network.Stream) {
 		_ = stream.WriteMsg(s, &wire.BidAck{Code: wire.CodeBadRequest, Reason: err.Error()})
 		return
 	}
-	// The bid is taken into the auction under the same lock that closes
-	// it (runAuction deletes it, then drains its channel): a bid is either
-	// read by the auction or refused, never acknowledged and left unread.
-	r.mu.Lock()
-	a := r.auctions[bid.TaskID]
-	refusal := authorizeBid(a, from, bid)
-	if refusal == nil {
-		select {
-		case a.bids <- bidFrom{from: from, bid: *bid, at: time.Now().UTC()}:
-		default:
-			refusal = &wire.BidAck{Code: wire.CodeTooMany, Reason: "too many bids"}
-		}
-	}
-	r.mu.Unlock()
-	if refusal != nil {
-		r.log.Debug("bid refused", "task", bid.TaskID, "peer", from, "code", refusal.Code, "reason", refusal.Reason)
-		_ = stream.WriteMsg(s, refusal)
-		return
-	}
-	observe(r.cfg.Observer).BidReceived()
-	_ = stream.WriteMsg(s, &wire.BidAck{OK: true})
+	ack := r.takeBid(from, bid)
+	_ = stream.WriteMsg(s, ack)
 }
 
 // handleReport receives a status change or a result from a provider.

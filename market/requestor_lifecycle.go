@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -172,7 +173,7 @@ func (r *Requestor) runAuction(t *Task) error {
 	for _, p := range t.Spec.Exclude {
 		notAllowed[p] = true
 	}
-	a := &auction{attempt: attempt, bids: make(chan bidFrom, 64), pinned: t.Spec.Provider, excluded: notAllowed, seen: map[peer.ID]bool{}}
+	a := &auction{attempt: attempt, bids: make(chan bidFrom, maxBidsPerAuction), pinned: t.Spec.Provider, excluded: notAllowed, seen: map[peer.ID]bool{}, image: t.Spec.Image}
 	r.mu.Lock()
 	r.auctions[t.ID] = a
 	r.mu.Unlock()
@@ -183,7 +184,78 @@ func (r *Requestor) runAuction(t *Task) error {
 		}
 		r.mu.Unlock()
 	}()
+	ann := wire.Announce{
+		Version: wire.Version, TaskID: t.ID, Attempt: attempt, Requestor: r.h.ID().String(),
+		Req: wire.RequirementsOf(t.Spec),
+	}
 
+	// Targeted first: ask the best few candidates the pool knows
+	// (targeted.go); announce to all only when it knows none, or when
+	// none of those asked answered at all.
+	var cands []Candidate
+	if r.cfg.Candidates != nil {
+		cands = r.cfg.Candidates(ann.Req)
+	}
+	if len(cands) < r.cfg.Fanout {
+		r.lookupMore(ann.Req, r.cfg.Fanout)
+	}
+	var got []bidFrom
+	var unanswered map[peer.ID]error
+	head := ""
+	if ranked := r.chooseCandidates(t, cands, excluded, r.cfg.Fanout); len(ranked) > 0 {
+		got, unanswered = r.askWaves(t, a, ann, ranked, r.cfg.Fanout)
+		asked := map[peer.ID]struct{}{}
+		answered := map[peer.ID]bool{}
+		for _, b := range got {
+			asked[b.from], answered[b.from] = struct{}{}, true
+		}
+		for p := range unanswered {
+			asked[p] = struct{}{}
+		}
+		r.noteSilent(asked, answered)
+		head = fmt.Sprintf("asked %d of %d candidates", len(asked), len(ranked))
+		r.log.Debug("asked candidates", "task", t.ID, "attempt", attempt, "asked", len(asked), "candidates", len(ranked), "answers", len(got))
+	}
+	if len(got) == 0 {
+		var err error
+		if got, head, err = r.announce(t, a, ann, excluded, head); err != nil || got == nil && head == "" {
+			return err
+		}
+	}
+	// Close the auction before awarding: a bid that comes now is answered
+	// "auction closed" (its provider lets go of what it reserved) rather
+	// than acknowledged and left unread, holding its reservation for its
+	// whole TTL. Bids already taken are awarded with the rest.
+	r.mu.Lock()
+	if r.auctions[t.ID] == a {
+		delete(r.auctions, t.ID)
+	}
+	r.mu.Unlock()
+	answered := map[peer.ID]bool{}
+	for _, b := range got {
+		answered[b.from] = true
+	}
+drain:
+	for {
+		select {
+		case b := <-a.bids:
+			if !answered[b.from] {
+				answered[b.from] = true
+				got = append(got, b)
+			}
+		default:
+			break drain
+		}
+	}
+	return r.award(t, attempt, head, got, unanswered, excluded)
+}
+
+// announce is the untargeted auction: it gossips the announcement to
+// every provider on the task topic and collects bids until every provider
+// it expects answered or the bid window closed. It returns the answers
+// and the head of the bid summary; when no provider is reachable at all it
+// fails the task and returns neither (with the update's error).
+func (r *Requestor) announce(t *Task, a *auction, ann wire.Announce, excluded map[string]bool, asked string) ([]bidFrom, string, error) {
 	expected, known := r.waitForProviders(t, excluded)
 	if len(expected) == 0 {
 		why := "no provider is reachable on the task topic"
@@ -196,23 +268,23 @@ func (r *Requestor) runAuction(t *Task) error {
 		if known > 0 {
 			why = fmt.Sprintf("all %d known providers failed or are excluded from this task (last: %s)", known, t.Reason)
 		}
+		if asked != "" {
+			why += "; " + asked + ", none answered"
+		}
 		_, err := r.update(t.ID, move(StateFailed, nil, func(t *Task) { t.Reason = why }))
-		return err
+		return nil, "", err
 	}
 
 	deadline := time.Now().Add(r.cfg.BidWindow)
-	ann := wire.Announce{
-		Version: wire.Version, TaskID: t.ID, Attempt: attempt, Requestor: r.h.ID().String(),
-		Req: wire.RequirementsOf(t.Spec), BidDeadline: deadline.UnixMilli(),
-	}
+	ann.BidDeadline = deadline.UnixMilli()
 	data, err := json.Marshal(&ann)
 	if err != nil {
-		return fmt.Errorf("encode announce: %w", err)
+		return nil, "", fmt.Errorf("encode announce: %w", err)
 	}
 	if err := r.topic.Publish(r.ctx, data); err != nil {
-		return fmt.Errorf("publish announce: %w", err)
+		return nil, "", fmt.Errorf("publish announce: %w", err)
 	}
-	r.log.Debug("announced", "task", t.ID, "attempt", attempt, "providers", len(expected))
+	r.log.Debug("announced", "task", t.ID, "attempt", ann.Attempt, "providers", len(expected))
 
 	var got []bidFrom
 	answered := map[peer.ID]bool{}
@@ -235,7 +307,7 @@ collect:
 		}
 		select {
 		case <-r.ctx.Done():
-			return r.ctx.Err()
+			return nil, "", r.ctx.Err()
 		case <-timer.C:
 			break collect
 		case b := <-a.bids:
@@ -252,29 +324,12 @@ collect:
 			}
 		}
 	}
-	// Close the auction before awarding: a bid that comes now is answered
-	// "auction closed" (its provider lets go of what it reserved) rather
-	// than acknowledged and left unread, holding its reservation for its
-	// whole TTL. Bids already taken are awarded with the rest.
-	r.mu.Lock()
-	if r.auctions[t.ID] == a {
-		delete(r.auctions, t.ID)
-	}
-	r.mu.Unlock()
-drain:
-	for {
-		select {
-		case b := <-a.bids:
-			if !answered[b.from] {
-				answered[b.from] = true
-				got = append(got, b)
-			}
-		default:
-			break drain
-		}
-	}
 	r.noteSilent(expected, answered)
-	return r.award(t, attempt, len(expected), got, excluded)
+	head := fmt.Sprintf("%d providers known", len(expected))
+	if asked != "" {
+		head = asked + ", none answered; announced to all: " + head
+	}
+	return got, head, nil
 }
 
 // maxSilentAuctions is how many auctions in a row a known provider may
@@ -380,14 +435,9 @@ func (r *Requestor) waitForProviders(t *Task, excluded map[string]bool) (map[pee
 	}
 }
 
-// expectedPeers returns the pool's matching providers, or every peer on
-// the task topic when the pool knows none.
-func (r *Requestor) expectedPeers(t *Task) []peer.ID {
-	if r.cfg.KnownProviders != nil {
-		if known := r.cfg.KnownProviders(wire.RequirementsOf(t.Spec)); len(known) > 0 {
-			return known
-		}
-	}
+// expectedPeers returns every peer on the task topic: an announcement
+// that was not targeted expects an answer from each.
+func (r *Requestor) expectedPeers(*Task) []peer.ID {
 	return r.topic.ListPeers()
 }
 
@@ -433,8 +483,8 @@ func failures(t *Task) int {
 
 // award records the bids of an attempt, picks the best acceptable one and
 // sends it the award, falling back to the next bid on a decline.
-func (r *Requestor) award(t *Task, attempt, known int, got []bidFrom, excluded map[string]bool) error {
-	records := make([]BidRecord, 0, len(got))
+func (r *Requestor) award(t *Task, attempt int, head string, got []bidFrom, unanswered map[peer.ID]error, excluded map[string]bool) error {
+	records := make([]BidRecord, 0, len(got)+len(unanswered))
 	for _, b := range got {
 		rec := BidRecord{
 			Provider: b.from.String(), Attempt: attempt, Price: b.bid.Price, MaxCost: b.bid.MaxCost,
@@ -451,8 +501,16 @@ func (r *Requestor) award(t *Task, attempt, known int, got []bidFrom, excluded m
 		}
 		records = append(records, rec)
 	}
+	now := time.Now().UTC()
+	for p, err := range unanswered {
+		why := "asked, no answer"
+		if err != nil {
+			why += ": " + err.Error()
+		}
+		records = append(records, BidRecord{Provider: p.String(), Attempt: attempt, Silent: true, ReceivedAt: now, Outcome: why})
+	}
 	order, why := rankBids(records, t.Spec.Strategy, r.rep.snapshot())
-	summary := bidSummary(known, records, t.Spec.MaxPrice)
+	summary := bidSummary(head, records, t.Spec.MaxPrice)
 	t, err := r.update(t.ID, edit([]State{StateBidding}, func(t *Task) {
 		t.Bids = append(t.Bids, records...)
 		t.Reason = summary
@@ -536,7 +594,7 @@ func (r *Requestor) award(t *Task, attempt, known int, got []bidFrom, excluded m
 	var offered []string
 	for _, rec := range records {
 		busy = busy || rec.Busy
-		if rec.Decline == "" {
+		if rec.Decline == "" && !rec.Silent {
 			offered = append(offered, rec.Provider)
 		}
 	}
@@ -546,7 +604,7 @@ func (r *Requestor) award(t *Task, attempt, known int, got []bidFrom, excluded m
 	awardFailed := len(order) > 0
 	// Nobody answered at all (not even a decline): the providers we know of
 	// may be restarting or cut off; that passes, so announce again.
-	silent := len(records) == 0
+	silent := !slices.ContainsFunc(records, func(b BidRecord) bool { return !b.Silent })
 	return r.noBids(t, summary, busy || awardFailed || silent)
 }
 
@@ -628,10 +686,14 @@ func (r *Requestor) capacityFreed() {
 	}
 }
 
-func bidSummary(known int, records []BidRecord, maxPrice float64) string {
-	bids, declines := 0, 0
+func bidSummary(head string, records []BidRecord, maxPrice float64) string {
+	bids, declines, silent := 0, 0, 0
 	lowest := -1.0
 	for _, rec := range records {
+		if rec.Silent {
+			silent++
+			continue
+		}
 		if rec.Decline != "" {
 			declines++
 			continue
@@ -641,7 +703,10 @@ func bidSummary(known int, records []BidRecord, maxPrice float64) string {
 			lowest = rec.Price
 		}
 	}
-	s := fmt.Sprintf("%d providers known, %d bid, %d declined", known, bids, declines)
+	s := fmt.Sprintf("%s, %d bid, %d declined", head, bids, declines)
+	if silent > 0 {
+		s += fmt.Sprintf(", %d silent", silent)
+	}
 	if lowest >= 0 {
 		s += fmt.Sprintf(", lowest price %g", lowest)
 		if maxPrice > 0 {
@@ -650,8 +715,11 @@ func bidSummary(known int, records []BidRecord, maxPrice float64) string {
 	}
 	var reasons []string
 	for _, rec := range records {
-		if rec.Decline != "" {
+		switch {
+		case rec.Decline != "":
 			reasons = append(reasons, short(rec.Provider)+": "+rec.Decline)
+		case rec.Silent:
+			reasons = append(reasons, short(rec.Provider)+": "+rec.Outcome)
 		}
 	}
 	if len(reasons) > 0 {

@@ -22,7 +22,10 @@ type BidRecord struct {
 	InputsLocal float64 `json:"inputs_local,omitempty"`
 	Decline     string  `json:"decline,omitempty"`
 	// Busy marks a decline for lack of free capacity (it may pass).
-	Busy       bool      `json:"busy,omitempty"`
+	Busy bool `json:"busy,omitempty"`
+	// Silent marks a candidate that was asked (a targeted auction) and did
+	// not answer; Outcome says why (a timeout, a failed dial).
+	Silent     bool      `json:"silent,omitempty"`
 	ReceivedAt time.Time `json:"received_at"`
 	// Outcome says what became of the bid: "won", "declined award: ...",
 	// "over max price", ...

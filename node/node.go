@@ -240,7 +240,7 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 	n.req, err = market.NewRequestor(n.host, tasks, topic, market.RequestorConfig{
 		BidWindow: cfg.BidWindow, ProviderWait: cfg.ProviderWait, Logger: cfg.Logger, Content: cs, Ledger: n.ledger,
 		VerifyRunner: n.local.run, WorkDir: filepath.Join(cfg.Home, "work"),
-		KnownProviders: n.pool.KnownProviders, Observer: n.metrics,
+		Candidates: n.pool.Candidates, Observer: n.metrics,
 		Volumes: storage.NewTable[market.VolumeRecord](n.db, "volumes"),
 	})
 	if err != nil {

@@ -44,7 +44,7 @@ func view(t *market.Task) *client.Task {
 	for _, b := range t.Bids {
 		v.Bids = append(v.Bids, client.Bid{
 			Provider: b.Provider, Attempt: b.Attempt, Price: b.Price, MaxCost: b.MaxCost,
-			StartMS: b.StartMS, HasImage: b.HasImage, InputsLocal: b.InputsLocal, Decline: b.Decline, Outcome: b.Outcome,
+			StartMS: b.StartMS, HasImage: b.HasImage, InputsLocal: b.InputsLocal, Decline: b.Decline, Silent: b.Silent, Outcome: b.Outcome,
 		})
 	}
 	for _, e := range t.Executions {

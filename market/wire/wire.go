@@ -34,6 +34,11 @@ const (
 	TopicTasks = "/offload/tasks/1"
 	// ProtoBid: provider -> requestor, one Bid, answered by one BidAck.
 	ProtoBid = "/offload/bid/1"
+	// ProtoAsk: requestor -> provider, one Announce (whose Requestor is the
+	// stream's peer), answered by one Bid, which the requestor answers with
+	// one BidAck: a targeted auction, in which the requestor asks the few
+	// candidates it chose rather than gossiping to every provider.
+	ProtoAsk = "/offload/ask/1"
 	// ProtoAward: requestor -> provider, one Award, answered by one AwardReply.
 	ProtoAward = "/offload/award/1"
 	// ProtoReport: provider -> requestor, one Report (a status change or the
