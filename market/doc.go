@@ -2,14 +2,19 @@
 // gossipsub, bids, awards, reports and cancels on libp2p streams, and the
 // state machines of both roles.
 //
-// A Requestor announces a task, collects bids until every provider it knows
-// on the task topic has answered (a bid or a decline with a reason) or a
-// short window closes, awards the cheapest acceptable bid, falls back to the
-// next one on a decline, and records the result. A Provider bids only within
-// its free capacity (a bid reserves capacity for a short TTL), accepts an
-// award while the reservation holds, runs the task through an
-// executor.Executor, and keeps the result in a persistent outbox until the
-// requestor acknowledges it.
+// A Requestor asks a few of the providers its pool knows to match a task
+// (a targeted auction, targeted.go: the candidates are ranked by free
+// capacity, recent answers, price and image locality, with random ties),
+// directly on ask streams that carry each bid or decline back; it asks
+// more only when those decline or stay silent, and announces the task on
+// gossipsub to every provider only when the pool knows none (then it
+// collects bids until every provider on the topic answered or a short
+// window closed). It awards the cheapest acceptable bid, falls back to
+// the next one on a decline, and records the result. A Provider bids only
+// within its free capacity (a bid reserves capacity for a short TTL),
+// accepts an award while the reservation holds, runs the task through an
+// executor.Executor, and keeps the result in a persistent outbox until
+// the requestor acknowledges it.
 //
 // Both roles persist every transition through small store interfaces
 // (TaskStore, ExecStore) before acting, so a node killed at any point

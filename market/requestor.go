@@ -20,8 +20,10 @@ import (
 
 // Requestor defaults, used when RequestorConfig leaves a field at zero.
 const (
-	// DefaultBidWindow caps how long bids are collected; the window closes
-	// earlier as soon as every known provider answered.
+	// DefaultBidWindow caps how long bids are collected: each wave of asks
+	// of a targeted auction, or a gossiped announcement's window; either
+	// closes earlier as soon as every provider asked (or, for gossip,
+	// every provider on the topic) answered.
 	DefaultBidWindow = 2 * time.Second
 	// DefaultProviderWait is how long an auction waits for a first provider
 	// to appear on the task topic when none is known.
