@@ -116,6 +116,10 @@ func (t *Task) Terminal() bool {
 type Identity struct {
 	ID    string   `json:"id"`
 	Addrs []string `json:"addrs"`
+	// Reachability says whether other peers can dial the node: public,
+	// behind-nat, relayed, unknown (AutoNAT has not decided yet) or local
+	// (NAT traversal off: loopback, a private swarm, --no-nat).
+	Reachability string `json:"reachability,omitempty"`
 }
 
 // Peer is one connected peer.

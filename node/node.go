@@ -107,6 +107,13 @@ type Config struct {
 	MDNS bool
 	// DisableNAT turns NAT traversal off (see p2p.Config.DisableNAT).
 	DisableNAT bool
+	// Public joins the public libp2p/IPFS network through its standard
+	// bootstrap list (p2p.PublicBootstrap); also on when $Home/public
+	// exists (offload init --public). Off, the node dials only Bootstrap.
+	Public bool
+	// Reach tunes the DHT mode, AutoNAT and the relay service (see
+	// p2p.ReachOptions; the zero value is the default).
+	Reach p2p.ReachOptions
 	// Price in credits per CPU-second.
 	Price float64
 	// Capacity overrides the detected capacity offered by a provider.
@@ -208,7 +215,8 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 		return nil, fmt.Errorf("node: %w", err)
 	}
 	hcfg := p2p.Config{Identity: key, Listen: cfg.Listen, Bootstrap: cfg.Bootstrap, Logger: cfg.Logger,
-		MDNS: cfg.MDNS, DisableNAT: cfg.DisableNAT, ScoredTopics: []string{wire.TopicTasks, wire.TopicCaps}}
+		MDNS: cfg.MDNS, DisableNAT: cfg.DisableNAT, ScoredTopics: []string{wire.TopicTasks, wire.TopicCaps},
+		Public: cfg.Public || publicMarked(cfg.Home), ReachOptions: cfg.Reach}
 	if hcfg.SwarmKey, err = loadSwarmKey(cfg); err != nil {
 		return nil, fmt.Errorf("node: %w", err)
 	}
@@ -360,7 +368,7 @@ func (n *Node) ID() peer.ID { return n.host.ID() }
 
 // Identity returns the node's ID and full multiaddrs.
 func (n *Node) Identity() client.Identity {
-	return client.Identity{ID: n.host.ID().String(), Addrs: n.host.FullAddrs()}
+	return client.Identity{ID: n.host.ID().String(), Addrs: n.host.FullAddrs(), Reachability: string(n.host.Reachability())}
 }
 
 // Host returns the node's libp2p host (for embedding programs that add

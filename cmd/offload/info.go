@@ -15,7 +15,7 @@ func newIDCmd(g *globals) *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "id [--json]",
-		Short: "Show the running node's peer id, addresses, API URL and API certificate fingerprint",
+		Short: "Show the running node's peer id, addresses, reachability, API URL and API certificate fingerprint",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := g.client()
@@ -32,6 +32,9 @@ func newIDCmd(g *globals) *cobra.Command {
 			fmt.Fprintln(cmd.OutOrStdout(), id.ID)
 			for _, a := range id.Addrs {
 				fmt.Fprintln(cmd.OutOrStdout(), "  "+a)
+			}
+			if id.Reachability != "" {
+				fmt.Fprintln(cmd.OutOrStdout(), "reachability "+reachabilityText(id.Reachability))
 			}
 			fmt.Fprintln(cmd.OutOrStdout(), "api "+c.BaseURL)
 			// The pin this client checked the API against, as the node
@@ -75,4 +78,21 @@ func newPeersCmd(g *globals) *cobra.Command {
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return cmd
+}
+
+// reachabilityText explains a node's reachability for `offload id`.
+func reachabilityText(r string) string {
+	switch r {
+	case "public":
+		return "public (AutoNAT peers dialed this node back; it serves the DHT and a relay)"
+	case "behind-nat":
+		return "behind NAT (no peer could dial back; no relay reservation yet)"
+	case "relayed":
+		return "relayed (behind NAT, reachable through the relay addresses above; direct connections by hole punching)"
+	case "unknown":
+		return "unknown (AutoNAT has not decided yet)"
+	case "local":
+		return "local (NAT traversal off: loopback listen addresses, a private swarm or --no-nat)"
+	}
+	return r
 }

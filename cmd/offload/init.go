@@ -12,15 +12,18 @@ import (
 )
 
 func newInitCmd(g *globals) *cobra.Command {
-	var private bool
+	var private, public bool
 	var swarmKey string
 	cmd := &cobra.Command{
-		Use:   "init [--private | --swarm-key FILE]",
+		Use:   "init [--private | --swarm-key FILE | --public]",
 		Short: "Create a node home: identity, API token, and optionally a private swarm key",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if private && swarmKey != "" {
 				return fmt.Errorf("--private creates a new swarm key; --swarm-key uses an existing one: pick one")
+			}
+			if public && (private || swarmKey != "") {
+				return fmt.Errorf("--public joins the public network; --private and --swarm-key a private swarm: pick one")
 			}
 			if err := os.MkdirAll(g.home, 0o700); err != nil {
 				return fmt.Errorf("create home: %w", err)
@@ -54,6 +57,14 @@ func newInitCmd(g *globals) *cobra.Command {
 					return fmt.Errorf("write swarm key: %w", err)
 				}
 			}
+			if public {
+				if _, err := os.Stat(dst); err == nil {
+					return fmt.Errorf("%s holds a private swarm key: a node of a private swarm cannot join the public network", dst)
+				}
+				if err := node.MarkPublic(g.home); err != nil {
+					return err
+				}
+			}
 			id, err := peerID(key)
 			if err != nil {
 				return err
@@ -62,11 +73,15 @@ func newInitCmd(g *globals) *cobra.Command {
 			if private {
 				fmt.Fprintf(cmd.OutOrStdout(), "private swarm key: %s (copy it to every member's home)\n", dst)
 			}
+			if public {
+				fmt.Fprintf(cmd.OutOrStdout(), "public network: 'offload node' joins it through the standard libp2p bootstrap list (delete %s to stop)\n", filepath.Join(g.home, node.PublicFile))
+			}
 			return nil
 		},
 	}
 	cmd.Flags().BoolVar(&private, "private", false, "create a new private swarm key in the home")
 	cmd.Flags().StringVar(&swarmKey, "swarm-key", "", "join the private swarm of this key file")
+	cmd.Flags().BoolVar(&public, "public", false, "join the public libp2p/IPFS network at every start (its standard bootstrap list, the public IPFS DHT)")
 	return cmd
 }
 

@@ -27,6 +27,7 @@ func newNodeCmd(g *globals) *cobra.Command {
 	var cfg node.Config
 	var labels, executors []string
 	var taskDisk, maxFetch string
+	var reach *reachFlags
 	cmd := &cobra.Command{
 		Use:   "node [--provider] [--listen MA]... [--bootstrap MA]... [--api HOST:PORT] [--metrics HOST:PORT]",
 		Short: "Run a node (a requestor; with --provider also a provider)",
@@ -77,6 +78,9 @@ operator lets reach it.`,
 			if cfg.Price < 0 {
 				return fmt.Errorf("--price must not be negative")
 			}
+			if err := reach.apply(&cfg); err != nil {
+				return err
+			}
 			n, err := node.New(cmd.Context(), cfg)
 			if err != nil {
 				return err
@@ -121,6 +125,7 @@ operator lets reach it.`,
 	f.Float64Var(&cfg.Price, "price", 0, "price in credits per CPU-second")
 	f.BoolVar(&cfg.MDNS, "mdns", false, "find peers of the same swarm on the local network (multicast DNS)")
 	f.BoolVar(&cfg.DisableNAT, "no-nat", false, "turn off NAT traversal (AutoNAT, port mapping, relays, hole punching)")
+	reach = addReachFlags(f, &cfg)
 	return cmd
 }
 

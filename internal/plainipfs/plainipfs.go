@@ -10,6 +10,7 @@ import (
 	"context"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/ipfs/boxo/bitswap"
 	bsnet "github.com/ipfs/boxo/bitswap/network/bsnet"
@@ -19,6 +20,7 @@ import (
 	"github.com/ipfs/boxo/ipld/merkledag"
 	"github.com/ipfs/boxo/ipld/unixfs/importer/balanced"
 	"github.com/ipfs/boxo/ipld/unixfs/importer/helpers"
+	uio "github.com/ipfs/boxo/ipld/unixfs/io"
 	"github.com/ipfs/go-cid"
 	"github.com/ipfs/go-datastore"
 	dssync "github.com/ipfs/go-datastore/sync"
@@ -68,6 +70,14 @@ func Start(t testing.TB, boot ...string) *Node {
 	if err := kad.Bootstrap(ctx); err != nil {
 		t.Fatalf("plain ipfs: dht bootstrap: %v", err)
 	}
+	// The DHT takes a peer into its table once identify has run.
+	deadline := time.Now().Add(10 * time.Second)
+	for len(infos) > 0 && kad.RoutingTable().Size() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("plain ipfs: bootstrap peers never entered the DHT's routing table")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	bs := blockstore.NewBlockstore(dssync.MutexWrap(datastore.NewMapDatastore()))
 	bsw := bitswap.New(ctx, bsnet.NewFromIpfsHost(h), kad, bs)
 	t.Cleanup(func() { bsw.Close() })
@@ -85,25 +95,67 @@ func (n *Node) Addrs() []string {
 	return out
 }
 
-// AddFile imports data as a unixfs file (CIDv1, raw leaves, 256 KiB
-// chunks, as `ipfs add --cid-version 1` does) and announces its root in
-// the DHT.
-func (n *Node) AddFile(ctx context.Context, data []byte) (cid.Cid, error) {
+// AddDir imports files (name to content) as one unixfs directory (CIDv1,
+// as AddFile) and announces its root in the DHT.
+func (n *Node) AddDir(ctx context.Context, files map[string][]byte) (cid.Cid, error) {
+	dir, err := uio.NewDirectory(n.DAG)
+	if err != nil {
+		return cid.Undef, fmt.Errorf("plain ipfs: add dir: %w", err)
+	}
 	prefix, err := merkledag.PrefixForCidVersion(1)
 	if err != nil {
 		return cid.Undef, err
 	}
-	params := helpers.DagBuilderParams{Dagserv: n.DAG, RawLeaves: true, Maxlinks: helpers.DefaultLinksPerBlock, CidBuilder: prefix}
-	db, err := params.New(chunk.NewSizeSplitter(bytes.NewReader(data), 256<<10))
-	if err != nil {
-		return cid.Undef, fmt.Errorf("plain ipfs: add: %w", err)
+	dir.SetCidBuilder(prefix)
+	for name, data := range files {
+		f, err := n.file(data)
+		if err != nil {
+			return cid.Undef, err
+		}
+		if err := dir.AddChild(ctx, name, f); err != nil {
+			return cid.Undef, fmt.Errorf("plain ipfs: add dir: %w", err)
+		}
 	}
-	root, err := balanced.Layout(db)
+	root, err := dir.GetNode()
 	if err != nil {
-		return cid.Undef, fmt.Errorf("plain ipfs: add: %w", err)
+		return cid.Undef, fmt.Errorf("plain ipfs: add dir: %w", err)
+	}
+	if err := n.DAG.Add(ctx, root); err != nil {
+		return cid.Undef, fmt.Errorf("plain ipfs: add dir: %w", err)
 	}
 	if err := n.DHT.Provide(ctx, root.Cid(), true); err != nil {
 		return cid.Undef, fmt.Errorf("plain ipfs: provide: %w", err)
 	}
 	return root.Cid(), nil
+}
+
+// AddFile imports data as a unixfs file (CIDv1, raw leaves, 256 KiB
+// chunks, as `ipfs add --cid-version 1` does) and announces its root in
+// the DHT.
+func (n *Node) AddFile(ctx context.Context, data []byte) (cid.Cid, error) {
+	root, err := n.file(data)
+	if err != nil {
+		return cid.Undef, err
+	}
+	if err := n.DHT.Provide(ctx, root.Cid(), true); err != nil {
+		return cid.Undef, fmt.Errorf("plain ipfs: provide: %w", err)
+	}
+	return root.Cid(), nil
+}
+
+func (n *Node) file(data []byte) (ipld.Node, error) {
+	prefix, err := merkledag.PrefixForCidVersion(1)
+	if err != nil {
+		return nil, err
+	}
+	params := helpers.DagBuilderParams{Dagserv: n.DAG, RawLeaves: true, Maxlinks: helpers.DefaultLinksPerBlock, CidBuilder: prefix}
+	db, err := params.New(chunk.NewSizeSplitter(bytes.NewReader(data), 256<<10))
+	if err != nil {
+		return nil, fmt.Errorf("plain ipfs: add: %w", err)
+	}
+	root, err := balanced.Layout(db)
+	if err != nil {
+		return nil, fmt.Errorf("plain ipfs: add: %w", err)
+	}
+	return root, nil
 }

@@ -1,0 +1,68 @@
+package node_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/offload-project/offload/client"
+	"github.com/offload-project/offload/internal/plainipfs"
+	"github.com/offload-project/offload/internal/testimage"
+	"github.com/offload-project/offload/market/wire"
+	"github.com/offload-project/offload/node"
+	"github.com/offload-project/offload/p2p"
+)
+
+// publicLike makes a node behave as a public node does by default: a DHT
+// client (what a node is until AutoNAT finds it reachable) that looks for
+// its swarm's members under the rendezvous key. On loopback neither is
+// the default (nothing there is public), so the test asks for both.
+func publicLike(c *node.Config) {
+	c.Reach = p2p.ReachOptions{DHTMode: p2p.DHTClient, RendezvousInterval: time.Minute}
+}
+
+// TestMeetAndFetchThroughPlainIPFS is the stand-in for the public network:
+// a plain IPFS node (the standard DHT and bitswap, no offload protocol) is
+// the only bootstrap peer of a provider and a requestor, which meet
+// through it and run a task; the task's input is held by a second plain
+// IPFS node that neither offload node knows, found through the DHT.
+func TestMeetAndFetchThroughPlainIPFS(t *testing.T) {
+	mod := testimage.BuildWASM(t)
+	boot := plainipfs.Start(t)
+	holder := plainipfs.Start(t, boot.Addrs()...)
+	const text = "held by a plain IPFS node\n"
+	in, err := holder.AddDir(t.Context(), map[string][]byte{"held.txt": []byte(text)})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	start := time.Now()
+	prov := startNode(t, t.TempDir(), true, boot.Addrs(), publicLike, func(c *node.Config) {
+		c.ExecutorImpls = wasmExec(t, false)
+	})
+	req := startNode(t, t.TempDir(), false, boot.Addrs(), publicLike)
+	for len(req.Pool(client.PoolFilter{})) == 0 {
+		if time.Since(start) > 30*time.Second {
+			t.Fatalf("the requestor did not find the provider through the plain IPFS node within 30 s (peers %v)", req.Peers())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Logf("provider in the requestor's pool %s after both started", time.Since(start).Round(time.Millisecond))
+	// (The offload nodes may be connected to the holder by now: it is a
+	// DHT server their lookups asked. Nobody told them it holds the input.)
+
+	c, err := req.Add(t.Context(), mod, node.AddOptions{CIDVersion: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := node.TaskSpec{Runtime: "wasm", Image: c, Cmd: []string{"cat", "/inputs/dir/held.txt"}, TimeoutMS: 60_000,
+		Inputs: []wire.Input{{CID: in.String(), Path: "/inputs/dir"}}}
+	sub, err := req.Submit(t.Context(), spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := waitFor(t, req, sub.ID, time.Minute)
+	if got.State != "completed" || got.Stdout != text || got.Provider != prov.ID().String() {
+		t.Fatalf("task reading a plain IPFS node's input: %s on %s %q (%s)", got.State, got.Provider, got.Stdout, got.Error)
+	}
+	t.Logf("task completed %s after both started", time.Since(start).Round(time.Millisecond))
+}
