@@ -29,7 +29,7 @@ func TestNoAcceptableBidSaysWhy(t *testing.T) {
 	if got.State != "failed" {
 		t.Fatalf("state %s", got.State)
 	}
-	for _, want := range []string{"no provider took the task", "2 providers known", "0 bid", "2 declined", "above max price 0.05"} {
+	for _, want := range []string{"no provider took the task", "asked 2 of 2 candidates", "0 bid", "2 declined", "above max price 0.05"} {
 		if !strings.Contains(got.Error, want) {
 			t.Errorf("reason %q lacks %q", got.Error, want)
 		}
