@@ -46,9 +46,12 @@ type Candidate struct {
 // Timing of a targeted auction.
 const (
 	// answerGrace is how long a wave still waits for the candidates asked
-	// once one of them made an acceptable bid (the rest answer within
-	// milliseconds when they answer at all).
-	answerGrace = 100 * time.Millisecond
+	// once one of them made an acceptable bid: long enough for an honest
+	// provider across a wide-area network (a dial and a round trip), short
+	// enough that a candidate that never answers (gone, or an identity
+	// that only advertises) costs little, and only once: it is ranked
+	// last from then on.
+	answerGrace = 250 * time.Millisecond
 	// busyFor is how long a provider that declined busy is ranked as
 	// having no free capacity.
 	busyFor = 2 * time.Second
@@ -153,7 +156,10 @@ func (r *Requestor) noteAnswer(from peer.ID, image string, bid wire.Bid) {
 // excluded nor failed before), best first: those whose free capacity
 // (advertised, less what this requestor placed there since, and none
 // while they said busy) fits the task, then those not recently declining
-// or silent, then by the task's strategy (price, or price per success;
+// or silent, then those that answered this requestor before (an advert
+// costs nothing: a provider never heard from is asked through the
+// exploration place below until it answers once), then by the task's
+// strategy (price, or price per success;
 // "fastest" puts the providers holding the image first), then those
 // holding the image; ties are broken at random, so that equal providers
 // share the work. With a fanout of 3 or more, the last of the first
@@ -166,7 +172,8 @@ func (r *Requestor) chooseCandidates(t *Task, cands []Candidate, skip map[string
 	now := time.Now()
 	type ranked struct {
 		id                 peer.ID
-		fits, quiet, local bool
+		fits, quiet, heard bool
+		local              bool
 		key                float64
 		tie                uint64
 	}
@@ -197,7 +204,7 @@ func (r *Requestor) chooseCandidates(t *Task, cands []Candidate, skip map[string
 		}
 		list = append(list, ranked{
 			id: c.Peer, fits: free.CPUs >= need.CPUs && free.MemoryBytes >= need.MemoryBytes && free.GPUs >= need.GPUs,
-			quiet: quiet, local: holders[id], key: key, tie: rand.Uint64(),
+			quiet: quiet, heard: r.heard[c.Peer], local: holders[id], key: key, tie: rand.Uint64(),
 		})
 	}
 	r.mu.Unlock()
@@ -213,6 +220,9 @@ func (r *Requestor) chooseCandidates(t *Task, cands []Candidate, skip map[string
 		}
 		if a.quiet != b.quiet {
 			return first(a.quiet)
+		}
+		if a.heard != b.heard {
+			return first(a.heard)
 		}
 		if t.Spec.Strategy == StrategyFastest && a.local != b.local {
 			return first(a.local)
