@@ -2,11 +2,14 @@
 // the node's home holding typed tables (tasks, executions, ...) and, in
 // storage/content, the IPFS block layer.
 //
-// A Table stores JSON values under a key prefix. Update runs a read, a
-// caller's mutation and the write in one Badger transaction, so callers can
-// express state transitions as conditional writes: the mutation inspects the
-// current value and returns an error to refuse the change. Writes are synced
-// to disk before Update returns ("persist, then act").
+// A Table stores JSON values under a key prefix. Update reads a value, lets
+// the caller's mutation change it and writes it back only if nobody wrote
+// the key in between (else it reads again), so callers can express state
+// transitions as conditional writes: the mutation inspects the current
+// value and returns an error to refuse the change. Every write is synced to
+// disk before the call that made it returns ("persist, then act"); writes
+// that wait at the same moment share one transaction and one sync (group
+// commit, see commit.go).
 package storage
 
 import (
@@ -14,6 +17,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
+	"sync"
 	"time"
 
 	badger "github.com/dgraph-io/badger/v4"
@@ -22,9 +27,17 @@ import (
 // ErrNotFound is returned for a key that has no value.
 var ErrNotFound = errors.New("not found")
 
-// DB is an open Badger database.
+// DB is an open Badger database. Its tables' writes go through one
+// committer goroutine (commit.go), stopped by Close.
 type DB struct {
 	bdb *badger.DB
+
+	// mu guards closed and sending on writes: Close takes it to stop new
+	// writes before it closes the queue.
+	mu     sync.RWMutex
+	closed bool
+	writes chan *write
+	wg     sync.WaitGroup
 }
 
 // Open opens (or creates) the database in dir.
@@ -48,11 +61,22 @@ func Open(dir string, log *slog.Logger) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open database %s: %w", dir, err)
 	}
-	return &DB{bdb: bdb}, nil
+	db := &DB{bdb: bdb, writes: make(chan *write, queueDepth)}
+	db.wg.Add(1)
+	go db.commitLoop()
+	return db, nil
 }
 
-// Close flushes and closes the database.
+// Close commits the writes already sent, refuses later ones with ErrClosed,
+// and flushes and closes the database.
 func (db *DB) Close() error {
+	db.mu.Lock()
+	if !db.closed {
+		db.closed = true
+		close(db.writes)
+	}
+	db.mu.Unlock()
+	db.wg.Wait()
 	if err := db.bdb.Close(); err != nil {
 		return fmt.Errorf("close database: %w", err)
 	}
@@ -60,7 +84,8 @@ func (db *DB) Close() error {
 }
 
 // Badger exposes the underlying database for packages that layer their own
-// structures on it.
+// structures on it. Their writes are their own transactions, not part of
+// the tables' groups; they must not write under a table's prefix.
 func (db *DB) Badger() *badger.DB { return db.bdb }
 
 // Table is a typed collection of JSON values under one key prefix.
@@ -95,6 +120,10 @@ func (t *Table[T]) get(txn *badger.Txn, k string) (*T, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read %s%s: %w", t.prefix, k, err)
 	}
+	return t.decode(k, item)
+}
+
+func (t *Table[T]) decode(k string, item *badger.Item) (*T, error) {
 	v := new(T)
 	if err := item.Value(func(b []byte) error { return json.Unmarshal(b, v) }); err != nil {
 		return nil, fmt.Errorf("decode %s%s: %w", t.prefix, k, err)
@@ -108,30 +137,46 @@ func (t *Table[T]) Put(k string, v *T) error {
 	if err != nil {
 		return fmt.Errorf("encode %s%s: %w", t.prefix, k, err)
 	}
-	if err := t.db.bdb.Update(func(txn *badger.Txn) error { return txn.Set(t.key(k), b) }); err != nil {
+	if err := t.db.commit(&write{entries: []entry{{key: t.key(k), value: b}}}); err != nil {
 		return fmt.Errorf("write %s%s: %w", t.prefix, k, err)
 	}
 	return nil
 }
 
-// PutMany writes every item in one batch: one write to the log (and one
-// sync, when the database syncs writes) however many there are.
+// PutMany writes every item, in as few synced transactions as their size
+// allows (one for a few hundred small records). A large set is not
+// atomic: should an error be returned, some items may have been written.
 func (t *Table[T]) PutMany(items map[string]*T) error {
 	if len(items) == 0 {
 		return nil
 	}
-	wb := t.db.bdb.NewWriteBatch()
-	defer wb.Cancel()
+	var writes []*write
+	w := &write{}
+	size := 0
 	for k, v := range items {
 		b, err := json.Marshal(v)
 		if err != nil {
 			return fmt.Errorf("encode %s%s: %w", t.prefix, k, err)
 		}
-		if err := wb.Set(t.key(k), b); err != nil {
-			return fmt.Errorf("write %s%s: %w", t.prefix, k, err)
+		e := entry{key: t.key(k), value: b}
+		if n := len(e.key) + len(e.value) + entryOverhead; len(w.entries) > 0 && (size+n > groupMaxBytes || len(w.entries) >= groupMaxEntries) {
+			writes, w, size = append(writes, w), &write{}, 0
 		}
+		w.entries = append(w.entries, e)
+		size += len(e.key) + len(e.value) + entryOverhead
 	}
-	if err := wb.Flush(); err != nil {
+	writes = append(writes, w)
+	errs := make([]error, len(writes))
+	var wg sync.WaitGroup
+	for i, w := range writes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = t.db.commit(w)
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("write %d %s entries: %w", len(items), t.prefix, err)
 	}
 	return nil
@@ -143,48 +188,69 @@ func (t *Table[T]) Create(k string, v *T) error {
 	if err != nil {
 		return fmt.Errorf("encode %s%s: %w", t.prefix, k, err)
 	}
-	return t.db.bdb.Update(func(txn *badger.Txn) error {
-		if _, err := txn.Get(t.key(k)); err == nil {
-			return fmt.Errorf("create %s%s: already exists", t.prefix, k)
-		} else if !errors.Is(err, badger.ErrKeyNotFound) {
-			return fmt.Errorf("create %s%s: %w", t.prefix, k, err)
-		}
-		return txn.Set(t.key(k), b)
-	})
+	if err := t.db.commit(&write{entries: []entry{{key: t.key(k), value: b}}, ifAbsent: true}); err != nil {
+		return fmt.Errorf("create %s%s: %w", t.prefix, k, err)
+	}
+	return nil
 }
 
-// Update reads the value under k, lets fn change it and writes it back in
-// one transaction. If fn returns an error nothing is written and the error
-// is returned as is. Update retries on transaction conflicts.
+// maxUpdateAttempts bounds how often Update reads again because another
+// write to the key came in between; each retry means another writer's
+// change was committed.
+const maxUpdateAttempts = 100
+
+// Update reads the value under k, lets fn change it and writes it back,
+// provided nobody wrote k since it was read; otherwise it reads again and
+// calls fn again, so fn may run more than once and must only change the
+// value it is given. If fn returns an error nothing is written and the
+// error is returned as is. Update returns once the write is synced.
 func (t *Table[T]) Update(k string, fn func(*T) error) (*T, error) {
+	key := t.key(k)
 	for attempt := 0; ; attempt++ {
-		var out *T
-		err := t.db.bdb.Update(func(txn *badger.Txn) error {
-			v, err := t.get(txn, k)
+		var v *T
+		var version uint64
+		err := t.db.bdb.View(func(txn *badger.Txn) error {
+			item, err := txn.Get(key)
 			if err != nil {
 				return err
 			}
-			if err := fn(v); err != nil {
-				return err
-			}
-			b, err := json.Marshal(v)
-			if err != nil {
-				return fmt.Errorf("encode %s%s: %w", t.prefix, k, err)
-			}
-			out = v
-			return txn.Set(t.key(k), b)
+			version = item.Version()
+			v, err = t.decode(k, item)
+			return err
 		})
-		if errors.Is(err, badger.ErrConflict) && attempt < 10 {
-			time.Sleep(time.Millisecond << attempt)
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return nil, fmt.Errorf("%s%s: %w", t.prefix, k, ErrNotFound)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read %s%s: %w", t.prefix, k, err)
+		}
+		if err := fn(v); err != nil {
+			return nil, err
+		}
+		b, err := json.Marshal(v)
+		if err != nil {
+			return nil, fmt.Errorf("encode %s%s: %w", t.prefix, k, err)
+		}
+		err = t.db.commit(&write{entries: []entry{{key: key, value: b}}, ifVersion: version})
+		if errors.Is(err, errChanged) && attempt+1 < maxUpdateAttempts {
+			if attempt >= 3 { // writers of one key in lockstep: spread them
+				time.Sleep(time.Duration(rand.IntN(attempt*100)) * time.Microsecond)
+			}
 			continue
 		}
-		return out, err
+		if err != nil {
+			return nil, fmt.Errorf("write %s%s: %w", t.prefix, k, err)
+		}
+		return v, nil
 	}
 }
 
 // Delete removes k; deleting a missing key is not an error.
 func (t *Table[T]) Delete(k string) error {
-	return t.db.bdb.Update(func(txn *badger.Txn) error { return txn.Delete(t.key(k)) })
+	if err := t.db.commit(&write{entries: []entry{{key: t.key(k), del: true}}}); err != nil {
+		return fmt.Errorf("delete %s%s: %w", t.prefix, k, err)
+	}
+	return nil
 }
 
 // List returns every value in key order.
