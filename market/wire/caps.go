@@ -17,8 +17,11 @@ const (
 	TopicCaps = "/offload/caps/1"
 	// ProtoCaps: any peer -> any peer, one CapsRequest, answered by one
 	// CapsResponse holding the responder's own record (when it is a
-	// provider) and the records it knows. A node asks each peer it connects
-	// to, so that a node that joins late sees the pool at once.
+	// provider and matches) and a random sample of the other records it
+	// knows that match the request's filter, at most the request's Max. A
+	// node asks each peer it connects to for a small sample, so that a node
+	// that joins late has candidates at once, and asks for records matching
+	// a task's requirements when it lacks candidates (Pool.Lookup).
 	ProtoCaps = "/offload/caps/1"
 	// MaxCapRecordSize bounds one signed record, on gossip and in a
 	// CapsResponse.
@@ -27,7 +30,8 @@ const (
 	MaxCapsRecords = 512
 	// MaxCapsResponseSize bounds a CapsResponse.
 	MaxCapsResponseSize = 4 << 20
-	// MaxCapsRequestSize bounds a CapsRequest.
+	// MaxCapsRequestSize bounds a CapsRequest (an old asker's Have map of
+	// MaxCapsRecords entries fits).
 	MaxCapsRequestSize = 64 << 10
 	// MaxCapsTTL is the longest lifetime a record may claim.
 	MaxCapsTTL = 10 * time.Minute
@@ -226,47 +230,76 @@ func SignCapRecord(rec *CapRecord, key crypto.PrivKey) ([]byte, error) {
 // DecodeCapRecord checks a signed envelope from the network: size, JSON,
 // the signature against the public key embedded in the record's peer ID,
 // and the record's fields. It is the single entry point for capability
-// bytes and a fuzz target. Expiry and freshness are the caller's to check.
+// bytes and a fuzz target (ParseCapRecord then VerifyCapRecord, for callers
+// that can drop a record before its signature is worth checking). Expiry
+// and freshness are the caller's to check.
 func DecodeCapRecord(data []byte) (*CapRecord, error) {
+	rec, env, err := ParseCapRecord(data)
+	if err != nil {
+		return nil, err
+	}
+	if err := VerifyCapRecord(rec, env); err != nil {
+		return nil, err
+	}
+	return rec, nil
+}
+
+// ParseCapRecord is DecodeCapRecord without the signature check: size,
+// JSON and the record's fields. Nothing in the record may be trusted until
+// VerifyCapRecord accepts it; until then it may only be dropped (as stale
+// or expired, say), which saves the signature check a duplicate costs.
+func ParseCapRecord(data []byte) (*CapRecord, *SignedCapRecord, error) {
 	if len(data) > MaxCapRecordSize {
-		return nil, invalid("capability record is %d bytes (limit %d)", len(data), MaxCapRecordSize)
+		return nil, nil, invalid("capability record is %d bytes (limit %d)", len(data), MaxCapRecordSize)
 	}
 	var env SignedCapRecord
 	if err := json.Unmarshal(data, &env); err != nil {
-		return nil, fmt.Errorf("%w: envelope: %v", ErrInvalid, err)
+		return nil, nil, fmt.Errorf("%w: envelope: %v", ErrInvalid, err)
 	}
 	if len(env.Record) == 0 || len(env.Signature) == 0 || len(env.Signature) > 1024 {
-		return nil, invalid("envelope without record or with a bad signature size")
+		return nil, nil, invalid("envelope without record or with a bad signature size")
 	}
 	var rec CapRecord
 	if err := json.Unmarshal(env.Record, &rec); err != nil {
-		return nil, fmt.Errorf("%w: record: %v", ErrInvalid, err)
+		return nil, nil, fmt.Errorf("%w: record: %v", ErrInvalid, err)
 	}
 	if err := rec.Validate(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
+	return &rec, &env, nil
+}
+
+// VerifyCapRecord checks env's signature against the public key embedded
+// in rec's peer ID; rec and env are what ParseCapRecord returned together.
+func VerifyCapRecord(rec *CapRecord, env *SignedCapRecord) error {
 	pub, err := rec.PeerID().ExtractPublicKey()
 	if err != nil {
-		return nil, fmt.Errorf("%w: peer %s does not embed its public key: %v", ErrBadSignature, rec.Peer, err)
+		return fmt.Errorf("%w: peer %s does not embed its public key: %v", ErrBadSignature, rec.Peer, err)
 	}
 	ok, err := pub.Verify(append([]byte(capSignDomain), env.Record...), env.Signature)
 	if err != nil || !ok {
-		return nil, fmt.Errorf("%w: record of %s", ErrBadSignature, rec.Peer)
+		return fmt.Errorf("%w: record of %s", ErrBadSignature, rec.Peer)
 	}
-	return &rec, nil
+	return nil
 }
 
 // ErrBadSignature is wrapped when a record's signature does not verify
 // against its peer's key. It also wraps ErrInvalid.
 var ErrBadSignature = fmt.Errorf("%w: bad signature", ErrInvalid)
 
-// CapsRequest asks a peer for the capability records it holds.
+// CapsRequest asks a peer for the capability records it holds. Fields
+// unknown to the responder are ignored (JSON), so an old responder answers
+// a request with a Filter as one without: the asker checks each record.
 type CapsRequest struct {
 	// Max bounds the records in the answer (0 = MaxCapsRecords).
 	Max int `json:"max,omitempty"`
 	// Have maps the peers whose records the asker holds to their sequence
-	// numbers; the answer leaves out records that are not newer.
+	// numbers; the answer leaves out records that are not newer. Current
+	// askers leave it empty (it grows with the asker's pool); responders
+	// still honour it.
 	Have map[string]uint64 `json:"have,omitempty"`
+	// Filter, when set, limits the answer to records that match it.
+	Filter *CapsFilter `json:"filter,omitempty"`
 }
 
 // Validate checks a request.
@@ -277,6 +310,45 @@ func (c *CapsRequest) Validate() error {
 	if len(c.Have) > MaxCapsRecords {
 		return invalid("more than %d known records", MaxCapsRecords)
 	}
+	if c.Filter != nil {
+		return c.Filter.Validate()
+	}
+	return nil
+}
+
+// CapsFilter selects capability records by what a task needs; its fields
+// mean what discovery.PoolFilter's mean (zero numbers and empty strings
+// match everything).
+type CapsFilter struct {
+	CPUs        float64           `json:"cpus,omitempty"`
+	MemoryBytes int64             `json:"memory_bytes,omitempty"`
+	GPUs        int               `json:"gpus,omitempty"`
+	GPUModel    string            `json:"gpu_model,omitempty"`
+	Arch        string            `json:"arch,omitempty"`
+	OS          string            `json:"os,omitempty"`
+	Executor    string            `json:"executor,omitempty"`
+	Isolation   string            `json:"isolation,omitempty"`
+	Labels      map[string]string `json:"labels,omitempty"`
+}
+
+// Validate checks a filter's ranges and sizes.
+func (f *CapsFilter) Validate() error {
+	if err := (Resources{CPUs: f.CPUs, MemoryBytes: f.MemoryBytes, GPUs: f.GPUs}).Validate(); err != nil {
+		return err
+	}
+	for _, s := range []string{f.GPUModel, f.Arch, f.OS, f.Executor, f.Isolation} {
+		if len(s) > maxCapText {
+			return invalid("filter text field longer than %d bytes", maxCapText)
+		}
+	}
+	if len(f.Labels) > maxCapLabels {
+		return invalid("filter has more than %d labels", maxCapLabels)
+	}
+	for k, v := range f.Labels {
+		if len(k) > maxCapLabelLen || len(v) > maxCapLabelLen {
+			return invalid("filter label %q too long", k)
+		}
+	}
 	return nil
 }
 
@@ -284,4 +356,18 @@ func (c *CapsRequest) Validate() error {
 // DecodeCapRecord as if it came from gossip.
 type CapsResponse struct {
 	Records [][]byte `json:"records"`
+}
+
+// Validate checks the number and size of the records; each record is
+// checked on its own by whoever takes it (DecodeCapRecord).
+func (c *CapsResponse) Validate() error {
+	if len(c.Records) > MaxCapsRecords {
+		return invalid("more than %d records", MaxCapsRecords)
+	}
+	for _, r := range c.Records {
+		if len(r) > MaxCapRecordSize {
+			return invalid("record of %d bytes (limit %d)", len(r), MaxCapRecordSize)
+		}
+	}
+	return nil
 }

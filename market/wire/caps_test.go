@@ -136,3 +136,39 @@ func FuzzDecodeCapRecord(f *testing.F) {
 		}
 	})
 }
+
+func TestCapsRequestValidate(t *testing.T) {
+	for _, tc := range []struct {
+		in string
+		ok bool
+	}{
+		{`{}`, true},
+		{`{"max":16,"filter":{"executor":"docker","cpus":1,"memory_bytes":1024,"labels":{"zone":"eu"}}}`, true},
+		{`{"max":-1}`, false},
+		{`{"filter":{"cpus":-1}}`, false},
+		{`{"filter":{"gpus":-2}}`, false},
+		{`{"filter":{"executor":"` + strings.Repeat("x", 300) + `"}}`, false},
+		{`{"filter":{"labels":{"k":"` + strings.Repeat("v", 300) + `"}}}`, false},
+		// An old asker's request, and a newer one's unknown field.
+		{`{"max":512,"have":{"12D3KooWBJhwXtL1LHwEExyGDeQ9q9TjtTvMx9sz69g9wWt4PzX1":3}}`, true},
+		{`{"max":4,"sample_seed":7}`, true},
+	} {
+		_, err := wire.Decode[wire.CapsRequest]([]byte(tc.in))
+		if (err == nil) != tc.ok {
+			t.Errorf("decode %.80s: err %v, want ok %v", tc.in, err, tc.ok)
+		}
+	}
+	big := `{"records":[` + strings.Repeat(`"AA==",`, wire.MaxCapsRecords) + `"AA=="]}`
+	if _, err := wire.Decode[wire.CapsResponse]([]byte(big)); err == nil {
+		t.Error("a response of more than MaxCapsRecords records must be refused")
+	}
+}
+
+func FuzzDecodeCapsRequest(f *testing.F) {
+	fuzzDecode[wire.CapsRequest](f, `{"max":16,"filter":{"executor":"docker","cpus":1,"labels":{"zone":"eu"}}}`,
+		`{"max":512,"have":{"12D3KooWBJhwXtL1LHwEExyGDeQ9q9TjtTvMx9sz69g9wWt4PzX1":3}}`, `{}`)
+}
+
+func FuzzDecodeCapsResponse(f *testing.F) {
+	fuzzDecode[wire.CapsResponse](f, `{"records":["eyJyZWNvcmQiOiJlMzA9Iiwic2lnIjoiQUE9PSJ9"]}`, `{"records":[]}`, `{}`)
+}
