@@ -5,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
+	"math/bits"
+	"math/rand/v2"
 	"slices"
 	"sync"
 	"time"
@@ -15,21 +18,36 @@ import (
 )
 
 // Advertiser defaults, used when AdvertiserConfig leaves a field at zero.
+//
+// Capability gossip costs every node one signature check per advert, so
+// its volume is what bounds a swarm's size: a provider sends at most one
+// advert per MinGap whatever happens to it, 60 s / DefaultAdvertMinGap = 3
+// adverts a minute with the defaults, and at least one per Interval
+// (jittered) while it runs. A swarm of 10,000 providers then costs each
+// node at most 500 checks a second, and about 170 when free capacity
+// holds still.
 const (
-	// DefaultAdvertInterval is how often a provider republishes its record.
-	DefaultAdvertInterval = 30 * time.Second
-	// DefaultAdvertTTL is how long a record stays valid: four intervals, so
-	// a provider that goes away leaves every pool within two minutes.
-	DefaultAdvertTTL = 2 * time.Minute
-	// DefaultAdvertMinGap spaces adverts triggered by changes of free
-	// capacity (the receivers' rate limit allows about two a second).
-	DefaultAdvertMinGap = time.Second
+	// DefaultAdvertInterval is how often a provider republishes its record
+	// when nothing else made it advertise; each wait is drawn uniformly
+	// within ±20 % of it, so providers started together drift apart.
+	DefaultAdvertInterval = time.Minute
+	// DefaultAdvertTTL is how long a record stays valid: enough for two
+	// refreshes in a row to be lost (the longest wait is 72 s), so a
+	// provider that goes away leaves every pool within three minutes.
+	DefaultAdvertTTL = 3 * time.Minute
+	// DefaultAdvertMinGap is the least time between two adverts of one
+	// provider, whatever triggered them: changes of free capacity that
+	// come sooner are coalesced into the next advert.
+	DefaultAdvertMinGap = 20 * time.Second
 	// DefaultProvideInterval is how often the DHT provider records of the
 	// capability terms are refreshed.
 	DefaultProvideInterval = 10 * time.Minute
 	// freePoll is how often free capacity is compared with the last advert
 	// (reservations expire without an event).
 	freePoll = 5 * time.Second
+	// intervalJitter is the fraction by which each refresh wait may differ
+	// from Interval.
+	intervalJitter = 0.2
 )
 
 // AdvertiserConfig describes what a provider advertises.
@@ -49,7 +67,8 @@ type AdvertiserConfig struct {
 	// Software is the node's version string.
 	Software string
 	// Interval, TTL, MinGap and ProvideInterval: see the Default* constants.
-	// A negative ProvideInterval turns DHT provider records off.
+	// MinGap is raised to at most Interval. A negative ProvideInterval
+	// turns DHT provider records off.
 	Interval        time.Duration
 	TTL             time.Duration
 	MinGap          time.Duration
@@ -58,9 +77,14 @@ type AdvertiserConfig struct {
 }
 
 // Advertiser publishes a provider's signed capability record on the pool's
-// topic at start, when free capacity changes (Changed) and every Interval,
-// puts it in its own pool (so it is served to peers that ask), and
-// announces the record's capability terms as DHT provider records.
+// topic at start, when free capacity changed in a way that matters
+// (FreeChangeMatters; Changed says when to look, and free capacity is also
+// polled every 5 s) and otherwise about every Interval, never two adverts
+// less than MinGap apart. It puts each record in its own pool (so it is
+// served to peers that ask), and announces the record's capability terms
+// as DHT provider records. A record's free capacity may thus be up to
+// MinGap old, or differ from the truth by less than a step that matters:
+// requestors learn the rest from bids and declines.
 type Advertiser struct {
 	pool *Pool
 	key  crypto.PrivKey
@@ -69,8 +93,10 @@ type Advertiser struct {
 
 	mu       sync.Mutex
 	seq      uint64
-	lastFree wire.Resources
+	lastFree wire.Resources // free capacity in the last advert
+	lastAt   time.Time      // when the last advert was published
 	current  []byte
+	adverts  uint64 // records published since Start
 
 	changeCh  chan struct{}
 	ctx       context.Context
@@ -101,6 +127,7 @@ func NewAdvertiser(pool *Pool, cfg AdvertiserConfig) (*Advertiser, error) {
 	if cfg.MinGap <= 0 {
 		cfg.MinGap = DefaultAdvertMinGap
 	}
+	cfg.MinGap = min(cfg.MinGap, cfg.Interval)
 	if cfg.ProvideInterval == 0 {
 		cfg.ProvideInterval = DefaultProvideInterval
 	}
@@ -129,13 +156,22 @@ func (a *Advertiser) Start() error {
 	return nil
 }
 
-// Changed tells the advertiser that free capacity may have changed; it
-// republishes soon (coalescing bursts). Safe to call from any goroutine.
+// Changed tells the advertiser that free capacity may have changed; when
+// the change matters (FreeChangeMatters) it republishes as soon as MinGap
+// allows, coalescing every change meanwhile into that one advert. Cheap
+// and safe to call from any goroutine, as often as capacity changes.
 func (a *Advertiser) Changed() {
 	select {
 	case a.changeCh <- struct{}{}:
 	default:
 	}
+}
+
+// Adverts returns how many records the advertiser has published.
+func (a *Advertiser) Adverts() uint64 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.adverts
 }
 
 // Current returns the signed envelope last published.
@@ -187,7 +223,8 @@ func (a *Advertiser) publish() (*wire.CapRecord, error) {
 	rec := a.record(free)
 	env, err := wire.SignCapRecord(rec, a.key)
 	if err == nil {
-		a.current, a.lastFree = env, free
+		a.current, a.lastFree, a.lastAt = env, free, time.Now()
+		a.adverts++
 	}
 	a.mu.Unlock()
 	if err != nil {
@@ -200,46 +237,98 @@ func (a *Advertiser) publish() (*wire.CapRecord, error) {
 	return rec, nil
 }
 
+// loop publishes on a change that matters and on the jittered refresh,
+// always at least MinGap after the previous advert.
 func (a *Advertiser) loop() {
 	defer a.wg.Done()
-	tick := time.NewTicker(a.cfg.Interval)
-	defer tick.Stop()
+	refresh := time.NewTimer(jittered(a.cfg.Interval))
+	defer refresh.Stop()
 	poll := time.NewTicker(freePoll)
 	defer poll.Stop()
-	last := time.Now()
 	for {
+		periodic := false
 		select {
 		case <-a.ctx.Done():
 			return
-		case <-tick.C:
+		case <-refresh.C:
+			periodic = true
 		case <-poll.C:
-			a.mu.Lock()
-			same := a.lastFree == a.cfg.Free()
-			a.mu.Unlock()
-			if same {
-				continue
-			}
 		case <-a.changeCh:
-			if wait := a.cfg.MinGap - time.Since(last); wait > 0 {
-				select {
-				case <-a.ctx.Done():
-					return
-				case <-time.After(wait):
-				}
+		}
+		if !periodic && !a.changed() {
+			continue
+		}
+		a.mu.Lock()
+		wait := a.cfg.MinGap - time.Since(a.lastAt)
+		a.mu.Unlock()
+		if wait > 0 {
+			select {
+			case <-a.ctx.Done():
+				return
+			case <-time.After(wait):
 			}
-			a.mu.Lock()
-			same := a.lastFree == a.cfg.Free()
-			a.mu.Unlock()
-			if same {
+			// Capacity may have come back meanwhile; the refresh may
+			// also have fired, and is reset below.
+			if !periodic && !a.changed() {
 				continue
 			}
 		}
 		if _, err := a.publish(); err != nil {
 			a.log.Warn("capability advert", "err", err)
 		}
-		last = time.Now()
+		refresh.Reset(jittered(a.cfg.Interval))
 	}
 }
+
+// changed reports whether free capacity moved in a way that matters since
+// the last advert.
+func (a *Advertiser) changed() bool {
+	free := a.cfg.Free()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return FreeChangeMatters(a.lastFree, free, a.cfg.Capacity)
+}
+
+// jittered returns d changed by a uniform random fraction within
+// ±intervalJitter.
+func jittered(d time.Duration) time.Duration {
+	return time.Duration(float64(d) * (1 - intervalJitter + 2*intervalJitter*rand.Float64()))
+}
+
+// FreeChangeMatters reports whether free capacity moving from was to now
+// should be advertised before the next refresh: when it changes which
+// common task sizes fit, that is when free CPUs or GPUs cross a power of
+// two (0, under 1, 1, 2-3, 4-7, ... each a step) or free memory crosses a
+// power of two bytes, or when any of the three moves by at least a quarter
+// of the capacity offered. A 64-CPU provider going from 40 free CPUs to 35
+// stays quiet; going to 31, or from 1 to 0, does not.
+func FreeChangeMatters(was, now, capacity wire.Resources) bool {
+	quarter := func(a, b, c float64) bool { return c > 0 && math.Abs(a-b) >= c/4 }
+	switch {
+	case cpuStep(was.CPUs) != cpuStep(now.CPUs), cpuStep(float64(was.GPUs)) != cpuStep(float64(now.GPUs)):
+		return true
+	case memStep(was.MemoryBytes) != memStep(now.MemoryBytes):
+		return true
+	case quarter(was.CPUs, now.CPUs, capacity.CPUs), quarter(float64(was.GPUs), float64(now.GPUs), float64(capacity.GPUs)),
+		quarter(float64(was.MemoryBytes), float64(now.MemoryBytes), float64(capacity.MemoryBytes)):
+		return true
+	}
+	return false
+}
+
+// cpuStep is 0 for nothing free, 1 for less than one, then 2 + floor(log2 n).
+func cpuStep(n float64) int {
+	switch {
+	case n <= 0 || math.IsNaN(n):
+		return 0
+	case n < 1:
+		return 1
+	}
+	return 2 + int(math.Log2(n))
+}
+
+// memStep is the bit length of a byte count (0 for nothing free).
+func memStep(n int64) int { return bits.Len64(uint64(max(n, 0))) }
 
 // provideLoop announces the record's terms in the DHT, again every
 // ProvideInterval, and retries sooner while the routing table is empty.

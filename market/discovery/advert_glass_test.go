@@ -1,0 +1,161 @@
+package discovery
+
+import (
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/offload-project/offload/market/wire"
+)
+
+// churn is a provider's free capacity that a test changes at will.
+type churn struct {
+	mu   sync.Mutex
+	free wire.Resources
+}
+
+func (c *churn) get() wire.Resources {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.free
+}
+
+func (c *churn) set(r wire.Resources) {
+	c.mu.Lock()
+	c.free = r
+	c.mu.Unlock()
+}
+
+// churnAdvertiser starts an advertiser on a glass pool (gossip goes
+// nowhere; only what is published counts).
+func churnAdvertiser(t *testing.T, c *churn, capacity wire.Resources, minGap time.Duration) *Advertiser {
+	t.Helper()
+	p, _ := glassPool(t, PoolConfig{})
+	a, err := NewAdvertiser(p, AdvertiserConfig{
+		Hardware:  wire.Hardware{OS: "linux", Arch: "amd64", CPUs: int(capacity.CPUs), MemoryBytes: capacity.MemoryBytes},
+		Executors: []string{"docker"}, Capacity: capacity, Free: c.get,
+		Interval: time.Hour, MinGap: minGap, ProvideInterval: -1, Logger: p.log,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close() })
+	return a
+}
+
+// TestAdvertBoundUnderChurn: a provider whose free capacity flips 1,000
+// times in a few seconds (every flip one that matters: 2 free CPUs, then
+// none) advertises at most once per MinGap, and its last state reaches
+// the pool within MinGap of the last change.
+func TestAdvertBoundUnderChurn(t *testing.T) {
+	capacity := wire.Resources{CPUs: 2, MemoryBytes: 2 << 30}
+	for _, tc := range []struct {
+		name   string
+		minGap time.Duration
+		flips  time.Duration // between changes
+	}{
+		// The default gap: 1,000 changes in 2 s bring no advert after
+		// Start's (the next may come 20 s after it).
+		{"default gap", 0, 2 * time.Millisecond},
+		// A short gap, to see the coalescing at work within a test.
+		{"100 ms gap", 100 * time.Millisecond, 3 * time.Millisecond},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := &churn{free: capacity}
+			a := churnAdvertiser(t, c, capacity, tc.minGap)
+			gap := a.cfg.MinGap
+			start := time.Now()
+			for i := range 1000 {
+				if i%2 == 0 {
+					c.set(wire.Resources{})
+				} else {
+					c.set(capacity)
+				}
+				a.Changed()
+				time.Sleep(tc.flips)
+			}
+			c.set(wire.Resources{CPUs: 1, MemoryBytes: 1 << 30})
+			a.Changed()
+			elapsed := time.Since(start)
+			n := a.Adverts()
+			// Start's advert, then at most one per started gap.
+			bound := 1 + uint64(elapsed/gap) + 1
+			t.Logf("1,000 changes in %s: %d adverts (MinGap %s, bound %d; %.1f a minute at most with this gap)",
+				elapsed.Round(time.Millisecond), n, gap, bound, float64(time.Minute)/float64(gap))
+			if n > bound {
+				t.Fatalf("%d adverts in %s, bound %d", n, elapsed, bound)
+			}
+			if gap > time.Second {
+				return
+			}
+			if n < 3 {
+				t.Errorf("%d adverts: changes that matter were not advertised at all", n)
+			}
+			deadline := time.Now().Add(gap + 2*time.Second)
+			for {
+				rec, err := wire.DecodeCapRecord(a.Current())
+				if err != nil {
+					t.Fatal(err)
+				}
+				if rec.Free.CPUs == 1 {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("the last change was not advertised: free %+v", rec.Free)
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+		})
+	}
+}
+
+// TestAdvertQuietOnSmallChanges: a 64-CPU provider whose free CPUs move
+// between 40 and 33 a thousand times does not advertise at all.
+func TestAdvertQuietOnSmallChanges(t *testing.T) {
+	capacity := wire.Resources{CPUs: 64, MemoryBytes: 256 << 30}
+	c := &churn{free: wire.Resources{CPUs: 40, MemoryBytes: 200 << 30}}
+	a := churnAdvertiser(t, c, capacity, 10*time.Millisecond)
+	for i := range 1000 {
+		c.set(wire.Resources{CPUs: float64(33 + i%8), MemoryBytes: (200 - int64(i%8)) << 30})
+		a.Changed()
+		if i%100 == 0 {
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	time.Sleep(100 * time.Millisecond)
+	if n := a.Adverts(); n != 1 {
+		t.Fatalf("%d adverts, want only Start's", n)
+	}
+}
+
+func TestFreeChangeMatters(t *testing.T) {
+	const gib = 1 << 30
+	two := wire.Resources{CPUs: 2, MemoryBytes: 2 * gib}
+	big := wire.Resources{CPUs: 64, MemoryBytes: 256 * gib, GPUs: 8}
+	for _, tc := range []struct {
+		name          string
+		was, now, cap wire.Resources
+		want          bool
+	}{
+		{"same", two, two, two, false},
+		{"2 to 1 cpus", two, wire.Resources{CPUs: 1, MemoryBytes: 2 * gib}, two, true},
+		{"1 to 0 cpus", wire.Resources{CPUs: 1, MemoryBytes: gib}, wire.Resources{MemoryBytes: gib}, two, true},
+		{"0.5 to 0.25 cpus", wire.Resources{CPUs: 0.5, MemoryBytes: gib}, wire.Resources{CPUs: 0.25, MemoryBytes: gib}, two, false},
+		{"40 to 33 of 64", wire.Resources{CPUs: 40, MemoryBytes: 200 * gib}, wire.Resources{CPUs: 33, MemoryBytes: 200 * gib}, big, false},
+		{"40 to 31 of 64 (below 32)", wire.Resources{CPUs: 40, MemoryBytes: 200 * gib}, wire.Resources{CPUs: 31, MemoryBytes: 200 * gib}, big, true},
+		{"63 to 47 of 64 (a quarter)", wire.Resources{CPUs: 63, MemoryBytes: 200 * gib}, wire.Resources{CPUs: 47, MemoryBytes: 200 * gib}, big, true},
+		{"memory below a power of two", wire.Resources{CPUs: 40, MemoryBytes: 130 * gib}, wire.Resources{CPUs: 40, MemoryBytes: 120 * gib}, big, true},
+		{"memory within a power of two", wire.Resources{CPUs: 40, MemoryBytes: 200 * gib}, wire.Resources{CPUs: 40, MemoryBytes: 190 * gib}, big, false},
+		{"last gpu taken", wire.Resources{CPUs: 40, MemoryBytes: 200 * gib, GPUs: 1}, wire.Resources{CPUs: 40, MemoryBytes: 200 * gib}, big, true},
+		{"gpus 7 to 6", wire.Resources{CPUs: 40, MemoryBytes: 200 * gib, GPUs: 7}, wire.Resources{CPUs: 40, MemoryBytes: 200 * gib, GPUs: 6}, big, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := FreeChangeMatters(tc.was, tc.now, tc.cap); got != tc.want {
+				t.Errorf("FreeChangeMatters(%+v, %+v) = %v, want %v", tc.was, tc.now, got, tc.want)
+			}
+		})
+	}
+}
