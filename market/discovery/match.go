@@ -1,6 +1,7 @@
 package discovery
 
 import (
+	"maps"
 	"slices"
 	"strings"
 
@@ -103,5 +104,21 @@ func FilterFor(req wire.Requirements) PoolFilter {
 	return PoolFilter{
 		Executor: req.Runtime, CPUs: req.Resources.CPUs,
 		MemoryBytes: req.Resources.MemoryBytes, GPUs: req.Resources.GPUs,
+	}
+}
+
+// wire returns f as it travels in a wire.CapsRequest.
+func (f PoolFilter) wire() *wire.CapsFilter {
+	return &wire.CapsFilter{
+		CPUs: f.CPUs, MemoryBytes: f.MemoryBytes, GPUs: f.GPUs, GPUModel: f.GPUModel,
+		Arch: f.Arch, OS: f.OS, Executor: f.Executor, Isolation: f.Isolation, Labels: maps.Clone(f.Labels),
+	}
+}
+
+// poolFilterOf is the PoolFilter of a filter from the network.
+func poolFilterOf(w *wire.CapsFilter) PoolFilter {
+	return PoolFilter{
+		CPUs: w.CPUs, MemoryBytes: w.MemoryBytes, GPUs: w.GPUs, GPUModel: w.GPUModel,
+		Arch: w.Arch, OS: w.OS, Executor: w.Executor, Isolation: w.Isolation, Labels: maps.Clone(w.Labels),
 	}
 }

@@ -2,7 +2,6 @@ package discovery
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -10,7 +9,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/ipfs/go-cid"
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
@@ -18,12 +16,10 @@ import (
 	"github.com/libp2p/go-libp2p/core/peerstore"
 	"github.com/libp2p/go-libp2p/core/routing"
 	ma "github.com/multiformats/go-multiaddr"
-	"github.com/multiformats/go-multihash"
 	"golang.org/x/time/rate"
 
 	"github.com/offload-project/offload/market/wire"
 	"github.com/offload-project/offload/p2p"
-	"github.com/offload-project/offload/p2p/stream"
 )
 
 // recordBuffer is how many gossiped capability records wait for the
@@ -43,10 +39,25 @@ const (
 	DefaultDiscoverInterval = 2 * time.Minute
 	// maxClockSkew is how far in the future a record may claim to be issued.
 	maxClockSkew = time.Minute
-	// askConcurrency bounds the record exchanges in flight.
+	// askConcurrency bounds the record exchanges in flight that the pool
+	// starts on new connections.
 	askConcurrency = 8
 	// askTimeout bounds one record exchange.
 	askTimeout = 10 * time.Second
+	// connectSample is how many records the pool asks of each newly
+	// connected peer (a random sample of what the peer holds): enough for
+	// a node that just joined to have candidates after its first
+	// connection, little enough that connections cost O(1), not O(pool).
+	connectSample = 16
+	// connectAskBelow: a pool holding this many providers or more no
+	// longer asks new connections for samples; gossip keeps it current and
+	// Lookup finds what a task lacks.
+	connectAskBelow = 256
+	// serveConcurrency bounds the record requests answered at once (each
+	// scans the pool once); serveWait is how long a request waits for its
+	// turn before it is reset.
+	serveConcurrency = 4
+	serveWait        = 2 * time.Second
 	// DefaultMaxEntries bounds the providers in the pool: room for a swarm
 	// of 10,000 providers with a margin.
 	DefaultMaxEntries = 16384
@@ -100,8 +111,9 @@ type PoolConfig struct {
 	// DiscoverInterval is how often the DHT is searched for providers;
 	// negative turns the search off (Discover can still be called).
 	DiscoverInterval time.Duration
-	// NoAskOnConnect stops asking each newly connected peer for its
-	// records (a test knob: records then come from gossip and Discover).
+	// NoAskOnConnect stops asking each newly connected peer for a sample
+	// of its records (a test knob: records then come from gossip, Lookup
+	// and Discover).
 	NoAskOnConnect bool
 	// MaxEntries bounds the providers in the pool (default
 	// DefaultMaxEntries) and MaxBytes their estimated memory (default
@@ -127,12 +139,32 @@ type PoolStats struct {
 	Reasons map[string]uint64 `json:"reasons"`
 }
 
+// ExchangeStats counts the work of record exchanges and lookups.
+type ExchangeStats struct {
+	// Unverified counts records dropped (as stale or expired) before their
+	// signature was checked: mostly duplicates in answers to our requests.
+	Unverified uint64
+	// Lookups counts the searches Lookup started (concurrent calls for
+	// the same requirements share one); LookupAsks the record requests
+	// they sent (to connected peers and to providers found in the DHT).
+	Lookups    uint64
+	LookupAsks uint64
+}
+
+// ExchangeStats returns the exchange and lookup counters.
+func (p *Pool) ExchangeStats() ExchangeStats {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.xstats
+}
+
 // Pool is every node's view of the providers in its swarm, built from
 // signed capability records: gossiped on wire.TopicCaps (checked by the
 // topic's validator, CheckGossip, so bad records stop at the first hop),
-// exchanged with every
-// peer on connect (wire.ProtoCaps, so a node that joins late sees the pool
-// at once), and found in the DHT under capability terms. Entries leave the
+// sampled from peers on connect while the pool is small (wire.ProtoCaps,
+// so a node that joins late has candidates at once), and found by Lookup
+// and Discover (peers asked for matching records, the DHT under capability
+// terms). Entries leave the
 // pool when their record expires, or when the pool is full (PoolConfig.
 // MaxEntries, MaxBytes). The pool is cached in a PoolStore.
 type Pool struct {
@@ -151,9 +183,14 @@ type Pool struct {
 	asking   map[peer.ID]bool
 	dirty    map[peer.ID]bool
 	stats    PoolStats
+	xstats   ExchangeStats
+	lookups  map[string]*lookup   // in flight, by lookupKey
+	shortAt  map[string]time.Time // when a lookup last ended short, by lookupKey
 
 	persistCh chan struct{}
 	askSem    chan struct{}
+	serveSem  chan struct{}
+	lookupSem chan struct{}
 	notifee   *network.NotifyBundle
 	ctx       context.Context
 	cancel    context.CancelFunc
@@ -209,8 +246,10 @@ func NewPool(net Network, topic *pubsub.Topic, store PoolStore, cfg PoolConfig) 
 		h: h, net: net, topic: topic, store: store, cfg: cfg, log: cfg.Logger.With("sys", "pool"),
 		entries: map[peer.ID]*PoolEntry{}, limiters: p2p.NewPeerRate(rate.Limit(cfg.RecordRate), cfg.RecordBurst, maxRatedPeers),
 		asking: map[peer.ID]bool{}, dirty: map[peer.ID]bool{},
+		lookups: map[string]*lookup{}, shortAt: map[string]time.Time{},
 		stats:     PoolStats{Reasons: map[string]uint64{}},
 		persistCh: make(chan struct{}, 1), askSem: make(chan struct{}, askConcurrency),
+		serveSem: make(chan struct{}, serveConcurrency), lookupSem: make(chan struct{}, maxLookups),
 		ctx: ctx, cancel: cancel,
 	}
 	cached, err := store.List()
@@ -237,8 +276,9 @@ func NewPool(net Network, topic *pubsub.Topic, store PoolStore, cfg PoolConfig) 
 }
 
 // Start serves wire.ProtoCaps, asks every connected peer (and every peer
-// that connects later) for the records it holds, and starts the loops that
-// read gossip, drop expired records, persist the cache and search the DHT.
+// that connects later, while the pool holds fewer than 256 providers) for
+// a sample of the records it holds, and starts the loops that read gossip,
+// drop expired records, persist the cache and search the DHT.
 func (p *Pool) Start() error {
 	sub, err := p.topic.Subscribe(pubsub.WithBufferSize(recordBuffer))
 	if err != nil {
@@ -325,7 +365,6 @@ func (p *Pool) List(f PoolFilter) []PoolEntry {
 // task with these requirements and are alive: connected, or their record
 // was issued within the last advert interval and a half (a provider that
 // went away stops holding auctions open long before its record expires).
-// It is RequestorConfig.KnownProviders.
 func (p *Pool) KnownProviders(req wire.Requirements) []peer.ID {
 	f := FilterFor(req)
 	recent := time.Now().Add(-DefaultAdvertInterval * 3 / 2).UnixMilli()
@@ -360,15 +399,14 @@ func (p *Pool) countLocked(res pubsub.ValidationResult, reason string) {
 
 // check decides what to do with a signed record; author is the gossip
 // message's signer, or "" for records relayed over ProtoCaps (where only
-// the record's own signature vouches for it).
+// the record's own signature vouches for it). Records that would be
+// ignored anyway (expired, stale) are dropped before their signature is
+// checked: an answer to a record request is mostly records the pool holds.
 func (p *Pool) check(data []byte, author peer.ID) (*wire.CapRecord, pubsub.ValidationResult, string) {
 	if len(data) > wire.MaxCapRecordSize {
 		return nil, pubsub.ValidationReject, "oversized"
 	}
-	rec, err := wire.DecodeCapRecord(data)
-	if errors.Is(err, wire.ErrBadSignature) {
-		return nil, pubsub.ValidationReject, "bad signature"
-	}
+	rec, env, err := wire.ParseCapRecord(data)
 	if err != nil {
 		return nil, pubsub.ValidationReject, "malformed"
 	}
@@ -377,15 +415,32 @@ func (p *Pool) check(data []byte, author peer.ID) (*wire.CapRecord, pubsub.Valid
 		return nil, pubsub.ValidationReject, "author mismatch"
 	}
 	now := time.Now()
-	if rec.Expired(now) {
-		return nil, pubsub.ValidationIgnore, "expired"
+	stale := func() bool {
+		cur, ok := p.entries[id]
+		return ok && rec.Seq <= cur.Record.Seq
 	}
-	if time.UnixMilli(rec.IssuedAt).After(now.Add(maxClockSkew)) {
-		return nil, pubsub.ValidationIgnore, "issued in the future"
+	var reason string
+	p.mu.Lock()
+	switch {
+	case rec.Expired(now):
+		reason = "expired"
+	case time.UnixMilli(rec.IssuedAt).After(now.Add(maxClockSkew)):
+		reason = "issued in the future"
+	case stale():
+		reason = "stale"
+	}
+	if reason != "" {
+		p.xstats.Unverified++
+		p.mu.Unlock()
+		return nil, pubsub.ValidationIgnore, reason
+	}
+	p.mu.Unlock()
+	if err := wire.VerifyCapRecord(rec, env); err != nil {
+		return nil, pubsub.ValidationReject, "bad signature"
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if cur, ok := p.entries[id]; ok && rec.Seq <= cur.Record.Seq {
+	if stale() {
 		return nil, pubsub.ValidationIgnore, "stale"
 	}
 	if !p.limiters.AllowAt(id, now) {
@@ -395,10 +450,10 @@ func (p *Pool) check(data []byte, author peer.ID) (*wire.CapRecord, pubsub.Valid
 }
 
 // CheckGossip is the check of wire.TopicCaps's validator (a p2p.TopicRule's
-// Check): size, envelope and record decoding with the record's signature
-// (wire.DecodeCapRecord), the record's peer equal to the message's author
-// (its From, whose signature gossipsub checked), then expiry, clock skew,
-// freshness (Seq) and the author's rate. Forged, malformed and oversized
+// Check): size, envelope and record decoding (wire.ParseCapRecord), the
+// record's peer equal to the message's author (its From, whose signature
+// gossipsub checked), expiry, clock skew and freshness (Seq), then the
+// record's signature (wire.VerifyCapRecord) and the author's rate. Forged, malformed and oversized
 // records are rejected, which lowers the sender's peer score; expired,
 // stale and over-rate ones are ignored (they depend on this node's clock
 // and holdings, and an honest relay may have passed them). An accepted
@@ -661,174 +716,5 @@ func (p *Pool) flush() {
 	}
 	if err := p.store.PutMany(items); err != nil {
 		p.log.Warn("pool cache write", "entries", len(items), "err", err)
-	}
-}
-
-// handleCaps answers a CapsRequest with the records the asker lacks.
-func (p *Pool) handleCaps(s network.Stream) {
-	defer s.Close()
-	_ = s.SetDeadline(time.Now().Add(askTimeout))
-	var req wire.CapsRequest
-	if err := stream.ReadMsg(stream.NewReader(s), wire.MaxCapsRequestSize, &req); err != nil || req.Validate() != nil {
-		p.log.Debug("bad caps request", "peer", s.Conn().RemotePeer(), "err", err)
-		s.Reset()
-		return
-	}
-	max := req.Max
-	if max <= 0 || max > wire.MaxCapsRecords {
-		max = wire.MaxCapsRecords
-	}
-	now := time.Now()
-	resp := wire.CapsResponse{Records: [][]byte{}}
-	size := 0
-	p.mu.Lock()
-	for _, e := range p.entries {
-		if len(resp.Records) >= max || size+len(e.Envelope) > wire.MaxCapsResponseSize/2 {
-			break
-		}
-		if e.Record.Expired(now) || req.Have[e.Record.Peer] >= e.Record.Seq {
-			continue
-		}
-		resp.Records = append(resp.Records, e.Envelope)
-		size += len(e.Envelope)
-	}
-	p.mu.Unlock()
-	if err := stream.WriteMsg(s, &resp); err != nil {
-		s.Reset()
-	}
-}
-
-// goAsk asks id for its records in the background, once at a time per peer.
-func (p *Pool) goAsk(id peer.ID) {
-	if id == p.h.ID() {
-		return
-	}
-	p.mu.Lock()
-	if p.asking[id] || p.ctx.Err() != nil || !p.started {
-		p.mu.Unlock()
-		return
-	}
-	p.asking[id] = true
-	p.wg.Add(1)
-	p.mu.Unlock()
-	go func() {
-		defer p.wg.Done()
-		defer func() {
-			p.mu.Lock()
-			delete(p.asking, id)
-			p.mu.Unlock()
-		}()
-		select {
-		case p.askSem <- struct{}{}:
-		case <-p.ctx.Done():
-			return
-		}
-		defer func() { <-p.askSem }()
-		if err := p.Ask(p.ctx, id); err != nil {
-			p.log.Debug("caps exchange failed", "peer", id, "err", err)
-		}
-	}()
-}
-
-// Ask requests the records peer id holds that this pool lacks, and takes in
-// those that check out.
-func (p *Pool) Ask(ctx context.Context, id peer.ID) error {
-	req := wire.CapsRequest{Have: map[string]uint64{}}
-	p.mu.Lock()
-	for pid, e := range p.entries {
-		if len(req.Have) >= wire.MaxCapsRecords {
-			break
-		}
-		req.Have[pid.String()] = e.Record.Seq
-	}
-	p.mu.Unlock()
-	ctx, cancel := context.WithTimeout(ctx, askTimeout)
-	defer cancel()
-	var resp wire.CapsResponse
-	if err := stream.Request(ctx, p.h, id, wire.ProtoCaps, &req, wire.MaxCapsResponseSize, &resp); err != nil {
-		return fmt.Errorf("ask %s for records: %w", id.ShortString(), err)
-	}
-	if len(resp.Records) > wire.MaxCapsRecords {
-		resp.Records = resp.Records[:wire.MaxCapsRecords]
-	}
-	for _, env := range resp.Records {
-		p.ingest(env)
-	}
-	return nil
-}
-
-// TermCID is the DHT key under which providers with a capability term
-// ("executor:docker", "gpu:nvidia", "arch:amd64", "label:fpga=xilinx",
-// "role:provider") announce themselves, within swarm ns.
-func TermCID(ns, term string) cid.Cid {
-	mh, _ := multihash.Sum([]byte("offload/caps/1/"+ns+"/"+term), multihash.SHA2_256, -1)
-	return cid.NewCidV1(cid.Raw, mh)
-}
-
-// Terms returns the DHT terms of a record.
-func Terms(rec *wire.CapRecord) []string {
-	terms := []string{"role:provider", "os:" + rec.Hardware.OS, "arch:" + rec.Hardware.Arch}
-	for _, e := range rec.Executors {
-		terms = append(terms, "executor:"+e)
-	}
-	vendors := map[string]bool{}
-	for _, g := range rec.Hardware.GPUs {
-		if g.Vendor != "" && !vendors[g.Vendor] {
-			vendors[g.Vendor] = true
-			terms = append(terms, "gpu:"+g.Vendor)
-		}
-	}
-	for k, v := range rec.Hardware.Labels {
-		terms = append(terms, "label:"+k+"="+v)
-	}
-	slices.Sort(terms)
-	return terms
-}
-
-// Discover finds providers announcing term in the DHT and asks those not in
-// the pool for their records. It returns how many providers it found.
-func (p *Pool) Discover(ctx context.Context, term string) (int, error) {
-	if p.net.Routing == nil {
-		return 0, errors.New("pool: no content routing (DHT) to discover providers with")
-	}
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	found := 0
-	for info := range p.net.Routing.FindProvidersAsync(ctx, TermCID(p.net.Namespace, term), wire.MaxCapsRecords) {
-		if info.ID == p.h.ID() || info.ID == "" {
-			continue
-		}
-		found++
-		p.mu.Lock()
-		_, known := p.entries[info.ID]
-		p.mu.Unlock()
-		if known {
-			continue
-		}
-		if len(info.Addrs) > 0 {
-			p.h.Peerstore().AddAddrs(info.ID, info.Addrs, peerstore.TempAddrTTL)
-		}
-		if err := p.Ask(ctx, info.ID); err != nil {
-			p.log.Debug("discovered provider did not answer", "peer", info.ID, "err", err)
-		}
-	}
-	return found, ctx.Err()
-}
-
-func (p *Pool) discoverLoop() {
-	defer p.wg.Done()
-	// Give the DHT a moment to fill its routing table first.
-	t := time.NewTimer(3 * time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-p.ctx.Done():
-			return
-		case <-t.C:
-		}
-		if n, err := p.Discover(p.ctx, "role:provider"); err != nil && p.ctx.Err() == nil && !errors.Is(err, context.DeadlineExceeded) {
-			p.log.Debug("dht discovery", "found", n, "err", err)
-		}
-		t.Reset(p.cfg.DiscoverInterval)
 	}
 }

@@ -1,6 +1,7 @@
 package discovery
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"log/slog"
@@ -297,4 +298,45 @@ func (p *Pool) ingestResult(env []byte) string {
 		}
 	}
 	return fmt.Sprintf("not accepted (stats %+v)", after)
+}
+
+// TestPoolTenThousandProviders puts 10,000 typical signed records (two
+// addresses, a GPU, two labels, as providers send them) into a pool
+// through the path of relayed records and measures the heap the pool then
+// holds, the peerstore addresses the records add included: the pool of a
+// 10,000-provider swarm stays within its byte budget, and the estimate
+// that enforces the budget does not undercount the real heap by more than
+// half.
+func TestPoolTenThousandProviders(t *testing.T) {
+	const n = 10_000
+	envs := make([][]byte, n)
+	for i := range envs {
+		who := freshIdentity(t)
+		envs[i] = sign(t, typicalRecord(who.id, 1, 0), who)
+	}
+	size := len(envs[0])
+	p, _ := glassPool(t, PoolConfig{RecordRate: 1e6, RecordBurst: 1})
+	base := heapAlloc()
+	for i, env := range envs {
+		// As if read from the network: the pool holds its own copy.
+		if res := p.ingestResult(bytes.Clone(env)); res != "" {
+			t.Fatalf("record %d refused: %s", i, res)
+		}
+		envs[i] = nil
+	}
+	heap := int64(heapAlloc()) - int64(base)
+	p.mu.Lock()
+	entries, estimate := len(p.entries), p.bytes
+	p.mu.Unlock()
+	t.Logf("%d providers (envelope %d B): pool heap %.1f MiB (%.0f B/provider), estimate %.1f MiB, budget %d MiB",
+		entries, size, float64(heap)/(1<<20), float64(heap)/float64(entries), float64(estimate)/(1<<20), p.cfg.MaxBytes>>20)
+	if entries != n {
+		t.Fatalf("pool holds %d of %d providers", entries, n)
+	}
+	if heap > p.cfg.MaxBytes {
+		t.Errorf("pool heap %d B over its budget %d B", heap, p.cfg.MaxBytes)
+	}
+	if heap > estimate*3/2 {
+		t.Errorf("pool heap %d B is over 1.5x its estimate %d B", heap, estimate)
+	}
 }
