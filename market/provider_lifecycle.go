@@ -220,8 +220,9 @@ const askTimeout = 5 * time.Second
 // handleAsk answers an announcement a requestor sent to this provider
 // alone (a targeted auction): the bid or decline goes back on the same
 // stream, with no dial and no second stream, and the requestor's ack
-// follows on it. What the bid reserved is given back unless the ack says
-// the bid was taken. Asks count against the same per-peer rate and the
+// follows on it once its auction decided: OK for the winner, "lost" (or
+// nothing within askTimeout) for the others, whose reservations are then
+// given back here, without a cancel stream. Asks count against the same per-peer rate and the
 // same bounds on answers in flight as gossiped announcements; over those
 // bounds the answer is a busy decline, never a wait.
 func (p *Provider) handleAsk(s network.Stream) {
@@ -250,6 +251,8 @@ func (p *Provider) handleAsk(s network.Stream) {
 	}
 	defer release()
 	bid := p.decide(from, ann)
+	// The requestor's ack is its verdict, sent once its auction decided
+	// (within askTimeout of the bid).
 	_ = s.SetDeadline(time.Now().Add(askTimeout))
 	err := stream.WriteMsg(s, &bid)
 	if bid.Decline != "" {
@@ -260,7 +263,10 @@ func (p *Provider) handleAsk(s network.Stream) {
 		err = stream.ReadMsg(stream.NewReader(s), wire.MaxAckSize, &ack)
 	}
 	if err != nil || !ack.OK {
-		p.admit.release(execKey(from.String(), ann.TaskID, ann.Attempt))
+		// The ack comes once the auction decided: a bid that lost lets go
+		// of its reservation here. Only a reservation: an award claimed
+		// meanwhile (its ack lost in a reset) keeps running.
+		p.admit.releaseReservation(execKey(from.String(), ann.TaskID, ann.Attempt), from.String())
 		p.log.Debug("asked bid not taken", "task", ann.TaskID, "err", err, "reason", ack.Reason)
 	}
 }

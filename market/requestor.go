@@ -141,6 +141,9 @@ type auction struct {
 	seen     map[peer.ID]bool
 	// image is the task's image, for noteAnswer.
 	image string
+	// verdicts are the ask streams of taken bids waiting for the outcome
+	// (targeted.go: verdict), by provider (guarded by Requestor.mu).
+	verdicts map[peer.ID]chan *wire.BidAck
 }
 
 type bidFrom struct {

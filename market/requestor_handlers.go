@@ -24,7 +24,7 @@ func (r *Requestor) handleBid(s network.Stream) {
 		_ = stream.WriteMsg(s, &wire.BidAck{Code: wire.CodeBadRequest, Reason: err.Error()})
 		return
 	}
-	ack := r.takeBid(from, bid)
+	ack := r.takeBid(from, bid, nil)
 	_ = stream.WriteMsg(s, ack)
 }
 

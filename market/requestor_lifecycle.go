@@ -173,7 +173,7 @@ func (r *Requestor) runAuction(t *Task) error {
 	for _, p := range t.Spec.Exclude {
 		notAllowed[p] = true
 	}
-	a := &auction{attempt: attempt, bids: make(chan bidFrom, maxBidsPerAuction), pinned: t.Spec.Provider, excluded: notAllowed, seen: map[peer.ID]bool{}, image: t.Spec.Image}
+	a := &auction{attempt: attempt, bids: make(chan bidFrom, maxBidsPerAuction), pinned: t.Spec.Provider, excluded: notAllowed, seen: map[peer.ID]bool{}, image: t.Spec.Image, verdicts: map[peer.ID]chan *wire.BidAck{}}
 	r.mu.Lock()
 	r.auctions[t.ID] = a
 	r.mu.Unlock()
@@ -183,6 +183,7 @@ func (r *Requestor) runAuction(t *Task) error {
 			delete(r.auctions, t.ID)
 		}
 		r.mu.Unlock()
+		r.lostAll(a, "the auction ended") // every ask stream still open is answered
 	}()
 	ann := wire.Announce{
 		Version: wire.Version, TaskID: t.ID, Attempt: attempt, Requestor: r.h.ID().String(),
@@ -247,7 +248,7 @@ drain:
 			break drain
 		}
 	}
-	return r.award(t, attempt, head, got, unanswered, excluded)
+	return r.award(t, a, head, got, unanswered, excluded)
 }
 
 // announce is the untargeted auction: it gossips the announcement to
@@ -483,7 +484,8 @@ func failures(t *Task) int {
 
 // award records the bids of an attempt, picks the best acceptable one and
 // sends it the award, falling back to the next bid on a decline.
-func (r *Requestor) award(t *Task, attempt int, head string, got []bidFrom, unanswered map[peer.ID]error, excluded map[string]bool) error {
+func (r *Requestor) award(t *Task, a *auction, head string, got []bidFrom, unanswered map[peer.ID]error, excluded map[string]bool) error {
+	attempt := a.attempt
 	records := make([]BidRecord, 0, len(got)+len(unanswered))
 	for _, b := range got {
 		rec := BidRecord{
@@ -518,7 +520,7 @@ func (r *Requestor) award(t *Task, attempt int, head string, got []bidFrom, unan
 	if err != nil {
 		return err
 	}
-	for _, i := range order {
+	for k, i := range order {
 		rec := records[i]
 		pid, _ := peer.Decode(rec.Provider)
 		now := time.Now().UTC()
@@ -527,6 +529,13 @@ func (r *Requestor) award(t *Task, attempt int, head string, got []bidFrom, unan
 			t.Reason = fmt.Sprintf("awarded to %s: %s, of %d acceptable bids; preparing image and inputs", short(rec.Provider), why, len(order))
 			t.Executions = append(t.Executions, Execution{Provider: rec.Provider, Attempt: attempt, State: AttemptAwarded, AwardedAt: now})
 			setBidOutcome(t, rec.Provider, attempt, "won: "+why)
+			// The bids not tried yet lose to this one, unless it declines
+			// (then the next award writes theirs again): written with the
+			// award, so a task that ends at once keeps them, at no extra
+			// write.
+			for _, j := range order[k+1:] {
+				setBidOutcome(t, records[j].Provider, attempt, fmt.Sprintf("lost to %s (%s)", short(rec.Provider), why))
+			}
 		}))
 		if err != nil {
 			return err
@@ -539,24 +548,20 @@ func (r *Requestor) award(t *Task, attempt int, head string, got []bidFrom, unan
 		if err == nil && reply.Accepted {
 			observe(r.cfg.Observer).Awarded()
 			r.log.Debug("awarded", "task", t.ID, "peer", pid)
-			_, err := r.update(t.ID, edit(nil, func(t *Task) {
-				for _, j := range order {
-					if o := records[j]; o.Provider != rec.Provider {
-						setBidOutcome(t, o.Provider, attempt, fmt.Sprintf("lost to %s (%s)", short(rec.Provider), why))
-					}
-				}
-			}))
-			if errors.Is(err, ErrInvalidTransition) {
-				err = nil // already finished: the outcome notes do not matter
-			}
+			// Losers asked directly hear it on their ask streams; those
+			// that bid on gossip get a cancel stream.
+			r.verdict(a, pid, &wire.BidAck{OK: true})
 			var losers []string
 			for _, j := range order {
 				if o := records[j]; o.Provider != rec.Provider {
-					losers = append(losers, o.Provider)
+					lost, _ := peer.Decode(o.Provider)
+					if !r.verdict(a, lost, &wire.BidAck{Code: wire.CodeAuctionClosed, Reason: "lost to " + short(rec.Provider)}) {
+						losers = append(losers, o.Provider)
+					}
 				}
 			}
 			r.releaseBids(t.ID, attempt, losers)
-			return err
+			return nil
 		}
 		why := "declined the award: " + reply.Reason
 		if err != nil {
@@ -599,8 +604,16 @@ func (r *Requestor) award(t *Task, attempt int, head string, got []bidFrom, unan
 		}
 	}
 	// No award: let every provider that offered go of what it reserved
-	// (one that declined the award has already).
-	r.releaseBids(t.ID, attempt, offered)
+	// (one that declined the award has already): on its ask stream, or
+	// with a cancel stream when it bid on gossip.
+	var cancels []string
+	for _, p := range offered {
+		pid, _ := peer.Decode(p)
+		if !r.verdict(a, pid, &wire.BidAck{Code: wire.CodeAuctionClosed, Reason: "no award"}) {
+			cancels = append(cancels, p)
+		}
+	}
+	r.releaseBids(t.ID, attempt, cancels)
 	awardFailed := len(order) > 0
 	// Nobody answered at all (not even a decline): the providers we know of
 	// may be restarting or cut off; that passes, so announce again.

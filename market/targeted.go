@@ -3,6 +3,7 @@ package market
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -260,6 +261,9 @@ type askResult struct {
 	from     peer.ID
 	answered bool
 	err      error
+	// verdictOnly marks the second result of an ask whose bid was taken,
+	// sent once its verdict was written (askWaves does not count it).
+	verdictOnly bool
 }
 
 // askWaves runs a targeted auction: it asks the ranked candidates in
@@ -281,12 +285,12 @@ func (r *Requestor) askWaves(t *Task, a *auction, ann wire.Announce, ranked []pe
 		deadline := time.Now().Add(r.cfg.BidWindow)
 		ann.BidDeadline = deadline.UnixMilli()
 		ctx, cancel := context.WithDeadline(r.ctx, deadline)
-		results := make(chan askResult, len(batch))
+		results := make(chan askResult, 2*len(batch))
 		for _, p := range batch {
 			r.wg.Add(1)
 			go func() {
 				defer r.wg.Done()
-				results <- r.ask(ctx, p, &ann, a)
+				r.ask(ctx, p, &ann, a, results)
 			}()
 		}
 		pending, good := len(batch), false
@@ -294,6 +298,9 @@ func (r *Requestor) askWaves(t *Task, a *auction, ann wire.Announce, ranked []pe
 		for pending > 0 {
 			select {
 			case res := <-results:
+				if res.verdictOnly {
+					continue
+				}
 				pending--
 				if !res.answered {
 					silent[res.from] = res.err
@@ -326,60 +333,121 @@ func (r *Requestor) askWaves(t *Task, a *auction, ann wire.Announce, ranked []pe
 	return got, silent
 }
 
-// ask sends the announcement to one candidate on an ask stream, takes its
-// bid (or decline) into the auction as handleBid would, and acknowledges
-// it on the same stream.
-func (r *Requestor) ask(ctx context.Context, p peer.ID, ann *wire.Announce, a *auction) askResult {
+// ask sends the announcement to one candidate on an ask stream and takes
+// its bid (or decline) into the auction as handleBid would. A refused bid
+// is answered at once. A taken bid's ack waits for the auction's verdict
+// (verdict): kept for the winner, "lost" for the others, so that losing
+// providers let go of what they reserved without a cancel stream each.
+// The answer is reported on results as soon as it is read; the goroutine
+// then waits for the verdict, at most verdictWait.
+func (r *Requestor) ask(ctx context.Context, p peer.ID, ann *wire.Announce, a *auction, results chan<- askResult) {
 	res := askResult{from: p}
+	defer func() { results <- res }()
 	s, err := r.h.NewStream(network.WithAllowLimitedConn(ctx, "ask"), p, wire.ProtoAsk)
 	if err != nil {
 		res.err = fmt.Errorf("open ask stream: %w", err)
-		return res
+		return
 	}
 	defer s.Close()
 	stop := context.AfterFunc(ctx, func() { s.Reset() })
-	defer stop()
 	if dl, ok := ctx.Deadline(); ok {
 		_ = s.SetDeadline(dl)
 	}
 	if err := stream.WriteMsg(s, ann); err != nil {
+		stop()
 		res.err = err
-		return res
+		return
 	}
 	body, err := stream.ReadFrame(stream.NewReader(s), wire.MaxBidSize)
-	if err != nil {
+	if !stop() || err != nil {
+		if err == nil {
+			err = errors.New("the wave ended first")
+		}
 		res.err = fmt.Errorf("read answer: %w", err)
-		return res
+		s.Reset()
+		return
 	}
 	bid, err := wire.Decode[wire.Bid](body)
 	if err != nil {
 		res.err = fmt.Errorf("bad answer: %w", err)
 		s.Reset()
-		return res
+		return
 	}
 	if bid.TaskID != ann.TaskID || bid.Attempt != ann.Attempt {
 		res.err = fmt.Errorf("answered for another task (%s/%d): %s", bid.TaskID, bid.Attempt, bid.Decline)
 		_ = stream.WriteMsg(s, &wire.BidAck{Code: wire.CodeBadRequest, Reason: "answer for another task"})
-		return res
+		return
 	}
 	res.answered = true
-	ack := r.takeBid(p, bid)
+	verdict := make(chan *wire.BidAck, 1)
+	ack := r.takeBid(p, bid, func() { a.verdicts[p] = verdict })
+	if !ack.OK || bid.Decline != "" {
+		_ = stream.WriteMsg(s, ack)
+		return
+	}
+	results <- res // the auction goes on; this goroutine waits for the verdict
+	res = askResult{from: p, answered: true, verdictOnly: true}
+	_ = s.SetDeadline(time.Now().Add(verdictWait + time.Second))
+	timer := time.NewTimer(verdictWait)
+	defer timer.Stop()
+	select {
+	case ack = <-verdict:
+	case <-timer.C:
+		ack = &wire.BidAck{Code: wire.CodeAuctionClosed, Reason: "no verdict in time"}
+	case <-r.ctx.Done():
+		ack = &wire.BidAck{Code: wire.CodeAuctionClosed, Reason: "the requestor is stopping"}
+	}
 	_ = stream.WriteMsg(s, ack)
-	return res
+}
+
+// verdictWait bounds how long an asked provider's taken bid waits for the
+// auction's verdict (the rest of its wave and the award); below the
+// provider's askTimeout, so the requestor answers before it gives up.
+const verdictWait = askTimeout - time.Second
+
+// verdict answers, on its ask stream, a taken bid of provider p in
+// auction a: ack OK keeps what the bid reserved (the winner), anything
+// else lets it go. Bids that did not come on an ask stream have no
+// verdict (they get a cancel stream, releaseBids); verdict reports whether
+// p's had one. Safe to call more than once per provider.
+func (r *Requestor) verdict(a *auction, p peer.ID, ack *wire.BidAck) bool {
+	r.mu.Lock()
+	ch, ok := a.verdicts[p]
+	delete(a.verdicts, p)
+	r.mu.Unlock()
+	if ok {
+		ch <- ack // buffered, one verdict per channel
+	}
+	return ok
+}
+
+// lostAll gives every bid of a still waiting for a verdict the answer
+// that it lost.
+func (r *Requestor) lostAll(a *auction, why string) {
+	r.mu.Lock()
+	chs := a.verdicts
+	a.verdicts = map[peer.ID]chan *wire.BidAck{}
+	r.mu.Unlock()
+	for _, ch := range chs {
+		ch <- &wire.BidAck{Code: wire.CodeAuctionClosed, Reason: why}
+	}
 }
 
 // takeBid takes one bid (or decline) into its auction and returns the ack
-// for its provider. The bid is taken under the same lock that closes the
-// auction (runAuction deletes it, then drains its channel): a bid is
+// for its provider; taken, when set, runs under the lock once the bid is
+// in. The bid is taken under the same lock that closes the auction (runAuction deletes it, then drains its channel): a bid is
 // either read by the auction or refused, never acknowledged and left
 // unread.
-func (r *Requestor) takeBid(from peer.ID, bid *wire.Bid) *wire.BidAck {
+func (r *Requestor) takeBid(from peer.ID, bid *wire.Bid, taken func()) *wire.BidAck {
 	r.mu.Lock()
 	a := r.auctions[bid.TaskID]
 	refusal := authorizeBid(a, from, bid)
 	if refusal == nil {
 		select {
 		case a.bids <- bidFrom{from: from, bid: *bid, at: time.Now().UTC()}:
+			if taken != nil {
+				taken()
+			}
 		default:
 			refusal = &wire.BidAck{Code: wire.CodeTooMany, Reason: "too many bids"}
 		}

@@ -81,6 +81,16 @@ func TestTargetedAuctionAsksFew(t *testing.T) {
 		ran[task.Provider]++
 	}
 	took := time.Since(start)
+	// Every losing bid let go of its reservation at once (its ask stream's
+	// verdict), long before the reservations' TTL (3 s).
+	waitFor(t, time.Second, "every reservation given back", func() bool {
+		for _, p := range provs {
+			if p.p.Free().CPUs != 2 {
+				return false
+			}
+		}
+		return true
+	})
 	if n := heard.Load(); n != 0 {
 		t.Errorf("a provider received %d gossiped announcements; targeted auctions send none", n)
 	}
