@@ -248,7 +248,7 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 	n.req, err = market.NewRequestor(n.host, tasks, topic, market.RequestorConfig{
 		BidWindow: cfg.BidWindow, ProviderWait: cfg.ProviderWait, Logger: cfg.Logger, Content: cs, Ledger: n.ledger,
 		VerifyRunner: n.local.run, WorkDir: filepath.Join(cfg.Home, "work"),
-		Candidates: n.pool.Candidates, Observer: n.metrics,
+		Candidates: n.pool.Candidates, Discover: n.pool.Lookup, Observer: n.metrics,
 		Volumes: storage.NewTable[market.VolumeRecord](n.db, "volumes"),
 	})
 	if err != nil {
