@@ -180,6 +180,10 @@ func runDemo(ctx context.Context, out io.Writer, g *globals, keep bool) error {
 			say("   %s declined: %s", b.Provider, b.Decline)
 			continue
 		}
+		if b.Silent {
+			say("   %s %s", b.Provider, b.Outcome)
+			continue
+		}
 		say("   %s price %g: %s", b.Provider, b.Price, b.Outcome)
 	}
 	say("5. result from %s:", t.Provider)

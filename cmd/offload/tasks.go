@@ -45,6 +45,10 @@ func newStatusCmd(g *globals) *cobra.Command {
 					fmt.Fprintf(w, "bid       %s declined: %s\n", b.Provider, b.Decline)
 					continue
 				}
+				if b.Silent {
+					fmt.Fprintf(w, "bid       %s %s\n", b.Provider, b.Outcome)
+					continue
+				}
 				fmt.Fprintf(w, "bid       %s price %g start %dms %s\n", b.Provider, b.Price, b.StartMS, b.Outcome)
 			}
 			return nil
