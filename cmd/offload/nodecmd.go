@@ -81,6 +81,13 @@ operator lets reach it.`,
 			if err := reach.apply(&cfg); err != nil {
 				return err
 			}
+			if addr := os.Getenv(PprofEnv); addr != "" {
+				stop, err := startPprof(addr, cfg.Home, cfg.Logger)
+				if err != nil {
+					return err
+				}
+				defer stop()
+			}
 			n, err := node.New(cmd.Context(), cfg)
 			if err != nil {
 				return err

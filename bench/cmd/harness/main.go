@@ -88,6 +88,8 @@ func main() {
 	keep := flag.Bool("keep", false, "keep the work directory (node homes and logs)")
 	tasks := flag.Int("tasks", 0, "override the task count of tasks_per_second")
 	conc := flag.Int("concurrency", 0, "override the tasks in flight of tasks_per_second")
+	profDir := flag.String("cpuprofile", "", "write CPU profiles of the requestor and the four providers during tasks_per_second to DIR (nodes serve pprof on loopback through "+pprofEnv+")")
+	profSecs := flag.Int("profile-seconds", 5, "length of each --cpuprofile profile, from the start of the tasks_per_second batch")
 	flag.Parse()
 
 	sz := fullSizes
@@ -106,7 +108,16 @@ func main() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
-	res, err := run(ctx, *bin, sz, *only, *keep, out)
+	prof := profiling{dir: *profDir, seconds: *profSecs}
+	if prof.dir != "" {
+		if err := os.MkdirAll(prof.dir, 0o755); err != nil {
+			fmt.Fprintln(os.Stderr, "harness:", err)
+			os.Exit(1)
+		}
+		// Every node process started from here on inherits it.
+		os.Setenv(pprofEnv, "127.0.0.1:0")
+	}
+	res, err := run(ctx, *bin, sz, *only, *keep, prof, out)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "harness:", err)
 		os.Exit(1)
@@ -133,7 +144,7 @@ func (r *results) set(k string, v float64, detail string) {
 	r.detail[k] = detail
 }
 
-func run(ctx context.Context, bin string, sz sizes, only string, keep bool, log io.Writer) (*results, error) {
+func run(ctx context.Context, bin string, sz sizes, only string, keep bool, prof profiling, log io.Writer) (*results, error) {
 	abs, err := filepath.Abs(bin)
 	if err != nil {
 		return nil, fmt.Errorf("binary path: %w", err)
@@ -165,7 +176,7 @@ func run(ctx context.Context, bin string, sz sizes, only string, keep bool, log 
 	for _, k := range metricOrder {
 		res.set(k, -1, "not measured")
 	}
-	b := &bench{cl: cl, dir: dir, sz: sz, log: log}
+	b := &bench{cl: cl, dir: dir, sz: sz, log: log, prof: prof}
 	step := func(k string, f func(context.Context, *results) error) error {
 		if !do(k) {
 			return nil

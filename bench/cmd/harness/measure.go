@@ -32,6 +32,8 @@ type bench struct {
 	dir string
 	sz  sizes
 	log io.Writer
+	// prof, when its dir is set, profiles the nodes during tasks_per_second.
+	prof profiling
 
 	boot, req   *cluster.Node
 	bootAddr    string
@@ -332,7 +334,9 @@ func (b *bench) throughput(ctx context.Context, r *results) error {
 	var failed atomic.Int64
 	nodes := append([]*cluster.Node{b.req}, b.providers[:4]...)
 	cpu0 := cpuOf(nodes)
+	self0, _ := cluster.ProcessCPU(os.Getpid())
 	t0 := time.Now()
+	profiled := b.prof.start(ctx, nodes, "tasks_per_second", b.logf)
 	var mu sync.Mutex
 	var lat []time.Duration
 	announces := 0
@@ -343,14 +347,16 @@ func (b *bench) throughput(ctx context.Context, r *results) error {
 		announces += t.Attempt
 	})
 	el := time.Since(t0)
+	cpu := cpuOf(nodes) - cpu0
+	self1, _ := cluster.ProcessCPU(os.Getpid())
+	profiled()
 	if err != nil {
 		return err
 	}
-	cpu := cpuOf(nodes) - cpu0
 	ok := int64(b.sz.tasks) - failed.Load()
 	r.set("tasks_per_second", float64(ok)/el.Seconds(),
-		fmt.Sprintf("%d completed (%d failed) in %s, %d in flight, 4 providers; per task: %.1f ms node CPU, latency median %s p95 %s, %.2f announcements",
-			ok, failed.Load(), el.Round(time.Millisecond), b.sz.concurrency, msf(cpu)/float64(b.sz.tasks),
+		fmt.Sprintf("%d completed (%d failed) in %s, %d in flight, 4 providers; per task: %.1f ms node CPU (client %.1f ms), latency median %s p95 %s, %.2f announcements",
+			ok, failed.Load(), el.Round(time.Millisecond), b.sz.concurrency, msf(cpu)/float64(b.sz.tasks), msf(self1-self0)/float64(b.sz.tasks),
 			ms(median(lat)), ms(percentile(lat, 0.95)), float64(announces)/float64(len(lat))))
 	return nil
 }
