@@ -17,11 +17,13 @@ import (
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	coreconnmgr "github.com/libp2p/go-libp2p/core/connmgr"
 	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/event"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/pnet"
 	"github.com/libp2p/go-libp2p/core/protocol"
+	"github.com/libp2p/go-libp2p/p2p/host/eventbus"
 	routedhost "github.com/libp2p/go-libp2p/p2p/host/routed"
 	"github.com/libp2p/go-libp2p/p2p/net/connmgr"
 	ma "github.com/multiformats/go-multiaddr"
@@ -339,8 +341,13 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 		if rv == 0 {
 			rv = DefaultRendezvousInterval
 		}
+		sub, err := h.EventBus().Subscribe(new(event.EvtLocalAddressesUpdated), eventbus.Name("offload rendezvous"))
+		if err != nil {
+			n.Close()
+			return nil, fmt.Errorf("p2p: rendezvous: %w", err)
+		}
 		n.wg.Add(1)
-		go n.rendezvous(rv)
+		go n.rendezvous(rv, sub)
 	}
 	return n, nil
 }
@@ -368,12 +375,14 @@ func (h *Host) FullAddrs() []string {
 	return out
 }
 
-// Connect dials a peer by multiaddr (with /p2p/ID).
+// Connect dials a peer by multiaddr (with /p2p/ID). A relayed connection
+// satisfies it (see NewStream): a peer behind NAT is reached through its
+// relay addresses, and hole punching may then make the connection direct.
 func (h *Host) Connect(ctx context.Context, info peer.AddrInfo) error {
 	if info.ID == h.ID() {
 		return errors.New("p2p: refusing to dial self")
 	}
-	return h.Host.Connect(ctx, info)
+	return h.Host.Connect(network.WithAllowLimitedConn(ctx, "offload"), info)
 }
 
 // Close stops background work, gossipsub, the DHT and the host.

@@ -85,9 +85,15 @@ func ParseReachability(s string) (string, error) {
 
 // RelayLimits bound the circuit relay v2 service a publicly reachable node
 // offers (Config.RelayLimits). Zero fields take the Default values below;
-// a negative Duration or Data means no limit of that kind (with both
-// negative, relayed connections are not marked limited at all, and every
-// protocol, bitswap included, may use them).
+// a negative Duration or Data means no limit of that kind.
+//
+// What a relayed connection carries depends on them: with any limit the
+// relay tells both ends, libp2p marks the connection limited, and only
+// protocols that ask for it use it (the market's streams do; bitswap,
+// gossipsub and the DHT do not), so content waits for hole punching to
+// give a direct connection. With both Duration and Data negative the
+// relay sends no limit, the connection is an ordinary one, and content
+// moves through the relay when hole punching fails.
 type RelayLimits struct {
 	// Duration a relayed connection may last before the relay resets it.
 	Duration time.Duration

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/event"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/peerstore"
@@ -25,6 +26,9 @@ const (
 	rendezvousFirst = 2 * time.Second
 	// rendezvousPeers bounds the members dialed per lookup.
 	rendezvousPeers = 8
+	// rendezvousReact is the shortest time between two rounds caused by
+	// changes of the node's own addresses.
+	rendezvousReact = 10 * time.Second
 	// rendezvousTimeout bounds one announcement or one lookup.
 	rendezvousTimeout = 30 * time.Second
 )
@@ -41,20 +45,47 @@ func RendezvousCID(ns string) cid.Cid {
 // doubles from rendezvousFirst after each lookup), then every maxWait. A
 // newcomer finds the members already there on its first lookups; they
 // find it on theirs or when it dials them.
-func (h *Host) rendezvous(maxWait time.Duration) {
+func (h *Host) rendezvous(maxWait time.Duration, addrs event.Subscription) {
 	defer h.wg.Done()
+	defer addrs.Close()
 	key := RendezvousCID(h.Namespace)
 	wait := rendezvousFirst
-	var announced time.Time
+	var announced, lastRound time.Time
+	due := time.Now().Add(wait)
 	t := time.NewTimer(wait)
 	defer t.Stop()
+	schedule := func(at time.Time) {
+		due = at
+		if !t.Stop() {
+			select {
+			case <-t.C:
+			default:
+			}
+		}
+		t.Reset(time.Until(at))
+	}
 	for {
 		select {
 		case <-h.ctx.Done():
 			return
+		case <-addrs.Out():
+			// New addresses (a relay reservation, a public address):
+			// the records others hold are stale, and the members this
+			// node could not reach may now reach it. Announce again and
+			// look again soon, at most once per rendezvousReact.
+			announced, wait = time.Time{}, rendezvousFirst
+			at := time.Now().Add(rendezvousFirst)
+			if next := lastRound.Add(rendezvousReact); at.Before(next) {
+				at = next
+			}
+			if at.Before(due) {
+				schedule(at)
+			}
+			continue
 		case <-t.C:
 		}
-		if time.Since(announced) >= maxWait {
+		lastRound = time.Now()
+		if announced.IsZero() || time.Since(announced) >= maxWait {
 			ctx, cancel := context.WithTimeout(h.ctx, rendezvousTimeout)
 			if err := h.DHT.Provide(ctx, key, true); err != nil {
 				h.log.Debug("rendezvous announce", "err", err)
@@ -71,7 +102,7 @@ func (h *Host) rendezvous(maxWait time.Duration) {
 		} else {
 			wait = min(2*wait, maxWait)
 		}
-		t.Reset(wait)
+		schedule(time.Now().Add(wait))
 	}
 }
 

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/docker/go-units"
 	"github.com/spf13/pflag"
@@ -13,7 +14,7 @@ import (
 // reachFlags are `offload node`'s flags for the public network: joining
 // it, the DHT mode, AutoNAT and the relay service.
 type reachFlags struct {
-	dhtMode, reachability, relayData string
+	dhtMode, reachability, relayData, relayDuration string
 }
 
 func addReachFlags(f *pflag.FlagSet, cfg *node.Config) *reachFlags {
@@ -22,8 +23,8 @@ func addReachFlags(f *pflag.FlagSet, cfg *node.Config) *reachFlags {
 	f.StringVar(&r.dhtMode, "dht-mode", "", "auto (a DHT client until AutoNAT finds the node reachable), client or server; default: auto on a public node, server on loopback and in a private swarm")
 	f.StringVar(&r.reachability, "reachability", "auto", "auto (AutoNAT decides), or force public (a server with a known public address) or private")
 	f.BoolVar(&cfg.Reach.DisableRelayService, "no-relay-service", false, "do not offer a circuit relay to nodes behind NAT when this node is publicly reachable")
-	f.DurationVar(&cfg.Reach.RelayLimits.Duration, "relay-max-duration", 0, "longest a connection relayed by this node may last (default 2m; negative: no limit)")
-	f.StringVar(&r.relayData, "relay-max-data", "", "most bytes each direction of a relayed connection may carry (default 1MiB; 'none': no limit, content may then move through this relay)")
+	f.StringVar(&r.relayDuration, "relay-max-duration", "", "longest a connection relayed by this node may last (default 2m; 'none': no limit)")
+	f.StringVar(&r.relayData, "relay-max-data", "", "most bytes each direction of a relayed connection may carry (default 1MiB; 'none': no limit). With both 'none' the relay's connections are unlimited and carry content (bitswap) too; with any limit they carry only control messages (bids, awards, reports) until hole punching makes a direct connection")
 	f.IntVar(&cfg.Reach.RelayLimits.MaxReservations, "relay-max-reservations", 0, "most peers holding a relay reservation at once (default 128)")
 	f.IntVar(&cfg.Reach.RelayLimits.MaxCircuits, "relay-max-circuits", 0, "most relayed connections one peer may have open (default 16)")
 	return r
@@ -38,6 +39,17 @@ func (r *reachFlags) apply(cfg *node.Config) error {
 	cfg.Reach.DHTMode = mode
 	if cfg.Reach.Reachability, err = p2p.ParseReachability(r.reachability); err != nil {
 		return fmt.Errorf("--reachability: %w", err)
+	}
+	switch r.relayDuration {
+	case "":
+	case "none", "unlimited":
+		cfg.Reach.RelayLimits.Duration = -1
+	default:
+		d, err := time.ParseDuration(r.relayDuration)
+		if err != nil || d < time.Second {
+			return fmt.Errorf("--relay-max-duration %q: want a duration of at least 1s such as 2m or 1h, or none", r.relayDuration)
+		}
+		cfg.Reach.RelayLimits.Duration = d
 	}
 	switch r.relayData {
 	case "":

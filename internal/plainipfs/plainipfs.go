@@ -8,6 +8,7 @@ package plainipfs
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -36,52 +37,83 @@ type Node struct {
 	Host host.Host
 	DHT  *dht.IpfsDHT
 	DAG  ipld.DAGService
+
+	bitswap *bitswap.Bitswap
+	cancel  context.CancelFunc
 }
 
 // Start starts a plain IPFS node listening on loopback and connects it to
 // boot (multiaddrs with /p2p/ID). It stops when the test ends.
 func Start(t testing.TB, boot ...string) *Node {
 	t.Helper()
-	h, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"), libp2p.DisableRelay())
+	n, err := New(context.Background(), []string{"/ip4/127.0.0.1/tcp/0"}, boot)
 	if err != nil {
-		t.Fatalf("plain ipfs: host: %v", err)
+		t.Fatalf("plain ipfs: %v", err)
 	}
-	t.Cleanup(func() { h.Close() })
+	t.Cleanup(func() { n.Close() })
+	return n
+}
+
+// New starts a plain IPFS node listening on listen, connected to boot
+// (multiaddrs with /p2p/ID; New returns once they are in its DHT's routing
+// table). It runs until Close.
+func New(ctx context.Context, listen, boot []string) (_ *Node, err error) {
 	var infos []peer.AddrInfo
 	for _, b := range boot {
 		info, err := peer.AddrInfoFromString(b)
 		if err != nil {
-			t.Fatalf("plain ipfs: bootstrap %q: %v", b, err)
+			return nil, fmt.Errorf("bootstrap %q: %w", b, err)
 		}
 		infos = append(infos, *info)
 	}
-	kad, err := dht.New(h, dht.Mode(dht.ModeServer), dht.BootstrapPeers(infos...))
+	h, err := libp2p.New(libp2p.ListenAddrStrings(listen...), libp2p.DisableRelay())
 	if err != nil {
-		t.Fatalf("plain ipfs: dht: %v", err)
+		return nil, fmt.Errorf("host: %w", err)
 	}
-	t.Cleanup(func() { kad.Close() })
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
+	bctx, cancel := context.WithCancel(context.Background())
+	n := &Node{Host: h, cancel: cancel}
+	defer func() {
+		if err != nil {
+			n.Close()
+		}
+	}()
+	if n.DHT, err = dht.New(h, dht.Mode(dht.ModeServer), dht.BootstrapPeers(infos...)); err != nil {
+		return nil, fmt.Errorf("dht: %w", err)
+	}
 	for _, info := range infos {
 		if err := h.Connect(ctx, info); err != nil {
-			t.Fatalf("plain ipfs: connect %s: %v", info.ID, err)
+			return nil, fmt.Errorf("connect %s: %w", info.ID, err)
 		}
 	}
-	if err := kad.Bootstrap(ctx); err != nil {
-		t.Fatalf("plain ipfs: dht bootstrap: %v", err)
+	if err := n.DHT.Bootstrap(bctx); err != nil {
+		return nil, fmt.Errorf("dht bootstrap: %w", err)
 	}
 	// The DHT takes a peer into its table once identify has run.
 	deadline := time.Now().Add(10 * time.Second)
-	for len(infos) > 0 && kad.RoutingTable().Size() == 0 {
+	for len(infos) > 0 && n.DHT.RoutingTable().Size() == 0 {
 		if time.Now().After(deadline) {
-			t.Fatal("plain ipfs: bootstrap peers never entered the DHT's routing table")
+			return nil, errors.New("bootstrap peers never entered the DHT's routing table")
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 	bs := blockstore.NewBlockstore(dssync.MutexWrap(datastore.NewMapDatastore()))
-	bsw := bitswap.New(ctx, bsnet.NewFromIpfsHost(h), kad, bs)
-	t.Cleanup(func() { bsw.Close() })
-	return &Node{Host: h, DHT: kad, DAG: merkledag.NewDAGService(blockservice.New(bs, bsw))}
+	n.bitswap = bitswap.New(bctx, bsnet.NewFromIpfsHost(h), n.DHT, bs)
+	n.DAG = merkledag.NewDAGService(blockservice.New(bs, n.bitswap))
+	return n, nil
+}
+
+// Close stops bitswap, the DHT and the host.
+func (n *Node) Close() error {
+	n.cancel()
+	var errs []error
+	if n.bitswap != nil {
+		errs = append(errs, n.bitswap.Close())
+	}
+	if n.DHT != nil {
+		errs = append(errs, n.DHT.Close())
+	}
+	errs = append(errs, n.Host.Close())
+	return errors.Join(errs...)
 }
 
 // Addrs returns the node's multiaddrs with /p2p/ID.

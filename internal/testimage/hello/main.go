@@ -12,6 +12,7 @@
 //	stderr MSG            print MSG to stderr
 //	write PATH CONTENT    write CONTENT to PATH (e.g. /outputs/x.txt)
 //	cat PATH              print the file at PATH
+//	copy SRC DST          copy the file SRC to DST (a whole read, then a write)
 //	ls PATH               list the directory PATH, one name per line
 //	alloc MiB             allocate and touch MiB mebibytes, then print "ok"
 //	spin DUR              busy-loop on one CPU for DUR
@@ -79,6 +80,12 @@ func main() {
 		b, err := os.ReadFile(args[0])
 		check(err)
 		os.Stdout.Write(b)
+	case "copy":
+		need(args, 2)
+		b, err := os.ReadFile(args[0])
+		check(err)
+		check(os.WriteFile(args[1], b, 0o644))
+		fmt.Println("ok")
 	case "ls":
 		need(args, 1)
 		entries, err := os.ReadDir(args[0])
