@@ -513,18 +513,19 @@ func (r *Requestor) award(t *Task, a *auction, head string, got []bidFrom, unans
 	}
 	order, why := rankBids(records, t.Spec.Strategy, r.rep.snapshot())
 	summary := bidSummary(head, records, t.Spec.MaxPrice)
-	t, err := r.update(t.ID, edit([]State{StateBidding}, func(t *Task) {
-		t.Bids = append(t.Bids, records...)
-		t.Reason = summary
-	}))
-	if err != nil {
-		return err
+	// The answers are stored with the attempt's first write that follows
+	// (the first award, or the end without one): one write fewer per task.
+	unstored := records
+	storeBids := func(t *Task) {
+		t.Bids = append(t.Bids, unstored...)
 	}
+	var err error
 	for k, i := range order {
 		rec := records[i]
 		pid, _ := peer.Decode(rec.Provider)
 		now := time.Now().UTC()
 		t, err = r.update(t.ID, move(StateAwarded, []State{StateBidding}, func(t *Task) {
+			storeBids(t)
 			t.Provider = rec.Provider
 			t.Reason = fmt.Sprintf("awarded to %s: %s, of %d acceptable bids; preparing image and inputs", short(rec.Provider), why, len(order))
 			t.Executions = append(t.Executions, Execution{Provider: rec.Provider, Attempt: attempt, State: AttemptAwarded, AwardedAt: now})
@@ -540,6 +541,7 @@ func (r *Requestor) award(t *Task, a *auction, head string, got []bidFrom, unans
 		if err != nil {
 			return err
 		}
+		unstored = nil
 		// The provider fetches the image and inputs right after it
 		// accepts: they must be shared with it before (share.go).
 		r.share(t, rec.Provider)
@@ -618,7 +620,7 @@ func (r *Requestor) award(t *Task, a *auction, head string, got []bidFrom, unans
 	// Nobody answered at all (not even a decline): the providers we know of
 	// may be restarting or cut off; that passes, so announce again.
 	silent := !slices.ContainsFunc(records, func(b BidRecord) bool { return !b.Silent })
-	return r.noBids(t, summary, busy || awardFailed || silent)
+	return r.noBids(t, summary, busy || awardFailed || silent, storeBids)
 }
 
 // releaseBids tells providers whose bids lost that their reservations can
@@ -644,14 +646,18 @@ func (r *Requestor) releaseBids(task string, attempt int, providers []string) {
 // provider was busy, an award raced with another task) the task is
 // announced again after a short pause that ends early when a provider
 // joins; otherwise it fails with the reason.
-func (r *Requestor) noBids(t *Task, reason string, transient bool) error {
+func (r *Requestor) noBids(t *Task, reason string, transient bool, storeBids func(*Task)) error {
 	if !transient {
 		_, err := r.update(t.ID, move(StateFailed, nil, func(t *Task) {
+			storeBids(t)
 			t.Reason = "no provider took the task: " + reason
 		}))
 		return err
 	}
-	_, err := r.update(t.ID, move(StateBidding, []State{StateBidding}, func(t *Task) { t.Reason = "waiting for capacity: " + reason }))
+	_, err := r.update(t.ID, move(StateBidding, []State{StateBidding}, func(t *Task) {
+		storeBids(t)
+		t.Reason = "waiting for capacity: " + reason
+	}))
 	if err != nil {
 		return err
 	}
