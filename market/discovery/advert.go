@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
-	"math/bits"
 	"math/rand/v2"
 	"slices"
 	"sync"
@@ -296,39 +295,36 @@ func jittered(d time.Duration) time.Duration {
 }
 
 // FreeChangeMatters reports whether free capacity moving from was to now
-// should be advertised before the next refresh: when it changes which
-// common task sizes fit, that is when free CPUs or GPUs cross a power of
-// two (0, under 1, 1, 2-3, 4-7, ... each a step) or free memory crosses a
-// power of two bytes, or when any of the three moves by at least a quarter
-// of the capacity offered. A 64-CPU provider going from 40 free CPUs to 35
-// stays quiet; going to 31, or from 1 to 0, does not.
+// should be advertised before the next refresh: when the provider fills
+// up or frees again (less than one CPU free, no GPU free, or less than
+// 512 MiB of memory free, or back), or when free CPUs, GPUs or memory move
+// by more than half of what it offers. Anything smaller waits for the
+// periodic refresh: requestors learn it from bids and declines (and from
+// what they placed there themselves), so that running tasks does not make
+// every node in the swarm check an advert for each one (with adverts on
+// every step, one task on an idle provider cost each of N nodes a
+// signature check). A 2-CPU provider going from 2 free CPUs to 1 stays
+// quiet, from 1 to 0 does not; a 64-CPU provider going from 60 to 40 stays
+// quiet, to 27 does not.
 func FreeChangeMatters(was, now, capacity wire.Resources) bool {
-	quarter := func(a, b, c float64) bool { return c > 0 && math.Abs(a-b) >= c/4 }
+	half := func(a, b, c float64) bool { return c > 0 && math.Abs(a-b) > c/2 }
+	full := func(r wire.Resources, gpus bool) bool {
+		return r.CPUs < 1 || r.MemoryBytes < minFreeMemory || (gpus && r.GPUs <= 0)
+	}
+	gpus := capacity.GPUs > 0
 	switch {
-	case cpuStep(was.CPUs) != cpuStep(now.CPUs), cpuStep(float64(was.GPUs)) != cpuStep(float64(now.GPUs)):
+	case full(was, false) != full(now, false), gpus && (was.GPUs <= 0) != (now.GPUs <= 0):
 		return true
-	case memStep(was.MemoryBytes) != memStep(now.MemoryBytes):
-		return true
-	case quarter(was.CPUs, now.CPUs, capacity.CPUs), quarter(float64(was.GPUs), float64(now.GPUs), float64(capacity.GPUs)),
-		quarter(float64(was.MemoryBytes), float64(now.MemoryBytes), float64(capacity.MemoryBytes)):
+	case half(was.CPUs, now.CPUs, capacity.CPUs), half(float64(was.GPUs), float64(now.GPUs), float64(capacity.GPUs)),
+		half(float64(was.MemoryBytes), float64(now.MemoryBytes), float64(capacity.MemoryBytes)):
 		return true
 	}
 	return false
 }
 
-// cpuStep is 0 for nothing free, 1 for less than one, then 2 + floor(log2 n).
-func cpuStep(n float64) int {
-	switch {
-	case n <= 0 || math.IsNaN(n):
-		return 0
-	case n < 1:
-		return 1
-	}
-	return 2 + int(math.Log2(n))
-}
-
-// memStep is the bit length of a byte count (0 for nothing free).
-func memStep(n int64) int { return bits.Len64(uint64(max(n, 0))) }
+// minFreeMemory is the free memory below which a provider counts as full
+// for FreeChangeMatters (a typical small task's memory).
+const minFreeMemory = 512 << 20
 
 // provideLoop announces the record's terms in the DHT, again every
 // ProvideInterval, and retries sooner while the routing table is empty.

@@ -332,8 +332,8 @@ func TestAdvertRepublishesOnChange(t *testing.T) {
 	pa := newPool(t, a, discovery.PoolConfig{})
 	pb := newPool(t, b, discovery.PoolConfig{})
 	free := make(chan wire.Resources, 1)
-	free <- wire.Resources{CPUs: 4}
-	cur := wire.Resources{CPUs: 4}
+	free <- wire.Resources{CPUs: 4, MemoryBytes: 4 << 30}
+	cur := wire.Resources{CPUs: 4, MemoryBytes: 4 << 30}
 	getFree := func() wire.Resources {
 		select {
 		case c := <-free:
@@ -344,11 +344,11 @@ func TestAdvertRepublishesOnChange(t *testing.T) {
 	}
 	adv := advertise(t, pa, discovery.AdvertiserConfig{Free: getFree, Interval: time.Hour, MinGap: 10 * time.Millisecond, ProvideInterval: -1})
 	eventually(t, 10*time.Second, "b to see a", func() bool { return inPool(pb.pool, a.ID()) })
-	free <- wire.Resources{CPUs: 1}
+	free <- wire.Resources{MemoryBytes: 4 << 30} // full: every CPU taken
 	adv.Changed()
 	eventually(t, 10*time.Second, "b to see the new free capacity", func() bool {
 		es := pb.pool.List(discovery.PoolFilter{})
-		return len(es) == 1 && es[0].Record.Free.CPUs == 1
+		return len(es) == 1 && es[0].Record.Free.CPUs == 0
 	})
 }
 
