@@ -2,6 +2,9 @@ package p2p
 
 import (
 	"context"
+	"slices"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ipfs/go-cid"
@@ -24,11 +27,14 @@ const (
 	// rendezvousFirst is the wait before the first lookup (the DHT needs
 	// its bootstrap peers in its routing table) and the first retry.
 	rendezvousFirst = 2 * time.Second
-	// rendezvousPeers bounds the members dialed per lookup.
+	// rendezvousPeers bounds the members dialed at once and the members
+	// connected per lookup.
 	rendezvousPeers = 8
 	// rendezvousReact is the shortest time between two rounds caused by
 	// changes of the node's own addresses.
 	rendezvousReact = 10 * time.Second
+	// rendezvousDial bounds one dial of a member.
+	rendezvousDial = 5 * time.Second
 	// rendezvousTimeout bounds one announcement or one lookup.
 	rendezvousTimeout = 30 * time.Second
 )
@@ -106,32 +112,58 @@ func (h *Host) rendezvous(maxWait time.Duration, addrs event.Subscription) {
 	}
 }
 
-// meet looks the rendezvous key up and dials up to rendezvousPeers members
-// not yet connected; it returns how many it connected to. Dials are one at
-// a time: a lookup never makes the node dial more than rendezvousPeers
-// peers at once.
+// meet looks the rendezvous key up and dials the members it finds that
+// are not connected yet, rendezvousPeers at a time (stale records of
+// members long gone must not hold up the live ones), until rendezvousPeers
+// of them answered; it returns how many it connected to.
 func (h *Host) meet(key cid.Cid) int {
 	ctx, cancel := context.WithTimeout(h.ctx, rendezvousTimeout)
 	defer cancel()
-	met := 0
+	var (
+		met  atomic.Int32
+		wg   sync.WaitGroup
+		slot = make(chan struct{}, rendezvousPeers)
+	)
 	for info := range h.DHT.FindProvidersAsync(ctx, key, 4*rendezvousPeers) {
 		if info.ID == h.ID() || info.ID == "" || h.Network().Connectedness(info.ID) == network.Connected {
 			continue
 		}
-		if met >= rendezvousPeers {
+		if int(met.Load()) >= rendezvousPeers || h.yields(info) {
 			continue // drain: the channel closes when the lookup ends
 		}
-		if len(info.Addrs) > 0 {
-			h.Peerstore().AddAddrs(info.ID, info.Addrs, peerstore.TempAddrTTL)
-		}
-		dctx, dcancel := context.WithTimeout(ctx, 10*time.Second)
-		err := h.Host.Connect(dctx, peer.AddrInfo{ID: info.ID, Addrs: info.Addrs})
-		dcancel()
-		if err != nil {
-			h.log.Debug("rendezvous dial", "peer", info.ID, "err", err)
+		select {
+		case slot <- struct{}{}:
+		case <-ctx.Done():
 			continue
 		}
-		met++
+		wg.Add(1)
+		go func(info peer.AddrInfo) {
+			defer wg.Done()
+			defer func() { <-slot }()
+			if len(info.Addrs) > 0 {
+				h.Peerstore().AddAddrs(info.ID, info.Addrs, peerstore.TempAddrTTL)
+			}
+			dctx, dcancel := context.WithTimeout(ctx, rendezvousDial)
+			defer dcancel()
+			if err := h.Connect(dctx, peer.AddrInfo{ID: info.ID, Addrs: info.Addrs}); err != nil {
+				h.log.Debug("rendezvous dial", "peer", info.ID, "err", err)
+				return
+			}
+			met.Add(1)
+		}(info)
 	}
-	return met
+	wg.Wait()
+	return int(met.Load())
+}
+
+// yields says whether this node leaves the dial to member info: when both
+// are behind NAT (both hold relay addresses), only the one with the
+// smaller peer ID dials. Two relayed connections in opposite directions
+// defeat hole punching (DCUtR runs on the connection one side sees as
+// inbound, and each side would refuse the other's attempt).
+func (h *Host) yields(info peer.AddrInfo) bool {
+	if h.ID() < info.ID || !slices.ContainsFunc(info.Addrs, isRelayAddr) {
+		return false
+	}
+	return slices.ContainsFunc(h.Addrs(), isRelayAddr)
 }

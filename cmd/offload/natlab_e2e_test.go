@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -397,21 +398,24 @@ func (l *natLab) publicNet() (*labNode, []string) {
 	relay := l.node("relay", "pub", "--listen", "/ip4/7.77.0.1/tcp/4001", "--listen", "/ip4/7.77.0.1/udp/4001/quic-v1",
 		"--reachability", "public", "--relay-max-data", "none", "--relay-max-duration", "none")
 	rid := l.identity(relay)
-	boot := []string{"--bootstrap", "/ip4/7.77.0.1/tcp/4001/p2p/" + rid.ID}
+	// Both transports of every public node: libp2p dials QUIC first, and
+	// UDP hole punching needs observed QUIC addresses.
+	boot := []string{"--bootstrap", "/ip4/7.77.0.1/tcp/4001/p2p/" + rid.ID, "--bootstrap", "/ip4/7.77.0.1/udp/4001/quic-v1/p2p/" + rid.ID}
 	for i := 2; i <= 5; i++ {
 		ma := fmt.Sprintf("/ip4/7.77.0.%d/tcp/4001", i)
-		p := l.start(fmt.Sprintf("ipfs%d", i), "pub", true, l.plain, "-listen", ma, "-bootstrap", boot[1])
+		p := l.start(fmt.Sprintf("ipfs%d", i), "pub", true, l.plain, "-listen", ma,
+			"-listen", fmt.Sprintf("/ip4/7.77.0.%d/udp/4001/quic-v1", i), "-bootstrap", boot[1])
 		b, _ := os.ReadFile(p.logPath)
-		var addr string
+		n := 0
 		for _, line := range strings.Split(string(b), "\n") {
-			if strings.HasPrefix(line, ma+"/p2p/") {
-				addr = line
+			if strings.HasPrefix(line, fmt.Sprintf("/ip4/7.77.0.%d/", i)) {
+				boot = append(boot, "--bootstrap", line)
+				n++
 			}
 		}
-		if addr == "" {
+		if n == 0 {
 			l.t.Fatalf("plain IPFS node %d printed no address:\n%s", i, b)
 		}
-		boot = append(boot, "--bootstrap", addr)
 	}
 	return relay, boot
 }
@@ -570,4 +574,115 @@ func TestNATLab(t *testing.T) {
 			r.site, r.task.Round(10*time.Millisecond), r.results.Round(10*time.Millisecond), 10.0*(1<<20)/1e6/r.results.Seconds(), how, r.connAddrs)
 	}
 	t.Logf("lab total %s", time.Since(started).Round(100*time.Millisecond))
+}
+
+// TestNATLabBench measures the lab (OFFLOAD_NATLAB=bench, `make natlab`):
+// five times, a fresh provider behind NAT A and a fresh requestor behind
+// NAT B start and the requestor submits a small task at once, again until
+// one completes: the time from the nodes' start to that first completed
+// task, and to their meeting; then the throughput of a 32 MiB fetch from
+// the provider to a requestor over a hole-punched connection (B) and over
+// the relay (C, random port mapping).
+func TestNATLabBench(t *testing.T) {
+	if os.Getenv("OFFLOAD_NATLAB") != "bench" {
+		t.Skip("a benchmark: OFFLOAD_NATLAB=bench (make natlab)")
+	}
+	lab := newNATLab(t)
+	mod := testimage.BuildWASM(t)
+	_, boot := lab.publicNet()
+	var firsts, meets []time.Duration
+	for round := range 5 {
+		started := time.Now()
+		prov := lab.node(fmt.Sprintf("provider%d", round), "a", append(append([]string{"--provider", "--executors", "wasm"}, natListen...), boot...)...)
+		req := lab.node(fmt.Sprintf("requestor%d", round), "b", append(append([]string{}, natListen...), boot...)...)
+		provID := lab.identity(prov).ID
+		out, err := lab.cli(t.Context(), req, "add", mod, "--json", "--cid-version", "1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var added struct{ CID string }
+		if err := json.Unmarshal(out, &added); err != nil {
+			t.Fatal(err)
+		}
+		var met time.Duration
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			for time.Since(started) < 2*time.Minute {
+				if len(lab.peerAddrs(req, provID)) > 0 {
+					met = time.Since(started)
+					return
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+		}()
+		tries := 0
+		var first time.Duration
+		for time.Since(started) < 2*time.Minute {
+			tries++
+			out, _ := lab.cli(t.Context(), req, "run", "--wait", "--json", "--runtime", "wasm", "--image", added.CID, "--", "echo", "hi")
+			var task client.Task
+			if json.Unmarshal(out, &task) == nil && task.State == "completed" {
+				first = time.Since(started)
+				break
+			}
+		}
+		<-done
+		if first == 0 {
+			t.Fatalf("round %d: no task completed within 2 minutes of the nodes' start", round)
+		}
+		t.Logf("round %d: met after %s, first task completed %s after start (%d submissions)", round, met.Round(100*time.Millisecond), first.Round(100*time.Millisecond), tries)
+		firsts, meets = append(firsts, first), append(meets, met)
+		req.stop()
+		prov.stop()
+	}
+	t.Logf("start to first completed task across two NATs: median %s of %v", median(firsts), firsts)
+	t.Logf("start to meeting: median %s of %v", median(meets), meets)
+
+	// Throughput: a published 32 MiB file fetched from the provider by a
+	// requestor with a direct connection and by one behind the relay.
+	prov := lab.node("provider-tp", "a", append(append([]string{"--provider", "--executors", "wasm"}, natListen...), boot...)...)
+	reqB := lab.node("requestor-b-tp", "b", append(append([]string{}, natListen...), boot...)...)
+	reqC := lab.node("requestor-c-tp", "c", append(append([]string{}, natListen...), boot...)...)
+	provID := lab.identity(prov).ID
+	src := filepath.Join(lab.dir, "tp.bin")
+	data := make([]byte, 32<<20)
+	rand.Read(data)
+	if err := os.WriteFile(src, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := lab.cli(t.Context(), prov, "add", src, "--json", "--public")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var added struct{ CID string }
+	if err := json.Unmarshal(out, &added); err != nil {
+		t.Fatal(err)
+	}
+	for _, req := range []*labNode{reqB, reqC} {
+		lab.waitPeer(req, provID, time.Minute)
+	}
+	// B: wait for the hole punch (up to 30 s); C stays relayed.
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		if d, _ := lab.direct(reqB, provID); d {
+			break
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	for _, req := range []*labNode{reqB, reqC} {
+		direct, addrs := lab.direct(req, provID)
+		start := time.Now()
+		if _, err := lab.cli(t.Context(), req, "get", added.CID, "-o", filepath.Join(lab.dir, "got-"+req.name)); err != nil {
+			t.Fatal(err)
+		}
+		d := time.Since(start)
+		t.Logf("%s: 32 MiB fetched in %s = %.1f MiB/s, direct=%v %v", req.name, d.Round(time.Millisecond), 32/d.Seconds(), direct, addrs)
+	}
+}
+
+func median(ds []time.Duration) time.Duration {
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	return s[len(s)/2].Round(100 * time.Millisecond)
 }
