@@ -6,8 +6,9 @@
 // The Advertiser signs a capability record (wire.CapRecord: hardware,
 // executors, price, free capacity, a sequence number and an expiry) with
 // the host key and gossips it on wire.TopicCaps at start, when free
-// capacity changes in a way that matters (FreeChangeMatters: free CPUs,
-// GPUs or memory cross a power of two, or move by a quarter of capacity)
+// capacity changes in a way that matters (FreeChangeMatters: the provider
+// fills up or frees again, or free CPUs, GPUs or memory move by more than
+// half of what it offers)
 // and otherwise every minute, jittered by ±20 % so providers started
 // together drift apart; records are valid 3 minutes. Two adverts of one
 // provider are never less than MinGap apart (20 s), so a provider sends at
@@ -38,7 +39,7 @@
 // carries a bound (Max) and optionally a filter, and the answer is the
 // responder's own record followed by a uniform random sample of the
 // matching records it holds, so neither side's cost grows with the pool.
-// While its pool is small (under 256 providers) a node asks each peer it
+// While its pool is small (under 64 providers) a node asks each peer it
 // connects to for a sample of 16, so a node that joins late has candidates
 // within one round trip; gossip completes its view within a refresh
 // interval. When a task needs more candidates than the pool holds,

@@ -334,7 +334,8 @@ func LookupTerm(req wire.Requirements) string {
 	return "role:provider"
 }
 
-// Discover finds providers announcing term in the DHT and asks those not in
+// Discover finds providers announcing term in the DHT, at most
+// lookupProviders of them (the search stops there), and asks those not in
 // the pool for their records. It returns how many providers it found.
 func (p *Pool) Discover(ctx context.Context, term string) (int, error) {
 	if p.net.Routing == nil {
@@ -343,7 +344,7 @@ func (p *Pool) Discover(ctx context.Context, term string) (int, error) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	found := 0
-	for info := range p.net.Routing.FindProvidersAsync(ctx, TermCID(p.net.Namespace, term), wire.MaxCapsRecords) {
+	for info := range p.net.Routing.FindProvidersAsync(ctx, TermCID(p.net.Namespace, term), lookupProviders) {
 		if info.ID == p.h.ID() || info.ID == "" {
 			continue
 		}

@@ -52,7 +52,7 @@ const (
 	// connectAskBelow: a pool holding this many providers or more no
 	// longer asks new connections for samples; gossip keeps it current and
 	// Lookup finds what a task lacks.
-	connectAskBelow = 256
+	connectAskBelow = 64
 	// serveConcurrency bounds the record requests answered at once (each
 	// scans the pool once); serveWait is how long a request waits for its
 	// turn before it is reset.
@@ -276,7 +276,7 @@ func NewPool(net Network, topic *pubsub.Topic, store PoolStore, cfg PoolConfig) 
 }
 
 // Start serves wire.ProtoCaps, asks every connected peer (and every peer
-// that connects later, while the pool holds fewer than 256 providers) for
+// that connects later, while the pool holds fewer than 64 providers) for
 // a sample of the records it holds, and starts the loops that read gossip,
 // drop expired records, persist the cache and search the DHT.
 func (p *Pool) Start() error {
