@@ -9,7 +9,7 @@ GO ?= go
 FUZZTIME ?= 5s
 TEST_TIMEOUT ?= 12m
 
-.PHONY: build test deps unit fuzz vet chaos flood bench scale
+.PHONY: build test deps unit fuzz vet chaos flood bench scale natlab
 
 build:
 	$(GO) build -o bin/offload ./cmd/offload
@@ -53,3 +53,9 @@ scale:
 	$(GO) run ./bench/scale $(SCALEFLAGS)
 
 test: deps vet unit fuzz
+
+# The NAT lab's benchmark (issue 17; as root, in network namespaces the test
+# makes): time from start to the first task across two NATs (median of 5),
+# throughput hole-punched vs relayed (see BENCHMARKS.md).
+natlab:
+	OFFLOAD_NATLAB=bench $(GO) test -count=1 -v -run '^TestNATLabBench$$' -timeout 15m ./cmd/offload
