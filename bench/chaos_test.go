@@ -134,7 +134,10 @@ func TestChaos(t *testing.T) {
 	hostListen := func() []string {
 		a := []string{"--listen", "/ip4/127.0.0.1/tcp/0"}
 		if lab != nil {
-			a = append(a, "--listen", "/ip4/"+lab.hostIP+"/tcp/0")
+			// A listen address beyond loopback turns NAT traversal on, and
+			// its UPnP/NAT-PMP port mapping would send to the machine's
+			// own network: these nodes stay off it.
+			a = append(a, "--listen", "/ip4/"+lab.hostIP+"/tcp/0", "--no-nat")
 		}
 		return a
 	}
