@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -22,14 +23,20 @@ import (
 const (
 	GroupRedundancy = "redundancy"
 	GroupSubtasks   = "subtasks"
+	// GroupEach runs the task once on every provider that matched it at
+	// submit time (TaskSpec.Each), each run pinned to its provider.
+	GroupEach = "each"
 )
 
 // Group describes a parent task whose work is done by child tasks: N
-// redundant copies on distinct providers, or one piece per subtask.
+// redundant copies on distinct providers, one piece per subtask, or one
+// run on each provider that matched.
 type Group struct {
 	Kind     string  `json:"kind"`
 	Pieces   int     `json:"pieces"`
 	Children []Child `json:"children"`
+	// Targets are an each group's providers, one per piece.
+	Targets []string `json:"targets,omitempty"`
 }
 
 // Child is one child task of a group, as its parent last saw it.
@@ -88,21 +95,62 @@ type VerifyFunc func(ctx context.Context, piece int, child *Task) error
 type VerifyRunner func(ctx context.Context, runtime string, spec executor.Spec) (*executor.Result, error)
 
 // isGroup reports whether a spec fans out into children.
-func isGroup(s wire.TaskSpec) bool { return s.Redundancy > 1 || len(s.Subtasks) > 0 }
+func isGroup(s wire.TaskSpec) bool { return s.Redundancy > 1 || len(s.Subtasks) > 0 || s.Each }
 
-// newGroup describes the children a spec needs.
-func newGroup(s wire.TaskSpec) *Group {
-	if s.Redundancy > 1 {
+// newGroup describes the children a spec needs; targets are an each
+// group's providers.
+func newGroup(s wire.TaskSpec, targets []string) *Group {
+	switch {
+	case s.Redundancy > 1:
 		return &Group{Kind: GroupRedundancy, Pieces: s.Redundancy}
+	case s.Each:
+		return &Group{Kind: GroupEach, Pieces: len(targets), Targets: targets}
 	}
 	return &Group{Kind: GroupSubtasks, Pieces: len(s.Subtasks)}
+}
+
+// eachTargets returns the providers an each task runs on: every provider
+// the pool knows to match it now (after a lookup of more, bounded by
+// ctx), at most wire.MaxEach, ordered by peer id.
+func (r *Requestor) eachTargets(ctx context.Context, s wire.TaskSpec) ([]string, error) {
+	req := wire.RequirementsOf(s)
+	if r.cfg.Discover != nil {
+		lctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		r.cfg.Discover(lctx, req, wire.MaxEach)
+		cancel()
+	}
+	var cands []Candidate
+	if r.cfg.Candidates != nil {
+		cands = r.cfg.Candidates(req)
+	}
+	seen := map[string]bool{}
+	var out []string
+	for _, c := range cands {
+		id := c.Peer.String()
+		if c.Peer == r.h.ID() || seen[id] || slices.Contains(s.Exclude, id) {
+			continue
+		}
+		seen[id] = true
+		out = append(out, id)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%w: each: no provider known to this node matches the task", wire.ErrInvalid)
+	}
+	slices.Sort(out)
+	if len(out) > wire.MaxEach {
+		out = out[:wire.MaxEach]
+	}
+	return out, nil
 }
 
 // childSpec is the spec of one child of a group.
 func childSpec(s wire.TaskSpec, g *Group, piece int, exclude []string) wire.TaskSpec {
 	c := s
-	c.Redundancy, c.Subtasks, c.Verify = 0, nil, nil
+	c.Redundancy, c.Subtasks, c.Verify, c.Each = 0, nil, nil, false
 	c.Exclude = append(append([]string{}, s.Exclude...), exclude...)
+	if g.Kind == GroupEach {
+		c.Provider = g.Targets[piece]
+	}
 	if g.Kind == GroupSubtasks {
 		st := s.Subtasks[piece]
 		if len(st.Cmd) > 0 {
@@ -241,8 +289,11 @@ func (r *Requestor) stepGroup(t *Task) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	if g.Kind == GroupRedundancy {
+	switch g.Kind {
+	case GroupRedundancy:
 		return r.stepRedundancy(t, children)
+	case GroupEach:
+		return r.stepEach(t, children)
 	}
 	return r.stepSubtasks(t, children)
 }
@@ -296,6 +347,40 @@ func (r *Requestor) stepRedundancy(t *Task, children map[string]*Task) (bool, er
 		return true, r.settleGroup(t, children, StateCompleted, "")
 	}
 	return true, r.settleGroup(t, children, StateFailed, "unverified: the providers disagree: "+strings.Join(lines, "; "))
+}
+
+// stepEach starts one child per target at once, and settles the parent
+// once every child ended: completed when all completed (each with its own
+// result, listed in the parent's children), failed otherwise, saying
+// which providers did not complete and why.
+func (r *Requestor) stepEach(t *Task, children map[string]*Task) (bool, error) {
+	g := t.Group
+	cur := current(g)
+	for piece := range g.Pieces {
+		if _, ok := cur[piece]; !ok {
+			if err := r.addChild(t, piece, nil); err != nil {
+				return false, err
+			}
+		}
+	}
+	if len(cur) < g.Pieces {
+		return false, nil // the new children are watched from the next step
+	}
+	var failed []string
+	for piece := range g.Pieces {
+		c := cur[piece]
+		switch c.judged() {
+		case "":
+			return false, nil
+		case VerdictFailed:
+			failed = append(failed, fmt.Sprintf("%s: %s", short(g.Targets[piece]), c.Verdict))
+		}
+	}
+	if len(failed) > 0 {
+		return true, r.settleGroup(t, children, StateFailed,
+			fmt.Sprintf("%d of %d providers completed; %s", g.Pieces-len(failed), g.Pieces, strings.Join(failed, "; ")))
+	}
+	return true, r.settleGroup(t, children, StateCompleted, "")
 }
 
 func (r *Requestor) stepSubtasks(t *Task, children map[string]*Task) (bool, error) {
@@ -427,7 +512,7 @@ func (r *Requestor) settleGroup(t *Task, children map[string]*Task, to State, re
 				*agg = *res
 				agg.Cost, agg.Usage = 0, wire.Usage{}
 				t.Provider = ct.Provider
-				if t.Group.Kind == GroupSubtasks {
+				if t.Group.Kind != GroupRedundancy {
 					agg.Stdout, agg.Outputs = "", ""
 				}
 			}
@@ -441,7 +526,7 @@ func (r *Requestor) settleGroup(t *Task, children map[string]*Task, to State, re
 			if res.FinishedAt.After(agg.FinishedAt) {
 				agg.FinishedAt = res.FinishedAt
 			}
-			if t.Group.Kind == GroupSubtasks {
+			if t.Group.Kind != GroupRedundancy {
 				agg.Stdout += res.Stdout
 				outs = append(outs, res.Outputs)
 			}

@@ -250,7 +250,14 @@ func (r *Requestor) SubmitVerified(ctx context.Context, spec wire.TaskSpec, fn V
 		CreatedAt: now, UpdatedAt: now, Reason: "waiting to be announced", Revision: 1,
 	}
 	if isGroup(spec) {
-		t.Group = newGroup(spec)
+		var targets []string
+		if spec.Each {
+			var err error
+			if targets, err = r.eachTargets(ctx, spec); err != nil {
+				return nil, err
+			}
+		}
+		t.Group = newGroup(spec, targets)
 	}
 	if err := r.store.Create(t.ID, t); err != nil {
 		return nil, fmt.Errorf("store task: %w", err)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/network"
 
+	"github.com/offload-project/offload/executor"
 	"github.com/offload-project/offload/market"
 	"github.com/offload-project/offload/market/wire"
 	"github.com/offload-project/offload/p2p/stream"
@@ -355,4 +356,56 @@ func TestAskRefusals(t *testing.T) {
 		t.Fatalf("free after the attacks = %+v, want %+v", f, free)
 	}
 	t.Logf("flood: %d answered before the first refusal", answered)
+}
+
+// TestEachRunsOnEveryProvider: an each task runs once on every provider
+// that matched at submit time, each run pinned to its provider with its own
+// result; the parent completes when all did, and fails naming the provider
+// whose run did not complete.
+func TestEachRunsOnEveryProvider(t *testing.T) {
+	s := newSwarm(t)
+	var provs []*testProvider
+	for range 3 {
+		provs = append(provs, s.provider(providerConfig(t, 1)))
+	}
+	cfg := fastRequestor()
+	cfg.Candidates = candidatesOf(provs...)
+	req := s.requestor(cfg)
+	s.connect()
+
+	parent := req.wait(t, req.submit(t, wire.TaskSpec{Each: true}), 10*time.Second)
+	if parent.State != market.StateCompleted || parent.Group == nil || parent.Group.Kind != market.GroupEach || len(parent.Group.Children) != 3 {
+		t.Fatalf("parent %s (%s): %+v", parent.State, parent.Reason, parent.Group)
+	}
+	ran := map[string]bool{}
+	for _, c := range parent.Group.Children {
+		child, err := req.r.Get(c.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if child.State != market.StateCompleted || child.Spec.Provider != child.Provider || string(child.Result.Stdout) != "ok from docker" {
+			t.Fatalf("child %d: %s on %s (pinned %s): %+v", c.Piece, child.State, child.Provider, child.Spec.Provider, child.Result)
+		}
+		ran[child.Provider] = true
+	}
+	if len(ran) != 3 {
+		t.Fatalf("ran on %d distinct providers, want 3", len(ran))
+	}
+
+	// One provider's run fails: the parent fails and says which.
+	provs[2].ex.setRun(func(context.Context, executor.Spec) (*executor.Result, error) {
+		now := time.Now()
+		return &executor.Result{ExitCode: 3, StartedAt: now, FinishedAt: now}, nil
+	})
+	failed := req.wait(t, req.submit(t, wire.TaskSpec{Each: true}), 10*time.Second)
+	if failed.State != market.StateFailed || !strings.Contains(failed.Reason, "2 of 3 providers completed") {
+		t.Fatalf("parent %s: %q", failed.State, failed.Reason)
+	}
+
+	// Nothing matches: refused at submit, saying so.
+	none := fastRequestor()
+	req2 := s.requestor(none)
+	if _, err := req2.r.Submit(t.Context(), wire.TaskSpec{Each: true, Image: "test:1", Cmd: []string{"x"}}); err == nil || !strings.Contains(err.Error(), "no provider") {
+		t.Fatalf("each with no candidates: %v", err)
+	}
 }

@@ -18,7 +18,7 @@ type runFlags struct {
 	env, inputs                                                                         []string
 	cpus, maxPrice                                                                      float64
 	gpus, retries, redundancy                                                           int
-	wait, asJSON                                                                        bool
+	wait, asJSON, each                                                                  bool
 	svc                                                                                 serviceFlags // runservice.go
 }
 
@@ -75,6 +75,7 @@ exits non-zero unless the task completed with exit code 0.`,
 	fl.StringVar(&f.provider, "provider", "", "run only on this provider (peer id)")
 	fl.StringVar(&f.strategy, "strategy", "cheapest", "bid selection: cheapest, fastest or reputation")
 	fl.IntVar(&f.redundancy, "redundancy", 1, "run on N distinct providers; complete only if their results agree")
+	fl.BoolVar(&f.each, "each", false, "run once on every provider that matches now, each run with its own result (see 'offload status')")
 	fl.BoolVar(&f.wait, "wait", false, "wait for the result")
 	fl.BoolVar(&f.asJSON, "json", false, "print JSON")
 	f.svc.register(fl)
@@ -88,7 +89,7 @@ func (f *runFlags) spec(args []string) (wire.TaskSpec, error) {
 		Runtime: f.runtime, Isolation: f.isolation, Image: f.image, Cmd: args, WorkDir: f.workdir,
 		Resources: wire.Resources{CPUs: f.cpus, GPUs: f.gpus},
 		MaxPrice:  f.maxPrice, Retries: wire.Retries(f.retries), Provider: f.provider,
-		Strategy: f.strategy, Redundancy: f.redundancy,
+		Strategy: f.strategy, Redundancy: f.redundancy, Each: f.each,
 	}
 	if f.image == "" {
 		return spec, fmt.Errorf("--image is required (a local image reference on the provider, e.g. --image hello:1)")

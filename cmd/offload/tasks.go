@@ -40,6 +40,16 @@ func newStatusCmd(g *globals) *cobra.Command {
 			if t.ExitCode != nil {
 				fmt.Fprintf(w, "exit code %d\nusage     wall %dms, cpu %dms, max rss %d bytes\n", *t.ExitCode, t.Usage.WallMS, t.Usage.CPUMS, t.Usage.MaxRSSBytes)
 			}
+			for _, c := range t.Children {
+				fmt.Fprintf(w, "child     %d %s %s", c.Piece, c.ID, c.State)
+				if c.Provider != "" {
+					fmt.Fprintf(w, " on %s", c.Provider)
+				}
+				if c.Verdict != "" {
+					fmt.Fprintf(w, ": %s", c.Verdict)
+				}
+				fmt.Fprintln(w)
+			}
 			for _, b := range t.Bids {
 				if b.Decline != "" {
 					fmt.Fprintf(w, "bid       %s declined: %s\n", b.Provider, b.Decline)

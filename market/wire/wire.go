@@ -154,6 +154,10 @@ type TaskSpec struct {
 	// Subtasks fan the task out: one execution per piece, each with its
 	// own arguments, environment and inputs, in parallel.
 	Subtasks []Subtask `json:"subtasks,omitempty"`
+	// Each runs the task once on every provider that matches it when it is
+	// submitted (at most MaxEach), each run with its own result: for
+	// maintenance, benchmarks, or data already spread over the nodes.
+	Each bool `json:"each,omitempty"`
 	// Verify checks each piece's outputs on the requestor's own executor.
 	Verify *Verify `json:"verify,omitempty"`
 	// Exclude lists providers that may not run this task (a redundant
@@ -239,6 +243,8 @@ type Verify struct {
 const (
 	MaxRedundancy = 16
 	MaxSubtasks   = 1024
+	// MaxEach bounds the providers an Each task runs on.
+	MaxEach = 256
 )
 
 // Input is content (a file or a directory, by CID) mounted read-only at
@@ -362,6 +368,9 @@ func (s TaskSpec) Validate() error {
 	}
 	if s.Redundancy > 1 && len(s.Subtasks) > 0 {
 		return invalid("redundancy and subtasks cannot be combined")
+	}
+	if s.Each && (s.Redundancy > 1 || len(s.Subtasks) > 0 || s.Provider != "") {
+		return invalid("each cannot be combined with redundancy, subtasks or a pinned provider")
 	}
 	for i, st := range s.Subtasks {
 		piece := s
