@@ -85,6 +85,10 @@ type Spec struct {
 	// OutputsDir, when set, is a host directory mounted writable at
 	// /outputs; whatever the task writes there is returned by the caller.
 	OutputsDir string `json:"outputs_dir,omitempty"`
+	// Log, when set, receives the workload's output as it is written
+	// ("stdout" or "stderr" and the bytes, which it must not keep), on
+	// top of the tails in the Result. It must not block.
+	Log func(stream string, p []byte) `json:"-"`
 }
 
 // Usage is measured, not estimated.

@@ -1,6 +1,9 @@
 package executor
 
-import "sync"
+import (
+	"io"
+	"sync"
+)
 
 // TailBuffer is an io.Writer that keeps only the last Cap bytes written to it
 // and counts every byte, so that a task's stdout or stderr can be capped
@@ -78,4 +81,24 @@ func (t *TailBuffer) Total() int64 {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return t.total
+}
+
+// Tee returns a writer that writes to tail and, when log is set, hands
+// every write to log as the stream's live output (Spec.Log).
+func Tee(tail *TailBuffer, stream string, log func(stream string, p []byte)) io.Writer {
+	if log == nil {
+		return tail
+	}
+	return teeWriter{tail: tail, stream: stream, log: log}
+}
+
+type teeWriter struct {
+	tail   *TailBuffer
+	stream string
+	log    func(string, []byte)
+}
+
+func (t teeWriter) Write(p []byte) (int, error) {
+	t.log(t.stream, p)
+	return t.tail.Write(p)
 }

@@ -204,6 +204,7 @@ type Provider struct {
 	shares  map[string]func()                  // release of each record's outputs share, by exec key
 	connCh  chan struct{}                      // closed and replaced on each new connection
 	live    liveRegistry                       // running services (service.go)
+	logs    logBook                            // live output of runs (logs.go)
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -329,6 +330,7 @@ func (p *Provider) Start() error {
 	}})
 	p.startServices()
 	p.h.SetStreamHandler(wire.ProtoAsk, p.handleAsk)
+	p.h.SetStreamHandler(wire.ProtoLogs, p.handleLogs)
 	p.h.SetStreamHandler(wire.ProtoAward, p.handleAward)
 	p.h.SetStreamHandler(wire.ProtoCancel, p.handleCancel)
 	p.wg.Add(2)
@@ -463,6 +465,7 @@ func (p *Provider) vouchFromLedger() {
 // and delivered after the next start) and waits for every goroutine.
 func (p *Provider) Close() error {
 	p.h.RemoveStreamHandler(wire.ProtoAsk)
+	p.h.RemoveStreamHandler(wire.ProtoLogs)
 	p.h.RemoveStreamHandler(wire.ProtoAward)
 	p.h.RemoveStreamHandler(wire.ProtoCancel)
 	p.closeServices()

@@ -410,7 +410,12 @@ func (p *Provider) run(ctx context.Context, ex executor.Executor, rec *ExecRecor
 		p.markRunning(ctx, rec)
 		ranFrom := time.Now()
 		defer func() { p.admit.ran(time.Since(ranFrom)) }()
+		// Its output is kept as it is written, for the requestor's live
+		// logs (logs.go).
+		runLog := p.logs.open(rec.Key)
+		pr.spec.Log = runLog.write
 		out, res.Stages, err = p.runWorkload(ctx, ex, rec, pr, res)
+		p.logs.close(rec.Key, runLog)
 		if err == nil {
 			res.Outputs, err = p.collectOutputs(ctx, rec, pr)
 		}

@@ -82,7 +82,7 @@ func (e *Executor) Run(ctx context.Context, spec executor.Spec) (*executor.Resul
 	stdout, stderr := executor.NewTailBuffer(outCap), executor.NewTailBuffer(outCap)
 	copied := make(chan error, 1)
 	go func() {
-		_, err := stdcopy.StdCopy(stdout, stderr, att.Reader)
+		_, err := stdcopy.StdCopy(executor.Tee(stdout, "stdout", spec.Log), executor.Tee(stderr, "stderr", spec.Log), att.Reader)
 		copied <- err
 	}()
 

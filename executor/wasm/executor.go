@@ -384,8 +384,8 @@ func (e *Executor) moduleConfig(runCtx context.Context, spec executor.Spec, fsc 
 	cfg := wazero.NewModuleConfig().
 		WithName(""). // anonymous: any number of instances at once
 		WithArgs(append([]string{argv0}, spec.Cmd...)...).
-		WithStdout(stdout).
-		WithStderr(stderr).
+		WithStdout(executor.Tee(stdout, "stdout", spec.Log)).
+		WithStderr(executor.Tee(stderr, "stderr", spec.Log)).
 		WithFSConfig(fsc).
 		WithSysWalltime().
 		WithSysNanotime().
