@@ -66,3 +66,29 @@ func TestMeetAndFetchThroughPlainIPFS(t *testing.T) {
 	}
 	t.Logf("task completed %s after both started", time.Since(start).Round(time.Millisecond))
 }
+
+// TestInitPublicJoinsThePublicList: a home marked public (offload init
+// --public) makes the node dial the public bootstrap list, swapped here for
+// a lab address; an unmarked home dials nothing.
+func TestInitPublicJoinsThePublicList(t *testing.T) {
+	lab := plainipfs.Start(t)
+	saved := p2p.PublicBootstrap
+	p2p.PublicBootstrap = lab.Addrs()
+	t.Cleanup(func() { p2p.PublicBootstrap = saved })
+
+	quiet := startNode(t, t.TempDir(), false, nil)
+	home := t.TempDir()
+	if err := node.MarkPublic(home); err != nil {
+		t.Fatal(err)
+	}
+	public := startNode(t, home, false, nil)
+	if len(public.Peers()) == 0 || public.Peers()[0].ID != lab.Host.ID().String() {
+		t.Fatalf("a node whose home is marked public is connected to %v, want the public list's node", public.Peers())
+	}
+	if n := len(quiet.Peers()); n != 0 {
+		t.Fatalf("a node without --public or --bootstrap is connected to %d peers", n)
+	}
+	if r := public.Identity().Reachability; r != "local" {
+		t.Errorf("reachability on loopback %q, want local", r)
+	}
+}
