@@ -132,3 +132,26 @@ type Peer struct {
 type Error struct {
 	Error string `json:"error"`
 }
+
+// LogChunk is a piece of a running task's output, as GET
+// /api/v1/tasks/{id}/logs streams it.
+type LogChunk struct {
+	// Attempt is the execution the output belongs to; Offset counts bytes
+	// in that execution's output (stdout and stderr together, in the order
+	// written).
+	Attempt int   `json:"attempt"`
+	Offset  int64 `json:"offset"`
+	// Stream is "stdout" or "stderr"; empty on a note (Note).
+	Stream string `json:"stream,omitempty"`
+	// Text is the output (invalid UTF-8 is replaced).
+	Text string `json:"text,omitempty"`
+	// Skipped counts output before Offset that the provider no longer
+	// held (it keeps the latest 256 KiB of a run).
+	Skipped int64 `json:"skipped,omitempty"`
+	// Note says what happened to the stream: a new attempt starts, the
+	// output comes from the result because no provider holds it any more.
+	Note string `json:"note,omitempty"`
+	// Next is where a reader that got this chunk resumes: "ATTEMPT:OFFSET",
+	// also the SSE event id (send it back as Last-Event-ID or ?from=).
+	Next string `json:"next"`
+}

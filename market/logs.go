@@ -251,14 +251,15 @@ func (p *Provider) writeChunk(s network.Stream, c *wire.LogChunk) error {
 // errNoLogs is returned by Logs for a task that has no run to follow.
 var errNoLogs = errors.New("no output to show")
 
-// Logs sends what the task's current run wrote, from offset from on, to
-// fn, chunk by chunk; with follow it goes on as the task writes, across
-// failovers (a new attempt's output starts again at offset 0, announced
-// by a chunk with Stream "" and Error saying so), until the task ends or
-// ctx is done. A task that already ended is answered from its provider
-// while it still holds the run's log, else from the result's tails.
-func (r *Requestor) Logs(ctx context.Context, id string, from int64, follow bool, fn func(wire.LogChunk) error) error {
-	attempt := -1
+// Logs sends what the task's current run wrote to fn, chunk by chunk
+// with the attempt it belongs to, from offset from of attempt on (attempt
+// -1: the current one; from counts in that attempt's output); with follow
+// it goes on as the task writes, across failovers (a new attempt's output
+// starts again at offset 0, announced by a chunk with Stream "" and Error
+// saying so), until the task ends or ctx is done. A task that already
+// ended is answered from its provider while it still holds the run's log,
+// else from the result's tails.
+func (r *Requestor) Logs(ctx context.Context, id string, attempt int, from int64, follow bool, fn func(attempt int, c wire.LogChunk) error) error {
 	for {
 		t, err := r.Get(id)
 		if err != nil {
@@ -269,11 +270,12 @@ func (r *Requestor) Logs(ctx context.Context, id string, from int64, follow bool
 		}
 		if attempt >= 0 && t.Attempt != attempt {
 			from = 0
-			if err := fn(wire.LogChunk{Error: fmt.Sprintf("attempt %d on %s starts", t.Attempt, short(t.Provider))}); err != nil {
+			if err := fn(t.Attempt, wire.LogChunk{Error: fmt.Sprintf("attempt %d on %s starts", t.Attempt, short(t.Provider))}); err != nil {
 				return err
 			}
 		}
 		attempt = t.Attempt
+		fn := func(c wire.LogChunk) error { return fn(t.Attempt, c) }
 		switch {
 		case t.Provider != "":
 			end, err := r.followProvider(ctx, t, from, follow, fn)

@@ -50,7 +50,7 @@ func TestLiveLogs(t *testing.T) {
 
 	var got strings.Builder
 	var worst time.Duration
-	err := req.r.Logs(t.Context(), id, 0, true, func(c wire.LogChunk) error {
+	err := req.r.Logs(t.Context(), id, -1, 0, true, func(_ int, c wire.LogChunk) error {
 		if c.Stream == "" {
 			return nil
 		}
@@ -82,7 +82,7 @@ func TestLiveLogs(t *testing.T) {
 	// provider that still holds the run's log.
 	from := int64(len("line 0\nline 1\n"))
 	var rest strings.Builder
-	if err := req.r.Logs(t.Context(), id, from, false, func(c wire.LogChunk) error { rest.Write(c.Data); return nil }); err != nil {
+	if err := req.r.Logs(t.Context(), id, -1, from, false, func(_ int, c wire.LogChunk) error { rest.Write(c.Data); return nil }); err != nil {
 		t.Fatal(err)
 	}
 	if rest.String() != want.String()[from:] {
@@ -119,7 +119,7 @@ func TestLogsOfAnEndedTaskFromItsResult(t *testing.T) {
 	}
 	prov.kill()
 	var got strings.Builder
-	if err := req.r.Logs(t.Context(), id, 0, true, func(c wire.LogChunk) error { got.Write(c.Data); return nil }); err != nil {
+	if err := req.r.Logs(t.Context(), id, -1, 0, true, func(_ int, c wire.LogChunk) error { got.Write(c.Data); return nil }); err != nil {
 		t.Fatal(err)
 	}
 	if got.String() != "ok from docker" {
@@ -131,7 +131,7 @@ func TestLogsOfAnEndedTaskFromItsResult(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := none.r.Logs(t.Context(), pending.ID, 0, false, func(wire.LogChunk) error { return nil }); err == nil || errors.Is(err, context.Canceled) {
+	if err := none.r.Logs(t.Context(), pending.ID, -1, 0, false, func(int, wire.LogChunk) error { return nil }); err == nil || errors.Is(err, context.Canceled) {
 		t.Fatalf("logs of a task that runs nowhere: %v", err)
 	}
 }

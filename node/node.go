@@ -498,3 +498,15 @@ func EnsureToken(home string) (string, error) {
 	}
 	return token, nil
 }
+
+// Logs calls fn with a task's output as its provider sends it, from
+// offset from of attempt on (attempt -1: the current one), following it
+// as it is written when follow is set, until the task ends, fn returns an
+// error or ctx is done (see market.Requestor.Logs).
+func (n *Node) Logs(ctx context.Context, id string, attempt int, from int64, follow bool, fn func(client.LogChunk) error) error {
+	return n.req.Logs(ctx, id, attempt, from, follow, func(attempt int, c wire.LogChunk) error {
+		next := c.Offset + int64(len(c.Data))
+		return fn(client.LogChunk{Attempt: attempt, Offset: c.Offset, Stream: c.Stream, Text: strings.ToValidUTF8(string(c.Data), "\uFFFD"),
+			Skipped: c.Skipped, Note: c.Error, Next: fmt.Sprintf("%d:%d", attempt, next)})
+	})
+}

@@ -43,6 +43,7 @@ func (s *apiServer) table() []route {
 		{"GET", "/api/v1/tasks", "List tasks, newest first, optionally by state", s.listTasks},
 		{"GET", "/api/v1/tasks/{id}", "One task's status, bids, executions and result", s.getTask},
 		{"GET", "/api/v1/tasks/{id}/events", "Server-sent events: the task after every change, until it ends", s.taskEvents},
+		{"GET", "/api/v1/tasks/{id}/logs", "Server-sent events: the task's output as it is written (live logs)", s.taskLogs},
 		{"POST", "/api/v1/tasks/{id}/cancel", "Cancel a task and stop it on its provider", s.cancelTask},
 		{"GET", "/api/v1/events", "Server-sent events: every task after every change", s.allEvents},
 		{"GET", "/api/v1/ledger", "Credits earned and spent per peer, with receipts and reputations", s.getLedger},

@@ -56,7 +56,7 @@ how to load it (e.g. source <(offload completion bash)).`,
 	root.PersistentFlags().StringVar(&g.apiFingerprint, "api-fingerprint", "", "SHA-256 fingerprint of the node API's TLS certificate to pin (env "+client.FingerprintEnv+"; default: $home/"+client.FingerprintFile+" when present)")
 	root.AddCommand(
 		newInitCmd(g), newSwarmKeyCmd(), newNodeCmd(g), newIDCmd(g), newPeersCmd(g),
-		newRunCmd(g), newStatusCmd(g), newListCmd(g), newCancelCmd(g), newDemoCmd(g),
+		newRunCmd(g), newStatusCmd(g), newLogsCmd(g), newListCmd(g), newCancelCmd(g), newDemoCmd(g),
 		newAddCmd(g), newPublishCmd(g), newSubmitCmd(g), newLedgerCmd(g), newGetCmd(g), newLsCmd(g), newRmCmd(g), newImageCmd(g), newResultsCmd(g),
 		newPoolCmd(g), newDashboardCmd(g),
 		newTunnelCmd(g), newExecCmd(g), newVolumeCmd(g),

@@ -17,6 +17,7 @@
 //	alloc MiB             allocate and touch MiB mebibytes, then print "ok"
 //	spin DUR              busy-loop on one CPU for DUR
 //	spam N                print N bytes of output ('x', newline every 64)
+//	tick N DUR            print "tick I UNIXNANO" for I in 1..N, one every DUR
 //	net                   (linux) report network interfaces and a loopback dial
 //	whoami, caps          (linux) uid, CapEff and NoNewPrivs from /proc/self/status
 //	fork N                (linux) start N child processes that sleep; report how many started
@@ -110,6 +111,18 @@ func main() {
 	case "serve":
 		need(args, 1)
 		serve(args)
+	case "tick":
+		need(args, 2)
+		n, err := strconv.Atoi(args[0])
+		check(err)
+		d, err := time.ParseDuration(args[1])
+		check(err)
+		for i := 1; i <= n; i++ {
+			fmt.Printf("tick %d %d\n", i, time.Now().UnixNano())
+			if i < n {
+				time.Sleep(d)
+			}
+		}
 	case "spam":
 		need(args, 1)
 		n, err := strconv.Atoi(args[0])
