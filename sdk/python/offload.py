@@ -533,6 +533,45 @@ class Client:
             await resp.close()
         raise OffloadError(0, "the event stream ended before the task finished (did the node stop?)")
 
+    async def logs(self, task_id: str, follow: bool = False, since: str | None = None):
+        """Yields a task's output as it is written (an async generator of
+        dicts: attempt, offset, stream "stdout" or "stderr", text, skipped,
+        note, next), from the start of its current attempt or from since (a
+        chunk's "next"); with follow it goes on until the task ends. The
+        node streams the output from the task's provider (GET
+        /api/v1/tasks/{id}/logs); nothing is buffered beyond one chunk.
+
+            async for chunk in client.logs(task_id, follow=True):
+                print(chunk["text"], end="")
+        """
+        query = {}
+        if follow:
+            query["follow"] = "true"
+        if since:
+            query["from"] = since
+        path = "/api/v1/tasks/" + urllib.parse.quote(self._node_id(task_id), safe="") + "/logs"
+        if query:
+            path += "?" + urllib.parse.urlencode(query)
+        resp = await self._request("GET", path, accept="text/event-stream")
+        event = None
+        try:
+            async for line in resp.lines():
+                if line.startswith("event: "):
+                    event = line[7:]
+                    continue
+                if not line.startswith("data: "):
+                    continue
+                data = json.loads(line[6:])
+                if event == "log":
+                    yield data
+                elif event == "error":
+                    raise OffloadError(0, data.get("error", "log stream failed"))
+                elif event == "end":
+                    return
+        finally:
+            await resp.close()
+        raise OffloadError(0, "the log stream ended early (did the node stop?); resume with since=<last chunk's next>")
+
     async def wait(self, task_id: str, timeout: float | None = None) -> dict:
         """Waits until a task ends and returns its status."""
         return await asyncio.wait_for(self.watch(task_id), timeout)

@@ -47,6 +47,15 @@ class ClientTest(unittest.IsolatedAsyncioTestCase):
         self.assertEqual(res["provider"], PROVIDER)
         self.assertEqual(len(res["executions"]), 1)
 
+    async def test_logs_follow(self):
+        task = await self.c.submit(await self.c._spec(IMAGE, ["tick", "3", "200ms"], None, None, RUNTIME, timeout=60))
+        lines = []
+        async for chunk in self.c.logs(task["id"], follow=True):
+            lines.extend(l for l in chunk["text"].splitlines() if l)
+        self.assertEqual([l.split()[:2] for l in lines], [["tick", "1"], ["tick", "2"], ["tick", "3"]])
+        again = [c async for c in self.c.logs(task["id"])]
+        self.assertTrue(all("next" in c for c in again))
+
     async def test_run_shell_string_and_failure(self):
         res = await self.c.run(IMAGE, "exit 3", runtime=RUNTIME)
         self.assertEqual(res["state"], "failed")
