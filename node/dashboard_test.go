@@ -13,6 +13,7 @@ import (
 
 	"github.com/offload-project/offload/client"
 	"github.com/offload-project/offload/internal/testimage"
+	"github.com/offload-project/offload/internal/testwait"
 	"github.com/offload-project/offload/node"
 )
 
@@ -105,6 +106,25 @@ func TestDashboardInHeadlessChromium(t *testing.T) {
 	}
 	if t.Failed() {
 		t.Logf("DOM:\n%s", dom)
+	}
+
+	// A running task's output is shown live as it is written.
+	running, err := req.Submit(t.Context(), node.TaskSpec{Runtime: "wasm", Image: mod, Cmd: []string{"tick", "100", "100ms"}, TimeoutMS: 60_000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !testwait.Until(t.Context(), 30*time.Second, 50*time.Millisecond, func() bool {
+		cur, err := req.Get(running.ID)
+		return err == nil && cur.State == "running"
+	}) {
+		t.Fatal("the ticking task never ran")
+	}
+	liveDOM := chromium(t, browser, cl.BaseURL+"/#token="+url.QueryEscape(cl.Token)+"&task="+running.ID, "--dump-dom")
+	if !strings.Contains(liveDOM, `id="livelog">tick 1 `) {
+		t.Errorf("the running task's live output is not shown:\n%s", liveDOM)
+	}
+	if _, err := req.Cancel(t.Context(), running.ID); err != nil {
+		t.Fatal(err)
 	}
 
 	// Without a token the page says how to get one.
