@@ -315,7 +315,7 @@ func openContent(ctx context.Context, n *Node) (*content.Store, error) {
 	if n.cfg.ContentTimeout > 0 {
 		opts = append(opts, content.WithTimeout(n.cfg.ContentTimeout))
 	}
-	s, err := content.New(ctx, n.host, n.host.DHT, dir, opts...)
+	s, err := content.New(ctx, n.host, n.host.ContentRouting, dir, opts...)
 	if err != nil {
 		return nil, errors.Join(fmt.Errorf("open block store: %w", err))
 	}

@@ -1,6 +1,12 @@
 package node_test
 
 import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -90,5 +96,51 @@ func TestInitPublicJoinsThePublicList(t *testing.T) {
 	}
 	if r := public.Identity().Reachability; r != "local" {
 		t.Errorf("reachability on loopback %q, want local", r)
+	}
+}
+
+// TestDelegatedRoutingFindsContent: a node that knows no peer finds the
+// holder of a CID through a delegated routing endpoint (the Delegated
+// Routing V1 HTTP API, served here on loopback by the test) and fetches
+// it; the endpoint's requests are counted.
+func TestDelegatedRoutingFindsContent(t *testing.T) {
+	holder := plainipfs.Start(t)
+	const text = "found through delegated routing\n"
+	c, err := holder.AddDir(t.Context(), map[string][]byte{"f.txt": []byte(text)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var asked atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/routing/v1/providers/"+c.String() {
+			http.NotFound(w, r)
+			return
+		}
+		asked.Add(1)
+		rec := map[string]any{"Schema": "peer", "ID": holder.Host.ID().String(), "Protocols": []string{"transport-bitswap"}}
+		var addrs []string
+		for _, a := range holder.Host.Addrs() {
+			addrs = append(addrs, a.String())
+		}
+		rec["Addrs"] = addrs
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(map[string]any{"Providers": []any{rec}})
+	}))
+	defer srv.Close()
+
+	n := startNode(t, t.TempDir(), false, nil, func(cfg *node.Config) {
+		cfg.Reach.DelegatedRouting = []string{srv.URL}
+		cfg.ContentTimeout = 20 * time.Second
+	})
+	dest := filepath.Join(t.TempDir(), "got")
+	if err := n.GetContent(t.Context(), c.String(), dest); err != nil {
+		t.Fatalf("get through delegated routing: %v (endpoint asked %d times)", err, asked.Load())
+	}
+	b, err := os.ReadFile(filepath.Join(dest, "f.txt"))
+	if err != nil || string(b) != text {
+		t.Fatalf("fetched %q, %v", b, err)
+	}
+	if asked.Load() == 0 {
+		t.Error("the delegated routing endpoint was never asked")
 	}
 }

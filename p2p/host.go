@@ -23,6 +23,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/pnet"
 	"github.com/libp2p/go-libp2p/core/protocol"
+	"github.com/libp2p/go-libp2p/core/routing"
 	"github.com/libp2p/go-libp2p/p2p/host/eventbus"
 	routedhost "github.com/libp2p/go-libp2p/p2p/host/routed"
 	"github.com/libp2p/go-libp2p/p2p/net/connmgr"
@@ -126,6 +127,10 @@ type ReachOptions struct {
 	// traversal is on or Public is set: a swarm on loopback is made of
 	// --bootstrap and mDNS peers.
 	RendezvousInterval time.Duration
+	// DelegatedRouting are HTTP routing endpoints (the Delegated Routing
+	// V1 API, e.g. https://delegated-ipfs.dev) asked for content providers
+	// beside the DHT (Host.ContentRouting); at most 8, public swarm only.
+	DelegatedRouting []string
 	// AutoRelayBootDelay is how long a node behind NAT waits for more relay
 	// candidates before it takes a reservation with the ones it has
 	// (DefaultAutoRelayBootDelay when zero).
@@ -155,8 +160,11 @@ var DefaultBootstrap = []string{}
 // Host bundles the libp2p host with the DHT and gossipsub that run on it.
 type Host struct {
 	host.Host
-	DHT    *dht.IpfsDHT
-	PubSub *pubsub.PubSub
+	DHT *dht.IpfsDHT
+	// ContentRouting finds content providers: the DHT and the delegated
+	// routers of Config.DelegatedRouting; it announces in the DHT only.
+	ContentRouting routing.ContentRouting
+	PubSub         *pubsub.PubSub
 	// Namespace is "" in the public swarm and the swarm ID in a private one;
 	// protocols and topics are suffixed with it (see Topic).
 	Namespace string
@@ -210,6 +218,9 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 	}
 	if cfg.Public && len(cfg.SwarmKey) > 0 {
 		return nil, errors.New("p2p: the public network and a private swarm key exclude each other")
+	}
+	if len(cfg.DelegatedRouting) > 0 && len(cfg.SwarmKey) > 0 {
+		return nil, errors.New("p2p: a private swarm sees nothing of the public network: no delegated routing")
 	}
 	bootAddrs := cfg.Bootstrap
 	if cfg.Public {
@@ -277,6 +288,12 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 		h.Close()
 		return nil, fmt.Errorf("p2p: start dht: %w", err)
 	}
+	cr, err := newContentRouting(kad, cfg.DelegatedRouting)
+	if err != nil {
+		kad.Close()
+		h.Close()
+		return nil, fmt.Errorf("p2p: %w", err)
+	}
 	scores := new(atomic.Pointer[map[peer.ID]float64])
 	budget := newGossipBudget(cfg.UntrustedGossipRate, cfg.UntrustedGossipBurst)
 	budget.fixed = map[peer.ID]bool{}
@@ -315,7 +332,7 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 	n := &Host{
 		// The routed host finds a peer's addresses in the DHT when a stream
 		// is opened to a peer we only heard of through gossip.
-		Host: routedhost.Wrap(h, kad), DHT: kad, PubSub: ps, Namespace: ns,
+		Host: routedhost.Wrap(h, kad), DHT: kad, ContentRouting: cr, PubSub: ps, Namespace: ns,
 		log: log, bootstrap: boot, ctx: hctx, cancel: cancel,
 		scores: scores, validators: map[string]*topicValidator{}, budget: budget, nat: nat,
 	}

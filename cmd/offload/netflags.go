@@ -27,6 +27,7 @@ func addReachFlags(f *pflag.FlagSet, cfg *node.Config) *reachFlags {
 	f.StringVar(&r.relayData, "relay-max-data", "", "most bytes each direction of a relayed connection may carry (default 1MiB; 'none': no limit). With both 'none' the relay's connections are unlimited and carry content (bitswap) too; with any limit they carry only control messages (bids, awards, reports) until hole punching makes a direct connection")
 	f.IntVar(&cfg.Reach.RelayLimits.MaxReservations, "relay-max-reservations", 0, "most peers holding a relay reservation at once (default 128)")
 	f.IntVar(&cfg.Reach.RelayLimits.MaxCircuits, "relay-max-circuits", 0, "most relayed connections one peer may have open (default 16)")
+	f.StringArrayVar(&cfg.Reach.DelegatedRouting, "routing-url", nil, "also find content providers through this HTTP routing endpoint (Delegated Routing V1, e.g. https://delegated-ipfs.dev; repeatable, at most 8; public swarm only)")
 	return r
 }
 

@@ -128,7 +128,7 @@ func (n *Node) Addrs() []string {
 }
 
 // AddDir imports files (name to content) as one unixfs directory (CIDv1,
-// as AddFile) and announces its root in the DHT.
+// as AddFile) and announces its root in the DHT (when it has DHT peers).
 func (n *Node) AddDir(ctx context.Context, files map[string][]byte) (cid.Cid, error) {
 	dir, err := uio.NewDirectory(n.DAG)
 	if err != nil {
@@ -155,22 +155,22 @@ func (n *Node) AddDir(ctx context.Context, files map[string][]byte) (cid.Cid, er
 	if err := n.DAG.Add(ctx, root); err != nil {
 		return cid.Undef, fmt.Errorf("plain ipfs: add dir: %w", err)
 	}
-	if err := n.DHT.Provide(ctx, root.Cid(), true); err != nil {
-		return cid.Undef, fmt.Errorf("plain ipfs: provide: %w", err)
+	if err := n.provide(ctx, root.Cid()); err != nil {
+		return cid.Undef, err
 	}
 	return root.Cid(), nil
 }
 
 // AddFile imports data as a unixfs file (CIDv1, raw leaves, 256 KiB
 // chunks, as `ipfs add --cid-version 1` does) and announces its root in
-// the DHT.
+// the DHT (when it has DHT peers).
 func (n *Node) AddFile(ctx context.Context, data []byte) (cid.Cid, error) {
 	root, err := n.file(data)
 	if err != nil {
 		return cid.Undef, err
 	}
-	if err := n.DHT.Provide(ctx, root.Cid(), true); err != nil {
-		return cid.Undef, fmt.Errorf("plain ipfs: provide: %w", err)
+	if err := n.provide(ctx, root.Cid()); err != nil {
+		return cid.Undef, err
 	}
 	return root.Cid(), nil
 }
@@ -190,4 +190,16 @@ func (n *Node) file(data []byte) (ipld.Node, error) {
 		return nil, fmt.Errorf("plain ipfs: add: %w", err)
 	}
 	return root, nil
+}
+
+// provide announces c in the DHT; a node without DHT peers announces
+// nothing (its content is found by other means, e.g. delegated routing).
+func (n *Node) provide(ctx context.Context, c cid.Cid) error {
+	if n.DHT.RoutingTable().Size() == 0 {
+		return nil
+	}
+	if err := n.DHT.Provide(ctx, c, true); err != nil {
+		return fmt.Errorf("plain ipfs: provide: %w", err)
+	}
+	return nil
 }
