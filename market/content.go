@@ -159,6 +159,9 @@ type prepared struct {
 	// the quota filesystem when quota is set, else workDir.
 	rwDir string
 	quota io.Closer
+	// checkpointDir is the host side of the task's checkpoint directory
+	// ("" when it has none; checkpoint.go).
+	checkpointDir string
 }
 
 // prepare fetches the task's image and inputs and lays out its directories.
@@ -213,6 +216,9 @@ func (p *Provider) prepare(ctx context.Context, ex executor.Executor, rec *ExecR
 		pr.quota = q
 	}
 	if err := p.prepareVolumes(ctx, rec, pr, from); err != nil {
+		return pr, err
+	}
+	if err := p.prepareCheckpoint(ctx, rec, pr, from); err != nil {
 		return pr, err
 	}
 	out := filepath.Join(pr.rwDir, "outputs")

@@ -370,11 +370,15 @@ func (p *Provider) run(ctx context.Context, ex executor.Executor, rec *ExecRecor
 		p.mu.Unlock()
 		p.admit.release(rec.Key)
 	}()
+	var cps *checkpointState
+	if rec.Spec.Checkpoint != nil {
+		cps = newCheckpointState()
+	}
 	beatCtx, stopBeats := context.WithCancel(ctx)
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
-		p.heartbeat(beatCtx, rec)
+		p.heartbeat(beatCtx, rec, cps)
 	}()
 	defer stopBeats()
 
@@ -414,7 +418,21 @@ func (p *Provider) run(ctx context.Context, ex executor.Executor, rec *ExecRecor
 		// logs (logs.go).
 		runLog := p.logs.open(rec.Key)
 		pr.spec.Log = runLog.write
+		// Its checkpoint directory is snapshot while it runs
+		// (checkpoint.go).
+		cpCtx, stopCheckpoints := context.WithCancel(ctx)
+		cpDone := make(chan struct{})
+		if cps != nil {
+			go func() {
+				defer close(cpDone)
+				p.checkpointLoop(cpCtx, rec, pr, cps)
+			}()
+		} else {
+			close(cpDone)
+		}
 		out, res.Stages, err = p.runWorkload(ctx, ex, rec, pr, res)
+		stopCheckpoints()
+		<-cpDone
 		p.logs.close(rec.Key, runLog)
 		if err == nil {
 			res.Outputs, err = p.collectOutputs(ctx, rec, pr)
@@ -488,19 +506,25 @@ func (p *Provider) markRunning(ctx context.Context, rec *ExecRecord) {
 
 // heartbeat tells the requestor every Heartbeat that this provider still
 // holds the task, until ctx ends (the result is ready or the task stopped).
-func (p *Provider) heartbeat(ctx context.Context, rec *ExecRecord) {
+func (p *Provider) heartbeat(ctx context.Context, rec *ExecRecord, cps *checkpointState) {
 	requestor, _ := peer.Decode(rec.Requestor)
 	t := time.NewTicker(p.cfg.Heartbeat)
 	defer t.Stop()
+	var fresh chan struct{} // a new checkpoint is told at once
+	if cps != nil {
+		fresh = cps.fresh
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-fresh:
 		}
 		rctx, cancel := context.WithTimeout(ctx, p.cfg.Heartbeat)
 		var ack wire.Ack
-		err := stream.Request(rctx, p.h, requestor, wire.ProtoReport, &wire.Report{TaskID: rec.TaskID, Attempt: rec.Attempt, State: wire.ExecHeartbeat}, wire.MaxAckSize, &ack)
+		beat := &wire.Report{TaskID: rec.TaskID, Attempt: rec.Attempt, State: wire.ExecHeartbeat, Checkpoint: cps.ref()}
+		err := stream.Request(rctx, p.h, requestor, wire.ProtoReport, beat, wire.MaxAckSize, &ack)
 		cancel()
 		if err == nil && !ack.OK {
 			// The requestor no longer wants it from us (canceled, settled

@@ -118,7 +118,10 @@ type Requestor struct {
 	// each provider (by peer id), holders the providers that said they
 	// hold an image (by image); looking and lookedAt pace lookupMore. See
 	// targeted.go.
-	views    map[string]*provView
+	// cpFetching marks the tasks whose checkpoint is being fetched
+	// (checkpoint.go).
+	cpFetching map[string]bool
+	views      map[string]*provView
 	holders  map[string]map[string]bool
 	looking  bool
 	lookedAt time.Time
@@ -180,7 +183,7 @@ func NewRequestor(h host.Host, store TaskStore, topic *pubsub.Topic, cfg Request
 		h: h, store: store, cfg: cfg, log: cfg.Logger.With("role", "requestor"), topic: topic,
 		auctions: map[string]*auction{}, watchers: map[string]map[*watcher]struct{}{},
 		drivers: map[string]bool{}, rep: newRepBook(nil), limit: stream.NewLimiter(streamRate, streamBurst), verifyFns: map[string]VerifyFunc{}, peersCh: make(chan struct{}), lastBeat: map[string]time.Time{}, shares: map[string]map[string]func(){}, silent: map[peer.ID]int{}, heard: map[peer.ID]bool{},
-		views: map[string]*provView{}, holders: map[string]map[string]bool{},
+		views: map[string]*provView{}, holders: map[string]map[string]bool{}, cpFetching: map[string]bool{},
 		ctx: ctx, cancel: cancel,
 	}
 	evts, err := topic.EventHandler()
@@ -409,6 +412,9 @@ func (r *Requestor) update(id string, fn func(*Task) error) (*Task, error) {
 	}
 	r.noteExecutions(before, t)
 	r.unshareEnded(t)
+	if t.State.IsTerminal() && t.Checkpoint != nil {
+		r.dropCheckpoint(t)
+	}
 	observeUpdate(r.cfg.Observer, t)
 	r.notify(t)
 	return t, nil

@@ -75,6 +75,9 @@ func (r *Requestor) applyReport(from peer.ID, rep *wire.Report) wire.Ack {
 	r.beat(t.ID)
 	switch rep.State {
 	case wire.ExecHeartbeat:
+		if rep.Checkpoint != nil && t.Spec.Checkpoint != nil {
+			r.takeCheckpoint(t.ID, attempt, from, *rep.Checkpoint)
+		}
 		return wire.Ack{OK: true}
 	case wire.ExecRunning:
 		_, err = r.apply(t.ID, event{kind: evRunning, provider: provider, attempt: attempt})

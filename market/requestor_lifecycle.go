@@ -546,7 +546,7 @@ func (r *Requestor) award(t *Task, a *auction, head string, got []bidFrom, unans
 		// accepts: they must be shared with it before (share.go).
 		r.share(t, rec.Provider)
 		var reply wire.AwardReply
-		err := stream.Request(r.ctx, r.h, pid, wire.ProtoAward, &wire.Award{TaskID: t.ID, Attempt: attempt, Spec: t.Spec}, wire.MaxAckSize, &reply)
+		err := stream.Request(r.ctx, r.h, pid, wire.ProtoAward, &wire.Award{TaskID: t.ID, Attempt: attempt, Spec: awardSpec(t)}, wire.MaxAckSize, &reply)
 		if err == nil && reply.Accepted {
 			observe(r.cfg.Observer).Awarded()
 			r.log.Debug("awarded", "task", t.ID, "peer", pid)

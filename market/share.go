@@ -33,6 +33,9 @@ func specRoots(spec wire.TaskSpec) []string {
 			roots = append(roots, v.CID)
 		}
 	}
+	if spec.Checkpoint != nil && spec.Checkpoint.From != "" {
+		roots = append(roots, spec.Checkpoint.From)
+	}
 	return roots
 }
 
@@ -42,7 +45,7 @@ func (r *Requestor) share(t *Task, provider string) {
 	if r.cfg.Content == nil {
 		return
 	}
-	roots := specRoots(t.Spec)
+	roots := specRoots(awardSpec(t))
 	pid, err := peer.Decode(provider)
 	if len(roots) == 0 || err != nil {
 		return

@@ -67,6 +67,9 @@ type Task struct {
 	Piece  int    `json:"piece,omitempty"`
 	// Group, on a parent task, lists the children doing its work.
 	Group *Group `json:"group,omitempty"`
+	// Checkpoint is the latest snapshot of the task's checkpoint
+	// directory that this requestor holds (checkpoint.go).
+	Checkpoint *TaskCheckpoint `json:"checkpoint,omitempty"`
 }
 
 // execution returns the execution of provider p at attempt a, or nil.

@@ -14,6 +14,8 @@ import (
 )
 
 type runFlags struct {
+	checkpoint                                                                          string
+	checkpointEvery                                                                     time.Duration
 	image, runtime, isolation, entrypoint, workdir, memory, timeout, provider, strategy string
 	env, inputs                                                                         []string
 	cpus, maxPrice                                                                      float64
@@ -75,6 +77,8 @@ exits non-zero unless the task completed with exit code 0.`,
 	fl.StringVar(&f.provider, "provider", "", "run only on this provider (peer id)")
 	fl.StringVar(&f.strategy, "strategy", "cheapest", "bid selection: cheapest, fastest or reputation")
 	fl.IntVar(&f.redundancy, "redundancy", 1, "run on N distinct providers; complete only if their results agree")
+	fl.StringVar(&f.checkpoint, "checkpoint", "", "a directory in the sandbox the task keeps its state in: snapshot every --checkpoint-every; a task moved to another provider resumes from the latest snapshot")
+	fl.DurationVar(&f.checkpointEvery, "checkpoint-every", 5*time.Minute, "how often the --checkpoint directory is snapshot (the task can also ask by writing "+wire.CheckpointMarker+" there)")
 	fl.BoolVar(&f.each, "each", false, "run once on every provider that matches now, each run with its own result (see 'offload status')")
 	fl.BoolVar(&f.wait, "wait", false, "wait for the result")
 	fl.BoolVar(&f.asJSON, "json", false, "print JSON")
@@ -90,6 +94,9 @@ func (f *runFlags) spec(args []string) (wire.TaskSpec, error) {
 		Resources: wire.Resources{CPUs: f.cpus, GPUs: f.gpus},
 		MaxPrice:  f.maxPrice, Retries: wire.Retries(f.retries), Provider: f.provider,
 		Strategy: f.strategy, Redundancy: f.redundancy, Each: f.each,
+	}
+	if f.checkpoint != "" {
+		spec.Checkpoint = &wire.Checkpoint{Path: f.checkpoint, EveryMS: f.checkpointEvery.Milliseconds()}
 	}
 	if f.image == "" {
 		return spec, fmt.Errorf("--image is required (a local image reference on the provider, e.g. --image hello:1)")

@@ -158,6 +158,9 @@ type TaskSpec struct {
 	// submitted (at most MaxEach), each run with its own result: for
 	// maintenance, benchmarks, or data already spread over the nodes.
 	Each bool `json:"each,omitempty"`
+	// Checkpoint makes the task resumable on another provider from its
+	// latest snapshot of a directory (checkpoint.go).
+	Checkpoint *Checkpoint `json:"checkpoint,omitempty"`
 	// Verify checks each piece's outputs on the requestor's own executor.
 	Verify *Verify `json:"verify,omitempty"`
 	// Exclude lists providers that may not run this task (a redundant
@@ -371,6 +374,24 @@ func (s TaskSpec) Validate() error {
 	}
 	if s.Each && (s.Redundancy > 1 || len(s.Subtasks) > 0 || s.Provider != "") {
 		return invalid("each cannot be combined with redundancy, subtasks or a pinned provider")
+	}
+	if s.Checkpoint != nil {
+		if err := s.Checkpoint.Validate(); err != nil {
+			return err
+		}
+		if s.Service || len(s.Stages) > 0 {
+			return invalid("a checkpoint is for a task that runs once to its end: not a service, no stages")
+		}
+		for _, in := range s.Inputs {
+			if in.Path == s.Checkpoint.Path {
+				return invalid("checkpoint path %s is also an input's", in.Path)
+			}
+		}
+		for _, v := range s.Volumes {
+			if v.Path == s.Checkpoint.Path {
+				return invalid("checkpoint path %s is also a volume's", v.Path)
+			}
+		}
 	}
 	for i, st := range s.Subtasks {
 		piece := s
@@ -702,6 +723,9 @@ type Report struct {
 	State   string  `json:"state"`
 	Message string  `json:"message,omitempty"`
 	Result  *Result `json:"result,omitempty"`
+	// Checkpoint, on a heartbeat, names the latest snapshot of the task's
+	// checkpoint directory.
+	Checkpoint *CheckpointRef `json:"checkpoint,omitempty"`
 }
 
 // Validate checks a report.
@@ -711,6 +735,11 @@ func (r *Report) Validate() error {
 	}
 	if r.Attempt < 0 {
 		return invalid("negative attempt")
+	}
+	if r.Checkpoint != nil {
+		if err := r.Checkpoint.Validate(); err != nil {
+			return err
+		}
 	}
 	switch r.State {
 	case ExecRunning, ExecHeartbeat:

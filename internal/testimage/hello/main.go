@@ -18,6 +18,9 @@
 //	spin DUR              busy-loop on one CPU for DUR
 //	spam N                print N bytes of output ('x', newline every 64)
 //	tick N DUR            print "tick I UNIXNANO" for I in 1..N, one every DUR
+//	count N DUR DIR       count to N, one step every DUR, printing "count I" and keeping
+//	                      the count in DIR/state (written atomically); resume from it
+//	                      when present ("resumed at I"); end with "total N"
 //	net                   (linux) report network interfaces and a loopback dial
 //	whoami, caps          (linux) uid, CapEff and NoNewPrivs from /proc/self/status
 //	fork N                (linux) start N child processes that sleep; report how many started
@@ -123,6 +126,9 @@ func main() {
 				time.Sleep(d)
 			}
 		}
+	case "count":
+		need(args, 3)
+		count(args)
 	case "spam":
 		need(args, 1)
 		n, err := strconv.Atoi(args[0])
@@ -218,4 +224,27 @@ func get(url string) {
 	defer resp.Body.Close()
 	_, err = io.Copy(os.Stdout, resp.Body)
 	check(err)
+}
+
+// count counts to args[0], one step every args[1], keeping its progress
+// in the directory args[2] so that a run elsewhere resumes from it.
+func count(args []string) {
+	n, err := strconv.Atoi(args[0])
+	check(err)
+	d, err := time.ParseDuration(args[1])
+	check(err)
+	state := args[2] + "/state"
+	start := 0
+	if b, err := os.ReadFile(state); err == nil {
+		start, err = strconv.Atoi(strings.TrimSpace(string(b)))
+		check(err)
+		fmt.Printf("resumed at %d\n", start)
+	}
+	for i := start + 1; i <= n; i++ {
+		time.Sleep(d)
+		fmt.Printf("count %d\n", i)
+		check(os.WriteFile(state+".tmp", []byte(strconv.Itoa(i)), 0o644))
+		check(os.Rename(state+".tmp", state))
+	}
+	fmt.Printf("total %d\n", n)
 }
