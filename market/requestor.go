@@ -122,11 +122,11 @@ type Requestor struct {
 	// (checkpoint.go).
 	cpFetching map[string]bool
 	views      map[string]*provView
-	holders  map[string]map[string]bool
-	looking  bool
-	lookedAt time.Time
-	all      allWatchers // WatchAll's feeds (watch.go)
-	volMu    sync.Mutex  // serializes volume table swaps (volume.go)
+	holders    map[string]map[string]bool
+	looking    bool
+	lookedAt   time.Time
+	all        allWatchers // WatchAll's feeds (watch.go)
+	volMu      sync.Mutex  // serializes volume table swaps (volume.go)
 
 	ctx    context.Context
 	cancel context.CancelFunc
