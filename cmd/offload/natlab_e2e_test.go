@@ -388,15 +388,13 @@ func (l *natLab) waitPeer(p *labNode, id string, d time.Duration) {
 	}
 }
 
-// publicNet starts the public side: the bootstrap/relay offload node and
-// four plain IPFS nodes; it returns the bootstrap flags for the nodes
-// behind NAT.
-func (l *natLab) publicNet() (*labNode, []string) {
+// publicNet starts the public side: the bootstrap/relay offload node (with
+// relayArgs) and four plain IPFS nodes; it returns the bootstrap flags for
+// the nodes behind NAT.
+func (l *natLab) publicNet(relayArgs ...string) (*labNode, []string) {
 	l.t.Helper()
-	// The operator of this relay lets content through it: no limits, so
-	// relayed connections are ordinary ones (see p2p.RelayLimits).
-	relay := l.node("relay", "pub", "--listen", "/ip4/7.77.0.1/tcp/4001", "--listen", "/ip4/7.77.0.1/udp/4001/quic-v1",
-		"--reachability", "public", "--relay-max-data", "none", "--relay-max-duration", "none")
+	relay := l.node("relay", "pub", append([]string{"--listen", "/ip4/7.77.0.1/tcp/4001", "--listen", "/ip4/7.77.0.1/udp/4001/quic-v1",
+		"--reachability", "public"}, relayArgs...)...)
 	rid := l.identity(relay)
 	// Both transports of every public node: libp2p dials QUIC first, and
 	// UDP hole punching needs observed QUIC addresses.
@@ -419,6 +417,10 @@ func (l *natLab) publicNet() (*labNode, []string) {
 	}
 	return relay, boot
 }
+
+// unlimitedRelay are the flags of a relay whose operator lets content
+// through it.
+var unlimitedRelay = []string{"--relay-max-data", "none", "--relay-max-duration", "none"}
 
 // natListen are the listen addresses of a node behind NAT.
 var natListen = []string{"--listen", "/ip4/0.0.0.0/tcp/4001", "--listen", "/ip4/0.0.0.0/udp/4001/quic-v1"}
@@ -507,7 +509,9 @@ func TestNATLab(t *testing.T) {
 	defer cancel()
 
 	started := time.Now()
-	relay, boot := lab.publicNet()
+	// The operator of this relay lets content through it: no limits, so
+	// relayed connections are ordinary ones (see p2p.RelayLimits).
+	relay, boot := lab.publicNet(unlimitedRelay...)
 	prov := lab.node("provider", "a", append(append([]string{"--provider", "--executors", "wasm"}, natListen...), boot...)...)
 	reqB := lab.node("requestor-b", "b", append(append([]string{}, natListen...), boot...)...)
 	reqC := lab.node("requestor-c", "c", append(append([]string{}, natListen...), boot...)...)
@@ -576,6 +580,52 @@ func TestNATLab(t *testing.T) {
 	t.Logf("lab total %s", time.Since(started).Round(100*time.Millisecond))
 }
 
+// TestNATLabLimitedRelay: with a relay at its default limits (2 minutes and
+// 1 MiB each way per relayed connection), bids and awards cross the relay
+// and content waits for hole punching: a requestor behind one home NAT
+// runs a task moving 10 MB each way on a provider behind another, over the
+// direct connection hole punching made. (Behind a random-port NAT, where
+// hole punching fails, content cannot move through a limited relay: the
+// README says so; TestNATLab covers an unlimited relay.)
+func TestNATLabLimitedRelay(t *testing.T) {
+	lab := newNATLab(t)
+	mod := testimage.BuildWASM(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	defer cancel()
+	started := time.Now()
+	_, boot := lab.publicNet()
+	prov := lab.node("provider", "a", append(append([]string{"--provider", "--executors", "wasm"}, natListen...), boot...)...)
+	req := lab.node("requestor-b", "b", append(append([]string{}, natListen...), boot...)...)
+	provID := lab.identity(prov).ID
+	lab.waitPeer(req, provID, 45*time.Second)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		direct, addrs := lab.direct(req, provID)
+		if direct {
+			t.Logf("hole punched %s after start: %v", time.Since(started).Round(100*time.Millisecond), addrs)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no direct connection 20 s after meeting through a limited relay: %v", addrs)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	out, err := lab.cli(ctx, req, "add", mod, "--json", "--cid-version", "1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var added struct{ CID string }
+	if err := json.Unmarshal(out, &added); err != nil {
+		t.Fatal(err)
+	}
+	r, err := lab.runTransfer(ctx, "b", req, provID, added.CID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("task with 10 MB in and 10 MB out completed in %s; connection at the end: direct=%v %v; lab total %s",
+		r.task.Round(10*time.Millisecond), r.direct, r.connAddrs, time.Since(started).Round(100*time.Millisecond))
+}
+
 // TestNATLabBench measures the lab (OFFLOAD_NATLAB=bench, `make natlab`):
 // five times, a fresh provider behind NAT A and a fresh requestor behind
 // NAT B start and the requestor submits a small task at once, again until
@@ -589,7 +639,7 @@ func TestNATLabBench(t *testing.T) {
 	}
 	lab := newNATLab(t)
 	mod := testimage.BuildWASM(t)
-	_, boot := lab.publicNet()
+	_, boot := lab.publicNet(unlimitedRelay...)
 	var firsts, meets []time.Duration
 	for round := range 5 {
 		started := time.Now()
