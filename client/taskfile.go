@@ -45,15 +45,20 @@ type TaskFile struct {
 		Memory string  `yaml:"memory"`
 		GPUs   int     `yaml:"gpus"`
 	} `yaml:"resources"`
-	Timeout    string      `yaml:"timeout"`
-	MaxPrice   float64     `yaml:"max_price"`
-	Retries    *int        `yaml:"retries"`
-	Strategy   string      `yaml:"strategy"`
-	Redundancy int         `yaml:"redundancy"`
-	Provider   string      `yaml:"provider"`
-	ImageSize  string      `yaml:"image_size"`
-	Inputs     []FileInput `yaml:"inputs"`
-	Stages     []struct {
+	Timeout    string  `yaml:"timeout"`
+	MaxPrice   float64 `yaml:"max_price"`
+	Retries    *int    `yaml:"retries"`
+	Strategy   string  `yaml:"strategy"`
+	Redundancy int     `yaml:"redundancy"`
+	Each       bool    `yaml:"each"`
+	Checkpoint *struct {
+		Path  string `yaml:"path"`
+		Every string `yaml:"every"`
+	} `yaml:"checkpoint"`
+	Provider  string      `yaml:"provider"`
+	ImageSize string      `yaml:"image_size"`
+	Inputs    []FileInput `yaml:"inputs"`
+	Stages    []struct {
 		Name            string            `yaml:"name"`
 		Command         []string          `yaml:"command"`
 		Env             map[string]string `yaml:"env"`
@@ -184,7 +189,18 @@ func (tf *TaskFile) Spec(added map[string]string) (wire.TaskSpec, error) {
 		Name: tf.Name, Runtime: tf.Runtime, Isolation: tf.Isolation, Image: tf.Image, Entrypoint: tf.Entrypoint, Cmd: tf.Command,
 		Env: tf.Env, WorkDir: tf.Workdir, MaxPrice: tf.MaxPrice, Strategy: tf.Strategy,
 		Redundancy: tf.Redundancy, Provider: tf.Provider, Artifacts: tf.Artifacts, Retries: tf.Retries,
-		Resources: wire.Resources{CPUs: tf.Resources.CPUs, GPUs: tf.Resources.GPUs},
+		Resources: wire.Resources{CPUs: tf.Resources.CPUs, GPUs: tf.Resources.GPUs}, Each: tf.Each,
+	}
+	if cp := tf.Checkpoint; cp != nil {
+		every := 5 * time.Minute
+		if cp.Every != "" {
+			d, err := time.ParseDuration(cp.Every)
+			if err != nil || d <= 0 {
+				return spec, tf.at("$.checkpoint.every", "checkpoint interval %q is not a positive duration (try 30s or 5m)", cp.Every)
+			}
+			every = d
+		}
+		spec.Checkpoint = &wire.Checkpoint{Path: cp.Path, EveryMS: every.Milliseconds()}
 	}
 	if tf.Image == "" {
 		return spec, tf.at("$", "image is required")

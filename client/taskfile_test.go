@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/offload-project/offload/client"
+	"github.com/offload-project/offload/market/wire"
 )
 
 const pipeline = `
@@ -112,4 +113,47 @@ func FuzzParseTaskFile(f *testing.F) {
 			t.Fatalf("accepted file gives an invalid spec: %v", err)
 		}
 	})
+}
+
+func TestTaskFileCheckpointAndEach(t *testing.T) {
+	tf, err := client.ParseTaskFile([]byte(`
+image: hello:1
+checkpoint: {path: /checkpoint, every: 5m}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec, err := tf.Spec(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if spec.Checkpoint == nil || spec.Checkpoint.Path != "/checkpoint" || spec.Checkpoint.EveryMS != 300_000 {
+		t.Fatalf("checkpoint: %+v", spec.Checkpoint)
+	}
+	if err := spec.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	tf, err = client.ParseTaskFile([]byte("image: hello:1\neach: true\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if spec, _ := tf.Spec(nil); !spec.Each {
+		t.Fatal("each: true not read")
+	}
+	for _, bad := range []string{
+		"image: hello:1\ncheckpoint: {path: /checkpoint, every: soon}\n",
+		"image: hello:1\ncheckpoint: {path: relative, every: 5m}\n",
+		"image: hello:1\ncheckpoint: {path: /checkpoint, every: 10ms}\n",
+	} {
+		tf, err := client.ParseTaskFile([]byte(bad))
+		if err == nil {
+			var spec wire.TaskSpec
+			if spec, err = tf.Spec(nil); err == nil {
+				err = spec.Validate()
+			}
+		}
+		if err == nil {
+			t.Errorf("accepted %q", bad)
+		}
+	}
 }
