@@ -34,6 +34,9 @@
 //     loopback ones; the DHT carries its public and relay addresses when
 //     it has some, LAN ones otherwise (identify on the receiving side
 //     drops what the receiver cannot use).
+//   - Host.ContentRouting is the DHT, or with Config.DelegatedRouting the
+//     DHT and HTTP delegated routers (Delegated Routing V1) asked together;
+//     announcements go to the DHT only.
 //   - Bootstrap: a node dials only what it was given (Config.Bootstrap)
 //     and, when Config.Public is set, PublicBootstrap (the standard libp2p
 //     list); mDNS is opt-in (Config.MDNS) with a service name per swarm.
