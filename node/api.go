@@ -288,26 +288,28 @@ func (s *apiServer) taskError(w http.ResponseWriter, err error) {
 }
 
 // taskEvents streams the task's status as server-sent events, one `data:`
-// line of JSON per change, ending after the terminal state.
+// line of JSON per change, ending after the terminal state. The watch
+// reads the task once and sends it as the first event; the response
+// starts with that event, so an unknown task is still a 404 without a
+// read of its own.
 func (s *apiServer) taskEvents(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	if _, err := s.n.Get(id); err != nil {
-		s.taskError(w, err)
-		return
-	}
 	flusher, ok := w.(http.Flusher)
 	if !ok {
 		writeError(w, http.StatusInternalServerError, "streaming unsupported")
 		return
 	}
-	w.Header().Set("Content-Type", "text/event-stream")
-	w.Header().Set("Cache-Control", "no-cache")
-	w.WriteHeader(http.StatusOK)
-	flusher.Flush()
+	started := false
 	err := s.n.Watch(r.Context(), id, func(t *Task) error {
 		b, err := json.Marshal(t)
 		if err != nil {
 			return err
+		}
+		if !started {
+			started = true
+			w.Header().Set("Content-Type", "text/event-stream")
+			w.Header().Set("Cache-Control", "no-cache")
+			w.WriteHeader(http.StatusOK)
 		}
 		if _, err := fmt.Fprintf(w, "event: task\ndata: %s\n\n", b); err != nil {
 			return err
@@ -315,6 +317,12 @@ func (s *apiServer) taskEvents(w http.ResponseWriter, r *http.Request) {
 		flusher.Flush()
 		return nil
 	})
+	if !started {
+		if err != nil && r.Context().Err() == nil {
+			s.taskError(w, err)
+		}
+		return
+	}
 	if err != nil && r.Context().Err() == nil {
 		s.n.log.Debug("event stream ended", "task", id, "err", err)
 	}
