@@ -2,12 +2,14 @@ package p2p_test
 
 import (
 	"crypto/rand"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
 
 	"github.com/offload-project/offload/internal/plainipfs"
 	"github.com/offload-project/offload/p2p"
@@ -112,5 +114,28 @@ func TestRendezvousThroughPlainIPFSNode(t *testing.T) {
 		if r := h.Reachability(); r != p2p.ReachLocal {
 			t.Errorf("reachability on loopback = %s, want %s", r, p2p.ReachLocal)
 		}
+	}
+}
+
+// TestPrivateSwarmKeepsItsOwnDHT: a private swarm's host serves its own DHT
+// protocol and not the public one, and refuses delegated routing.
+func TestPrivateSwarmKeepsItsOwnDHT(t *testing.T) {
+	psk := make([]byte, 32)
+	psk[0] = 7
+	priv := publicHost(t, p2p.Config{SwarmKey: psk})
+	pub := publicHost(t, p2p.Config{})
+	has := func(h *p2p.Host, proto string) bool {
+		return slices.Contains(h.Mux().Protocols(), protocol.ID(proto))
+	}
+	if !has(pub, "/ipfs/kad/1.0.0") {
+		t.Errorf("public host protocols %v lack /ipfs/kad/1.0.0", pub.Mux().Protocols())
+	}
+	if has(priv, "/ipfs/kad/1.0.0") || !has(priv, "/offload/private/"+priv.Namespace+"/kad/1.0.0") {
+		t.Errorf("private host protocols %v", priv.Mux().Protocols())
+	}
+	key, _, _ := crypto.GenerateEd25519Key(rand.Reader)
+	if _, err := p2p.New(t.Context(), p2p.Config{Identity: key, Listen: []string{"/ip4/127.0.0.1/tcp/0"}, SwarmKey: psk,
+		ReachOptions: p2p.ReachOptions{DelegatedRouting: []string{"http://127.0.0.1:1"}}}); err == nil {
+		t.Error("a private swarm accepted delegated routing")
 	}
 }
