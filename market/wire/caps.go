@@ -56,6 +56,12 @@ type GPU struct {
 	Vendor      string `json:"vendor"`
 	Model       string `json:"model"`
 	MemoryBytes int64  `json:"memory_bytes"`
+	// ComputeCapability is the device's compute capability ("9.0" for an
+	// H100); DriverVersion and CUDAVersion are the machine's driver and
+	// the CUDA version it supports. Empty when unknown.
+	ComputeCapability string `json:"compute_capability,omitempty"`
+	DriverVersion     string `json:"driver_version,omitempty"`
+	CUDAVersion       string `json:"cuda_version,omitempty"`
 }
 
 // Hardware is a provider's machine as it advertises it.
@@ -84,8 +90,9 @@ func (h *Hardware) Validate() error {
 		return invalid("more than %d gpus", maxCapGPUs)
 	}
 	for _, g := range h.GPUs {
-		if len(g.Vendor) > maxCapText || len(g.Model) > maxCapText || g.MemoryBytes < 0 {
-			return invalid("gpu %q: bad vendor, model or memory", g.Model)
+		if len(g.Vendor) > maxCapText || len(g.Model) > maxCapText || g.MemoryBytes < 0 ||
+			len(g.ComputeCapability) > 16 || len(g.DriverVersion) > 32 || len(g.CUDAVersion) > 16 {
+			return invalid("gpu %q: bad vendor, model, memory or version", g.Model)
 		}
 	}
 	if len(h.Labels) > maxCapLabels {

@@ -158,6 +158,9 @@ type TaskSpec struct {
 	// submitted (at most MaxEach), each run with its own result: for
 	// maintenance, benchmarks, or data already spread over the nodes.
 	Each bool `json:"each,omitempty"`
+	// GPU is what each of the task's GPUs (Resources.GPUs) must meet:
+	// vendor, models, memory, compute capability, CUDA version (gpu.go).
+	GPU *GPURequirements `json:"gpu,omitempty"`
 	// Checkpoint makes the task resumable on another provider from its
 	// latest snapshot of a directory (checkpoint.go).
 	Checkpoint *Checkpoint `json:"checkpoint,omitempty"`
@@ -375,6 +378,14 @@ func (s TaskSpec) Validate() error {
 	if s.Each && (s.Redundancy > 1 || len(s.Subtasks) > 0 || s.Provider != "") {
 		return invalid("each cannot be combined with redundancy, subtasks or a pinned provider")
 	}
+	if s.GPU != nil {
+		if err := s.GPU.Validate(); err != nil {
+			return err
+		}
+		if s.Resources.GPUs < 1 {
+			return invalid("gpu requirements need at least one GPU (resources.gpus)")
+		}
+	}
 	if s.Checkpoint != nil {
 		if err := s.Checkpoint.Validate(); err != nil {
 			return err
@@ -531,6 +542,8 @@ type Requirements struct {
 	Inputs []string `json:"inputs,omitempty"`
 	// Service says the task is a long-running service (see TaskSpec).
 	Service bool `json:"service,omitempty"`
+	// GPU is the task's TaskSpec.GPU.
+	GPU *GPURequirements `json:"gpu,omitempty"`
 }
 
 // IsolationGVisor names gVisor (runsc) isolation in specs and adverts.
@@ -541,7 +554,7 @@ func RequirementsOf(s TaskSpec) Requirements {
 	return Requirements{
 		Runtime: s.RuntimeOrDefault(), Isolation: s.Isolation, Image: s.Image, Resources: s.Resources,
 		TimeoutMS: s.TimeoutMS, MaxPrice: s.MaxPrice, Provider: s.Provider,
-		Inputs: inputCIDs(s.Inputs), Exclude: s.Exclude, Service: s.Service,
+		Inputs: inputCIDs(s.Inputs), Exclude: s.Exclude, Service: s.Service, GPU: s.GPU,
 	}
 }
 
@@ -580,7 +593,7 @@ func (a *Announce) Validate() error {
 		return invalid("requestor %q is not a peer id", a.Requestor)
 	}
 	spec := TaskSpec{Runtime: a.Req.Runtime, Image: a.Req.Image, Resources: a.Req.Resources,
-		TimeoutMS: a.Req.TimeoutMS, MaxPrice: a.Req.MaxPrice, Provider: a.Req.Provider}
+		TimeoutMS: a.Req.TimeoutMS, MaxPrice: a.Req.MaxPrice, Provider: a.Req.Provider, GPU: a.Req.GPU}
 	if len(a.Req.Inputs) > maxInputs {
 		return invalid("more than %d inputs", maxInputs)
 	}
