@@ -22,6 +22,7 @@ import (
 	"errors"
 	"fmt"
 	"os/exec"
+	"regexp"
 	"runtime"
 	"strconv"
 	"strings"
@@ -45,8 +46,26 @@ type GPU struct {
 	Model string `json:"model"`
 	// MemoryBytes is the device's total memory.
 	MemoryBytes int64 `json:"memory_bytes"`
-	// UUID identifies the device on its machine (not advertised).
-	UUID string `json:"-"`
+	// ComputeCapability ("9.0"), DriverVersion ("550.54.15") and
+	// CUDAVersion (the highest the driver supports, "12.4") are empty when
+	// nvidia-smi does not report them (drivers before 510 have no
+	// compute_cap field).
+	ComputeCapability string `json:"compute_capability,omitempty"`
+	DriverVersion     string `json:"driver_version,omitempty"`
+	CUDAVersion       string `json:"cuda_version,omitempty"`
+	// Index is nvidia-smi's device index and UUID the device's id on its
+	// machine: a task is given a device by them (not advertised).
+	Index string `json:"-"`
+	UUID  string `json:"-"`
+}
+
+// DeviceID is how the container engine is told to give a task this GPU:
+// its UUID when known, else its index.
+func (g GPU) DeviceID() string {
+	if g.UUID != "" {
+		return g.UUID
+	}
+	return g.Index
 }
 
 // Info is a machine's inventory.
@@ -112,11 +131,17 @@ func Detect(ctx context.Context, opts Options) (Info, error) {
 	return info, errors.Join(errs...)
 }
 
-// NvidiaSMIArgs are the arguments whose output ParseNvidiaSMI reads.
-var NvidiaSMIArgs = []string{"--query-gpu=name,memory.total,uuid", "--format=csv,noheader,nounits"}
+// NvidiaSMIArgs are the arguments whose output ParseNvidiaSMI reads;
+// NvidiaSMILegacyArgs those of drivers without the compute_cap field
+// (before 510), whose output ParseNvidiaSMILegacy reads.
+var (
+	NvidiaSMIArgs       = []string{"--query-gpu=index,name,memory.total,uuid,compute_cap,driver_version", "--format=csv,noheader,nounits"}
+	NvidiaSMILegacyArgs = []string{"--query-gpu=name,memory.total,uuid", "--format=csv,noheader,nounits"}
+)
 
 // nvidiaGPUs runs nvidia-smi when it exists. A machine without it has no
-// NVIDIA GPUs, which is not an error.
+// NVIDIA GPUs, which is not an error. The CUDA version comes from the
+// banner of a plain nvidia-smi run (ParseCUDAVersion).
 func nvidiaGPUs(ctx context.Context, bin string) ([]GPU, error) {
 	if bin == "" {
 		bin = "nvidia-smi"
@@ -127,18 +152,109 @@ func nvidiaGPUs(ctx context.Context, bin string) ([]GPU, error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
 	defer cancel()
+	var gpus []GPU
 	out, err := exec.CommandContext(ctx, path, NvidiaSMIArgs...).Output()
+	if err == nil {
+		gpus, err = ParseNvidiaSMI(out)
+	} else if legacy, lerr := exec.CommandContext(ctx, path, NvidiaSMILegacyArgs...).Output(); lerr == nil {
+		gpus, err = ParseNvidiaSMILegacy(legacy)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("nvidia-smi: %w", err)
 	}
-	gpus, err := ParseNvidiaSMI(out)
-	if err != nil {
-		return nil, fmt.Errorf("nvidia-smi: %w", err)
+	if banner, err := exec.CommandContext(ctx, path).Output(); err == nil {
+		if cuda := ParseCUDAVersion(banner); cuda != "" {
+			for i := range gpus {
+				gpus[i].CUDAVersion = cuda
+			}
+		}
 	}
 	return gpus, nil
 }
 
+// cudaBanner finds the CUDA version in nvidia-smi's banner:
+// "| NVIDIA-SMI 550.54.15   Driver Version: 550.54.15   CUDA Version: 12.4 |".
+var cudaBanner = regexp.MustCompile(`CUDA Version:\s*([0-9]+\.[0-9]+)`)
+
+// ParseCUDAVersion returns the CUDA version a plain nvidia-smi run prints
+// in its banner, or "".
+func ParseCUDAVersion(out []byte) string {
+	if m := cudaBanner.FindSubmatch(out); m != nil {
+		return string(m[1])
+	}
+	return ""
+}
+
 // ParseNvidiaSMI parses the output of
+//
+//	nvidia-smi --query-gpu=index,name,memory.total,uuid,compute_cap,driver_version --format=csv,noheader,nounits
+//
+// one GPU a line: "0, NVIDIA H100 80GB HBM3, 81559, GPU-3f..., 9.0, 550.54.15".
+// Memory is in MiB. Blank lines and surrounding spaces are ignored; a
+// model name may itself contain commas, so the index is taken from the
+// left and the other fields from the right. "[N/A]" and "[Not Supported]"
+// leave a field unknown. A line that cannot be parsed is an error naming
+// it.
+func ParseNvidiaSMI(out []byte) ([]GPU, error) {
+	gpus := []GPU{}
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" {
+			continue
+		}
+		f := strings.Split(line, ",")
+		if len(f) < 6 {
+			return nil, fmt.Errorf("line %d %q: want index, name, memory.total, uuid, compute_cap, driver_version", n, line)
+		}
+		for i := range f {
+			f[i] = strings.TrimSpace(f[i])
+		}
+		k := len(f)
+		index := f[0]
+		if _, err := strconv.Atoi(index); err != nil {
+			return nil, fmt.Errorf("line %d %q: index %q is not a number", n, line, index)
+		}
+		g := GPU{Vendor: VendorNVIDIA, Model: strings.TrimSpace(strings.Join(f[1:k-4], ",")), Index: index,
+			UUID: known(f[k-3]), ComputeCapability: known(f[k-2]), DriverVersion: known(f[k-1])}
+		if g.Model == "" {
+			return nil, fmt.Errorf("line %d %q: empty GPU name", n, line)
+		}
+		mem, err := parseMiB(f[k-4])
+		if err != nil {
+			return nil, fmt.Errorf("line %d %q: %w", n, line, err)
+		}
+		g.MemoryBytes = mem
+		gpus = append(gpus, g)
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("read nvidia-smi output: %w", err)
+	}
+	return gpus, nil
+}
+
+// known returns "" for nvidia-smi's "[N/A]" and "[Not Supported]".
+func known(s string) string {
+	if strings.HasPrefix(s, "[") {
+		return ""
+	}
+	return s
+}
+
+// parseMiB reads a memory field in MiB ("" or "[N/A]": unknown, 0).
+func parseMiB(field string) (int64, error) {
+	if known(field) == "" {
+		return 0, nil
+	}
+	field = strings.TrimSpace(strings.TrimSuffix(field, "MiB"))
+	mib, err := strconv.ParseFloat(field, 64)
+	if err != nil || mib < 0 {
+		return 0, fmt.Errorf("memory %q is not a number of MiB", field)
+	}
+	return int64(mib * (1 << 20)), nil
+}
+
+// ParseNvidiaSMILegacy parses the output of
 //
 //	nvidia-smi --query-gpu=name,memory.total,uuid --format=csv,noheader,nounits
 //
@@ -146,7 +262,7 @@ func nvidiaGPUs(ctx context.Context, bin string) ([]GPU, error) {
 // MiB. Blank lines and surrounding spaces are ignored; a model name may
 // itself contain commas, so the last two fields are taken from the right. A
 // line that cannot be parsed is an error naming it.
-func ParseNvidiaSMI(out []byte) ([]GPU, error) {
+func ParseNvidiaSMILegacy(out []byte) ([]GPU, error) {
 	gpus := []GPU{}
 	sc := bufio.NewScanner(bytes.NewReader(out))
 	for n := 1; sc.Scan(); n++ {
@@ -164,7 +280,7 @@ func ParseNvidiaSMI(out []byte) ([]GPU, error) {
 		if name == "" {
 			return nil, fmt.Errorf("line %d %q: empty GPU name", n, line)
 		}
-		g := GPU{Vendor: VendorNVIDIA, Model: name, UUID: uuid}
+		g := GPU{Vendor: VendorNVIDIA, Model: name, UUID: uuid, Index: strconv.Itoa(len(gpus))}
 		// "[N/A]" or "[Not Supported]" leave the memory unknown.
 		if !strings.HasPrefix(memField, "[") {
 			memField = strings.TrimSpace(strings.TrimSuffix(memField, "MiB"))

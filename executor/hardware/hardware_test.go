@@ -4,12 +4,13 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"testing"
 
 	"github.com/offload-project/offload/executor/hardware"
 )
 
-func TestParseNvidiaSMI(t *testing.T) {
+func TestParseNvidiaSMILegacy(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
 		out     string
@@ -49,7 +50,7 @@ func TestParseNvidiaSMI(t *testing.T) {
 		{name: "empty name", out: " , 1024, GPU-gggg\n", wantErr: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := hardware.ParseNvidiaSMI([]byte(tc.out))
+			got, err := hardware.ParseNvidiaSMILegacy([]byte(tc.out))
 			if tc.wantErr {
 				if err == nil {
 					t.Fatalf("want an error, got %+v", got)
@@ -63,6 +64,7 @@ func TestParseNvidiaSMI(t *testing.T) {
 				t.Fatalf("got %d GPUs %+v, want %d", len(got), got, len(tc.want))
 			}
 			for i := range got {
+				tc.want[i].Index = strconv.Itoa(i)
 				if got[i] != tc.want[i] {
 					t.Errorf("gpu %d = %+v, want %+v", i, got[i], tc.want[i])
 				}
@@ -89,18 +91,94 @@ func TestDetect(t *testing.T) {
 	}
 }
 
+// TestParseNvidiaSMIFixtures reads nvidia-smi output of several cards
+// (testdata/nvidia-smi: an 8×H100 server, a mixed A100/T4/RTX 4090/V100
+// machine, a Jetson that reports no memory or UUID) in the query format
+// and the CUDA version from each banner.
+func TestParseNvidiaSMIFixtures(t *testing.T) {
+	const mib = 1 << 20
+	for _, tc := range []struct {
+		file string
+		want []hardware.GPU
+		cuda string
+	}{
+		{"h100x8", []hardware.GPU{{Vendor: "nvidia", Model: "NVIDIA H100 80GB HBM3", MemoryBytes: 81559 * mib, ComputeCapability: "9.0", DriverVersion: "550.54.15",
+			Index: "7", UUID: "GPU-7a8b9c0d-1e2f-4a4b-9c6d-7e8f9a0b1c2d"}}, "12.4"},
+		{"mixed", []hardware.GPU{
+			{Vendor: "nvidia", Model: "NVIDIA A100-SXM4-40GB", MemoryBytes: 40960 * mib, ComputeCapability: "8.0", DriverVersion: "535.161.07", Index: "0", UUID: "GPU-a100aaaa-1111-4222-8333-444455556666"},
+			{Vendor: "nvidia", Model: "Tesla T4", MemoryBytes: 15360 * mib, ComputeCapability: "7.5", DriverVersion: "535.161.07", Index: "1", UUID: "GPU-t4bbbbbb-1111-4222-8333-444455556666"},
+			{Vendor: "nvidia", Model: "NVIDIA GeForce RTX 4090", MemoryBytes: 24564 * mib, ComputeCapability: "8.9", DriverVersion: "535.161.07", Index: "2", UUID: "GPU-4090cccc-1111-4222-8333-444455556666"},
+			{Vendor: "nvidia", Model: "Tesla V100-SXM2-16GB", MemoryBytes: 16384 * mib, ComputeCapability: "7.0", DriverVersion: "535.161.07", Index: "3", UUID: "GPU-v100dddd-1111-4222-8333-444455556666"},
+		}, "12.2"},
+		{"jetson-na", []hardware.GPU{{Vendor: "nvidia", Model: "Orin (nvgpu)", ComputeCapability: "8.7", DriverVersion: "540.2.0", Index: "0"}}, ""},
+	} {
+		t.Run(tc.file, func(t *testing.T) {
+			out, err := os.ReadFile(filepath.Join("testdata", "nvidia-smi", tc.file+".csv"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := hardware.ParseNvidiaSMI(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The last GPU of each file is compared whole (all of them for
+			// the mixed machine).
+			want := tc.want
+			if len(want) == 1 {
+				got = got[len(got)-1:]
+			}
+			if len(got) != len(want) {
+				t.Fatalf("got %d GPUs: %+v", len(got), got)
+			}
+			for i := range want {
+				if got[i] != want[i] {
+					t.Errorf("gpu %d = %+v, want %+v", i, got[i], want[i])
+				}
+			}
+			banner, _ := os.ReadFile(filepath.Join("testdata", "nvidia-smi", tc.file+".banner"))
+			if cuda := hardware.ParseCUDAVersion(banner); cuda != tc.cuda {
+				t.Errorf("cuda = %q, want %q", cuda, tc.cuda)
+			}
+		})
+	}
+	for _, bad := range []string{"0, H100, 81559, GPU-1, 9.0\n", "x, H100, 81559, GPU-1, 9.0, 550\n", "0, , 1, GPU-1, 9.0, 550\n", "0, H100, lots, GPU-1, 9.0, 550\n"} {
+		if got, err := hardware.ParseNvidiaSMI([]byte(bad)); err == nil {
+			t.Errorf("%q parsed as %+v", bad, got)
+		}
+	}
+}
+
+// TestDetectWithFakeNvidiaSMI runs Detect against a stand-in nvidia-smi
+// that answers like a recent driver (the query with compute_cap, and the
+// banner), then like one before 510 (the compute_cap query fails).
 func TestDetectWithFakeNvidiaSMI(t *testing.T) {
 	if runtime.GOOS == "windows" {
 		t.Skip("shell script fake")
 	}
-	dir := t.TempDir()
-	fake := filepath.Join(dir, "nvidia-smi")
-	script := "#!/bin/sh\nprintf 'NVIDIA H100 80GB HBM3, 81559, GPU-1\\nNVIDIA H100 80GB HBM3, 81559, GPU-2\\n'\n"
-	if err := os.WriteFile(fake, []byte(script), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	info, _ := hardware.Detect(t.Context(), hardware.Options{NvidiaSMI: fake})
-	if len(info.GPUs) != 2 || info.GPUs[1].Model != "NVIDIA H100 80GB HBM3" || info.GPUs[0].MemoryBytes != 81559<<20 {
-		t.Fatalf("gpus = %+v", info.GPUs)
+	td, _ := filepath.Abs(filepath.Join("testdata", "nvidia-smi"))
+	for _, tc := range []struct{ name, script string }{
+		{"recent", "#!/bin/sh\ncase \"$1\" in\n  --query-gpu=index*) cat " + td + "/mixed.csv ;;\n  '') cat " + td + "/mixed.banner ;;\n  *) exit 2 ;;\nesac\n"},
+		{"before 510", "#!/bin/sh\ncase \"$1\" in\n  --query-gpu=index*) echo 'Field \"compute_cap\" is not a valid field to query.' >&2; exit 2 ;;\n  --query-gpu=name*) cat " + td + "/legacy-470.csv ;;\n  '') cat " + td + "/legacy-470.banner ;;\n  *) exit 2 ;;\nesac\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fake := filepath.Join(t.TempDir(), "nvidia-smi")
+			if err := os.WriteFile(fake, []byte(tc.script), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			info, err := hardware.Detect(t.Context(), hardware.Options{NvidiaSMI: fake})
+			if err != nil {
+				t.Logf("partial detection: %v", err)
+			}
+			switch tc.name {
+			case "recent":
+				if len(info.GPUs) != 4 || info.GPUs[2].ComputeCapability != "8.9" || info.GPUs[0].CUDAVersion != "12.2" || info.GPUs[1].DeviceID() != "GPU-t4bbbbbb-1111-4222-8333-444455556666" {
+					t.Fatalf("gpus = %+v", info.GPUs)
+				}
+			default:
+				if len(info.GPUs) != 2 || info.GPUs[1].Model != "Tesla K80" || info.GPUs[1].ComputeCapability != "" || info.GPUs[0].CUDAVersion != "11.4" || info.GPUs[1].Index != "1" {
+					t.Fatalf("gpus = %+v", info.GPUs)
+				}
+			}
+		})
 	}
 }
