@@ -97,15 +97,19 @@ type Config struct {
 	// two hosts of a test apart so that gossip must pass through a third).
 	Gater coreconnmgr.ConnectionGater
 	// Public adds PublicBootstrap to Bootstrap: the node joins the public
-	// libp2p/IPFS network. Never set by tests, benchmarks or examples.
+	// libp2p/IPFS network. Tests set it only after replacing
+	// PublicBootstrap with addresses of their own; benchmarks and examples
+	// never do.
 	Public bool
-	// ReachOptions tune the DHT mode, AutoNAT and the relay service.
+	// ReachOptions tune the DHT mode, AutoNAT, the relay service, the
+	// rendezvous and delegated routing.
 	ReachOptions
 }
 
-// ReachOptions tune how a public node makes itself reachable: the DHT
-// mode, AutoNAT's verdict, the relay service it offers and the relays it
-// uses. The zero value is the default.
+// ReachOptions tune how a public node makes itself reachable and finds
+// others: the DHT mode, AutoNAT's verdict, the relay service it offers and
+// the relays it uses, the rendezvous and delegated routing. The zero value
+// is the default.
 type ReachOptions struct {
 	// DHTMode is DHTServer in a private swarm and on loopback (a local
 	// swarm needs routing tables and nothing leaves the machine), DHTAuto
