@@ -30,6 +30,9 @@ const (
 	// rendezvousPeers bounds the members dialed at once and the members
 	// connected per lookup.
 	rendezvousPeers = 8
+	// rendezvousRetry is the longest wait between two attempts while the
+	// announcement fails.
+	rendezvousRetry = 30 * time.Second
 	// rendezvousReact is the shortest time between two rounds caused by
 	// changes of the node's own addresses.
 	rendezvousReact = 10 * time.Second
@@ -104,7 +107,9 @@ func (h *Host) rendezvous(maxWait time.Duration, addrs event.Subscription) {
 			h.log.Debug("rendezvous", "met", met)
 		}
 		if announced.IsZero() {
-			wait = rendezvousFirst // the DHT is not ready yet
+			// The DHT is not ready (no peer in its table yet): try again
+			// soon, backing off to rendezvousRetry.
+			wait = min(2*wait, rendezvousRetry)
 		} else {
 			wait = min(2*wait, maxWait)
 		}
