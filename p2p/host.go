@@ -283,7 +283,9 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 			mode = DHTClient
 		}
 	}
-	dhtOpts := []dht.Option{dht.Mode(mode.kad()), dht.ProtocolPrefix(protocol.ID(prefix)), dht.BootstrapPeers(boot...)}
+	dhtOpts := []dht.Option{dht.Mode(mode.kad()), dht.ProtocolPrefix(protocol.ID(prefix)), dht.BootstrapPeers(boot...),
+		// What strangers put on this node while it is a DHT server.
+		dht.Datastore(newBoundedStore(DefaultDHTStoreRecords, DefaultDHTStoreBytes))}
 	if ns == "" && beyondLoopback(listen) {
 		dhtOpts = append(dhtOpts, dht.AddressFilter(dhtAddrFilter))
 	}
