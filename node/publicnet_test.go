@@ -71,6 +71,19 @@ func TestMeetAndFetchThroughPlainIPFS(t *testing.T) {
 		t.Fatalf("task reading a plain IPFS node's input: %s on %s %q (%s)", got.State, got.Provider, got.Stdout, got.Error)
 	}
 	t.Logf("task completed %s after both started", time.Since(start).Round(time.Millisecond))
+
+	// `offload get` of content only a plain IPFS node holds.
+	other, err := holder.AddDir(t.Context(), map[string][]byte{"got.txt": []byte("fetched by offload get\n")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dest := filepath.Join(t.TempDir(), "got")
+	if err := req.GetContent(t.Context(), other.String(), dest); err != nil {
+		t.Fatalf("get a plain IPFS node's content: %v", err)
+	}
+	if b, err := os.ReadFile(filepath.Join(dest, "got.txt")); err != nil || string(b) != "fetched by offload get\n" {
+		t.Fatalf("got %q, %v", b, err)
+	}
 }
 
 // TestInitPublicJoinsThePublicList: a home marked public (offload init
