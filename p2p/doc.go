@@ -14,10 +14,12 @@
 //     content is provided there, and offload nodes meet there (every member
 //     announces itself under RendezvousCID of its swarm and dials a few of
 //     the members it finds; capability terms have keys of their own). A
-//     public node is a DHT client until AutoNAT finds it reachable
-//     (DHTAuto); a private swarm, and a swarm on loopback only, run a
-//     server (private swarms with their own protocol prefix
-//     /offload/private/<id>, seeing nothing of the public DHT).
+//     node on the public network (Config.Public) is a DHT client until
+//     AutoNAT finds it reachable (DHTAuto); another swarm beyond loopback
+//     (a LAN, a community's bootstrap node) has it serve until AutoNAT
+//     finds it behind NAT (DHTAutoServer); a private swarm, and a swarm on
+//     loopback only, run a server (private swarms with their own protocol
+//     prefix /offload/private/<id>, seeing nothing of the public DHT).
 //   - With a swarm key only TCP is used: QUIC cannot carry a pre-shared key.
 //   - Messages on streams are a uvarint length followed by JSON; a reader
 //     refuses any message above its size limit before allocating it.

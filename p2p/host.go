@@ -111,10 +111,13 @@ type Config struct {
 // the relays it uses, the rendezvous and delegated routing. The zero value
 // is the default.
 type ReachOptions struct {
-	// DHTMode is DHTServer in a private swarm and on loopback (a local
-	// swarm needs routing tables and nothing leaves the machine), DHTAuto
-	// with NAT traversal (a client until AutoNAT finds the node publicly
-	// reachable), and DHTClient otherwise, when empty.
+	// DHTMode, when empty, is DHTServer in a private swarm and on loopback
+	// (a local swarm needs routing tables and nothing leaves the machine);
+	// with NAT traversal, DHTAuto on the public network (Public: a client
+	// until AutoNAT finds the node publicly reachable) and DHTAutoServer
+	// otherwise (a LAN or community swarm: a server until AutoNAT finds the
+	// node behind NAT); DHTClient when NAT traversal is disabled beyond
+	// loopback.
 	DHTMode DHTMode
 	// Reachability forces AutoNAT's verdict: "public" (an operator's
 	// server with a known public address: it serves the DHT and the relay
@@ -274,14 +277,7 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 	}
 	mode := cfg.DHTMode
 	if mode == "" {
-		switch {
-		case ns != "" || !nat && !beyondLoopback(listen):
-			mode = DHTServer
-		case nat:
-			mode = DHTAuto
-		default:
-			mode = DHTClient
-		}
+		mode = defaultDHTMode(ns != "", nat, cfg.Public, beyondLoopback(listen))
 	}
 	dhtOpts := []dht.Option{dht.Mode(mode.kad()), dht.ProtocolPrefix(protocol.ID(prefix)), dht.BootstrapPeers(boot...),
 		// What strangers put on this node while it is a DHT server.
@@ -480,4 +476,17 @@ func ParseAddrs(addrs []string) ([]peer.AddrInfo, error) {
 		return nil, fmt.Errorf("multiaddr without a /p2p/ peer id: %w", err)
 	}
 	return infos, nil
+}
+
+// defaultDHTMode is ReachOptions.DHTMode's default (see there).
+func defaultDHTMode(private, nat, public, beyondLoopback bool) DHTMode {
+	switch {
+	case private || !nat && !beyondLoopback:
+		return DHTServer
+	case nat && public:
+		return DHTAuto
+	case nat:
+		return DHTAutoServer
+	}
+	return DHTClient
 }

@@ -27,19 +27,24 @@ const (
 	// DHTAuto is a client until AutoNAT finds the node publicly reachable,
 	// then a server (and a client again if that changes).
 	DHTAuto DHTMode = "auto"
+	// DHTAutoServer is a server until AutoNAT finds the node behind NAT
+	// (a client then, a server again if that changes): on a LAN, where
+	// AutoNAT cannot decide, the node keeps serving its swarm's DHT.
+	DHTAutoServer DHTMode = "auto-server"
 	// DHTClient only asks: the right mode for a node other peers cannot dial.
 	DHTClient DHTMode = "client"
 	// DHTServer answers queries and stores provider records for others.
 	DHTServer DHTMode = "server"
 )
 
-// ParseDHTMode reads "auto", "client" or "server" ("" is "").
+// ParseDHTMode reads "auto", "auto-server", "client" or "server" ("" is
+// "").
 func ParseDHTMode(s string) (DHTMode, error) {
 	switch m := DHTMode(strings.ToLower(strings.TrimSpace(s))); m {
-	case "", DHTAuto, DHTClient, DHTServer:
+	case "", DHTAuto, DHTAutoServer, DHTClient, DHTServer:
 		return m, nil
 	}
-	return "", fmt.Errorf("dht mode %q: want auto, client or server", s)
+	return "", fmt.Errorf("dht mode %q: want auto, auto-server, client or server", s)
 }
 
 func (m DHTMode) kad() dht.ModeOpt {
@@ -48,6 +53,8 @@ func (m DHTMode) kad() dht.ModeOpt {
 		return dht.ModeClient
 	case DHTServer:
 		return dht.ModeServer
+	case DHTAutoServer:
+		return dht.ModeAutoServer
 	}
 	return dht.ModeAuto
 }

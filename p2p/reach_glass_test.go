@@ -89,7 +89,7 @@ func TestRelayLimits(t *testing.T) {
 }
 
 func TestParseFlags(t *testing.T) {
-	for _, s := range []string{"", "auto", "client", "SERVER"} {
+	for _, s := range []string{"", "auto", "auto-server", "client", "SERVER"} {
 		if _, err := ParseDHTMode(s); err != nil {
 			t.Errorf("ParseDHTMode(%q): %v", s, err)
 		}
@@ -104,5 +104,23 @@ func TestParseFlags(t *testing.T) {
 	}
 	if _, err := ParseReachability("sometimes"); err == nil {
 		t.Error("ParseReachability accepted sometimes")
+	}
+}
+
+func TestDefaultDHTMode(t *testing.T) {
+	for _, tc := range []struct {
+		name                                 string
+		private, nat, public, beyondLoopback bool
+		want                                 DHTMode
+	}{
+		{"loopback", false, false, false, false, DHTServer},
+		{"private swarm", true, false, false, true, DHTServer},
+		{"public network", false, true, true, true, DHTAuto},
+		{"lan or community swarm", false, true, false, true, DHTAutoServer},
+		{"nat disabled beyond loopback", false, false, false, true, DHTClient},
+	} {
+		if got := defaultDHTMode(tc.private, tc.nat, tc.public, tc.beyondLoopback); got != tc.want {
+			t.Errorf("%s: %s, want %s", tc.name, got, tc.want)
+		}
 	}
 }

@@ -20,7 +20,7 @@ type reachFlags struct {
 func addReachFlags(f *pflag.FlagSet, cfg *node.Config) *reachFlags {
 	r := &reachFlags{}
 	f.BoolVar(&cfg.Public, "public", false, "join the public libp2p/IPFS network through its standard bootstrap list (also on after 'offload init --public')")
-	f.StringVar(&r.dhtMode, "dht-mode", "", "auto (a DHT client until AutoNAT finds the node reachable), client or server; default: auto on a public node, server on loopback and in a private swarm")
+	f.StringVar(&r.dhtMode, "dht-mode", "", "auto (a DHT client until AutoNAT finds the node reachable), auto-server (a server until AutoNAT finds it behind NAT), client or server; default: auto with --public, auto-server for other swarms beyond loopback, server on loopback and in a private swarm")
 	f.StringVar(&r.reachability, "reachability", "auto", "auto (AutoNAT decides), or force public (a server with a known public address) or private")
 	f.BoolVar(&cfg.Reach.DisableRelayService, "no-relay-service", false, "do not offer a circuit relay to nodes behind NAT when this node is publicly reachable")
 	f.StringVar(&r.relayDuration, "relay-max-duration", "", "longest a connection relayed by this node may last (default 2m; 'none': no limit)")
