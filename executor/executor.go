@@ -55,6 +55,9 @@ type Limits struct {
 	MemoryBytes int64   `json:"memory_bytes,omitempty"`
 	PIDs        int64   `json:"pids,omitempty"`
 	GPUs        int     `json:"gpus,omitempty"`
+	// GPUDevices, when set, are the devices (UUIDs or indexes) the task
+	// is given, GPUs of them; else any GPUs devices.
+	GPUDevices []string `json:"gpu_devices,omitempty"`
 	// OutputCap bounds the bytes of stdout and of stderr kept (each).
 	OutputCap int64 `json:"output_cap,omitempty"`
 }

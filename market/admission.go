@@ -74,6 +74,8 @@ type admission struct {
 	// never awarded, or of awards whose content never arrives, cannot hold
 	// what known customers need.
 	known map[string]time.Time
+	// gpus are the GPU devices offered, given out by assignGPUs (gpu.go).
+	gpus []GPUDevice
 }
 
 // Bounds of what bids can make admission hold.
@@ -94,10 +96,13 @@ type hold struct {
 	res       wire.Resources
 	requestor string
 	expires   time.Time // zero for an allocation
+	// devices are the GPUs given to this key (gpu.go: assignGPUs).
+	devices []string
 }
 
-func newAdmission(total Capacity, maxQueue int, onChange func()) *admission {
+func newAdmission(total Capacity, maxQueue int, onChange func(), gpus []GPUDevice) *admission {
 	return &admission{
+		gpus:  slices.Clone(gpus),
 		total: total, held: map[string]hold{}, places: map[string]time.Time{}, max: maxQueue,
 		changed: make(chan struct{}), meanRunMS: 1000, onChange: onChange, known: map[string]time.Time{},
 		ready: map[string]readyAward{},
@@ -342,7 +347,8 @@ func (a *admission) allocateLocked(key, requestor string, res wire.Resources) st
 	if why := a.newcomerFitsLocked(key, requestor, res); why != "" {
 		return why
 	}
-	a.held[key] = hold{res: res, requestor: requestor}
+	// The devices a reservation was given stay with the allocation.
+	a.held[key] = hold{res: res, requestor: requestor, devices: a.held[key].devices}
 	a.notifyLocked()
 	return ""
 }
@@ -388,18 +394,20 @@ func (a *admission) preemptLocked(requestor string, free Capacity, res wire.Reso
 type readyAward struct {
 	requestor string
 	res       wire.Resources
+	gpu       *wire.GPURequirements
 }
 
-// waitTurn blocks until it is key's turn and res fits, then allocates it;
+// waitTurn blocks until it is key's turn and res fits (GPUs meeting gpu
+// among them), then allocates it;
 // or until ctx ends (key keeps nothing then: the caller's release cleans
 // up). The turn goes, in queue order, to the first award that is ready
 // (its preparation is done: it waits here), passing over those that only
 // the newcomers' share holds back: neither an award still fetching (a
 // Sybil's whose content never arrives) nor a newcomer over its share
 // holds up the awards behind it.
-func (a *admission) waitTurn(ctx context.Context, key, requestor string, res wire.Resources) error {
+func (a *admission) waitTurn(ctx context.Context, key, requestor string, res wire.Resources, gpu *wire.GPURequirements) error {
 	a.mu.Lock()
-	a.ready[key] = readyAward{requestor: requestor, res: res}
+	a.ready[key] = readyAward{requestor: requestor, res: res, gpu: gpu}
 	a.mu.Unlock()
 	for {
 		a.mu.Lock()
@@ -455,6 +463,9 @@ func (a *admission) turnLocked() string {
 		}
 		if fits(free, r.res) == "" && a.newcomerFitsLocked(k, r.requestor, r.res) != "" {
 			continue // only the newcomers' share holds it back
+		}
+		if !a.gpusFreeLocked(k, r.res.GPUs, r.gpu) {
+			continue // the GPUs that meet it run other tasks (gpu.go)
 		}
 		return k
 	}

@@ -113,6 +113,10 @@ type ImageChecker interface {
 type ProviderConfig struct {
 	// Capacity offered in all. Zero fields are not offered (no GPUs).
 	Capacity Capacity
+	// GPUs are the devices behind Capacity.GPUs, given to tasks
+	// exclusively by id and matched against their typed requirements
+	// (gpu.go). Empty: GPUs are counted only, and the engine picks.
+	GPUs []GPUDevice
 	// Price in credits per CPU-second.
 	Price          float64
 	ReservationTTL time.Duration
@@ -254,7 +258,7 @@ func NewProvider(h host.Host, store ExecStore, topic *pubsub.Topic, executors []
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &Provider{
 		h: h, store: store, executors: map[string]executor.Executor{}, cfg: cfg,
-		log: cfg.Logger.With("role", "provider"), sub: sub, admit: newAdmission(cfg.Capacity, queueLength(cfg), cfg.OnChange),
+		log: cfg.Logger.With("role", "provider"), sub: sub, admit: newAdmission(cfg.Capacity, queueLength(cfg), cfg.OnChange, cfg.GPUs),
 		running: map[string]context.CancelCauseFunc{}, connCh: make(chan struct{}),
 		annLimit: stream.NewLimiter(announceRate, announceBurst), newcomerAnn: rate.NewLimiter(newcomerAnnounceRate, newcomerAnnounceBurst), streamLimit: stream.NewLimiter(streamRate, streamBurst),
 		answering: make(chan struct{}, maxAnswering), dialing: make(chan struct{}, maxDialing), inflight: map[peer.ID]int{},

@@ -126,6 +126,15 @@ func (p *Provider) decide(requestor peer.ID, ann *wire.Announce) wire.Bid {
 		return bid
 	}
 	res := normalize(req.Resources)
+	if len(p.cfg.GPUs) > 0 {
+		if why := gpuDecline(p.cfg.GPUs, res.GPUs, req.GPU); why != "" {
+			bid.Decline = why
+			return bid
+		}
+	} else if req.GPU != nil && res.GPUs <= p.cfg.Capacity.GPUs {
+		bid.Decline = "this provider does not know its GPUs' types (it offers a GPU count only): it cannot meet " + req.GPU.String()
+		return bid
+	}
 	if res.GPUs > p.cfg.Capacity.GPUs || res.CPUs > p.cfg.Capacity.CPUs || res.MemoryBytes > p.cfg.Capacity.MemoryBytes {
 		bid.Decline = fmt.Sprintf("asks for more than this provider has (%.2f cpus, %d MiB, %d gpus)",
 			p.cfg.Capacity.CPUs, p.cfg.Capacity.MemoryBytes>>20, p.cfg.Capacity.GPUs)
@@ -156,6 +165,15 @@ func (p *Provider) decide(requestor peer.ID, ann *wire.Announce) wire.Bid {
 	if why != "" {
 		bid.Decline, bid.Busy = why, true
 		return bid
+	}
+	if startMS == 0 {
+		// Capacity now: the GPUs that meet the task are given to the bid
+		// (a queue place gets them when its turn comes).
+		if _, why := p.admit.assignGPUs(key, res.GPUs, req.GPU); why != "" {
+			p.admit.release(key)
+			bid.Decline, bid.Busy = why, true
+			return bid
+		}
 	}
 	bid.StartMS = startMS
 	timeout := time.Duration(req.TimeoutMS) * time.Millisecond
@@ -404,11 +422,19 @@ func (p *Provider) run(ctx context.Context, ex executor.Executor, rec *ExecRecor
 		need := normalize(rec.Spec.Resources)
 		waited := time.Now()
 		p.log.Debug("waiting for a slot", "task", rec.TaskID, "admission", p.admit.String())
-		err = p.admit.waitTurn(ctx, rec.Key, rec.Requestor, need)
+		err = p.admit.waitTurn(ctx, rec.Key, rec.Requestor, need, rec.Spec.GPU)
 		p.log.Debug("turn came", "task", rec.TaskID, "waited_ms", time.Since(waited).Milliseconds(), "err", err)
 	}
 	if err == nil {
 		res.FetchMS = pr.fetchMS
+		// Its GPUs are its own, by device id, until release (run's exit).
+		var gpuWhy string
+		pr.spec.Limits.GPUDevices, gpuWhy = p.admit.assignGPUs(rec.Key, normalize(rec.Spec.Resources).GPUs, rec.Spec.GPU)
+		if gpuWhy != "" {
+			err = fmt.Errorf("%s: %w", gpuWhy, errGPUsTaken)
+		}
+	}
+	if err == nil {
 		// Only now is the task running: fetching its image and inputs is
 		// reported apart and does not count against its timeout.
 		p.markRunning(ctx, rec)
@@ -463,7 +489,7 @@ func (p *Provider) run(ctx context.Context, ex executor.Executor, rec *ExecRecor
 			err = errCanceled
 		}
 		res.Error = err.Error()
-		res.Retryable = errors.Is(err, executor.ErrImageNotFound) || errors.Is(err, executor.ErrUnavailable)
+		res.Retryable = errors.Is(err, executor.ErrImageNotFound) || errors.Is(err, executor.ErrUnavailable) || errors.Is(err, errGPUsTaken)
 		if p.ctx.Err() != nil && !errors.Is(err, errCanceled) {
 			res.Error, res.Retryable = "the provider shut down while running the task", true
 		}

@@ -90,7 +90,7 @@ func TestRepBook(t *testing.T) {
 // queue's bound; claims by the reserving requestor only; one release frees
 // capacity, a place and a queued award alike; expiry frees reservations.
 func TestAdmission(t *testing.T) {
-	a := newAdmission(Capacity{CPUs: 2, MemoryBytes: 1 << 30}, 1, nil)
+	a := newAdmission(Capacity{CPUs: 2, MemoryBytes: 1 << 30}, 1, nil, nil)
 	a.vouch("R", time.Now()) // a known customer; newcomers: TestAdmissionNewcomers
 	res := wire.Resources{CPUs: 1, MemoryBytes: 256 << 20}
 	for _, k := range []string{"t1", "t2"} {
@@ -132,7 +132,7 @@ func TestAdmission(t *testing.T) {
 	}
 	// t2 waits for its turn; releasing t1 (its run ended) lets it run.
 	turn := make(chan error, 1)
-	go func() { turn <- a.waitTurn(t.Context(), "t2", "R", res) }()
+	go func() { turn <- a.waitTurn(t.Context(), "t2", "R", res, nil) }()
 	a.release("t1")
 	if err := <-turn; err != nil {
 		t.Fatal(err)
@@ -151,7 +151,7 @@ func TestAdmission(t *testing.T) {
 		t.Fatalf("free after release = %+v", f)
 	}
 	// A place queued and then released leaves the queue: another fits.
-	a2 := newAdmission(Capacity{CPUs: 1, MemoryBytes: 1 << 30}, 1, nil)
+	a2 := newAdmission(Capacity{CPUs: 1, MemoryBytes: 1 << 30}, 1, nil, nil)
 	a2.vouch("R", time.Now())
 	a2.reserve("x", "R", res, time.Minute)
 	a2.reserve("y", "R", res, time.Minute)
@@ -164,7 +164,7 @@ func TestAdmission(t *testing.T) {
 		t.Fatalf("the queue kept a released award: %q", why)
 	}
 	// An expired reservation frees its capacity.
-	a3 := newAdmission(Capacity{CPUs: 1, MemoryBytes: 1 << 30}, 1, nil)
+	a3 := newAdmission(Capacity{CPUs: 1, MemoryBytes: 1 << 30}, 1, nil, nil)
 	a3.vouch("R", time.Now())
 	a3.reserve("e", "R", res, time.Nanosecond)
 	if !testwait.Until(t.Context(), time.Second, time.Millisecond, func() bool { return a3.Free().CPUs == 1 }) {
@@ -177,7 +177,7 @@ func TestAdmission(t *testing.T) {
 // together, however many identities they use, and promise a bounded number
 // of queue places; a known customer still reserves the rest at once.
 func TestAdmissionNewcomers(t *testing.T) {
-	a := newAdmission(Capacity{CPUs: 4, MemoryBytes: 8 << 30}, 4, nil)
+	a := newAdmission(Capacity{CPUs: 4, MemoryBytes: 8 << 30}, 4, nil, nil)
 	res := wire.Resources{CPUs: 1, MemoryBytes: 256 << 20}
 	reserved, placed, refused := 0, 0, 0
 	for i := range 200 {
@@ -204,7 +204,7 @@ func TestAdmissionNewcomers(t *testing.T) {
 		t.Fatalf("admission holds %d places and %d reservations", len(a.places), len(a.held))
 	}
 	// One newcomer alone cannot take every promised place either.
-	b := newAdmission(Capacity{CPUs: 1, MemoryBytes: 1 << 30}, 100, nil)
+	b := newAdmission(Capacity{CPUs: 1, MemoryBytes: 1 << 30}, 100, nil, nil)
 	for j := range 100 {
 		b.reserve(fmt.Sprintf("one/task-%d/1", j), "one", res, time.Minute)
 	}
@@ -213,7 +213,7 @@ func TestAdmissionNewcomers(t *testing.T) {
 	}
 	// A newcomer's first task runs even when it is larger than the share
 	// (one GPU of one, all of a one-cpu provider).
-	g := newAdmission(Capacity{CPUs: 1, MemoryBytes: 1 << 30, GPUs: 1}, 4, nil)
+	g := newAdmission(Capacity{CPUs: 1, MemoryBytes: 1 << 30, GPUs: 1}, 4, nil, nil)
 	if start, why := g.reserve("new/gpu/1", "new", wire.Resources{CPUs: 1, MemoryBytes: 256 << 20, GPUs: 1}, time.Minute); why != "" || start != 0 {
 		t.Fatalf("a newcomer's first whole-provider task: %q start %d", why, start)
 	}
@@ -229,7 +229,7 @@ func TestAdmissionNewcomers(t *testing.T) {
 	}
 	// Neither an award still fetching (queued first) nor a newcomer over
 	// its share holds up a known customer's award queued behind it.
-	q := newAdmission(Capacity{CPUs: 2, MemoryBytes: 1 << 30}, 8, nil)
+	q := newAdmission(Capacity{CPUs: 2, MemoryBytes: 1 << 30}, 8, nil, nil)
 	q.vouch("customer", time.Now())
 	for _, k := range []string{"customer/run-1/1", "customer/run-2/1"} { // both cpus busy
 		q.reserve(k, "customer", res, time.Minute)
@@ -245,12 +245,12 @@ func TestAdmissionNewcomers(t *testing.T) {
 		}
 	}
 	turn := make(chan error, 2)
-	go func() { turn <- q.waitTurn(t.Context(), "customer/next/1", "customer", res) }()
+	go func() { turn <- q.waitTurn(t.Context(), "customer/next/1", "customer", res, nil) }()
 	// sybil/bait/1 never gets ready (its content never arrives);
 	// sybil/bait-2/1 is ready, and runs when a cpu frees; then the
 	// newcomers' share (1 of 2 cpus) holds it back no more than the
 	// customer's award behind it.
-	go func() { turn <- q.waitTurn(t.Context(), "sybil/bait-2/1", "sybil", res) }()
+	go func() { turn <- q.waitTurn(t.Context(), "sybil/bait-2/1", "sybil", res, nil) }()
 	q.release("customer/run-1/1")
 	if err := <-turn; err != nil {
 		t.Fatal(err)
@@ -265,7 +265,7 @@ func TestAdmissionNewcomers(t *testing.T) {
 
 	// A known customer's award takes the capacity newcomers' bids reserved
 	// (promises that may never be awarded), not what their awards run on.
-	pre := newAdmission(Capacity{CPUs: 4, MemoryBytes: 4 << 30}, 4, nil)
+	pre := newAdmission(Capacity{CPUs: 4, MemoryBytes: 4 << 30}, 4, nil, nil)
 	pre.vouch("customer", time.Now())
 	pre.reserve("sybil/a/1", "sybil", res, time.Minute)
 	pre.claim("sybil/a/1", "sybil", res) // runs: an allocation

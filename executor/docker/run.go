@@ -283,7 +283,16 @@ func (e *Executor) containerConfig(spec executor.Spec, user, cgroupParent string
 			CgroupParent: cgroupParent,
 		},
 	}
-	if spec.Limits.GPUs > 0 {
+	switch {
+	case len(spec.Limits.GPUDevices) > 0:
+		// The provider gave the task these devices, and no other task has
+		// them.
+		hc.DeviceRequests = []container.DeviceRequest{{
+			Driver:       "nvidia",
+			DeviceIDs:    spec.Limits.GPUDevices,
+			Capabilities: [][]string{{"gpu"}},
+		}}
+	case spec.Limits.GPUs > 0:
 		hc.DeviceRequests = []container.DeviceRequest{{
 			Driver:       "nvidia",
 			Count:        spec.Limits.GPUs,
