@@ -1,6 +1,7 @@
 package discovery
 
 import (
+	"fmt"
 	"maps"
 	"slices"
 	"strings"
@@ -24,6 +25,9 @@ type PoolFilter struct {
 	// GPUModel matches a GPU whose model contains it, case-insensitively
 	// ("h100" matches "NVIDIA H100 80GB HBM3").
 	GPUModel string
+	// GPU are typed requirements each of the GPUs must meet as well
+	// (memory, compute capability, CUDA version, models, vendor).
+	GPU *wire.GPURequirements
 	// Arch and OS match exactly, case-insensitively; x86_64 is amd64 and
 	// aarch64 is arm64.
 	Arch string
@@ -50,33 +54,40 @@ func normArch(a string) string {
 }
 
 // Match reports whether rec satisfies every set field of f.
-func (f PoolFilter) Match(rec *wire.CapRecord) bool {
+func (f PoolFilter) Match(rec *wire.CapRecord) bool { return f.Why(rec) == "" }
+
+// Why returns "" when rec satisfies every set field of f, else the first
+// requirement it fails, said for a person ("memory 24 GiB < 40 GiB").
+func (f PoolFilter) Why(rec *wire.CapRecord) string {
 	hw := &rec.Hardware
 	if f.CPUs > 0 && float64(hw.CPUs) < f.CPUs && rec.Capacity.CPUs < f.CPUs {
-		return false
+		return fmt.Sprintf("%d CPUs < %g", hw.CPUs, f.CPUs)
 	}
 	if f.MemoryBytes > 0 && hw.MemoryBytes < f.MemoryBytes && rec.Capacity.MemoryBytes < f.MemoryBytes {
-		return false
+		return fmt.Sprintf("memory %d MiB < %d MiB", hw.MemoryBytes>>20, f.MemoryBytes>>20)
 	}
-	if f.GPUs > 0 || !isAny(f.GPUModel) {
-		n := 0
-		for _, g := range hw.GPUs {
-			if isAny(f.GPUModel) || strings.Contains(strings.ToLower(g.Model), strings.ToLower(f.GPUModel)) {
-				n++
+	if f.GPUs > 0 || !isAny(f.GPUModel) || f.GPU != nil {
+		req := f.GPU
+		if !isAny(f.GPUModel) {
+			r := wire.GPURequirements{}
+			if req != nil {
+				r = *req
 			}
+			r.Models = append(slices.Clone(r.Models), f.GPUModel)
+			req = &r
 		}
-		if n < max(f.GPUs, 1) {
-			return false
+		if _, why := wire.MatchGPUs(hw.GPUs, max(f.GPUs, 1), req); why != "" {
+			return why
 		}
 	}
 	if !isAny(f.Arch) && normArch(f.Arch) != normArch(hw.Arch) {
-		return false
+		return "arch " + hw.Arch + ", not " + f.Arch
 	}
 	if !isAny(f.OS) && !strings.EqualFold(f.OS, hw.OS) {
-		return false
+		return "os " + hw.OS + ", not " + f.OS
 	}
 	if !isAny(f.Isolation) && !slices.ContainsFunc(rec.Isolation, func(s string) bool { return strings.EqualFold(s, f.Isolation) }) {
-		return false
+		return "no " + f.Isolation + " isolation"
 	}
 	if !isAny(f.Executor) {
 		found := false
@@ -84,7 +95,7 @@ func (f PoolFilter) Match(rec *wire.CapRecord) bool {
 			found = found || strings.EqualFold(e, f.Executor)
 		}
 		if !found {
-			return false
+			return "no " + f.Executor + " executor"
 		}
 	}
 	for k, v := range f.Labels {
@@ -92,10 +103,10 @@ func (f PoolFilter) Match(rec *wire.CapRecord) bool {
 			continue
 		}
 		if got, ok := hw.Labels[k]; !ok || got != v {
-			return false
+			return fmt.Sprintf("label %s=%q, not %q", k, got, v)
 		}
 	}
-	return true
+	return ""
 }
 
 // FilterFor returns the filter of providers that may take a task with req:
@@ -103,7 +114,7 @@ func (f PoolFilter) Match(rec *wire.CapRecord) bool {
 func FilterFor(req wire.Requirements) PoolFilter {
 	return PoolFilter{
 		Executor: req.Runtime, CPUs: req.Resources.CPUs,
-		MemoryBytes: req.Resources.MemoryBytes, GPUs: req.Resources.GPUs,
+		MemoryBytes: req.Resources.MemoryBytes, GPUs: req.Resources.GPUs, GPU: req.GPU,
 	}
 }
 
