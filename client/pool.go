@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/offload-project/offload/market/wire"
@@ -45,6 +46,9 @@ type Provider struct {
 	Software string    `json:"software"`
 	SeenAt   time.Time `json:"seen_at"`
 	Expires  time.Time `json:"expires"`
+	// Unmet, in a listing with PoolFilter.Explain, is the first
+	// requirement of the filter this provider fails ("" when it matches).
+	Unmet string `json:"unmet,omitempty"`
 }
 
 // PoolFilter selects providers. Zero numbers and empty strings (or "any")
@@ -59,6 +63,15 @@ type PoolFilter struct {
 	Executor    string
 	Isolation   string
 	Labels      map[string]string
+	// GPUMemoryBytes, GPUCompute ("8.0") and CUDA ("12.2") are typed
+	// minimums each of the GPUs must meet; GPUModel may list models,
+	// comma-separated (any of them).
+	GPUMemoryBytes int64
+	GPUCompute     string
+	CUDA           string
+	// Explain lists every provider, each that does not match with the
+	// requirement it fails (Provider.Unmet).
+	Explain bool
 }
 
 // Query encodes the filter as the query of GET /api/v1/pool.
@@ -73,7 +86,13 @@ func (f PoolFilter) Query() url.Values {
 	if f.GPUs > 0 {
 		q.Set("gpus", strconv.Itoa(f.GPUs))
 	}
-	for k, v := range map[string]string{"gpu_model": f.GPUModel, "arch": f.Arch, "os": f.OS, "executor": f.Executor, "isolation": f.Isolation} {
+	if f.GPUMemoryBytes > 0 {
+		q.Set("gpu_memory", strconv.FormatInt(f.GPUMemoryBytes, 10))
+	}
+	if f.Explain {
+		q.Set("explain", "true")
+	}
+	for k, v := range map[string]string{"gpu_model": f.GPUModel, "gpu_compute": f.GPUCompute, "cuda": f.CUDA, "arch": f.Arch, "os": f.OS, "executor": f.Executor, "isolation": f.Isolation} {
 		if v != "" {
 			q.Set(k, v)
 		}
@@ -97,4 +116,20 @@ func (c *Client) Pool(ctx context.Context, f PoolFilter) ([]Provider, error) {
 		path += "?" + q
 	}
 	return out, c.do(ctx, http.MethodGet, path, nil, &out)
+}
+
+// GPURequirements are the filter's typed GPU requirements (nil when it
+// has none): its models (GPUModel, comma-separated), memory, compute
+// capability and CUDA version.
+func (f PoolFilter) GPURequirements() *wire.GPURequirements {
+	r := &wire.GPURequirements{MemoryBytes: f.GPUMemoryBytes, Compute: f.GPUCompute, CUDA: f.CUDA}
+	for _, m := range strings.Split(f.GPUModel, ",") {
+		if m = strings.TrimSpace(m); m != "" && !strings.EqualFold(m, "any") {
+			r.Models = append(r.Models, m)
+		}
+	}
+	if r.MemoryBytes == 0 && r.Compute == "" && r.CUDA == "" && len(r.Models) == 0 {
+		return nil
+	}
+	return r
 }

@@ -51,6 +51,13 @@ type TaskFile struct {
 	Strategy   string  `yaml:"strategy"`
 	Redundancy int     `yaml:"redundancy"`
 	Each       bool    `yaml:"each"`
+	GPU        *struct {
+		Vendor  string   `yaml:"vendor"`
+		Models  []string `yaml:"models"`
+		Memory  string   `yaml:"memory"`
+		Compute string   `yaml:"compute"`
+		CUDA    string   `yaml:"cuda"`
+	} `yaml:"gpu"`
 	Checkpoint *struct {
 		Path  string `yaml:"path"`
 		Every string `yaml:"every"`
@@ -190,6 +197,20 @@ func (tf *TaskFile) Spec(added map[string]string) (wire.TaskSpec, error) {
 		Env: tf.Env, WorkDir: tf.Workdir, MaxPrice: tf.MaxPrice, Strategy: tf.Strategy,
 		Redundancy: tf.Redundancy, Provider: tf.Provider, Artifacts: tf.Artifacts, Retries: tf.Retries,
 		Resources: wire.Resources{CPUs: tf.Resources.CPUs, GPUs: tf.Resources.GPUs}, Each: tf.Each,
+	}
+	if g := tf.GPU; g != nil {
+		r := &wire.GPURequirements{Vendor: g.Vendor, Models: g.Models, Compute: g.Compute, CUDA: g.CUDA}
+		if g.Memory != "" {
+			m, err := units.RAMInBytes(g.Memory)
+			if err != nil || m <= 0 {
+				return spec, tf.at("$.gpu.memory", "gpu memory %q is not a size (try 40g)", g.Memory)
+			}
+			r.MemoryBytes = m
+		}
+		spec.GPU = r
+		if spec.Resources.GPUs == 0 {
+			spec.Resources.GPUs = 1
+		}
 	}
 	if cp := tf.Checkpoint; cp != nil {
 		every := 5 * time.Minute

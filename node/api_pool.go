@@ -71,6 +71,27 @@ func ParsePoolFilter(q url.Values) (client.PoolFilter, error) {
 		f.GPUs = n
 	}
 	f.GPUModel, _ = set("gpu_model")
+	if v, ok := set("gpu_memory"); ok {
+		n, err := units.RAMInBytes(v)
+		if err != nil || n < 0 {
+			return f, fmt.Errorf("gpu_memory %q is not a size (try 40g)", v)
+		}
+		f.GPUMemoryBytes = n
+	}
+	f.GPUCompute, _ = set("gpu_compute")
+	f.CUDA, _ = set("cuda")
+	if r := f.GPURequirements(); r != nil {
+		if err := r.Validate(); err != nil {
+			return f, err
+		}
+	}
+	if v, ok := set("explain"); ok {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return f, fmt.Errorf("explain %q is not true or false", v)
+		}
+		f.Explain = b
+	}
 	f.Arch, _ = set("arch")
 	f.OS, _ = set("os")
 	f.Executor, _ = set("executor")

@@ -103,6 +103,9 @@ type Config struct {
 	ExecutorImpls []executor.Executor
 	// Labels describe the provider (e.g. fpga=xilinx).
 	Labels map[string]string
+	// NvidiaSMI is the nvidia-smi command GPUs are detected with (default
+	// nvidia-smi on PATH; "-" detects none).
+	NvidiaSMI string
 	// MDNS finds peers of the same swarm on the local network.
 	MDNS bool
 	// DisableNAT turns NAT traversal off (see p2p.Config.DisableNAT).
@@ -261,7 +264,7 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 		if n.isolation, err = isolationOf(ctx, cfg, n.executors); err != nil {
 			return nil, fmt.Errorf("node: %w", err)
 		}
-		info, herr := hardware.Detect(ctx, hardware.Options{Dir: cfg.Home, Labels: cfg.Labels})
+		info, herr := hardware.Detect(ctx, hardware.Options{Dir: cfg.Home, Labels: cfg.Labels, NvidiaSMI: cfg.NvidiaSMI})
 		if herr != nil {
 			n.log.Debug("hardware detection incomplete", "err", herr)
 		}
@@ -270,7 +273,7 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 			capacity = *cfg.Capacity
 		}
 		n.prov, err = market.NewProvider(n.host, storage.NewTable[market.ExecRecord](n.db, "executions"), topic, n.executors, market.ProviderConfig{
-			Capacity: capacity, Price: cfg.Price, Logger: cfg.Logger,
+			Capacity: capacity, GPUs: gpuDevices(info, capacity), Price: cfg.Price, Logger: cfg.Logger,
 			WorkDir: filepath.Join(cfg.Home, "work"), Content: cs, Ledger: n.ledger,
 			Images:   storage.NewTable[market.CachedImage](n.db, "images"),
 			OnChange: n.advertChanged, Observer: n.metrics, OutputsQuota: cfg.OutputsQuota,

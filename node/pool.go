@@ -47,7 +47,7 @@ func (n *Node) newAdvertiser(info hardware.Info, capacity market.Capacity) error
 		GPUs: []wire.GPU{}, Labels: info.Labels,
 	}
 	for _, g := range info.GPUs {
-		hw.GPUs = append(hw.GPUs, wire.GPU{Vendor: g.Vendor, Model: g.Model, MemoryBytes: g.MemoryBytes})
+		hw.GPUs = append(hw.GPUs, advertGPU(g))
 	}
 	var exs []string
 	for _, e := range n.executors {
@@ -95,10 +95,15 @@ func softwareVersion() string {
 // Pool lists the providers this node knows (itself included when it is a
 // provider) that match f, ordered by peer ID.
 func (n *Node) Pool(f client.PoolFilter) []client.Provider {
-	entries := n.pool.List(discovery.PoolFilter{
-		CPUs: f.CPUs, MemoryBytes: f.MemoryBytes, GPUs: f.GPUs, GPUModel: f.GPUModel,
+	df := discovery.PoolFilter{
+		CPUs: f.CPUs, MemoryBytes: f.MemoryBytes, GPUs: f.GPUs, GPU: f.GPURequirements(),
 		Arch: f.Arch, OS: f.OS, Executor: f.Executor, Isolation: f.Isolation, Labels: f.Labels,
-	})
+	}
+	list := df
+	if f.Explain {
+		list = discovery.PoolFilter{} // every provider, each with what it fails
+	}
+	entries := n.pool.List(list)
 	out := make([]client.Provider, 0, len(entries))
 	for _, e := range entries {
 		r := e.Record
@@ -113,7 +118,7 @@ func (n *Node) Pool(f client.PoolFilter) []client.Provider {
 			Peer: r.Peer, Addrs: nonNil(r.Addrs), Hardware: hw, Executors: nonNil(r.Executors), Price: r.Price,
 			Isolation: nonNil(r.Isolation), IsolationRequired: r.IsolationRequired,
 			Capacity: client.Capacity(r.Capacity), Free: client.Capacity(r.Free), Software: r.Software,
-			SeenAt: e.SeenAt, Expires: time.UnixMilli(r.Expires).UTC(),
+			SeenAt: e.SeenAt, Expires: time.UnixMilli(r.Expires).UTC(), Unmet: df.Why(&e.Record),
 		})
 	}
 	return out
@@ -128,4 +133,23 @@ func nonNil(s []string) []string {
 		return []string{}
 	}
 	return slices.Clone(s)
+}
+
+// advertGPU is what a GPU's record says of it (never its device id).
+func advertGPU(g hardware.GPU) wire.GPU {
+	return wire.GPU{Vendor: g.Vendor, Model: g.Model, MemoryBytes: g.MemoryBytes,
+		ComputeCapability: g.ComputeCapability, DriverVersion: g.DriverVersion, CUDAVersion: g.CUDAVersion}
+}
+
+// gpuDevices are the provider's GPUs, given to tasks by device id; with
+// a configured capacity of fewer GPUs than detected, the first ones.
+func gpuDevices(info hardware.Info, capacity market.Capacity) []market.GPUDevice {
+	var out []market.GPUDevice
+	for _, g := range info.GPUs {
+		if len(out) == capacity.GPUs {
+			break
+		}
+		out = append(out, market.GPUDevice{ID: g.DeviceID(), GPU: advertGPU(g)})
+	}
+	return out
 }

@@ -129,6 +129,7 @@ operator lets reach it.`,
 	f.BoolVar(&cfg.RequireGVisor, "require-gvisor", false, "run every docker task under gVisor (runsc registered with the engine); services are declined")
 	f.StringArrayVar(&cfg.AllowImages, "allow-image", nil, "local Docker image requestors may run by name (repeatable; a pattern such as 'python:3.*'); images given by CID always run")
 	f.StringSliceVar(&labels, "labels", nil, "provider labels k=v,... (e.g. fpga=xilinx)")
+	f.StringVar(&cfg.NvidiaSMI, "nvidia-smi", "", "the nvidia-smi command GPUs are detected with (default: nvidia-smi on PATH; '-': none)")
 	f.Float64Var(&cfg.Price, "price", 0, "price in credits per CPU-second")
 	f.BoolVar(&cfg.MDNS, "mdns", false, "find peers of the same swarm on the local network (multicast DNS)")
 	f.BoolVar(&cfg.DisableNAT, "no-nat", false, "turn off NAT traversal (AutoNAT, port mapping, relays, hole punching)")

@@ -14,7 +14,7 @@ import (
 )
 
 type runFlags struct {
-	checkpoint                                                                          string
+	checkpoint, gpuMemory, gpuCompute, cuda, gpuModel, gpuVendor                        string
 	checkpointEvery                                                                     time.Duration
 	image, runtime, isolation, entrypoint, workdir, memory, timeout, provider, strategy string
 	env, inputs                                                                         []string
@@ -70,7 +70,12 @@ exits non-zero unless the task completed with exit code 0.`,
 	fl.StringVar(&f.workdir, "workdir", "", "working directory inside the task")
 	fl.Float64Var(&f.cpus, "cpus", 0, "CPUs (default 1)")
 	fl.StringVar(&f.memory, "memory", "", "memory limit, e.g. 512m, 2g (default 512m)")
-	fl.IntVar(&f.gpus, "gpus", 0, "GPUs")
+	fl.IntVar(&f.gpus, "gpus", 0, "GPUs (1 when a --gpu-* or --cuda requirement is given)")
+	fl.StringVar(&f.gpuMemory, "gpu-memory", "", "at least SIZE of memory on each GPU (e.g. 40g)")
+	fl.StringVar(&f.gpuCompute, "gpu-compute", "", "at least this compute capability on each GPU (e.g. 8.0)")
+	fl.StringVar(&f.cuda, "cuda", "", "at least this CUDA version supported by the provider's driver (e.g. 12.2)")
+	fl.StringVar(&f.gpuModel, "gpu-model", "", "GPU models, any of (case-insensitive substrings, comma-separated, e.g. H100,H200)")
+	fl.StringVar(&f.gpuVendor, "gpu-vendor", "", "GPU vendor (e.g. nvidia)")
 	fl.StringVar(&f.timeout, "timeout", "10m", "execution time limit, e.g. 30s, 5m")
 	fl.Float64Var(&f.maxPrice, "max-price", 0, "maximum price in credits per CPU-second (0: no cap)")
 	fl.IntVar(&f.retries, "retries", wire.DefaultRetries, "how many other providers to try after a retryable failure")
@@ -94,6 +99,25 @@ func (f *runFlags) spec(args []string) (wire.TaskSpec, error) {
 		Resources: wire.Resources{CPUs: f.cpus, GPUs: f.gpus},
 		MaxPrice:  f.maxPrice, Retries: wire.Retries(f.retries), Provider: f.provider,
 		Strategy: f.strategy, Redundancy: f.redundancy, Each: f.each,
+	}
+	if f.gpuMemory != "" || f.gpuCompute != "" || f.cuda != "" || f.gpuModel != "" || f.gpuVendor != "" {
+		r := &wire.GPURequirements{Vendor: f.gpuVendor, Compute: f.gpuCompute, CUDA: f.cuda}
+		if f.gpuMemory != "" {
+			m, err := units.RAMInBytes(f.gpuMemory)
+			if err != nil || m <= 0 {
+				return spec, fmt.Errorf("--gpu-memory %q is not a size (try 40g)", f.gpuMemory)
+			}
+			r.MemoryBytes = m
+		}
+		for _, m := range strings.Split(f.gpuModel, ",") {
+			if m = strings.TrimSpace(m); m != "" {
+				r.Models = append(r.Models, m)
+			}
+		}
+		spec.GPU = r
+		if spec.Resources.GPUs == 0 {
+			spec.Resources.GPUs = 1
+		}
 	}
 	if f.checkpoint != "" {
 		spec.Checkpoint = &wire.Checkpoint{Path: f.checkpoint, EveryMS: f.checkpointEvery.Milliseconds()}
