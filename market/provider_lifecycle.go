@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
@@ -437,7 +438,7 @@ func (p *Provider) run(ctx context.Context, ex executor.Executor, rec *ExecRecor
 	if err == nil {
 		// Only now is the task running: fetching its image and inputs is
 		// reported apart and does not count against its timeout.
-		p.markRunning(ctx, rec)
+		workloadEnded := p.markRunning(ctx, rec)
 		ranFrom := time.Now()
 		defer func() { p.admit.ran(time.Since(ranFrom)) }()
 		// Its output is kept as it is written, for the requestor's live
@@ -457,6 +458,7 @@ func (p *Provider) run(ctx context.Context, ex executor.Executor, rec *ExecRecor
 			close(cpDone)
 		}
 		out, res.Stages, err = p.runWorkload(ctx, ex, rec, pr, res)
+		workloadEnded()
 		stopCheckpoints()
 		<-cpDone
 		p.logs.close(rec.Key, runLog)
@@ -511,24 +513,61 @@ func (p *Provider) run(ctx context.Context, ex executor.Executor, rec *ExecRecor
 
 // markRunning persists the running state and tells the requestor, best
 // effort: the result report supersedes it.
-func (p *Provider) markRunning(ctx context.Context, rec *ExecRecord) {
+func (p *Provider) markRunning(ctx context.Context, rec *ExecRecord) (ended func()) {
 	requestor, _ := peer.Decode(rec.Requestor)
 	// Its content arrived and its workload starts: the requestor has done
 	// real business here, as one that paid has (admission.vouch). A flood
 	// of awards whose content never arrives never gets this far.
 	p.admit.vouch(rec.Requestor, time.Now())
-	if _, err := p.store.Update(rec.Key, func(r *ExecRecord) error {
-		return r.Transition(ExecRunning)
-	}); err != nil {
-		p.log.Error("persist running", "task", rec.TaskID, "err", err)
-	}
+	// The running state is recorded and reported only once the workload
+	// has run for runningReportDelay: a shorter run reports its result
+	// alone (accepted → done, awarded → completed), one synced write, one
+	// stream and one requestor write fewer. A restart recovers accepted
+	// and running executions alike.
+	timer := time.NewTimer(runningReportDelay)
+	stop := make(chan struct{})
+	var mu sync.Mutex // orders the running write before the result's
+	done := false
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
+		select {
+		case <-timer.C:
+		case <-stop:
+			timer.Stop()
+			return
+		case <-ctx.Done():
+			timer.Stop()
+			return
+		}
+		mu.Lock()
+		if done {
+			mu.Unlock()
+			return
+		}
+		_, err := p.store.Update(rec.Key, func(r *ExecRecord) error {
+			return r.Transition(ExecRunning)
+		})
+		mu.Unlock()
+		if err != nil {
+			p.log.Error("persist running", "task", rec.TaskID, "err", err)
+			return
+		}
 		var ack wire.Ack
 		_ = stream.Request(ctx, p.h, requestor, wire.ProtoReport, &wire.Report{TaskID: rec.TaskID, Attempt: rec.Attempt, State: wire.ExecRunning}, wire.MaxAckSize, &ack)
 	}()
+	var once sync.Once
+	return func() {
+		mu.Lock()
+		done = true
+		mu.Unlock()
+		once.Do(func() { close(stop) })
+	}
 }
+
+// runningReportDelay is how long a workload runs before its provider
+// records and reports it running (markRunning).
+const runningReportDelay = 250 * time.Millisecond
 
 // heartbeat tells the requestor every Heartbeat that this provider still
 // holds the task, until ctx ends (the result is ready or the task stopped).
