@@ -258,6 +258,13 @@ drain:
 // fails the task and returns neither (with the update's error).
 func (r *Requestor) announce(t *Task, a *auction, ann wire.Announce, excluded map[string]bool, asked string) ([]bidFrom, string, error) {
 	expected, known := r.waitForProviders(t, excluded)
+	if len(expected) == 0 && asked != "" && time.Since(queuedSince(t)) < silentPatience {
+		// The pool knows candidates, none answered, and nobody is on the
+		// topic: they may be reachable again in a moment (a relay
+		// reservation that changed their addresses, a restart). This
+		// attempt ends without bids and the task is asked again.
+		return nil, asked + ", none answered", nil
+	}
 	if len(expected) == 0 {
 		why := "no provider is reachable on the task topic"
 		if len(r.h.Network().Peers()) == 0 {
@@ -332,6 +339,11 @@ collect:
 	}
 	return got, head, nil
 }
+
+// silentPatience is how long after it was queued a task whose candidates
+// all stay silent (with no provider on the task topic) is asked again
+// rather than failed.
+const silentPatience = 30 * time.Second
 
 // maxSilentAuctions is how many auctions in a row a known provider may
 // leave unanswered before the requestor stops waiting for it (it may still

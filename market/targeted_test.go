@@ -409,3 +409,46 @@ func TestEachRunsOnEveryProvider(t *testing.T) {
 		t.Fatalf("each with no candidates: %v", err)
 	}
 }
+
+// TestSilentCandidatesAreAskedAgain: when every candidate the pool knows
+// stays silent and no provider is on the task topic (a provider whose
+// record's addresses went stale while it took a relay reservation), the
+// task is not failed at once: it is asked again, and completes once the
+// provider answers.
+func TestSilentCandidatesAreAskedAgain(t *testing.T) {
+	s := newSwarm(t)
+	late := s.newPeer() // a provider that starts answering later
+	cfg := fastRequestor()
+	cfg.BidWindow = 300 * time.Millisecond
+	cfg.ProviderWait = 200 * time.Millisecond
+	cfg.Candidates = func(wire.Requirements) []market.Candidate {
+		return []market.Candidate{{Peer: late.h.ID(), Price: 1, Free: wire.Resources{CPUs: 2, MemoryBytes: 2 << 30}}}
+	}
+	req := s.requestor(cfg)
+	if err := s.mn.LinkAll(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.mn.ConnectAllButSelf(); err != nil {
+		t.Fatal(err)
+	}
+	id := req.submit(t, wire.TaskSpec{})
+	time.Sleep(1500 * time.Millisecond) // a few silent rounds
+	if cur, _ := req.r.Get(id); cur.State.IsTerminal() {
+		t.Fatalf("failed after silent rounds: %s", cur.Reason)
+	}
+	// The provider comes up on that identity: the task completes there.
+	prov := market.ProviderConfig{Capacity: market.Capacity{CPUs: 2, MemoryBytes: 2 << 30}, Price: 1,
+		Heartbeat: 100 * time.Millisecond, ReservationTTL: 3 * time.Second, WorkDir: t.TempDir(), AllowedImages: []string{"*"}, Logger: quietLog()}
+	ex := newFakeExec("docker")
+	p, err := market.NewProvider(late.h, newMemStore[market.ExecRecord](), late.topic, []executor.Executor{ex}, prov)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Close() })
+	if task := req.wait(t, id, 15*time.Second); task.State != market.StateCompleted || task.Provider != late.h.ID().String() {
+		t.Fatalf("task %s on %s: %s", task.State, task.Provider, task.Reason)
+	}
+}
