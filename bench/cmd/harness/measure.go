@@ -372,6 +372,11 @@ func cpuOf(nodes []*cluster.Node) time.Duration {
 	return sum
 }
 
+// taskWaitLimit bounds one trivial task from its submission to its
+// terminal event, so that a lost answer or event fails the run with the
+// task's id instead of holding it until the harness's overall timeout.
+const taskWaitLimit = 2 * time.Minute
+
 // runTasks submits n copies of spec with at most par in flight and waits
 // for each; with failed nil any task that does not complete is an error,
 // otherwise it is counted there. done, when set, sees every finished task
@@ -389,12 +394,24 @@ func runTasks(ctx context.Context, c *client.Client, spec client.TaskSpec, n, pa
 			defer func() { <-sem }()
 			err := func() error {
 				t0 := time.Now()
-				t, err := c.Submit(ctx, spec)
+				wctx, cancel := context.WithTimeout(ctx, taskWaitLimit)
+				defer cancel()
+				t, err := c.Submit(wctx, spec)
 				if err != nil {
 					return fmt.Errorf("submit: %w", err)
 				}
 				id := t.ID
-				if t, err = c.Wait(ctx, id); err != nil {
+				t, err = c.Wait(wctx, id)
+				if err != nil && ctx.Err() == nil && wctx.Err() != nil {
+					// Say what the node holds, so that a lost event is told
+					// apart from a task that never ended.
+					state := "unknown"
+					if st, gerr := c.Get(ctx, id); gerr == nil {
+						state = st.State
+					}
+					return fmt.Errorf("wait %s: no terminal event within %s; the node has it %s", id, taskWaitLimit, state)
+				}
+				if err != nil {
 					return fmt.Errorf("wait %s: %w", id, err)
 				}
 				if done != nil {
