@@ -20,24 +20,26 @@ import (
 //
 // Capability gossip costs every node one signature check per advert, so
 // its volume is what bounds a swarm's size: a provider sends at most one
-// advert per MinGap whatever happens to it, 60 s / DefaultAdvertMinGap = 3
-// adverts a minute with the defaults, and at least one per Interval
+// advert per MinGap whatever happens to it, 60 s / DefaultAdvertMinGap = 1
+// advert a minute with the defaults, and at least one per Interval
 // (jittered) while it runs. A swarm of 10,000 providers then costs each
-// node at most 500 checks a second, and about 170 when free capacity
-// holds still.
+// node at most 170 checks a second while every provider's capacity keeps
+// changing, and about 40 when it holds still.
 const (
 	// DefaultAdvertInterval is how often a provider republishes its record
 	// when nothing else made it advertise; each wait is drawn uniformly
 	// within ±20 % of it, so providers started together drift apart.
-	DefaultAdvertInterval = time.Minute
-	// DefaultAdvertTTL is how long a record stays valid: enough for two
-	// refreshes in a row to be lost (the longest wait is 72 s), so a
-	// provider that goes away leaves every pool within three minutes.
-	DefaultAdvertTTL = 3 * time.Minute
+	DefaultAdvertInterval = 4 * time.Minute
+	// DefaultAdvertTTL is how long a record stays valid (wire.MaxCapsTTL):
+	// enough for a refresh to be lost (the longest wait is 4.8 min), so a
+	// provider that goes away leaves every pool within ten minutes.
+	// Requestors stop counting on it sooner (Candidates: a record issued
+	// more than 1.5 Interval ago, from a peer not connected).
+	DefaultAdvertTTL = 10 * time.Minute
 	// DefaultAdvertMinGap is the least time between two adverts of one
 	// provider, whatever triggered them: changes of free capacity that
 	// come sooner are coalesced into the next advert.
-	DefaultAdvertMinGap = 20 * time.Second
+	DefaultAdvertMinGap = time.Minute
 	// DefaultProvideInterval is how often the DHT provider records of the
 	// capability terms are refreshed.
 	DefaultProvideInterval = 10 * time.Minute

@@ -58,7 +58,7 @@ func TestAdvertBoundUnderChurn(t *testing.T) {
 		flips  time.Duration // between changes
 	}{
 		// The default gap: 1,000 changes in 2 s bring no advert after
-		// Start's (the next may come 20 s after it).
+		// Start's (the next may come a minute after it).
 		{"default gap", 0, 2 * time.Millisecond},
 		// A short gap, to see the coalescing at work within a test.
 		{"100 ms gap", 100 * time.Millisecond, 3 * time.Millisecond},

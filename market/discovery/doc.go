@@ -9,10 +9,10 @@
 // capacity changes in a way that matters (FreeChangeMatters: the provider
 // fills up or frees again, or free CPUs, GPUs or memory move by more than
 // half of what it offers)
-// and otherwise every minute, jittered by ±20 % so providers started
-// together drift apart; records are valid 3 minutes. Two adverts of one
-// provider are never less than MinGap apart (20 s), so a provider sends at
-// most 3 adverts a minute however many tasks come and go: every node
+// and otherwise every 4 minutes, jittered by ±20 % so providers started
+// together drift apart; records are valid 10 minutes. Two adverts of one
+// provider are never less than MinGap apart (1 minute), so a provider
+// sends at most 1 advert a minute however many tasks come and go: every node
 // checks the signature of every advert, and this bound is what keeps that
 // cost O(providers), not O(providers × tasks). A record's free capacity is
 // therefore approximate; requestors refine it from bids and declines. The
