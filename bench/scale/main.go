@@ -4,11 +4,14 @@
 // market (market.Requestor, market.Provider) and discovery (Pool,
 // Advertiser) in this one process, with in-memory stores and an executor
 // that returns at once, so only the market is measured. For each N it
-// builds a fresh swarm, waits until the requestor's pool lists every
-// provider, runs a batch of tasks with a fixed number in flight, and
-// prints tasks/s, process CPU per task, messages per task, bids per task,
-// latency and memory per node, then the growth of each against the first
-// N.
+// builds a fresh swarm (each provider bootstrapped to a few random nodes
+// already up), waits until the requestor's pool lists enough providers
+// (-ready-known), runs a batch of tasks with a fixed number in flight,
+// then times how soon fresh requestors, each bootstrapped to one random
+// provider, have 3 and 16 candidates for the task (-discover), and prints
+// tasks/s, process CPU per task, messages per task, bids per task, latency,
+// memory per node, adverts per provider per minute and discovery times,
+// then the growth of each against the first N.
 //
 //	go run ./bench/scale -n 4,32,128,512 -tasks 200 -inflight 16
 package main
@@ -55,6 +58,8 @@ type options struct {
 	settle   time.Duration
 	idle     time.Duration
 	ready    time.Duration
+	known    int
+	discover int
 	wait     time.Duration
 	json     bool
 	verbose  bool
@@ -83,7 +88,9 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.maxTime, "max-time", 60*time.Second, "stop submitting at one N after this long (tasks in flight are waited for)")
 	fs.DurationVar(&o.settle, "settle", 20*time.Second, "after the pool is complete, wait at most this long for the process CPU to settle (1 s samples until two in a row agree within 0.1 cores or 20 %)")
 	fs.DurationVar(&o.idle, "idle", 3*time.Second, "idle window measured before the tasks (background CPU and messages)")
-	fs.DurationVar(&o.ready, "ready", 60*time.Second, "how long to wait for the requestor's pool to list every provider")
+	fs.DurationVar(&o.ready, "ready", 60*time.Second, "how long to wait for the requestor's pool to list -ready-known providers")
+	fs.IntVar(&o.known, "ready-known", 16, "providers the requestor's pool must list before the batch (all of them when N is smaller)")
+	fs.IntVar(&o.discover, "discover", 5, "fresh requestors started one after another after the batch to time discovery (0: none)")
 	fs.DurationVar(&o.wait, "wait", time.Minute, "how long to wait for one task to end before counting it failed")
 	fs.BoolVar(&o.json, "json", false, "print the results as JSON on stdout (the table goes to stderr)")
 	fs.BoolVar(&o.verbose, "v", false, "log the nodes at debug level to stderr")
@@ -146,10 +153,19 @@ type result struct {
 	// heap before it was built, over the N+1 nodes.
 	HeapPerNodeKiB float64 `json:"heap_per_node_kib"`
 	Goroutines     int     `json:"goroutines_per_node"`
-	// ReadyS is from the first host's start until the requestor's pool
-	// listed every provider; Known is how many it listed then.
+	// BuildS is how long the N+1 nodes took to build; ReadyS is from the
+	// first host's start until the requestor's pool listed -ready-known
+	// providers; Known is how many it listed when the batch started.
+	BuildS float64 `json:"build_s"`
 	ReadyS float64 `json:"ready_s"`
 	Known  int     `json:"known"`
+	// AdvertsPerProviderMin is the capability adverts the providers
+	// published from the end of the build (their first adverts are
+	// published while it runs) to the end of the discovery runs, per
+	// provider and minute.
+	AdvertsPerProviderMin float64 `json:"adverts_per_provider_min"`
+	// Discovery times fresh requestors (after the batch).
+	Discovery discoveryStats `json:"discovery"`
 	// SettleS is how long the process CPU took to settle after that.
 	SettleS float64 `json:"settle_s"`
 	// ReqPeers is the requestor's connections after the batch.
@@ -244,9 +260,11 @@ func measure(ctx context.Context, o options, n, tasks int, log *slog.Logger, std
 			fmt.Fprintf(stderr, "N=%d: close not done after a minute; going on without it\n", n)
 		}
 	}()
-	fmt.Fprintf(stderr, "N=%d: built in %.1f s, waiting for the pool\n", n, time.Since(start).Seconds())
-	if !s.waitReady(ctx, o.ready) {
-		res.Errors = append(res.Errors, fmt.Sprintf("requestor's pool lists %d of %d providers after %s", s.known(), n, o.ready))
+	res.BuildS = time.Since(start).Seconds()
+	built, adv0 := time.Now(), s.adverts()
+	fmt.Fprintf(stderr, "N=%d: built in %.1f s, waiting for the pool\n", n, res.BuildS)
+	if !s.waitReady(ctx, o.known, o.ready) {
+		res.Errors = append(res.Errors, fmt.Sprintf("requestor's pool lists %d of %d providers after %s", s.known(), min(o.known, n), o.ready))
 	}
 	res.ReadyS = time.Since(start).Seconds()
 	res.Known = s.known()
@@ -270,6 +288,7 @@ func measure(ctx context.Context, o options, n, tasks int, log *slog.Logger, std
 	idle := m1.sub(m0)
 	res.IdleMsgsPerS = float64(sum(idle.Gossip)+sum(idle.Msgs)) / idleWall.Seconds()
 
+	res.Known = s.known()
 	tb := time.Now()
 	lat, tasksDone, errs := runBatch(ctx, s.requestor.req, tasks, o.inflight, o.maxTime, o.wait)
 	wall := time.Since(tb)
@@ -314,6 +333,15 @@ func measure(ctx context.Context, o options, n, tasks int, log *slog.Logger, std
 	heap1 := heapInuse()
 	res.HeapPerNodeKiB = float64(int64(heap1)-int64(heap0)) / 1024 / float64(n+1)
 	res.Goroutines = (runtime.NumGoroutine() - g0) / (n + 1)
+	if o.discover > 0 {
+		if res.Discovery, err = measureDiscovery(ctx, s, o.discover, log); err != nil {
+			res.Errors = append(res.Errors, "discovery: "+err.Error())
+		}
+		d := res.Discovery
+		fmt.Fprintf(stderr, "N=%d: discovery of %d candidates p50/p95 %.0f / %.0f ms, of %d %.0f / %.0f ms (%d, %d short)\n", n,
+			discoveryWants[0], d.P50MS[0], d.P95MS[0], discoveryWants[1], d.P50MS[1], d.P95MS[1], d.Short[0], d.Short[1])
+	}
+	res.AdvertsPerProviderMin = float64(s.adverts()-adv0) / float64(n) / time.Since(built).Minutes()
 	return res, nil
 }
 
@@ -471,6 +499,15 @@ func printTable(w io.Writer, o options, rs []result) {
 			r.MsgsPerTask, r.GossipTasksPerTask, r.GossipCapsPerTask, r.StreamMsgsPerTask, r.StreamsPerTask,
 			r.BidsMedian, r.AnswersMedian, r.AttemptsMedian, r.P50MS, r.P95MS, r.HeapPerNodeKiB,
 			r.IdleCores, r.IdleMsgsPerS, r.ReadyS, r.SettleS)
+	}
+	fmt.Fprint(w, "\nBuild, adverts and discovery (fresh requestors bootstrapped to one random provider, after the batch; ms from the start of their host):\n\n")
+	fmt.Fprintf(w, "| providers | build | requestor lists %d | adverts per provider per minute | discovery of %d candidates p50 / p95 | of %d (N if fewer) p50 / p95 | runs (short) |\n",
+		o.known, discoveryWants[0], discoveryWants[1])
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|")
+	for _, r := range rs {
+		d := r.Discovery
+		fmt.Fprintf(w, "| %d | %.1f s | %.1f s | %.2f | %.0f / %.0f ms | %.0f / %.0f ms | %d (%d, %d) |\n",
+			r.N, r.BuildS, r.ReadyS, r.AdvertsPerProviderMin, d.P50MS[0], d.P95MS[0], d.P50MS[1], d.P95MS[1], len(d.Runs), d.Short[0], d.Short[1])
 	}
 	if len(rs) > 1 {
 		b := rs[0]

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	mrand "math/rand/v2"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -14,6 +15,7 @@ import (
 
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/offload-project/offload/executor"
 	"github.com/offload-project/offload/market"
@@ -34,6 +36,8 @@ const (
 	announceBurst = 1000
 	// buildParallel is how many nodes are built at once.
 	buildParallel = 16
+	// bootPeers is how many nodes already up a new provider bootstraps to.
+	bootPeers = 3
 )
 
 // scaleImage is the image every task names; providers allow it by name.
@@ -53,10 +57,11 @@ type node struct {
 
 // swarm is a requestor and its providers in this process.
 type swarm struct {
-	c         *counters
-	requestor *node
-	providers []*node
-	dir       string
+	c          *counters
+	requestors *requestorSet
+	requestor  *node
+	providers  []*node
+	dir        string
 }
 
 // nodeConfig says how to build one node.
@@ -65,6 +70,9 @@ type nodeConfig struct {
 	bootstrap []string
 	workDir   string
 	log       *slog.Logger
+	// requestors is the swarm's requestors: a requestor joins it, a
+	// provider's connections to others are capped (connCap).
+	requestors *requestorSet
 }
 
 // newNode builds and starts a node as node.New does (p2p host with DHT and
@@ -77,12 +85,29 @@ func newNode(ctx context.Context, c *counters, cfg nodeConfig) (n *node, err err
 	if err != nil {
 		return nil, fmt.Errorf("identity: %w", err)
 	}
-	h, err := p2p.New(ctx, p2p.Config{
+	id, err := peer.IDFromPrivateKey(key)
+	if err != nil {
+		return nil, fmt.Errorf("identity: %w", err)
+	}
+	var gate *connCap
+	if cfg.provider {
+		gate = &connCap{requestors: cfg.requestors}
+	} else {
+		cfg.requestors.add(id)
+	}
+	pcfg := p2p.Config{
 		Identity: key, Listen: []string{"/ip4/127.0.0.1/tcp/0"}, Bootstrap: cfg.bootstrap, Logger: cfg.log,
 		ScoredTopics: []string{wire.TopicTasks, wire.TopicCaps},
-	})
+	}
+	if gate != nil {
+		pcfg.Gater = gate
+	}
+	h, err := p2p.New(ctx, pcfg)
 	if err != nil {
 		return nil, err
+	}
+	if gate != nil {
+		gate.setHost(h)
 	}
 	n = &node{h: h, ch: &countingHost{Host: h, c: c}}
 	defer func() {
@@ -191,21 +216,23 @@ func checkAnnounce(_ context.Context, msg *pubsub.Message) (pubsub.ValidationRes
 }
 
 // buildSwarm starts n providers and one requestor on loopback TCP: the
-// first provider is everyone's bootstrap node (as in bench/run), the
-// requestor comes next, the other providers are started buildParallel at
-// a time.
+// first provider, then the requestor bootstrapped to it, then the other
+// providers buildParallel at a time, each bootstrapped to bootPeers nodes
+// drawn at random among those already up (as nodes join a real swarm
+// through whichever peers they know; the DHT and gossip do the rest), so
+// that no node holds a connection to every other.
 func buildSwarm(ctx context.Context, n int, log *slog.Logger) (*swarm, error) {
 	dir, err := os.MkdirTemp("", "offload-scale-")
 	if err != nil {
 		return nil, err
 	}
-	s := &swarm{c: newCounters(), dir: dir}
+	s := &swarm{c: newCounters(), requestors: &requestorSet{}, dir: dir}
 	mk := func(provider bool, boot []string, name string) (*node, error) {
 		wd := filepath.Join(dir, name)
 		if err := os.MkdirAll(wd, 0o700); err != nil {
 			return nil, err
 		}
-		return newNode(ctx, s.c, nodeConfig{provider: provider, bootstrap: boot, workDir: wd, log: log})
+		return newNode(ctx, s.c, nodeConfig{provider: provider, bootstrap: boot, workDir: wd, log: log, requestors: s.requestors})
 	}
 	first, err := mk(true, nil, "p0")
 	if err != nil {
@@ -213,10 +240,22 @@ func buildSwarm(ctx context.Context, n int, log *slog.Logger) (*swarm, error) {
 		return nil, fmt.Errorf("bootstrap provider: %w", err)
 	}
 	s.providers = append(s.providers, first)
-	boot := first.h.FullAddrs()[:1]
-	if s.requestor, err = mk(false, boot, "req"); err != nil {
+	if s.requestor, err = mk(false, first.h.FullAddrs()[:1], "req"); err != nil {
 		s.close()
 		return nil, fmt.Errorf("requestor: %w", err)
+	}
+	var (
+		upMu sync.Mutex
+		up   = [][]string{first.h.FullAddrs()[:1]} // providers up, the requestor aside
+	)
+	bootFor := func() []string {
+		upMu.Lock()
+		defer upMu.Unlock()
+		var boot []string
+		for _, i := range mrand.Perm(len(up))[:min(bootPeers, len(up))] {
+			boot = append(boot, up[i]...)
+		}
+		return boot
 	}
 	rest := make([]*node, n-1)
 	errs := make([]error, n-1)
@@ -228,7 +267,12 @@ func buildSwarm(ctx context.Context, n int, log *slog.Logger) (*swarm, error) {
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			rest[i], errs[i] = mk(true, boot, fmt.Sprintf("p%d", i+1))
+			rest[i], errs[i] = mk(true, bootFor(), fmt.Sprintf("p%d", i+1))
+			if errs[i] == nil {
+				upMu.Lock()
+				up = append(up, rest[i].h.FullAddrs()[:1])
+				upMu.Unlock()
+			}
 		}()
 	}
 	wg.Wait()
@@ -249,16 +293,18 @@ func (s *swarm) known() int {
 	return len(s.requestor.pool.KnownProviders(wire.RequirementsOf(taskSpec())))
 }
 
-// waitReady waits until the requestor's pool knows every provider, or d.
-func (s *swarm) waitReady(ctx context.Context, d time.Duration) bool {
+// waitReady waits until the requestor's pool lists want providers (all of
+// them when the swarm has fewer), or d.
+func (s *swarm) waitReady(ctx context.Context, want int, d time.Duration) bool {
+	want = min(want, len(s.providers))
 	deadline := time.Now().Add(d)
 	for time.Now().Before(deadline) && ctx.Err() == nil {
-		if s.known() >= len(s.providers) {
+		if s.known() >= want {
 			return true
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	return s.known() >= len(s.providers)
+	return s.known() >= want
 }
 
 // close stops every node, buildParallel at a time, then removes the work
