@@ -454,7 +454,10 @@ func (b *bench) transfer(ctx context.Context, r *results) error {
 		return fmt.Errorf("transfer file: %w", err)
 	}
 	// The requestor holds the bytes; each round a fresh node fetches them.
-	out, err := b.cl.CLI(ctx, b.req.Home, "add", src, "--json")
+	// They are published (--public): content is private by default, served
+	// only to the peers of the tasks that use it, and the fresh node runs
+	// no task.
+	out, err := b.cl.CLI(ctx, b.req.Home, "add", src, "--json", "--public")
 	if err != nil {
 		return err
 	}
