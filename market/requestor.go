@@ -362,7 +362,10 @@ func (r *Requestor) Cancel(ctx context.Context, id string) (*Task, error) {
 	return t, nil
 }
 
-// offer replaces whatever is pending in a one-slot channel with v.
+// offer puts v in a one-slot channel, replacing what is pending there
+// unless that is a newer snapshot (a higher Revision): snapshots can be
+// offered out of order (Watch's first read races with notify), and the
+// last one must never be lost.
 func offer(ch chan *Task, v *Task) {
 	for {
 		select {
@@ -371,7 +374,10 @@ func offer(ch chan *Task, v *Task) {
 		default:
 		}
 		select {
-		case <-ch:
+		case old := <-ch:
+			if old.Revision > v.Revision {
+				v = old // keep the newer one and put it back
+			}
 		default:
 		}
 	}

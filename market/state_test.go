@@ -211,3 +211,19 @@ func TestStepEvents(t *testing.T) {
 		t.Fatalf("a verifying task went back to bidding: %v", err)
 	}
 }
+
+// TestOfferKeepsTheNewestSnapshot: a watcher's one-slot channel never
+// trades a newer snapshot for an older one offered late.
+func TestOfferKeepsTheNewestSnapshot(t *testing.T) {
+	ch := make(chan *Task, 1)
+	offer(ch, &Task{Revision: 5, State: StateCompleted})
+	offer(ch, &Task{Revision: 3, State: StateRunning})
+	if got := <-ch; got.Revision != 5 || got.State != StateCompleted {
+		t.Fatalf("kept revision %d (%s)", got.Revision, got.State)
+	}
+	offer(ch, &Task{Revision: 6})
+	offer(ch, &Task{Revision: 7})
+	if got := <-ch; got.Revision != 7 {
+		t.Fatalf("kept revision %d, want 7", got.Revision)
+	}
+}
