@@ -46,6 +46,9 @@ const (
 	// freePoll is how often free capacity is compared with the last advert
 	// (reservations expire without an event).
 	freePoll = 5 * time.Second
+	// firstRefresh is when the first refresh after Start comes (Interval
+	// when shorter, MinGap when longer).
+	firstRefresh = time.Minute
 	// intervalJitter is the fraction by which each refresh wait may differ
 	// from Interval.
 	intervalJitter = 0.2
@@ -242,7 +245,11 @@ func (a *Advertiser) publish() (*wire.CapRecord, error) {
 // always at least MinGap after the previous advert.
 func (a *Advertiser) loop() {
 	defer a.wg.Done()
-	refresh := time.NewTimer(jittered(a.cfg.Interval))
+	// The first refresh comes after firstRefresh, not Interval: peers
+	// that connected while the node started may have missed Start's
+	// advert (gossip reaches only peers whose subscription is known, and
+	// their record request may have come before the pool served one).
+	refresh := time.NewTimer(jittered(max(min(firstRefresh, a.cfg.Interval), a.cfg.MinGap)))
 	defer refresh.Stop()
 	poll := time.NewTicker(freePoll)
 	defer poll.Stop()

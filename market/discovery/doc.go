@@ -9,8 +9,9 @@
 // capacity changes in a way that matters (FreeChangeMatters: the provider
 // fills up or frees again, or free CPUs, GPUs or memory move by more than
 // half of what it offers)
-// and otherwise every 4 minutes, jittered by ±20 % so providers started
-// together drift apart; records are valid 10 minutes. Two adverts of one
+// and otherwise every 4 minutes (the first time one minute after start,
+// for peers that missed the first advert), jittered by ±20 % so providers
+// started together drift apart; records are valid 10 minutes. Two adverts of one
 // provider are never less than MinGap apart (1 minute), so a provider
 // sends at most 1 advert a minute however many tasks come and go: every node
 // checks the signature of every advert, and this bound is what keeps that

@@ -114,7 +114,8 @@ func (p *Pool) answer(req *wire.CapsRequest, now time.Time) wire.CapsResponse {
 
 // goAsk asks a newly connected peer for a sample of its records in the
 // background, once at a time per peer, while the pool is small (below
-// connectAskBelow providers).
+// connectAskBelow providers); a failed request is tried once more after
+// connectRetry.
 func (p *Pool) goAsk(id peer.ID) {
 	if id == p.h.ID() {
 		return
@@ -134,14 +135,27 @@ func (p *Pool) goAsk(id peer.ID) {
 			delete(p.asking, id)
 			p.mu.Unlock()
 		}()
-		select {
-		case p.askSem <- struct{}{}:
-		case <-p.ctx.Done():
-			return
-		}
-		defer func() { <-p.askSem }()
-		if _, err := p.askPeer(p.ctx, id, nil, connectSample); err != nil {
-			p.log.Debug("caps exchange failed", "peer", id, "err", err)
+		// A peer that connected while it was starting may not serve
+		// records yet: ask once more, a little later.
+		for try := range 2 {
+			if try > 0 {
+				select {
+				case <-p.ctx.Done():
+					return
+				case <-time.After(connectRetry):
+				}
+			}
+			select {
+			case p.askSem <- struct{}{}:
+			case <-p.ctx.Done():
+				return
+			}
+			_, err := p.askPeer(p.ctx, id, nil, connectSample)
+			<-p.askSem
+			if err == nil {
+				return
+			}
+			p.log.Debug("caps exchange failed", "peer", id, "try", try+1, "err", err)
 		}
 	}()
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/offload-project/offload/market/discovery"
 	"github.com/offload-project/offload/market/wire"
@@ -22,8 +23,13 @@ func TestLookupAsksPeers(t *testing.T) {
 	hp := newPool(t, hub, discovery.PoolConfig{})
 	runtimes := []string{"docker", "docker", "docker", "docker", "wasm", "wasm"}
 	for _, rt := range runtimes {
-		h := newHost(t, hub)
+		// Each provider advertises before it connects, so the hub's
+		// request on connect finds its record.
+		h := newHost(t)
 		advertise(t, newPool(t, h, discovery.PoolConfig{}), discovery.AdvertiserConfig{Executors: []string{rt}, ProvideInterval: -1})
+		if err := h.Connect(t.Context(), peer.AddrInfo{ID: hub.ID(), Addrs: hub.Addrs()}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	eventually(t, 20*time.Second, "the hub to see every provider", func() bool {
 		return len(hp.pool.List(discovery.PoolFilter{})) == len(runtimes)

@@ -53,6 +53,9 @@ const (
 	// longer asks new connections for samples; gossip keeps it current and
 	// Lookup finds what a task lacks.
 	connectAskBelow = 64
+	// connectRetry is how long a failed request to a new connection waits
+	// before its one retry.
+	connectRetry = 2 * time.Second
 	// serveConcurrency bounds the record requests answered at once (each
 	// scans the pool once); serveWait is how long a request waits for its
 	// turn before it is reset.
