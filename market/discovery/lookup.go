@@ -210,9 +210,11 @@ func (p *Pool) runLookup(key string, req wire.Requirements, l *lookup) {
 			}
 		}()
 	}
+	closed := make(chan struct{})
 	go func() {
 		feeders.Wait()
 		close(work)
+		close(closed)
 	}()
 
 	var (
@@ -245,11 +247,10 @@ func (p *Pool) runLookup(key string, req wire.Requirements, l *lookup) {
 			}
 		}()
 	}
-	askers.Wait()
 	// The feeders stop once ctx ends or their sources are spent; work is
-	// closed after them, which ended the askers' loops.
-	cancel()
-	feeders.Wait()
+	// closed after them, which ends the askers' loops.
+	askers.Wait()
+	<-closed
 }
 
 // recount updates l.found and reports whether it reached l.want.
