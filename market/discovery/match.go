@@ -123,6 +123,7 @@ func (f PoolFilter) wire() *wire.CapsFilter {
 	return &wire.CapsFilter{
 		CPUs: f.CPUs, MemoryBytes: f.MemoryBytes, GPUs: f.GPUs, GPUModel: f.GPUModel,
 		Arch: f.Arch, OS: f.OS, Executor: f.Executor, Isolation: f.Isolation, Labels: maps.Clone(f.Labels),
+		GPU: f.GPU,
 	}
 }
 
@@ -131,5 +132,6 @@ func poolFilterOf(w *wire.CapsFilter) PoolFilter {
 	return PoolFilter{
 		CPUs: w.CPUs, MemoryBytes: w.MemoryBytes, GPUs: w.GPUs, GPUModel: w.GPUModel,
 		Arch: w.Arch, OS: w.OS, Executor: w.Executor, Isolation: w.Isolation, Labels: maps.Clone(w.Labels),
+		GPU: w.GPU,
 	}
 }

@@ -336,6 +336,8 @@ type CapsFilter struct {
 	Executor    string            `json:"executor,omitempty"`
 	Isolation   string            `json:"isolation,omitempty"`
 	Labels      map[string]string `json:"labels,omitempty"`
+	// GPU are typed requirements each matching GPU must meet.
+	GPU *GPURequirements `json:"gpu,omitempty"`
 }
 
 // Validate checks a filter's ranges and sizes.
@@ -355,6 +357,9 @@ func (f *CapsFilter) Validate() error {
 		if len(k) > maxCapLabelLen || len(v) > maxCapLabelLen {
 			return invalid("filter label %q too long", k)
 		}
+	}
+	if f.GPU != nil {
+		return f.GPU.Validate()
 	}
 	return nil
 }

@@ -149,6 +149,8 @@ func TestCapsRequestValidate(t *testing.T) {
 		{`{"filter":{"gpus":-2}}`, false},
 		{`{"filter":{"executor":"` + strings.Repeat("x", 300) + `"}}`, false},
 		{`{"filter":{"labels":{"k":"` + strings.Repeat("v", 300) + `"}}}`, false},
+		{`{"filter":{"gpus":1,"gpu":{"vendor":"nvidia","models":["H100"],"compute":"8.0"}}}`, true},
+		{`{"filter":{"gpu":{"vendor":"` + strings.Repeat("n", 300) + `"}}}`, false},
 		// An old asker's request, and a newer one's unknown field.
 		{`{"max":512,"have":{"12D3KooWBJhwXtL1LHwEExyGDeQ9q9TjtTvMx9sz69g9wWt4PzX1":3}}`, true},
 		{`{"max":4,"sample_seed":7}`, true},
