@@ -139,7 +139,7 @@ func newNode(ctx context.Context, c *counters, cfg nodeConfig) (n *node, err err
 		return nil, fmt.Errorf("start pool: %w", err)
 	}
 	if n.req, err = market.NewRequestor(n.ch, newMemTable[market.Task](), tasks, market.RequestorConfig{
-		Logger: cfg.log, WorkDir: cfg.workDir, Candidates: n.pool.Candidates,
+		Logger: cfg.log, WorkDir: cfg.workDir, Candidates: n.pool.Candidates, Discover: n.pool.Lookup,
 	}); err != nil {
 		return nil, err
 	}

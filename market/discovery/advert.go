@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/event"
 
 	"github.com/offload-project/offload/market/wire"
 )
@@ -147,12 +148,20 @@ func NewAdvertiser(pool *Pool, cfg AdvertiserConfig) (*Advertiser, error) {
 
 // Start publishes the first record and starts the advert loop.
 func (a *Advertiser) Start() error {
+	// The host's own addresses changing (a relay reservation taken, a
+	// port mapped) makes the record's addresses stale: that is told at
+	// once (addrMinGap), not at the next refresh.
+	sub, err := a.pool.h.EventBus().Subscribe(new(event.EvtLocalAddressesUpdated))
+	if err != nil {
+		return fmt.Errorf("advertiser: watch addresses: %w", err)
+	}
 	rec, err := a.publish()
 	if err != nil {
+		sub.Close()
 		return err
 	}
 	a.wg.Add(1)
-	go a.loop()
+	go a.loop(sub)
 	if a.cfg.ProvideInterval > 0 && a.pool.net.Routing != nil {
 		a.wg.Add(1)
 		go a.provideLoop(Terms(rec))
@@ -200,13 +209,7 @@ func (a *Advertiser) record(free wire.Resources) *wire.CapRecord {
 	h := a.pool.h
 	now := time.Now()
 	a.seq = max(a.seq+1, uint64(now.UnixNano()))
-	addrs := []string{}
-	for _, m := range h.Addrs() {
-		if len(addrs) == 32 {
-			break
-		}
-		addrs = append(addrs, m.String())
-	}
+	addrs := a.addrs()
 	exs := slices.Clone(a.cfg.Executors)
 	slices.Sort(exs)
 	return &wire.CapRecord{
@@ -243,8 +246,9 @@ func (a *Advertiser) publish() (*wire.CapRecord, error) {
 
 // loop publishes on a change that matters and on the jittered refresh,
 // always at least MinGap after the previous advert.
-func (a *Advertiser) loop() {
+func (a *Advertiser) loop(addrSub event.Subscription) {
 	defer a.wg.Done()
+	defer addrSub.Close()
 	// The first refresh comes after firstRefresh, not Interval: peers
 	// that connected while the node started may have missed Start's
 	// advert (gossip reaches only peers whose subscription is known, and
@@ -254,7 +258,7 @@ func (a *Advertiser) loop() {
 	poll := time.NewTicker(freePoll)
 	defer poll.Stop()
 	for {
-		periodic := false
+		periodic, addrs := false, false
 		select {
 		case <-a.ctx.Done():
 			return
@@ -262,12 +266,19 @@ func (a *Advertiser) loop() {
 			periodic = true
 		case <-poll.C:
 		case <-a.changeCh:
+		case <-addrSub.Out():
+			addrs = a.addrsChanged()
+			periodic = addrs
 		}
 		if !periodic && !a.changed() {
 			continue
 		}
+		gap := a.cfg.MinGap
+		if addrs {
+			gap = addrMinGap
+		}
 		a.mu.Lock()
-		wait := a.cfg.MinGap - time.Since(a.lastAt)
+		wait := gap - time.Since(a.lastAt)
 		a.mu.Unlock()
 		if wait > 0 {
 			select {
@@ -286,6 +297,36 @@ func (a *Advertiser) loop() {
 		}
 		refresh.Reset(jittered(a.cfg.Interval))
 	}
+}
+
+// addrMinGap spaces adverts made because the host's addresses changed
+// (rare: a relay reservation, a port mapping; a flapping interface is
+// held to one advert per addrMinGap).
+const addrMinGap = 5 * time.Second
+
+// addrsChanged reports whether the addresses a record would carry now
+// differ from those of the last advert.
+func (a *Advertiser) addrsChanged() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	rec, err := wire.DecodeCapRecord(a.current)
+	if err != nil {
+		return true
+	}
+	now := a.addrs()
+	return !slices.Equal(now, rec.Addrs)
+}
+
+// addrs are the host's addresses as a record carries them (at most 32).
+func (a *Advertiser) addrs() []string {
+	addrs := []string{}
+	for _, m := range a.pool.h.Addrs() {
+		if len(addrs) == 32 {
+			break
+		}
+		addrs = append(addrs, m.String())
+	}
+	return addrs
 }
 
 // changed reports whether free capacity moved in a way that matters since

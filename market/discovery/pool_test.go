@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	ma "github.com/multiformats/go-multiaddr"
 	"github.com/offload-project/offload/market/discovery"
 	"github.com/offload-project/offload/market/wire"
 	"github.com/offload-project/offload/p2p"
@@ -427,4 +429,38 @@ func TestPoolCacheSurvivesRestart(t *testing.T) {
 // netOf is the discovery view of a real host: its gossipsub and its DHT.
 func netOf(h *p2p.Host) discovery.Network {
 	return discovery.Network{Host: h, PubSub: h.PubSub, Routing: h.DHT, Namespace: h.Namespace}
+}
+
+// TestAdvertFollowsAddressChanges: when the host's addresses change (here
+// a new listener; behind NAT, a relay reservation), the record is re-signed
+// with them within seconds, not at the next refresh, and reaches the other
+// pools.
+func TestAdvertFollowsAddressChanges(t *testing.T) {
+	a := newHost(t)
+	b := newHost(t, a)
+	pa := newPool(t, a, discovery.PoolConfig{})
+	pb := newPool(t, b, discovery.PoolConfig{})
+	adv := advertise(t, pa, discovery.AdvertiserConfig{Interval: time.Hour, ProvideInterval: -1})
+	eventually(t, 10*time.Second, "b to see a", func() bool { return inPool(pb.pool, a.ID()) })
+	before := adv.Adverts()
+	if err := a.Network().Listen(ma.StringCast("/ip4/127.0.0.1/tcp/0")); err != nil {
+		t.Fatal(err)
+	}
+	var added string
+	for _, m := range a.Addrs() {
+		rec, _ := wire.DecodeCapRecord(adv.Current())
+		if !slices.Contains(rec.Addrs, m.String()) {
+			added = m.String()
+		}
+	}
+	if added == "" {
+		t.Fatal("the new listener added no address")
+	}
+	eventually(t, 15*time.Second, "b's record of a to carry the new address", func() bool {
+		es := pb.pool.List(discovery.PoolFilter{})
+		return len(es) == 1 && slices.Contains(es[0].Record.Addrs, added)
+	})
+	if n := adv.Adverts(); n != before+1 {
+		t.Errorf("%d adverts for one address change, want 1", n-before)
+	}
 }
