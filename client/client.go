@@ -204,7 +204,13 @@ func (c *Client) Cancel(ctx context.Context, id string) (*Task, error) {
 // task is terminal, fn returns an error, or ctx is done. It returns the last
 // snapshot.
 func (c *Client) Watch(ctx context.Context, id string, fn func(*Task) error) (*Task, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.BaseURL+"/api/v1/tasks/"+url.PathEscape(id)+"/events", nil)
+	return c.watch(ctx, id, "", fn)
+}
+
+// watch reads the task's event stream (with query q) until its terminal
+// snapshot.
+func (c *Client) watch(ctx context.Context, id, q string, fn func(*Task) error) (*Task, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.BaseURL+"/api/v1/tasks/"+url.PathEscape(id)+"/events"+q, nil)
 	if err != nil {
 		return nil, fmt.Errorf("build request: %w", err)
 	}
@@ -250,7 +256,8 @@ func (c *Client) Watch(ctx context.Context, id string, fn func(*Task) error) (*T
 	return last, errors.New("event stream ended before the task finished (did the node stop?)")
 }
 
-// Wait blocks until the task is terminal and returns it.
+// Wait blocks until the task is terminal and returns it. It asks the
+// node for the terminal snapshot only (?final=true), not every change.
 func (c *Client) Wait(ctx context.Context, id string) (*Task, error) {
-	return c.Watch(ctx, id, nil)
+	return c.watch(ctx, id, "?final=true", nil)
 }

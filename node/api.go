@@ -291,12 +291,18 @@ func (s *apiServer) taskError(w http.ResponseWriter, err error) {
 // line of JSON per change, ending after the terminal state. The watch
 // reads the task once and sends it as the first event; the response
 // starts with that event, so an unknown task is still a 404 without a
-// read of its own.
+// read of its own. With ?final=true only the terminal snapshot is sent.
 func (s *apiServer) taskEvents(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	flusher, ok := w.(http.Flusher)
 	if !ok {
 		writeError(w, http.StatusInternalServerError, "streaming unsupported")
+		return
+	}
+	if r.URL.Query().Get("final") == "true" {
+		// Only the terminal snapshot (client.Wait): one encoding per task
+		// instead of one per change.
+		s.finalEvent(w, r, flusher, id)
 		return
 	}
 	started := false
@@ -326,6 +332,32 @@ func (s *apiServer) taskEvents(w http.ResponseWriter, r *http.Request) {
 	if err != nil && r.Context().Err() == nil {
 		s.n.log.Debug("event stream ended", "task", id, "err", err)
 	}
+}
+
+// finalEvent answers taskEvents with ?final=true: headers at once, then
+// one `task` event with the task once it is terminal.
+func (s *apiServer) finalEvent(w http.ResponseWriter, r *http.Request, flusher http.Flusher, id string) {
+	if _, err := s.n.Get(id); err != nil {
+		s.taskError(w, err)
+		return
+	}
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.WriteHeader(http.StatusOK)
+	flusher.Flush()
+	t, err := s.n.Wait(r.Context(), id)
+	if err != nil {
+		if r.Context().Err() == nil {
+			s.n.log.Debug("final event", "task", id, "err", err)
+		}
+		return
+	}
+	b, err := json.Marshal(t)
+	if err != nil {
+		return
+	}
+	fmt.Fprintf(w, "event: task\ndata: %s\n\n", b)
+	flusher.Flush()
 }
 
 func writeFileAtomic(path string, data []byte, mode os.FileMode) error {

@@ -111,6 +111,11 @@ func TestAPIStatusCodes(t *testing.T) {
 		{"get unknown", apiCall{method: "GET", path: "/api/v1/tasks/nope"}, 404},
 		{"events of ended task", apiCall{method: "GET", path: "/api/v1/tasks/" + sub.ID + "/events"}, 200},
 		{"events unknown", apiCall{method: "GET", path: "/api/v1/tasks/nope/events"}, 404},
+		{"final event of ended task", apiCall{method: "GET", path: "/api/v1/tasks/" + sub.ID + "/events?final=true"}, 200},
+		{"final event unknown", apiCall{method: "GET", path: "/api/v1/tasks/nope/events?final=true"}, 404},
+		{"logs of ended task", apiCall{method: "GET", path: "/api/v1/tasks/" + sub.ID + "/logs"}, 200},
+		{"logs bad position", apiCall{method: "GET", path: "/api/v1/tasks/" + sub.ID + "/logs?from=x"}, 400},
+		{"logs unknown", apiCall{method: "GET", path: "/api/v1/tasks/nope/logs"}, 404},
 		{"cancel unknown", apiCall{method: "POST", path: "/api/v1/tasks/nope/cancel"}, 404},
 		{"cancel ended", apiCall{method: "POST", path: "/api/v1/tasks/" + sub.ID + "/cancel"}, 409},
 		{"results unknown", apiCall{method: "POST", path: "/api/v1/tasks/nope/results", body: js(map[string]string{"dest": dest()})}, 404},
@@ -494,4 +499,35 @@ func writeTestCert(t *testing.T, certFile, keyFile string) []byte {
 		t.Fatal(err)
 	}
 	return der
+}
+
+// TestWaitGetsOnlyTheFinalEvent: client.Wait asks for the terminal
+// snapshot alone (?final=true): the stream holds exactly one event, the
+// ended task.
+func TestWaitGetsOnlyTheFinalEvent(t *testing.T) {
+	home := t.TempDir()
+	n := startNode(t, home, false, nil, func(c *node.Config) { c.ProviderWait = 300 * time.Millisecond })
+	sub, err := n.Submit(t.Context(), node.TaskSpec{Image: "x:1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, err := client.FromHome(home)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequestWithContext(t.Context(), "GET", cl.BaseURL+"/api/v1/tasks/"+sub.ID+"/events?final=true", nil)
+	req.Header.Set("Authorization", "Bearer "+cl.Token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if got := bytes.Count(body, []byte("event: task")); got != 1 || !bytes.Contains(body, []byte(`"state":"failed"`)) {
+		t.Fatalf("%d events: %s", got, body)
+	}
+	task, err := cl.Wait(t.Context(), sub.ID)
+	if err != nil || task.State != "failed" {
+		t.Fatalf("Wait: %v %+v", err, task)
+	}
 }
