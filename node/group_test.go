@@ -55,6 +55,7 @@ func wasmSwarm(t *testing.T, lying ...bool) (*node.Node, []*node.Node, string) {
 	}
 	req := startNode(t, t.TempDir(), false, boot)
 	waitPeers(t, req, len(provs))
+	waitPool(t, req, provs, 15*time.Second) // every provider a candidate
 	c, err := req.Add(t.Context(), mod, node.AddOptions{CIDVersion: 1})
 	if err != nil {
 		t.Fatal(err)

@@ -295,8 +295,10 @@ func TestFailoverWhenProviderVanishes(t *testing.T) {
 	cheap := startNode(t, t.TempDir(), true, nil, func(c *node.Config) { c.Price = 0.1 })
 	dear := startNode(t, t.TempDir(), true, cheap.Identity().Addrs, func(c *node.Config) { c.Price = 0.2 })
 	req := startNode(t, t.TempDir(), false, cheap.Identity().Addrs)
-	// Both providers must be known before the task is announced.
+	// Both providers must be in the requestor's pool (its candidates)
+	// before the task is submitted.
 	waitPeers(t, req, 2)
+	waitPool(t, req, []*node.Node{cheap, dear}, 15*time.Second)
 
 	sub, err := req.Submit(t.Context(), helloSpec("sleep", "3s"))
 	if err != nil {
