@@ -196,6 +196,24 @@ func ParseCUDAVersion(out []byte) string {
 // leave a field unknown. A line that cannot be parsed is an error naming
 // it.
 func ParseNvidiaSMI(out []byte) ([]GPU, error) {
+	return parseCSV(out, 6, "index, name, memory.total, uuid, compute_cap, driver_version", func(f []string, i int) (GPU, error) {
+		k, tr := len(f), strings.TrimSpace
+		index := tr(f[0])
+		if _, err := strconv.Atoi(index); err != nil {
+			return GPU{}, fmt.Errorf("index %q is not a number", index)
+		}
+		return GPU{Vendor: VendorNVIDIA, Model: strings.Join(f[1:k-4], ","), Index: index,
+			UUID: known(tr(f[k-3])), ComputeCapability: known(tr(f[k-2])), DriverVersion: known(tr(f[k-1]))}, nil
+	}, 4)
+}
+
+// parseCSV parses nvidia-smi's CSV output, one GPU a line of at least
+// min fields (want names them): blank lines are skipped, fn makes the
+// GPU of a line's untrimmed fields (a model name may hold commas; i: how
+// many GPUs came before), its model is trimmed, and
+// the field memAt places from the right is the memory in MiB. Every error
+// names the line.
+func parseCSV(out []byte, min int, want string, fn func(f []string, i int) (GPU, error), memAt int) ([]GPU, error) {
 	gpus := []GPU{}
 	sc := bufio.NewScanner(bytes.NewReader(out))
 	for n := 1; sc.Scan(); n++ {
@@ -204,27 +222,20 @@ func ParseNvidiaSMI(out []byte) ([]GPU, error) {
 			continue
 		}
 		f := strings.Split(line, ",")
-		if len(f) < 6 {
-			return nil, fmt.Errorf("line %d %q: want index, name, memory.total, uuid, compute_cap, driver_version", n, line)
+		if len(f) < min {
+			return nil, fmt.Errorf("line %d %q: want %s", n, line, want)
 		}
-		for i := range f {
-			f[i] = strings.TrimSpace(f[i])
+		g, err := fn(f, len(gpus))
+		if err == nil && strings.TrimSpace(g.Model) == "" {
+			err = errors.New("empty GPU name")
 		}
-		k := len(f)
-		index := f[0]
-		if _, err := strconv.Atoi(index); err != nil {
-			return nil, fmt.Errorf("line %d %q: index %q is not a number", n, line, index)
+		if err == nil {
+			g.Model = strings.TrimSpace(g.Model)
+			g.MemoryBytes, err = parseMiB(strings.TrimSpace(f[len(f)-memAt]))
 		}
-		g := GPU{Vendor: VendorNVIDIA, Model: strings.TrimSpace(strings.Join(f[1:k-4], ",")), Index: index,
-			UUID: known(f[k-3]), ComputeCapability: known(f[k-2]), DriverVersion: known(f[k-1])}
-		if g.Model == "" {
-			return nil, fmt.Errorf("line %d %q: empty GPU name", n, line)
-		}
-		mem, err := parseMiB(f[k-4])
 		if err != nil {
 			return nil, fmt.Errorf("line %d %q: %w", n, line, err)
 		}
-		g.MemoryBytes = mem
 		gpus = append(gpus, g)
 	}
 	if err := sc.Err(); err != nil {
@@ -241,9 +252,10 @@ func known(s string) string {
 	return s
 }
 
-// parseMiB reads a memory field in MiB ("" or "[N/A]": unknown, 0).
+// parseMiB reads a memory field in MiB ("[N/A]", "[Not Supported]":
+// unknown, 0).
 func parseMiB(field string) (int64, error) {
-	if known(field) == "" {
+	if strings.HasPrefix(field, "[") {
 		return 0, nil
 	}
 	field = strings.TrimSpace(strings.TrimSuffix(field, "MiB"))
@@ -263,37 +275,8 @@ func parseMiB(field string) (int64, error) {
 // itself contain commas, so the last two fields are taken from the right. A
 // line that cannot be parsed is an error naming it.
 func ParseNvidiaSMILegacy(out []byte) ([]GPU, error) {
-	gpus := []GPU{}
-	sc := bufio.NewScanner(bytes.NewReader(out))
-	for n := 1; sc.Scan(); n++ {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" {
-			continue
-		}
-		fields := strings.Split(line, ",")
-		if len(fields) < 3 {
-			return nil, fmt.Errorf("line %d %q: want name, memory.total, uuid", n, line)
-		}
-		uuid := strings.TrimSpace(fields[len(fields)-1])
-		memField := strings.TrimSpace(fields[len(fields)-2])
-		name := strings.TrimSpace(strings.Join(fields[:len(fields)-2], ","))
-		if name == "" {
-			return nil, fmt.Errorf("line %d %q: empty GPU name", n, line)
-		}
-		g := GPU{Vendor: VendorNVIDIA, Model: name, UUID: uuid, Index: strconv.Itoa(len(gpus))}
-		// "[N/A]" or "[Not Supported]" leave the memory unknown.
-		if !strings.HasPrefix(memField, "[") {
-			memField = strings.TrimSpace(strings.TrimSuffix(memField, "MiB"))
-			mib, err := strconv.ParseFloat(memField, 64)
-			if err != nil || mib < 0 {
-				return nil, fmt.Errorf("line %d %q: memory %q is not a number of MiB", n, line, memField)
-			}
-			g.MemoryBytes = int64(mib * (1 << 20))
-		}
-		gpus = append(gpus, g)
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("read nvidia-smi output: %w", err)
-	}
-	return gpus, nil
+	return parseCSV(out, 3, "name, memory.total, uuid", func(f []string, i int) (GPU, error) {
+		k := len(f)
+		return GPU{Vendor: VendorNVIDIA, Model: strings.Join(f[:k-2], ","), UUID: strings.TrimSpace(f[k-1]), Index: strconv.Itoa(i)}, nil
+	}, 2)
 }

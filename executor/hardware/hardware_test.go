@@ -141,6 +141,9 @@ func TestParseNvidiaSMIFixtures(t *testing.T) {
 			}
 		})
 	}
+	if got, err := hardware.ParseNvidiaSMI([]byte("0, Weird, Inc. GPU, 1024, GPU-1, 8.0, 550\n")); err != nil || got[0].Model != "Weird, Inc. GPU" || got[0].MemoryBytes != 1024*mib {
+		t.Errorf("comma in the model name: %+v %v", got, err)
+	}
 	for _, bad := range []string{"0, H100, 81559, GPU-1, 9.0\n", "x, H100, 81559, GPU-1, 9.0, 550\n", "0, , 1, GPU-1, 9.0, 550\n", "0, H100, lots, GPU-1, 9.0, 550\n"} {
 		if got, err := hardware.ParseNvidiaSMI([]byte(bad)); err == nil {
 			t.Errorf("%q parsed as %+v", bad, got)
