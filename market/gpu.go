@@ -61,14 +61,7 @@ func (a *admission) assignGPUs(key string, n int, req *wire.GPURequirements) ([]
 	if len(h.devices) >= n {
 		return h.devices[:n], ""
 	}
-	busy := map[string]bool{}
-	for k, o := range a.held {
-		if k != key {
-			for _, d := range o.devices {
-				busy[d] = true
-			}
-		}
-	}
+	busy := a.busyDevicesLocked(key)
 	picked := slices.Clone(h.devices)
 	for _, d := range a.gpus {
 		if len(picked) == n {
@@ -93,14 +86,7 @@ func (a *admission) gpusFreeLocked(key string, n int, req *wire.GPURequirements)
 	if n <= 0 || len(a.gpus) == 0 {
 		return true
 	}
-	busy := map[string]bool{}
-	for k, o := range a.held {
-		if k != key {
-			for _, d := range o.devices {
-				busy[d] = true
-			}
-		}
-	}
+	busy := a.busyDevicesLocked(key)
 	free := 0
 	for _, d := range a.gpus {
 		if !busy[d.ID] && req.Unmet(d.GPU) == "" {
@@ -110,9 +96,15 @@ func (a *admission) gpusFreeLocked(key string, n int, req *wire.GPURequirements)
 	return free >= n
 }
 
-// devicesOf returns the devices key holds.
-func (a *admission) devicesOf(key string) []string {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return slices.Clone(a.held[key].devices)
+// busyDevicesLocked returns the devices held by every key but key.
+func (a *admission) busyDevicesLocked(key string) map[string]bool {
+	busy := map[string]bool{}
+	for k, o := range a.held {
+		if k != key {
+			for _, d := range o.devices {
+				busy[d] = true
+			}
+		}
+	}
+	return busy
 }
