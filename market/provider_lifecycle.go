@@ -62,20 +62,10 @@ func (p *Provider) readAnnouncements() {
 // it must dial first (dropped when full, so announcements from peers that
 // cannot be reached never hold up the others).
 func (p *Provider) goAnswer(requestor peer.ID, ann *wire.Announce) {
-	p.mu.Lock()
-	if p.inflight[requestor] >= maxAnswersPerRequestor {
-		p.mu.Unlock()
+	done, ok := p.takeInflight(requestor)
+	if !ok {
 		p.log.Debug("announcement dropped: too many answers in flight to its requestor", "peer", requestor, "task", ann.TaskID)
 		return
-	}
-	p.inflight[requestor]++
-	p.mu.Unlock()
-	done := func() {
-		p.mu.Lock()
-		if p.inflight[requestor]--; p.inflight[requestor] <= 0 {
-			delete(p.inflight, requestor)
-		}
-		p.mu.Unlock()
 	}
 	slots := p.answering
 	if p.h.Network().Connectedness(requestor) != network.Connected {
@@ -294,19 +284,9 @@ func (p *Provider) handleAsk(s network.Stream) {
 // of all answers in flight, without waiting: it returns the release, or
 // why there is no slot now.
 func (p *Provider) takeAnswerSlot(requestor peer.ID) (func(), string) {
-	p.mu.Lock()
-	if p.inflight[requestor] >= maxAnswersPerRequestor {
-		p.mu.Unlock()
+	done, ok := p.takeInflight(requestor)
+	if !ok {
 		return nil, "too many answers in flight to this requestor"
-	}
-	p.inflight[requestor]++
-	p.mu.Unlock()
-	done := func() {
-		p.mu.Lock()
-		if p.inflight[requestor]--; p.inflight[requestor] <= 0 {
-			delete(p.inflight, requestor)
-		}
-		p.mu.Unlock()
 	}
 	select {
 	case p.answering <- struct{}{}:
@@ -315,6 +295,24 @@ func (p *Provider) takeAnswerSlot(requestor peer.ID) (func(), string) {
 		return nil, "too many answers in flight"
 	}
 	return func() { <-p.answering; done() }, ""
+}
+
+// takeInflight counts one more answer in flight to requestor, unless it
+// has maxAnswersPerRequestor already; done counts it out.
+func (p *Provider) takeInflight(requestor peer.ID) (done func(), ok bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.inflight[requestor] >= maxAnswersPerRequestor {
+		return nil, false
+	}
+	p.inflight[requestor]++
+	return func() {
+		p.mu.Lock()
+		if p.inflight[requestor]--; p.inflight[requestor] <= 0 {
+			delete(p.inflight, requestor)
+		}
+		p.mu.Unlock()
+	}, true
 }
 
 func (p *Provider) handleAward(s network.Stream) {
