@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/offload-project/offload/market"
 	"github.com/offload-project/offload/market/wire"
@@ -23,26 +24,39 @@ const MaxCandidates = 256
 // market.RequestorConfig.Candidates: a targeted auction ranks them and
 // asks a few.
 func (p *Pool) Candidates(req wire.Requirements) []market.Candidate {
+	var out []market.Candidate
+	p.eachAlive(req, func(id peer.ID, e *PoolEntry) bool {
+		out = append(out, market.Candidate{
+			Peer: id, Price: e.Record.Price, Free: e.Record.Free, IssuedAt: time.UnixMilli(e.Record.IssuedAt),
+		})
+		return len(out) < MaxCandidates
+	})
+	return out
+}
+
+// eachAlive calls fn, under the pool's lock and in the map's order, with
+// every other provider that may take a task with req (pinned to it when
+// req names one) and is alive: connected, or its record was issued
+// within the last advert interval and a half, so that a provider gone
+// away stops being asked long before its record expires. It stops when
+// fn returns false. Candidates, KnownProviders and Lookup's count all
+// choose by it.
+func (p *Pool) eachAlive(req wire.Requirements, fn func(id peer.ID, e *PoolEntry) bool) {
 	f := FilterFor(req)
 	now := time.Now()
 	recent := now.Add(-DefaultAdvertInterval * 3 / 2).UnixMilli()
 	self := p.h.ID()
-	var out []market.Candidate
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for id, e := range p.entries {
-		if len(out) == MaxCandidates {
-			break
-		}
 		if id == self || (req.Provider != "" && e.Record.Peer != req.Provider) || e.Record.Expired(now) || !f.Match(&e.Record) {
 			continue
 		}
 		if e.Record.IssuedAt < recent && p.h.Network().Connectedness(id) != network.Connected {
 			continue
 		}
-		out = append(out, market.Candidate{
-			Peer: id, Price: e.Record.Price, Free: e.Record.Free, IssuedAt: time.UnixMilli(e.Record.IssuedAt),
-		})
+		if !fn(id, e) {
+			return
+		}
 	}
-	return out
 }

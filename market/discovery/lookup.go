@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/ipfs/go-cid"
-	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/peerstore"
 	"github.com/multiformats/go-multihash"
@@ -118,22 +117,8 @@ func (p *Pool) Lookup(ctx context.Context, req wire.Requirements, want int) int 
 // this node; connected, or the record issued within an advert interval
 // and a half), without copying the pool.
 func (p *Pool) countMatching(req wire.Requirements) int {
-	f := FilterFor(req)
-	now := time.Now()
-	recent := now.Add(-DefaultAdvertInterval * 3 / 2).UnixMilli()
-	self := p.h.ID()
 	n := 0
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for id, e := range p.entries {
-		if id == self || (req.Provider != "" && e.Record.Peer != req.Provider) || e.Record.Expired(now) || !f.Match(&e.Record) {
-			continue
-		}
-		if e.Record.IssuedAt < recent && p.h.Network().Connectedness(id) != network.Connected {
-			continue
-		}
-		n++
-	}
+	p.eachAlive(req, func(peer.ID, *PoolEntry) bool { n++; return true })
 	return n
 }
 

@@ -369,19 +369,9 @@ func (p *Pool) List(f PoolFilter) []PoolEntry {
 // was issued within the last advert interval and a half (a provider that
 // went away stops holding auctions open long before its record expires).
 func (p *Pool) KnownProviders(req wire.Requirements) []peer.ID {
-	f := FilterFor(req)
-	recent := time.Now().Add(-DefaultAdvertInterval * 3 / 2).UnixMilli()
 	var out []peer.ID
-	for _, e := range p.List(f) {
-		id := e.Record.PeerID()
-		if id == p.h.ID() || (req.Provider != "" && e.Record.Peer != req.Provider) {
-			continue
-		}
-		if e.Record.IssuedAt < recent && p.h.Network().Connectedness(id) != network.Connected {
-			continue
-		}
-		out = append(out, id)
-	}
+	p.eachAlive(req, func(id peer.ID, _ *PoolEntry) bool { out = append(out, id); return true })
+	slices.SortFunc(out, func(a, b peer.ID) int { return strings.Compare(a.String(), b.String()) })
 	return out
 }
 
