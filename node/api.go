@@ -302,7 +302,7 @@ func (s *apiServer) taskEvents(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Query().Get("final") == "true" {
 		// Only the terminal snapshot (client.Wait): one encoding per task
 		// instead of one per change.
-		s.finalEvent(w, r, flusher, id)
+		s.finalEvent(w, r, id)
 		return
 	}
 	started := false
@@ -336,28 +336,22 @@ func (s *apiServer) taskEvents(w http.ResponseWriter, r *http.Request) {
 
 // finalEvent answers taskEvents with ?final=true: headers at once, then
 // one `task` event with the task once it is terminal.
-func (s *apiServer) finalEvent(w http.ResponseWriter, r *http.Request, flusher http.Flusher, id string) {
+func (s *apiServer) finalEvent(w http.ResponseWriter, r *http.Request, id string) {
 	if _, err := s.n.Get(id); err != nil {
 		s.taskError(w, err)
 		return
 	}
-	w.Header().Set("Content-Type", "text/event-stream")
-	w.Header().Set("Cache-Control", "no-cache")
-	w.WriteHeader(http.StatusOK)
-	flusher.Flush()
+	sse, ok := startSSE(w)
+	if !ok {
+		return
+	}
 	t, err := s.n.Wait(r.Context(), id)
-	if err != nil {
-		if r.Context().Err() == nil {
-			s.n.log.Debug("final event", "task", id, "err", err)
-		}
-		return
+	if err == nil {
+		err = sse.event("task", t)
 	}
-	b, err := json.Marshal(t)
-	if err != nil {
-		return
+	if err != nil && r.Context().Err() == nil {
+		s.n.log.Debug("final event", "task", id, "err", err)
 	}
-	fmt.Fprintf(w, "event: task\ndata: %s\n\n", b)
-	flusher.Flush()
 }
 
 func writeFileAtomic(path string, data []byte, mode os.FileMode) error {

@@ -1,7 +1,6 @@
 package node
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -18,11 +17,6 @@ import (
 // the provider.
 func (s *apiServer) taskLogs(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	flusher, ok := w.(http.Flusher)
-	if !ok {
-		writeError(w, http.StatusInternalServerError, "streaming unsupported")
-		return
-	}
 	pos := r.URL.Query().Get("from")
 	if last := r.Header.Get("Last-Event-ID"); last != "" {
 		pos = last
@@ -43,32 +37,21 @@ func (s *apiServer) taskLogs(w http.ResponseWriter, r *http.Request) {
 		s.taskError(w, err)
 		return
 	}
-	w.Header().Set("Content-Type", "text/event-stream")
-	w.Header().Set("Cache-Control", "no-cache")
-	w.WriteHeader(http.StatusOK)
-	flusher.Flush()
+	sse, ok := startSSE(w)
+	if !ok {
+		return
+	}
 	err = s.n.Logs(r.Context(), id, attempt, from, follow, func(c client.LogChunk) error {
-		b, err := json.Marshal(c)
-		if err != nil {
-			return err
-		}
-		if _, err := fmt.Fprintf(w, "id: %s\nevent: log\ndata: %s\n\n", c.Next, b); err != nil {
-			return err
-		}
-		flusher.Flush()
-		return nil
+		return sse.eventID(c.Next, "log", c)
 	})
-	end := "end"
-	if err != nil && r.Context().Err() == nil {
+	if r.Context().Err() != nil {
+		return
+	}
+	if err != nil {
 		// The stream has started: the error goes in a last event.
-		end = "error"
-		b, _ := json.Marshal(map[string]string{"error": err.Error()})
-		fmt.Fprintf(w, "event: error\ndata: %s\n\n", b)
+		_ = sse.event("error", map[string]string{"error": err.Error()})
 	}
-	if r.Context().Err() == nil {
-		fmt.Fprintf(w, "event: %s\ndata: {}\n\n", end)
-		flusher.Flush()
-	}
+	_ = sse.event("end", struct{}{})
 }
 
 // parseLogPos reads "ATTEMPT:OFFSET" ("" is the current attempt's start).

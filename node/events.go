@@ -75,10 +75,19 @@ func startSSE(w http.ResponseWriter) (*sseWriter, bool) {
 }
 
 // event writes one event whose data is v as JSON.
-func (s *sseWriter) event(name string, v any) error {
+func (s *sseWriter) event(name string, v any) error { return s.eventID("", name, v) }
+
+// eventID is event with an event id ("" for none), which a reader that
+// reconnects sends back as Last-Event-ID.
+func (s *sseWriter) eventID(id, name string, v any) error {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return fmt.Errorf("encode event: %w", err)
+	}
+	if id != "" {
+		if _, err := fmt.Fprintf(s.w, "id: %s\n", id); err != nil {
+			return fmt.Errorf("write event: %w", err)
+		}
 	}
 	if _, err := fmt.Fprintf(s.w, "event: %s\ndata: %s\n\n", name, b); err != nil {
 		return fmt.Errorf("write event: %w", err)
