@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -13,7 +12,6 @@ import (
 	"time"
 
 	"github.com/offload-project/offload/client"
-	"github.com/offload-project/offload/internal/testimage"
 	"github.com/offload-project/offload/internal/testwait"
 )
 
@@ -25,29 +23,9 @@ import (
 // work (8 steps, measured from the task's own log: the last count the
 // killed run printed against where the next run resumed).
 func TestCheckpointSurvivesTwoProviderKills(t *testing.T) {
-	dir := t.TempDir()
-	first := startNodeProc(t, filepath.Join(dir, "P0"), "--provider", "--executors", "wasm")
-	boot := first.id(t).Addrs[0]
-	provs := map[string]*nodeProc{first.id(t).ID: first}
-	for i := 1; i < 3; i++ {
-		p := startNodeProc(t, filepath.Join(dir, fmt.Sprintf("P%d", i)), "--provider", "--executors", "wasm", "--bootstrap", boot)
-		provs[p.id(t).ID] = p
-	}
-	req := startNodeProc(t, filepath.Join(dir, "R"), "--bootstrap", boot)
-	if !testwait.Until(t.Context(), 30*time.Second, 200*time.Millisecond, func() bool {
-		out, _, code := offload(t, "pool", "--json", "--home", req.home, "--executor", "wasm")
-		var ps []client.Provider
-		return code == 0 && json.Unmarshal([]byte(out), &ps) == nil && len(ps) == 3
-	}) {
-		t.Fatal("the requestor's pool never listed the three providers")
-	}
-	out, stderr, code := offload(t, "add", "--json", "--home", req.home, testimage.BuildWASM(t))
-	var added struct{ CID string }
-	if code != 0 || json.Unmarshal([]byte(out), &added) != nil {
-		t.Fatalf("add: %d %s %s", code, out, stderr)
-	}
+	provs, req, _, mod := wasmSwarm(t, 3)
 	const total, step, every = 40, 250 * time.Millisecond, 2 * time.Second
-	out, stderr, code = offload(t, "run", "--home", req.home, "--json", "--runtime", "wasm", "--image", added.CID, "--timeout", "5m",
+	out, stderr, code := offload(t, "run", "--home", req.home, "--json", "--runtime", "wasm", "--image", mod, "--timeout", "5m",
 		"--retries", "3", "--checkpoint", "/checkpoint", "--checkpoint-every", every.String(),
 		"--", "count", strconv.Itoa(total), step.String(), "/checkpoint")
 	var sub struct{ ID string }

@@ -9,8 +9,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/offload-project/offload/internal/testimage"
 )
 
 // TestLogsFollowAcrossRequestorRestart: a task that prints a line a second
@@ -24,13 +22,9 @@ func TestLogsFollowAcrossRequestorRestart(t *testing.T) {
 	prov := startNodeProc(t, filepath.Join(dir, "P"), "--provider", "--executors", "wasm")
 	boot := prov.id(t).Addrs[0]
 	req := startNodeProc(t, filepath.Join(dir, "R"), "--bootstrap", boot)
-	out, stderr, code := offload(t, "add", "--json", "--home", req.home, testimage.BuildWASM(t))
-	var added struct{ CID string }
-	if code != 0 || json.Unmarshal([]byte(out), &added) != nil {
-		t.Fatalf("add: %d %s %s", code, out, stderr)
-	}
+	mod := addWASM(t, req.home)
 	const ticks = 8
-	out, stderr, code = offload(t, "run", "--home", req.home, "--json", "--runtime", "wasm", "--image", added.CID, "--timeout", "2m", "--", "tick", strconv.Itoa(ticks), "1s")
+	out, stderr, code := offload(t, "run", "--home", req.home, "--json", "--runtime", "wasm", "--image", mod, "--timeout", "2m", "--", "tick", strconv.Itoa(ticks), "1s")
 	var sub struct{ ID string }
 	if code != 0 || json.Unmarshal([]byte(out), &sub) != nil || sub.ID == "" {
 		t.Fatalf("run: %d %s %s", code, out, stderr)
