@@ -34,18 +34,7 @@ func TestTypedGPUMatchingAcrossProcesses(t *testing.T) {
 	pid := prov.id(t)
 	req := startNodeProc(t, filepath.Join(dir, "R"), "--bootstrap", pid.Addrs[0])
 
-	pool := func(args ...string) []client.Provider {
-		t.Helper()
-		out, stderr, code := offload(t, append([]string{"pool", "--json", "--home", req.home}, args...)...)
-		if code != 0 {
-			t.Fatalf("pool %v: %d %s", args, code, stderr)
-		}
-		var ps []client.Provider
-		if err := json.Unmarshal([]byte(out), &ps); err != nil {
-			t.Fatal(err)
-		}
-		return ps
-	}
+	pool := func(args ...string) []client.Provider { t.Helper(); return poolOf(t, req.home, args...) }
 	if !testwait.Until(t.Context(), 30*time.Second, 200*time.Millisecond, func() bool { return len(pool()) == 1 }) {
 		t.Fatal("the provider never showed up in the pool")
 	}

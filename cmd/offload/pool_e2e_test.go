@@ -20,18 +20,7 @@ func TestPoolEndToEnd(t *testing.T) {
 	aid := a.id(t)
 	b := startNodeProc(t, filepath.Join(dir, "B"), "--bootstrap", aid.Addrs[0])
 
-	pool := func(args ...string) []client.Provider {
-		t.Helper()
-		out, stderr, code := offload(t, append([]string{"pool", "--json", "--home", b.home}, args...)...)
-		if code != 0 {
-			t.Fatalf("pool %v exited %d: %s", args, code, stderr)
-		}
-		var ps []client.Provider
-		if err := json.Unmarshal([]byte(out), &ps); err != nil {
-			t.Fatalf("pool --json: %v\n%s", err, out)
-		}
-		return ps
-	}
+	pool := func(args ...string) []client.Provider { t.Helper(); return poolOf(t, b.home, args...) }
 	start := time.Now()
 	var got []client.Provider
 	if !testwait.Until(t.Context(), 15*time.Second, 100*time.Millisecond, func() bool {
@@ -80,4 +69,18 @@ func TestPoolEndToEnd(t *testing.T) {
 	if code != 0 || !strings.Contains(out, aid.ID) {
 		t.Errorf("pool table: %d %s", code, out)
 	}
+}
+
+// poolOf runs `offload pool --json` with args on the node at home.
+func poolOf(t *testing.T, home string, args ...string) []client.Provider {
+	t.Helper()
+	out, stderr, code := offload(t, append([]string{"pool", "--json", "--home", home}, args...)...)
+	if code != 0 {
+		t.Fatalf("pool %v exited %d: %s", args, code, stderr)
+	}
+	var ps []client.Provider
+	if err := json.Unmarshal([]byte(out), &ps); err != nil {
+		t.Fatalf("pool --json: %v\n%s", err, out)
+	}
+	return ps
 }
