@@ -36,6 +36,30 @@ const drainTimeout = 5 * time.Second
 // returning. See executor.Executor for the contract and the package doc for
 // the sandbox and the accounting.
 func (e *Executor) Run(ctx context.Context, spec executor.Spec) (*executor.Result, error) {
+	return e.run(ctx, spec, runHooks{})
+}
+
+// runHooks change how run treats one container; a task's Run has none. A
+// build step (build.go) runs in the task's sandbox but with a writable
+// root filesystem (its writes are the step's layer), as the Dockerfile's
+// user, watched while it runs (its disk use) and committed after it
+// exited, before the container is removed.
+type runHooks struct {
+	// writableRoot drops the read-only root filesystem.
+	writableRoot bool
+	// user, when set, is the USER the container runs as (through
+	// taskUser, so never root) instead of the image's.
+	user string
+	// watch runs while the container runs; an error from it kills the
+	// container and is returned.
+	watch func(ctx context.Context, id string) error
+	// exited runs once the container exited on its own with status 0,
+	// before it is removed; its error is returned.
+	exited func(ctx context.Context, id string) error
+}
+
+// run is Run with hooks.
+func (e *Executor) run(ctx context.Context, spec executor.Spec, h runHooks) (*executor.Result, error) {
 	if err := validate(spec); err != nil {
 		return nil, err
 	}
@@ -59,7 +83,14 @@ func (e *Executor) Run(ctx context.Context, spec executor.Spec) (*executor.Resul
 	if mode != cgroupNone {
 		cg = e.newRunCgroup()
 	}
-	cfg, hc := e.containerConfig(spec, imageUser(img), cg)
+	user := imageUser(img)
+	if h.user != "" {
+		user = h.user
+	}
+	cfg, hc := e.containerConfig(spec, user, cg)
+	if h.writableRoot {
+		hc.ReadonlyRootfs = false
+	}
 	created, err := e.cli.ContainerCreate(ctx, client.ContainerCreateOptions{Config: cfg, HostConfig: hc})
 	if err != nil {
 		if mode != cgroupNone {
@@ -104,7 +135,20 @@ func (e *Executor) Run(ctx context.Context, spec executor.Spec) (*executor.Resul
 		stopErr  error
 	)
 	wait := e.cli.ContainerWait(runCtx, id, client.ContainerWaitOptions{Condition: container.WaitConditionNotRunning})
+	watchErr := make(chan error, 1)
+	if h.watch != nil {
+		wctx, wcancel := context.WithCancel(runCtx)
+		defer wcancel()
+		go func() {
+			if err := h.watch(wctx, id); err != nil && wctx.Err() == nil {
+				watchErr <- err
+			}
+		}()
+	}
 	select {
+	case err := <-watchErr:
+		stopErr = err
+		exitCode = e.kill(log, id)
 	case r := <-wait.Result:
 		exitCode = r.StatusCode
 		if r.Error != nil && r.Error.Message != "" {
@@ -172,6 +216,11 @@ func (e *Executor) Run(ctx context.Context, spec executor.Spec) (*executor.Resul
 		case ins.Container.State != nil && ins.Container.State.OOMKilled:
 			return res, fmt.Errorf("docker run %s: killed at memory limit %d bytes (%d MiB): %w",
 				spec.TaskID, memoryLimit(spec), memoryLimit(spec)>>20, executor.ErrOutOfMemory)
+		}
+	}
+	if h.exited != nil && exitCode == 0 {
+		if err := h.exited(ctx, id); err != nil {
+			return res, err
 		}
 	}
 	return res, nil

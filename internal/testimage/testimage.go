@@ -195,3 +195,10 @@ func goTool() string {
 	}
 	return "go"
 }
+
+// HelloBinary returns the path of the hello program compiled statically
+// for linux (built once per process), for tests that put it into an
+// image themselves.
+func HelloBinary(ctx context.Context) (string, error) {
+	return binary(ctx, "hello", "linux", runtime.GOARCH)
+}
