@@ -4,12 +4,12 @@ import (
 	"context"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/offload-project/offload/client"
+	"github.com/offload-project/offload/internal/pyenv"
 	"github.com/offload-project/offload/node"
 )
 
@@ -18,25 +18,22 @@ import (
 // api.fingerprint, the pin given as fingerprint= (must win over the
 // home's), and no pin with the system's authorities.
 const pythonPinScript = `
-import asyncio, os, sys
+import os, sys
 import offload
 
-async def main():
-    ident = await offload.Client().initiate_connection()
-    print("home-pin", ident["id"])
-    try:
-        await offload.Client(fingerprint=sys.argv[1]).initiate_connection()
-        print("wrong-pin accepted")
-    except offload.FingerprintError as e:
-        print("wrong-pin refused", e)
-    os.rename(os.path.join(os.environ["OFFLOAD_HOME"], "api.fingerprint"), os.path.join(os.environ["OFFLOAD_HOME"], "moved"))
-    try:
-        await offload.Client().initiate_connection()
-        print("no-pin accepted")
-    except offload.OffloadError as e:
-        print("no-pin refused", e)
-
-asyncio.run(main())
+ident = offload.Client().initiate_connection()
+print("home-pin", ident["id"])
+try:
+    offload.Client(fingerprint=sys.argv[1]).initiate_connection()
+    print("wrong-pin accepted")
+except offload.FingerprintError as e:
+    print("wrong-pin refused", e)
+os.rename(os.path.join(os.environ["OFFLOAD_HOME"], "api.fingerprint"), os.path.join(os.environ["OFFLOAD_HOME"], "moved"))
+try:
+    offload.Client().initiate_connection()
+    print("no-pin accepted")
+except offload.OffloadError as e:
+    print("no-pin refused", e)
 `
 
 // TestPythonClientPinsFingerprint: sdk/python's client reaches an HTTPS API
@@ -44,24 +41,14 @@ asyncio.run(main())
 // pinned one (before it sends the token), and refuses an unpinned
 // self-signed one.
 func TestPythonClientPinsFingerprint(t *testing.T) {
-	python, err := exec.LookPath("python3")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("python3 is missing")
-		}
-		t.Skip("python3 is missing")
-	}
+	python := pyenv.System(t)
 	home := t.TempDir()
 	n := startNode(t, home, false, nil, func(c *node.Config) { c.APITLS = true })
-	sdk, err := filepath.Abs(filepath.Join("..", "sdk", "python"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	wrong := client.Fingerprint([]byte("another certificate"))
 	cmd := exec.CommandContext(ctx, python, "-c", pythonPinScript, wrong)
-	cmd.Dir = sdk
+	cmd.Dir = pyenv.SDK() // the package in the source tree (TestPythonClient tests the installed copy)
 	cmd.Env = append(os.Environ(), "OFFLOAD_HOME="+home, client.FingerprintEnv+"=", "PYTHONDONTWRITEBYTECODE=1")
 	out, err := cmd.CombinedOutput()
 	if err != nil {

@@ -22,7 +22,7 @@ import offload  # noqa: E402
 
 
 async def main(image: str, runtime: str) -> None:
-    c = offload.Client()
+    c = offload.AsyncClient()
     info = await c.initiate_connection(timeout=10)
     print("connected to", info.get("id", "?")[:12] + "…")
 
