@@ -14,7 +14,7 @@ import ssl
 import threading
 import time
 import urllib.parse
-from typing import Any, BinaryIO, Dict, Iterator, Optional, Tuple, Union
+from typing import Any, BinaryIO, Iterator, Optional, Tuple, Union
 
 from .errors import FingerprintError, NoNodeError, OffloadError, TaskTimeoutError, error_for_status
 
