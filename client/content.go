@@ -232,3 +232,28 @@ func (c *Client) Results(ctx context.Context, id, dest string, progress func(int
 	err := c.longOp(ctx, "/api/v1/tasks/"+url.PathEscape(id)+"/results", map[string]string{"dest": dest}, progress, &out)
 	return out.CID, err
 }
+
+// BuildRequest is the body of POST /api/v1/images/build: a build of the
+// Dockerfile in Context (a directory on the node's disk) on a provider
+// that builds.
+type BuildRequest struct {
+	// Context is an absolute directory on the node's disk.
+	Context string `json:"context"`
+	// Dockerfile is its path inside the context (default "Dockerfile").
+	Dockerfile string `json:"dockerfile,omitempty"`
+	// TimeoutMS bounds the whole build (0: the provider's default).
+	TimeoutMS int64 `json:"timeout_ms,omitempty"`
+	// Memory bounds each RUN step, in bytes (0: the provider's default).
+	Memory int64 `json:"memory,omitempty"`
+	// Tag names the build task.
+	Tag string `json:"tag,omitempty"`
+	// BuildArgs are values of the Dockerfile's ARGs.
+	BuildArgs map[string]string `json:"build_args,omitempty"`
+}
+
+// BuildImage submits a build and returns its task as soon as it is
+// stored; wait for it (Wait) and read the image's CID from Task.Image.
+func (c *Client) BuildImage(ctx context.Context, req BuildRequest) (*Task, error) {
+	var out Task
+	return &out, c.do(ctx, http.MethodPost, "/api/v1/images/build", req, &out)
+}

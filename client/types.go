@@ -78,7 +78,10 @@ type Task struct {
 	// Reason says why the task is waiting, or what happened last.
 	Reason string `json:"reason"`
 	// Outputs is the root CID of the task's /outputs, when it has any.
-	Outputs    string      `json:"outputs"`
+	Outputs string `json:"outputs"`
+	// Image is a completed build's image (runtime "build"): the CID of
+	// its `docker save` tarball, which runs as a task's image.
+	Image      string      `json:"image,omitempty"`
 	Usage      Usage       `json:"usage"`
 	Price      float64     `json:"price"`
 	Bids       []Bid       `json:"bids"`

@@ -104,6 +104,10 @@ type ImageCache interface {
 	Put(key string, v *CachedImage) error
 }
 
+// BuildOutput is the file a build task (wire.RuntimeBuild) leaves in its
+// outputs directory: the image's `docker save` tarball.
+const BuildOutput = "image.tar"
+
 // errNotContent marks a preparation failure another provider would hit
 // too (the content is not what the task says it is).
 var errNotContent = errors.New("content is not usable")
@@ -437,6 +441,11 @@ func (p *Provider) collectOutputs(ctx context.Context, rec *ExecRecord, pr *prep
 	// root, never following a link, counting bytes); listed artifacts are
 	// first gathered from /outputs and /work with safefs.
 	dir := pr.spec.OutputsDir
+	if rec.Spec.RuntimeOrDefault() == wire.RuntimeBuild {
+		// A build's outputs are its image tarball, as one file: the
+		// outputs CID is then the image's CID.
+		dir = filepath.Join(dir, BuildOutput)
+	}
 	if len(rec.Spec.Artifacts) > 0 {
 		dir = filepath.Join(pr.workDir, "collected", "outputs")
 		if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -450,9 +459,12 @@ func (p *Provider) collectOutputs(ctx context.Context, rec *ExecRecord, pr *prep
 			return "", err
 		}
 	}
-	entries, err := os.ReadDir(dir)
-	if err != nil || len(entries) == 0 {
+	if fi, err := os.Lstat(dir); err != nil {
 		return "", nil
+	} else if fi.IsDir() {
+		if entries, err := os.ReadDir(dir); err != nil || len(entries) == 0 {
+			return "", nil
+		}
 	}
 	c, err := p.cfg.Content.AddDir(ctx, dir, "outputs:"+rec.Key, p.cfg.OutputsQuota)
 	if errors.Is(err, ErrOverQuota) {

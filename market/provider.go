@@ -492,6 +492,9 @@ func (p *Provider) imageRefused(spec wire.TaskSpec) string {
 	if spec.Image == "" || spec.ImageIsCID() {
 		return ""
 	}
+	if spec.RuntimeOrDefault() == wire.RuntimeBuild && spec.Image == "scratch" {
+		return "" // a build from nothing
+	}
 	if spec.RuntimeOrDefault() == "wasm" {
 		return fmt.Sprintf("wasm module %q must be given by CID", spec.Image)
 	}

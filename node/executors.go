@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/offload-project/offload/executor"
@@ -43,17 +44,29 @@ func buildExecutors(ctx context.Context, cfg Config) ([]executor.Executor, error
 	if !explicit {
 		names = []string{"docker", "wasm"}
 	}
+	if cfg.Build && !slices.Contains(names, docker.BuildName) {
+		names = append(slices.Clip(names), docker.BuildName)
+	}
 	var out []executor.Executor
 	for _, name := range names {
 		var ex executor.Executor
 		var err error
 		switch name {
 		case "docker":
-			opts := []docker.Option{docker.WithLogger(cfg.Logger)}
-			if cfg.RequireGVisor {
-				opts = append(opts, docker.WithRequireGVisor())
+			ex, err = docker.New(dockerOptions(cfg)...)
+		case docker.BuildName:
+			// Its steps run in the sandbox of docker tasks (gVisor too,
+			// when required); the image is bounded by the outputs quota.
+			var d *docker.Executor
+			if d, err = docker.New(dockerOptions(cfg)...); err == nil {
+				var opts []docker.BuildOption
+				if cfg.OutputsQuota > 0 {
+					opts = append(opts, docker.WithMaxBuildImage(cfg.OutputsQuota))
+				}
+				if ex, err = docker.NewBuilder(d, opts...); err != nil {
+					d.Close()
+				}
 			}
-			ex, err = docker.New(opts...)
 		case "wasm":
 			opts := []wasm.Option{wasm.WithLogger(cfg.Logger), wasm.WithCacheDir(wasmCacheDir(cfg))}
 			if cfg.OutputsQuota > 0 {
@@ -62,8 +75,9 @@ func buildExecutors(ctx context.Context, cfg Config) ([]executor.Executor, error
 			}
 			ex, err = wasm.New(opts...)
 		default:
-			return nil, fmt.Errorf("unknown executor %q (want docker or wasm)", name)
+			return nil, fmt.Errorf("unknown executor %q (want docker, wasm or build)", name)
 		}
+		explicit := explicit || (name == docker.BuildName && cfg.Build)
 		if err != nil {
 			if explicit {
 				return nil, fmt.Errorf("executor %s: %w", name, err)
@@ -90,6 +104,15 @@ func buildExecutors(ctx context.Context, cfg Config) ([]executor.Executor, error
 		return nil, fmt.Errorf("no executor available (tried %v)", names)
 	}
 	return out, nil
+}
+
+// dockerOptions are the options of the node's Docker executors.
+func dockerOptions(cfg Config) []docker.Option {
+	opts := []docker.Option{docker.WithLogger(cfg.Logger)}
+	if cfg.RequireGVisor {
+		opts = append(opts, docker.WithRequireGVisor())
+	}
+	return opts
 }
 
 // gvisorExecutor is implemented by executors that can run tasks under

@@ -96,9 +96,13 @@ type Config struct {
 	AllowRemoteMetrics bool
 	// Provider makes the node sell compute.
 	Provider bool
-	// Executors names the runtimes a provider offers ("docker", "wasm").
-	// Empty: docker when an engine answers, and wasm.
+	// Executors names the runtimes a provider offers ("docker", "wasm",
+	// "build"). Empty: docker when an engine answers, and wasm.
 	Executors []string
+	// Build offers image builds (the "build" runtime: Dockerfiles built in
+	// the task sandbox, executor/docker's Builder) on top of Executors; it
+	// needs a Docker engine. Off by default.
+	Build bool
 	// ExecutorImpls, when set, replaces Executors (for embedding and tests).
 	ExecutorImpls []executor.Executor
 	// Labels describe the provider (e.g. fpga=xilinx).

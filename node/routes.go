@@ -47,6 +47,7 @@ func (s *apiServer) table() []route {
 		{"POST", "/api/v1/tasks/{id}/cancel", "Cancel a task and stop it on its provider", s.cancelTask},
 		{"GET", "/api/v1/events", "Server-sent events: every task after every change", s.allEvents},
 		{"GET", "/api/v1/ledger", "Credits earned and spent per peer, with receipts and reputations", s.getLedger},
+		{"POST", "/api/v1/images/build", "Build an image from a Dockerfile and context on a provider that builds", s.buildImage},
 	}
 	rs = append(rs, s.poolRoutes()...)
 	rs = append(rs, s.serviceRoutes()...)

@@ -3,6 +3,7 @@ package node
 import (
 	"github.com/offload-project/offload/client"
 	"github.com/offload-project/offload/market"
+	"github.com/offload-project/offload/market/wire"
 )
 
 // view turns the requestor's record into the status users see.
@@ -33,6 +34,9 @@ func view(t *market.Task) *client.Task {
 			v.Stages = append(v.Stages, client.Stage{Name: st.Name, ExitCode: st.ExitCode, Stdout: st.Stdout, Stderr: st.Stderr, WallMS: st.WallMS, Usage: client.Usage(st.Usage)})
 		}
 		v.Outputs = r.Outputs
+		if t.Spec.RuntimeOrDefault() == wire.RuntimeBuild && t.State == market.StateCompleted {
+			v.Image = r.Outputs // the image tarball, as one file
+		}
 		if !r.StartedAt.IsZero() {
 			s, f := r.StartedAt, r.FinishedAt
 			v.StartedAt, v.FinishedAt = &s, &f

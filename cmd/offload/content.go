@@ -227,7 +227,7 @@ providers of the tasks that run it. --public publishes it.`,
 	}
 	push.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	push.Flags().BoolVar(&public, "public", false, "publish: any node may fetch it, announced in the DHT")
-	img.AddCommand(push)
+	img.AddCommand(push, newImageBuildCmd(g))
 	return img
 }
 

@@ -118,7 +118,7 @@ func (s TaskSpec) RetryBudget() int {
 
 // TaskSpec is what a requestor asks to run.
 type TaskSpec struct {
-	// Runtime is "docker" (default) or "wasm".
+	// Runtime is "docker" (default), "wasm" or "build" (RuntimeBuild).
 	Runtime string `json:"runtime,omitempty"`
 	// Isolation asks for a stronger sandbox than the runtime's default:
 	// IsolationGVisor runs a Docker task under gVisor (runsc). Empty: the
@@ -304,8 +304,18 @@ func ValidCID(s string) error {
 	return nil
 }
 
+// RuntimeBuild builds a Docker image on the provider (executor/docker's
+// Builder): Image is the Dockerfile's base (a reference the provider has,
+// a CID, or "scratch"), the input at BuildContextPath the context tarball,
+// Cmd at most the Dockerfile's path in it, Env the build args; the outputs
+// are the image's `docker save` tarball, as one file.
+const RuntimeBuild = "build"
+
+// BuildContextPath is where a build's context tarball is mounted.
+const BuildContextPath = "/context"
+
 // Runtimes known to this version.
-var Runtimes = []string{"docker", "wasm"}
+var Runtimes = []string{"docker", "wasm", RuntimeBuild}
 
 // RuntimeOrDefault returns the spec's runtime, "docker" when unset.
 func (s TaskSpec) RuntimeOrDefault() string {
@@ -321,8 +331,13 @@ func (s TaskSpec) Timeout() time.Duration { return time.Duration(s.TimeoutMS) * 
 // Validate checks a spec.
 func (s TaskSpec) Validate() error {
 	rt := s.RuntimeOrDefault()
-	if rt != "docker" && rt != "wasm" {
-		return invalid("unknown runtime %q (want docker or wasm)", s.Runtime)
+	if rt != "docker" && rt != "wasm" && rt != RuntimeBuild {
+		return invalid("unknown runtime %q (want docker, wasm or build)", s.Runtime)
+	}
+	if rt == RuntimeBuild {
+		if err := s.validateBuild(); err != nil {
+			return err
+		}
 	}
 	if strings.TrimSpace(s.Image) == "" {
 		return invalid("image is required")
@@ -514,6 +529,19 @@ func (s TaskSpec) Validate() error {
 		if err := ValidCID(s.Image); err != nil {
 			return invalid("a wasm task's image must be the CID of a module: %v", err)
 		}
+	}
+	return nil
+}
+
+// validateBuild checks what a build task cannot have.
+func (s TaskSpec) validateBuild() error {
+	switch {
+	case s.Service || len(s.Stages) > 0 || len(s.Subtasks) > 0 || s.Each || s.Checkpoint != nil || len(s.Volumes) > 0 || s.Verify != nil:
+		return invalid("a build is one run: no service, stages, subtasks, each, checkpoint, volumes or verify")
+	case len(s.Entrypoint) > 0 || len(s.Cmd) > 1:
+		return invalid("a build's command is at most the Dockerfile's path")
+	case len(s.Artifacts) > 0:
+		return invalid("a build's output is its image; it lists no artifacts")
 	}
 	return nil
 }

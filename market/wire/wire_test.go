@@ -22,6 +22,14 @@ func TestTaskSpecValidate(t *testing.T) {
 		{"minimal", func(*wire.TaskSpec) {}, ""},
 		{"wasm by cid", func(s *wire.TaskSpec) { s.Runtime = "wasm"; s.Image = "QmZULkCELmmk5XNfCgTnCyFgAVxBRBXyDHGGMVoLFLiXEN" }, ""},
 		{"wasm by ref", func(s *wire.TaskSpec) { s.Runtime = "wasm" }, "must be the CID"},
+		{"build", func(s *wire.TaskSpec) {
+			s.Runtime, s.Image, s.Cmd = wire.RuntimeBuild, "scratch", []string{"sub/Dockerfile"}
+		}, ""},
+		{"build with stages", func(s *wire.TaskSpec) {
+			s.Runtime, s.Cmd = wire.RuntimeBuild, nil
+			s.Stages = []wire.Stage{{Name: "a", Cmd: []string{"x"}}}
+		}, "a build is one run"},
+		{"build with a command", func(s *wire.TaskSpec) { s.Runtime = wire.RuntimeBuild }, "at most the Dockerfile's path"},
 		{"input ok", func(s *wire.TaskSpec) {
 			s.Inputs = []wire.Input{{CID: "QmZULkCELmmk5XNfCgTnCyFgAVxBRBXyDHGGMVoLFLiXEN", Path: "/inputs/x"}}
 		}, ""},
