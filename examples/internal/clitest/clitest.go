@@ -93,12 +93,26 @@ func StartNode(t testing.TB, home string, initArgs, nodeArgs []string) *Node {
 	if _, stderr, code := Offload(t, append([]string{"init", "--home", home}, initArgs...)...); code != 0 {
 		t.Fatalf("offload init --home %s: %s", home, stderr)
 	}
-	os.Remove(filepath.Join(home, client.APIFile))
 	args := append([]string{"node", "--home", home, "--listen", "/ip4/127.0.0.1/tcp/0", "--api", "127.0.0.1:0"}, nodeArgs...)
 	if slices.Contains(nodeArgs, "--provider") {
 		// The examples' own images run by name; nothing else does.
 		args = append(args, "--allow-image", "offload-example/*", "--allow-image", "offload-test/*")
 	}
+	return startProcess(t, home, args)
+}
+
+// Restart starts the node again from its home with the same arguments
+// (after Stop or Kill; a provider restarted after Kill removes what its
+// killed process left: containers, task directories). The new process is
+// stopped when the test ends.
+func (n *Node) Restart(t testing.TB) *Node {
+	t.Helper()
+	return startProcess(t, n.Home, n.cmd.Args[1:])
+}
+
+func startProcess(t testing.TB, home string, args []string) *Node {
+	t.Helper()
+	os.Remove(filepath.Join(home, client.APIFile))
 	cmd := exec.Command(Binary, args...)
 	n := &Node{Home: home, cmd: cmd, log: &syncBuffer{}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = n.log, n.log
@@ -145,6 +159,18 @@ func (n *Node) Stop() bool {
 		<-n.done
 		return false
 	}
+}
+
+// Kill ends the node with SIGKILL at once, as a crash or a pulled plug
+// would, and waits for the process to be gone.
+func (n *Node) Kill() {
+	select {
+	case <-n.done:
+		return
+	default:
+	}
+	_ = n.cmd.Process.Kill()
+	<-n.done
 }
 
 // Log returns what the node printed so far.

@@ -32,7 +32,14 @@ packages and providers need no network.
 Calls travel through a tunnel of the node (``open_tunnel``) to the service's
 port. The requestor sends pickles; the provider answers in tagged JSON and
 never in pickle, so a hostile provider cannot run code on the requestor
-(see :mod:`offload._proxyserver`). Values that come back are plain data:
+(see :mod:`offload._proxyserver`).
+
+Code the session needs but the image lacks must come along: the
+``offload`` package always does, local modules are found through the
+imports of the class's module, and anything installed (site-packages) must
+be in the image or in ``pip_packages``; imports of such libraries belong
+inside the methods that use them when the requestor has them and the
+provider should not need them. Values that come back are plain data:
 None, bool, int, float, str, bytes, list, tuple, dict, set, complex and numpy
 arrays (numpy arrays need numpy on the requestor, else they come back as
 their tagged dict). Exceptions raised remotely are raised here as
@@ -555,7 +562,7 @@ def _pack_code(cls: type, extra: Iterable[Any]) -> Dict[str, Any]:
 
     def add_module(name: str) -> None:
         top = name.split(".")[0]
-        if top in sys.builtin_module_names or top in files or top + ".py" in files:
+        if top in sys.builtin_module_names or top == "offload" or top in files or top + ".py" in files:
             return
         try:
             spec = importlib.util.find_spec(top)
@@ -575,6 +582,12 @@ def _pack_code(cls: type, extra: Iterable[Any]) -> Dict[str, Any]:
             files[top + ".py"] = spec.origin
             todo.append((top, spec.origin))
 
+    # The offload package itself goes along: scripts import it at their top,
+    # and providers' images do not have it.
+    pkg_dir = os.path.dirname(os.path.abspath(__file__))
+    for n in sorted(os.listdir(pkg_dir)):
+        if n.endswith((".py", ".typed")):
+            files[os.path.join("offload", n)] = os.path.join(pkg_dir, n)
     modname = cls.__module__
     if modname == "__main__":
         path = getattr(sys.modules["__main__"], "__file__", None)
