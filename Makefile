@@ -1,7 +1,8 @@
 # offload — build and test entry points.
 #
 #   make test   installs and starts what the tests need (a Docker engine,
-#               Chromium for the dashboard test; as root), then runs every
+#               Chromium for the dashboard test, the Debian Python image of
+#               scripts/python-image.sh; as root), then runs every
 #               test, then each fuzz target briefly.
 #   make build  builds ./bin/offload.
 
@@ -17,6 +18,7 @@ build:
 deps:
 	@bash scripts/ensure-docker.sh
 	@bash scripts/ensure-chromium.sh >/dev/null
+	@bash scripts/python-image.sh >/dev/null
 
 vet:
 	$(GO) vet ./...
