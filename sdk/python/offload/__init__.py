@@ -25,8 +25,8 @@ each a thin layer over the same client:
 - :mod:`offload.hwf`: HWF's ``Task``/``Stage``/``Hub``;
 - :mod:`offload.golem`: Golem's task API (``Golem.execute_tasks``,
   ``Task.accept_result``/``reject_result``);
-- :mod:`offload.remotemedia`: RemoteMedia's ``create_proxy`` (when
-  installed).
+- :mod:`offload.remotemedia`: RemoteMedia's ``RemoteProxyClient`` and
+  ``create_proxy`` (an object's methods run on a provider).
 
 How ``data`` reaches a task (``offload_task``, ``run``): text of at most
 16 KiB (after JSON encoding for anything that is not ``str``) goes in the
@@ -64,8 +64,6 @@ __all__ = [
     "MAX_INLINE_DATA", "FINGERPRINT_ENV", "data_path", "parse_size",
 ]
 
-try:
-    from .remotemedia import RemoteMediaClient, create_proxy  # noqa: F401
-    __all__ += ["RemoteMediaClient", "create_proxy"]
-except ImportError:
-    pass
+from .remotemedia import RemoteExecutorConfig, RemoteProxyClient, create_proxy  # noqa: E402
+
+__all__ += ["RemoteExecutorConfig", "RemoteProxyClient", "create_proxy"]
