@@ -53,10 +53,11 @@ func writeContext(t *testing.T, files buildFiles) string {
 }
 
 type buildCase struct {
-	files   buildFiles
-	args    map[string]string
-	limits  executor.Limits
-	timeout time.Duration
+	files     buildFiles
+	args      map[string]string
+	limits    executor.Limits
+	timeout   time.Duration
+	isolation string
 }
 
 // runBuild builds the context on b and returns the result, the error, the
@@ -80,7 +81,7 @@ func runBuild(t *testing.T, e *docker.Executor, b *docker.Builder, c buildCase) 
 	}
 	out := t.TempDir()
 	spec := executor.Spec{
-		TaskID: taskID(t), Image: base, Env: c.args, Limits: c.limits, Timeout: c.timeout,
+		TaskID: taskID(t), Image: base, Env: c.args, Limits: c.limits, Timeout: c.timeout, Isolation: c.isolation,
 		Mounts:     []executor.Mount{{Source: tarPath, Target: docker.BuildContextPath, ReadOnly: true}},
 		OutputsDir: out,
 	}
@@ -337,5 +338,24 @@ func TestBuildSizeLimit(t *testing.T) {
 				t.Error("an image tarball was written")
 			}
 		})
+	}
+}
+
+// TestBuildUnderGVisor: where the provider runs builds under gVisor, what
+// a RUN step writes is in the committed layer (runsc must not keep the
+// root filesystem's writes to itself).
+func TestBuildUnderGVisor(t *testing.T) {
+	e, b := newBuilder(t)
+	if !e.GVisor(t.Context()) {
+		t.Skipf("the engine has no %s runtime", docker.DefaultGVisorRuntime)
+	}
+	_, tarPath, err := runBuild(t, e, b, buildCase{isolation: docker.IsolationGVisor, files: buildFiles{
+		"Dockerfile": "FROM " + image + "\nWORKDIR /w\nRUN [\"/hello\", \"write\", \"/w/f\", \"written under gVisor\"]\nCMD [\"cat\", \"/w/f\"]\n",
+	}})
+	if err != nil {
+		t.Fatalf("build: %v", err)
+	}
+	if got := runImage(t, e, tarPath); got != "written under gVisor" {
+		t.Errorf("the RUN's file holds %q", got)
 	}
 }

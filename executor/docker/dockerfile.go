@@ -233,7 +233,7 @@ func parseInstruction(line int, text string) (Instruction, error) {
 	case "FROM":
 		switch {
 		case len(words) > 0 && strings.HasPrefix(words[0], "--"):
-			return bad("flags (%s) are not supported", words[0])
+			return bad("flags (%s) are not supported", firstWord(words[0]))
 		case len(words) == 1, len(words) == 3 && strings.EqualFold(words[1], "AS"):
 			in.Args = words[:1]
 		default:
