@@ -256,7 +256,10 @@ class EMClient:
         with self._state(write=True) as st:
             old = (st["pods"].get(pod) or {}).get("cid")
             st["pods"][pod] = {"cid": cid, "base": node, "staged_at": int(time.time())}
-        if old and old != cid and old != node:
+            held = {p.get("cid") for p in st["pods"].values()}
+        # Release the content staged before, unless a volume or another
+        # pod still holds it (identical content has one CID).
+        if old and old not in held and old not in {v.get("cid") for v in self.client.volumes()}:
             with contextlib.suppress(OffloadError):
                 self.client.unpin(old)
         return cid
