@@ -894,15 +894,30 @@ func (l *limitWriter) Write(p []byte) (int, error) {
 	return l.w.Write(p)
 }
 
+// Bounds on what rewriteConfig holds in memory.
+const (
+	maxHeldEntries = 4096
+	maxHeldBytes   = 64 << 20
+)
+
 // rewriteConfig copies a `docker save` tarball from r to w with the
-// image's config replaced by cfg: top-level JSON files (the config,
-// manifest.json) are held back; the others pass through; then the new
-// config and a manifest naming it are written. The legacy repositories
-// file and an OCI index are dropped: the result loads by manifest.json.
+// image's config replaced by cfg. Small files (the config, manifest.json,
+// an OCI layout's manifests, legacy layer metadata) are held back and the
+// rest passes through; then the held files, a new config and a
+// manifest.json naming it are written. Both layouts engines save are
+// handled: the legacy one (<hex>.json) and the OCI one (blobs/sha256/<hex>,
+// Docker 25 and later). The repositories file and an OCI index are
+// dropped: the result loads by manifest.json.
 func rewriteConfig(r io.Reader, w io.Writer, cfg imageConfig) error {
+	type entry struct {
+		h    *tar.Header
+		body []byte
+	}
 	tr := tar.NewReader(r)
 	tw := tar.NewWriter(w)
-	held := map[string][]byte{}
+	var held []entry
+	byName := map[string]int{}
+	var heldBytes int64
 	for {
 		h, err := tr.Next()
 		if errors.Is(err, io.EOF) {
@@ -918,18 +933,14 @@ func rewriteConfig(r io.Reader, w io.Writer, cfg imageConfig) error {
 		switch {
 		case name == "repositories" || name == "index.json" || name == "oci-layout":
 			continue
-		case !strings.Contains(name, "/") && strings.HasSuffix(name, ".json"):
-			if len(held) > 16 {
-				return errors.New("too many top-level JSON files")
-			}
-			body, err := io.ReadAll(io.LimitReader(tr, maxImageMetaBytes+1))
+		case h.Typeflag == tar.TypeReg && h.Size <= maxImageMetaBytes && len(held) < maxHeldEntries && heldBytes+h.Size <= maxHeldBytes:
+			body, err := io.ReadAll(io.LimitReader(tr, h.Size))
 			if err != nil {
 				return err
 			}
-			if len(body) > maxImageMetaBytes {
-				return fmt.Errorf("%s is over %d bytes", name, maxImageMetaBytes)
-			}
-			held[name] = body
+			byName[name] = len(held)
+			held = append(held, entry{h, body})
+			heldBytes += h.Size
 			continue
 		}
 		if err := tw.WriteHeader(h); err != nil {
@@ -939,20 +950,31 @@ func rewriteConfig(r io.Reader, w io.Writer, cfg imageConfig) error {
 			return err
 		}
 	}
+	get := func(name string) ([]byte, bool) {
+		i, ok := byName[name]
+		if !ok {
+			return nil, false
+		}
+		return held[i].body, true
+	}
+	mbody, _ := get("manifest.json")
 	var manifest []map[string]json.RawMessage
-	if err := json.Unmarshal(held["manifest.json"], &manifest); err != nil || len(manifest) != 1 {
+	if err := json.Unmarshal(mbody, &manifest); err != nil || len(manifest) != 1 {
 		return fmt.Errorf("the engine's tarball has no manifest of one image (%v)", err)
 	}
 	var cfgName string
 	if err := json.Unmarshal(manifest[0]["Config"], &cfgName); err != nil {
 		return fmt.Errorf("manifest config: %w", err)
 	}
-	var conf map[string]json.RawMessage
-	body, ok := held[cfgName]
-	if !ok {
-		// An OCI layout keeps the config in blobs/, already written.
-		return fmt.Errorf("the engine's tarball holds its config at %s, which this builder does not rewrite", cfgName)
+	cfgName, err := cleanEntryName(cfgName)
+	if err != nil {
+		return fmt.Errorf("manifest config: %w", err)
 	}
+	body, ok := get(cfgName)
+	if !ok {
+		return fmt.Errorf("the engine's tarball has no config %s among its small files", cfgName)
+	}
+	var conf map[string]json.RawMessage
 	if err := json.Unmarshal(body, &conf); err != nil {
 		return fmt.Errorf("image config: %w", err)
 	}
@@ -967,14 +989,28 @@ func rewriteConfig(r io.Reader, w io.Writer, cfg imageConfig) error {
 	if err != nil {
 		return err
 	}
-	sum := sha256.Sum256(newConf)
-	newName := hex.EncodeToString(sum[:]) + ".json"
+	sum := hex.EncodeToString(sha256Sum(newConf))
+	newName := sum + ".json"
+	if strings.HasPrefix(cfgName, "blobs/") {
+		newName = "blobs/sha256/" + sum
+	}
 	cn, _ := json.Marshal(newName)
 	manifest[0]["Config"] = cn
 	delete(manifest[0], "RepoTags")
 	newManifest, err := json.Marshal(manifest)
 	if err != nil {
 		return err
+	}
+	for _, e := range held {
+		if n, _ := cleanEntryName(e.h.Name); n == cfgName || n == "manifest.json" || n == newName {
+			continue
+		}
+		if err := tw.WriteHeader(e.h); err != nil {
+			return err
+		}
+		if _, err := tw.Write(e.body); err != nil {
+			return err
+		}
 	}
 	for _, f := range []struct {
 		name string
@@ -988,6 +1024,11 @@ func rewriteConfig(r io.Reader, w io.Writer, cfg imageConfig) error {
 		}
 	}
 	return tw.Close()
+}
+
+func sha256Sum(b []byte) []byte {
+	s := sha256.Sum256(b)
+	return s[:]
 }
 
 // cleanup removes every image the build made, newest first, on a context
