@@ -57,6 +57,19 @@ CMD ["cat", "/app/copied.txt"]
 		t.Fatalf("run --image CID: %d %q %s", code, out, stderr)
 	}
 
+	// A build FROM the built image, by its CID.
+	next := filepath.Join(dir, "next")
+	os.MkdirAll(next, 0o755)
+	os.WriteFile(filepath.Join(next, "Dockerfile"), []byte("FROM "+built.CID+"\nCMD [\"cat\", \"/app/msg.txt\"]\n"), 0o644)
+	out, stderr, code = offload(t, "image", "build", "--home", req.home, next)
+	if code != 0 {
+		t.Fatalf("a build FROM a CID exited %d: %s\nbuilder:\n%s", code, stderr, builder.log)
+	}
+	out, stderr, code = offload(t, "run", "--home", req.home, "--wait", "--image", strings.TrimSpace(out))
+	if code != 0 || out != "built on a provider\n" {
+		t.Fatalf("run the image built FROM a CID: %d %q %s", code, out, stderr)
+	}
+
 	// Refused before anything is submitted: no Dockerfile, an unknown
 	// instruction, a Dockerfile outside the context.
 	os.WriteFile(filepath.Join(dir, "outside.Dockerfile"), []byte("FROM scratch\n"), 0o644)
