@@ -229,7 +229,7 @@ class RemoteProxyTest(unittest.IsolatedAsyncioTestCase):
             remote = await c.create_proxy(Counter())
             remote._token = b"x" * 32
             with self.assertRaises(PermissionError):
-                await remote._dial(remote._session.local, remote.task_id, 5)
+                await remote._dial(remote._session.local, remote.task_id, 60)
 
     async def test_pip_packages_need_wheels(self) -> None:
         async with self.client(pip_packages=["textstats"]) as c:
