@@ -39,33 +39,19 @@ func TestPythonImage(t *testing.T) {
 	clitest.MustJSON(t, &pushed, "image", "push", "--home", req.Home, "--json", tag)
 	t.Logf("%s pushed as %s", tag, pushed.CID)
 
-	run := func(t *testing.T, script string, args ...string) string {
-		t.Helper()
-		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
-		defer cancel()
-		cmd := exec.CommandContext(ctx, python, append([]string{script}, args...)...)
-		cmd.Env = append(os.Environ(), "OFFLOAD_HOME="+req.Home, "PYTHONDONTWRITEBYTECODE=1")
-		cmd.Dir = dir // out of the source tree: the installed package is used
-		out, err := cmd.CombinedOutput()
-		t.Logf("%s:\n%s", filepath.Base(script), out)
-		if err != nil {
-			t.Fatalf("%s: %v", script, err)
-		}
-		return string(out)
-	}
 	here, err := filepath.Abs(".")
 	if err != nil {
 		t.Fatal(err)
 	}
 
 	t.Run("knn", func(t *testing.T) {
-		out := run(t, filepath.Join(here, "knn.py"), "--image", pushed.CID)
+		out := runScript(t, python, req.Home, "knn.py", "--image", pushed.CID)
 		if !strings.Contains(out, "accuracy 0.9") {
 			t.Fatalf("knn.py did not report an accuracy of at least 0.9")
 		}
 	})
 	t.Run("remotemedia", func(t *testing.T) {
-		out := run(t, filepath.Join(here, "remotemedia.py"), "--image", pushed.CID)
+		out := runScript(t, python, req.Home, "remotemedia.py", "--image", pushed.CID)
 		if !strings.Contains(out, "all good") {
 			t.Fatalf("remotemedia.py did not finish")
 		}

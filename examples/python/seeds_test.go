@@ -1,10 +1,8 @@
 package python_test
 
 import (
-	"context"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -26,10 +24,6 @@ import (
 // loads and builds run Docker tasks.
 func TestSeedScripts(t *testing.T) {
 	python := pyenv.Install(t)
-	here, err := filepath.Abs(".")
-	if err != nil {
-		t.Fatal(err)
-	}
 	type swarm struct {
 		req         *clitest.Node
 		cheap, dear string // provider peer ids
@@ -50,17 +44,8 @@ func TestSeedScripts(t *testing.T) {
 	}
 	run := func(t *testing.T, s swarm, script string, args ...string) {
 		t.Helper()
-		ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
-		defer cancel()
-		cmd := exec.CommandContext(ctx, python, append([]string{filepath.Join(here, script)}, args...)...)
-		cmd.Env = append(os.Environ(), "OFFLOAD_HOME="+s.req.Home, "PYTHONDONTWRITEBYTECODE=1")
-		cmd.Dir = t.TempDir() // out of the source tree: the installed package is used
-		out, err := cmd.CombinedOutput()
-		t.Logf("%s:\n%s", script, out)
-		if err != nil {
-			t.Fatalf("%s: %v", script, err)
-		}
-		if !strings.HasSuffix(strings.TrimSpace(string(out)), "done") {
+		out := runScript(t, python, s.req.Home, script, args...)
+		if !strings.HasSuffix(strings.TrimSpace(out), "done") {
 			t.Fatalf("%s did not finish", script)
 		}
 	}
