@@ -42,6 +42,16 @@ const (
 	DefaultOutputCap = 64 << 10
 )
 
+// The contract between a provider and an image builder (the "build"
+// runtime, executor/docker's Builder): a build task's context tarball is
+// the input mounted at BuildContextPath, and the builder leaves the image's
+// `docker save` tarball in the outputs directory as BuildOutput, which the
+// provider returns as the task's outputs.
+const (
+	BuildContextPath = "/context"
+	BuildOutput      = "image.tar"
+)
+
 // Mount is a host path made visible inside the sandbox.
 type Mount struct {
 	Source   string `json:"source"` // absolute host path (file or directory)

@@ -104,10 +104,6 @@ type ImageCache interface {
 	Put(key string, v *CachedImage) error
 }
 
-// BuildOutput is the file a build task (wire.RuntimeBuild) leaves in its
-// outputs directory: the image's `docker save` tarball.
-const BuildOutput = "image.tar"
-
 // errNotContent marks a preparation failure another provider would hit
 // too (the content is not what the task says it is).
 var errNotContent = errors.New("content is not usable")
@@ -444,7 +440,7 @@ func (p *Provider) collectOutputs(ctx context.Context, rec *ExecRecord, pr *prep
 	if rec.Spec.RuntimeOrDefault() == wire.RuntimeBuild {
 		// A build's outputs are its image tarball, as one file: the
 		// outputs CID is then the image's CID.
-		dir = filepath.Join(dir, BuildOutput)
+		dir = filepath.Join(dir, executor.BuildOutput)
 	}
 	if len(rec.Spec.Artifacts) > 0 {
 		dir = filepath.Join(pr.workDir, "collected", "outputs")

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 
 	"github.com/offload-project/offload/client"
+	"github.com/offload-project/offload/executor"
 	"github.com/offload-project/offload/executor/docker"
 	"github.com/offload-project/offload/market/wire"
 )
@@ -101,7 +102,7 @@ func (n *Node) BuildImage(ctx context.Context, o BuildOptions) (*Task, error) {
 	}
 	spec := TaskSpec{
 		Runtime: wire.RuntimeBuild, Image: base, Cmd: []string{o.Dockerfile}, Env: o.Args,
-		Inputs:    []wire.Input{{CID: c, Path: wire.BuildContextPath}},
+		Inputs:    []wire.Input{{CID: c, Path: executor.BuildContextPath}},
 		TimeoutMS: o.TimeoutMS, Resources: wire.Resources{MemoryBytes: o.Memory}, Name: name,
 	}
 	t, err := n.Submit(ctx, spec)

@@ -27,14 +27,6 @@ import (
 // BuildName is the runtime name of the image builder in specs and adverts.
 const BuildName = "build"
 
-// BuildContextPath is where a build task's context tarball is mounted (an
-// input at this path); the builder reads it from the mount's source.
-const BuildContextPath = "/context"
-
-// BuildOutput is the name of the image tarball the builder writes into
-// Spec.OutputsDir.
-const BuildOutput = "image.tar"
-
 // DefaultMaxBuildImageBytes bounds the size of a built image (base
 // included) unless WithMaxBuildImage says otherwise.
 const DefaultMaxBuildImageBytes = 1 << 30
@@ -55,11 +47,11 @@ var (
 
 // Builder builds Docker images from a Dockerfile and a context, as a task
 // (runtime "build"): the Spec's Image is the base (FROM), its mount at
-// BuildContextPath the context tarball (ContextTar), Cmd[0] (optional)
+// executor.BuildContextPath the context tarball (ContextTar), Cmd[0] (optional)
 // the Dockerfile's path in the context (default "Dockerfile"), Env the
 // build args, Limits the bounds of each RUN step and Timeout the bound of
 // the whole build. The image is written as a `docker save` tarball to
-// Spec.OutputsDir/BuildOutput.
+// Spec.OutputsDir/executor.BuildOutput.
 //
 // The engine's builder is never used: its RUN containers would not be
 // sandboxed as tasks are. The Dockerfile is interpreted here
@@ -218,13 +210,13 @@ func (b *Builder) Run(ctx context.Context, spec executor.Spec) (*executor.Result
 	}
 	var ctxTar string
 	for _, m := range spec.Mounts {
-		if m.Target == BuildContextPath {
+		if m.Target == executor.BuildContextPath {
 			ctxTar = m.Source
 		}
 	}
 	switch {
 	case ctxTar == "":
-		return nil, invalid(fmt.Errorf("no build context mounted at %s", BuildContextPath))
+		return nil, invalid(fmt.Errorf("no build context mounted at %s", executor.BuildContextPath))
 	case spec.OutputsDir == "":
 		return nil, invalid(errors.New("no outputs dir for the image"))
 	case len(spec.Cmd) > 1 || len(spec.Entrypoint) > 0:
@@ -271,7 +263,7 @@ func (b *Builder) Run(ctx context.Context, spec executor.Spec) (*executor.Result
 
 	err = st.run(bctx, df)
 	if err == nil {
-		err = st.save(bctx, filepath.Join(spec.OutputsDir, BuildOutput))
+		err = st.save(bctx, filepath.Join(spec.OutputsDir, executor.BuildOutput))
 	}
 	finished := time.Now()
 	if err != nil && bctx.Err() != nil && ctx.Err() == nil && !errors.Is(err, executor.ErrTimeout) {

@@ -82,7 +82,7 @@ func runBuild(t *testing.T, e *docker.Executor, b *docker.Builder, c buildCase) 
 	out := t.TempDir()
 	spec := executor.Spec{
 		TaskID: taskID(t), Image: base, Env: c.args, Limits: c.limits, Timeout: c.timeout, Isolation: c.isolation,
-		Mounts:     []executor.Mount{{Source: tarPath, Target: docker.BuildContextPath, ReadOnly: true}},
+		Mounts:     []executor.Mount{{Source: tarPath, Target: executor.BuildContextPath, ReadOnly: true}},
 		OutputsDir: out,
 	}
 	res, err := b.Run(t.Context(), spec)
@@ -90,7 +90,7 @@ func runBuild(t *testing.T, e *docker.Executor, b *docker.Builder, c buildCase) 
 	if res != nil {
 		t.Logf("build log:\n%s%s", res.Stdout, res.Stderr)
 	}
-	return res, filepath.Join(out, docker.BuildOutput), err
+	return res, filepath.Join(out, executor.BuildOutput), err
 }
 
 func assertNothingLeft(t *testing.T, e *docker.Executor, id string) {

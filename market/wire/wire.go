@@ -306,13 +306,10 @@ func ValidCID(s string) error {
 
 // RuntimeBuild builds a Docker image on the provider (executor/docker's
 // Builder): Image is the Dockerfile's base (a reference the provider has,
-// a CID, or "scratch"), the input at BuildContextPath the context tarball,
+// a CID, or "scratch"), the input at executor.BuildContextPath the context tarball,
 // Cmd at most the Dockerfile's path in it, Env the build args; the outputs
 // are the image's `docker save` tarball, as one file.
 const RuntimeBuild = "build"
-
-// BuildContextPath is where a build's context tarball is mounted.
-const BuildContextPath = "/context"
 
 // Runtimes known to this version.
 var Runtimes = []string{"docker", "wasm", RuntimeBuild}
