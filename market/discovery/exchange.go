@@ -115,7 +115,7 @@ func (p *Pool) answer(req *wire.CapsRequest, now time.Time) wire.CapsResponse {
 // goAsk asks a newly connected peer for a sample of its records in the
 // background, once at a time per peer, while the pool is small (below
 // connectAskBelow providers); a failed request is tried once more after
-// connectRetry.
+// connectRetry. It asks over an existing connection only.
 func (p *Pool) goAsk(id peer.ID) {
 	if id == p.h.ID() {
 		return
@@ -150,7 +150,11 @@ func (p *Pool) goAsk(id peer.ID) {
 			case <-p.ctx.Done():
 				return
 			}
-			_, err := p.askPeer(p.ctx, id, nil, connectSample)
+			// Over the connection that made us ask, never a new one: a peer
+			// that left meanwhile (or whose connection was trimmed) is not
+			// worth a dial, nor the DHT lookup of its addresses that a
+			// dial without them starts.
+			_, err := p.askPeer(network.WithNoDial(p.ctx, "caps exchange on connect"), id, nil, connectSample)
 			<-p.askSem
 			if err == nil {
 				return
