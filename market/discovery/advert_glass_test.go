@@ -28,13 +28,13 @@ func (c *churn) set(r wire.Resources) {
 
 // churnAdvertiser starts an advertiser on a glass pool (gossip goes
 // nowhere; only what is published counts).
-func churnAdvertiser(t *testing.T, c *churn, capacity wire.Resources, minGap time.Duration) *Advertiser {
+func churnAdvertiser(t *testing.T, c *churn, capacity wire.Resources, minGap, hold time.Duration) *Advertiser {
 	t.Helper()
 	p, _ := glassPool(t, PoolConfig{})
 	a, err := NewAdvertiser(p, AdvertiserConfig{
 		Hardware:  wire.Hardware{OS: "linux", Arch: "amd64", CPUs: int(capacity.CPUs), MemoryBytes: capacity.MemoryBytes},
 		Executors: []string{"docker"}, Capacity: capacity, Free: c.get,
-		Interval: time.Hour, MinGap: minGap, ProvideInterval: -1, Logger: p.log,
+		Interval: time.Hour, MinGap: minGap, Hold: hold, ProvideInterval: -1, Logger: p.log,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -65,7 +65,7 @@ func TestAdvertBoundUnderChurn(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := &churn{free: capacity}
-			a := churnAdvertiser(t, c, capacity, tc.minGap)
+			a := churnAdvertiser(t, c, capacity, tc.minGap, -1)
 			gap := a.cfg.MinGap
 			start := time.Now()
 			for i := range 1000 {
@@ -114,12 +114,56 @@ func TestAdvertBoundUnderChurn(t *testing.T) {
 	}
 }
 
+// TestAdvertHoldsShortChanges: a provider that fills up and frees again
+// every few milliseconds (short tasks) never advertises those states; a
+// change that lasts is advertised once it has lasted Hold, not before.
+func TestAdvertHoldsShortChanges(t *testing.T) {
+	capacity := wire.Resources{CPUs: 2, MemoryBytes: 2 << 30}
+	c := &churn{free: capacity}
+	const hold = 300 * time.Millisecond
+	a := churnAdvertiser(t, c, capacity, 10*time.Millisecond, hold)
+	for i := range 500 {
+		if i%2 == 0 {
+			c.set(wire.Resources{})
+		} else {
+			c.set(capacity)
+		}
+		a.Changed()
+		time.Sleep(2 * time.Millisecond)
+	}
+	time.Sleep(hold + 100*time.Millisecond)
+	if n := a.Adverts(); n != 1 {
+		t.Fatalf("%d adverts after 500 short changes, want only Start's", n)
+	}
+	c.set(wire.Resources{})
+	a.Changed()
+	since := time.Now()
+	time.Sleep(hold / 2)
+	if n := a.Adverts(); n != 1 {
+		t.Fatalf("advertised %s after the change, before it lasted %s", time.Since(since), hold)
+	}
+	for {
+		rec, err := wire.DecodeCapRecord(a.Current())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rec.Free.CPUs == 0 {
+			t.Logf("a lasting change advertised %s after it began (hold %s)", time.Since(since).Round(time.Millisecond), hold)
+			break
+		}
+		if time.Since(since) > hold+3*time.Second {
+			t.Fatalf("a change lasting %s was not advertised", time.Since(since))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 // TestAdvertQuietOnSmallChanges: a 64-CPU provider whose free CPUs move
 // between 40 and 33 a thousand times does not advertise at all.
 func TestAdvertQuietOnSmallChanges(t *testing.T) {
 	capacity := wire.Resources{CPUs: 64, MemoryBytes: 256 << 30}
 	c := &churn{free: wire.Resources{CPUs: 40, MemoryBytes: 200 << 30}}
-	a := churnAdvertiser(t, c, capacity, 10*time.Millisecond)
+	a := churnAdvertiser(t, c, capacity, 10*time.Millisecond, -1)
 	for i := range 1000 {
 		c.set(wire.Resources{CPUs: float64(33 + i%8), MemoryBytes: (200 - int64(i%8)) << 30})
 		a.Changed()

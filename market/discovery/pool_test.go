@@ -344,7 +344,7 @@ func TestAdvertRepublishesOnChange(t *testing.T) {
 		}
 		return cur
 	}
-	adv := advertise(t, pa, discovery.AdvertiserConfig{Free: getFree, Interval: time.Hour, MinGap: 10 * time.Millisecond, ProvideInterval: -1})
+	adv := advertise(t, pa, discovery.AdvertiserConfig{Free: getFree, Interval: time.Hour, MinGap: 10 * time.Millisecond, Hold: 50 * time.Millisecond, ProvideInterval: -1})
 	eventually(t, 10*time.Second, "b to see a", func() bool { return inPool(pb.pool, a.ID()) })
 	free <- wire.Resources{MemoryBytes: 4 << 30} // full: every CPU taken
 	adv.Changed()
