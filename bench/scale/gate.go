@@ -12,32 +12,46 @@ import (
 	ma "github.com/multiformats/go-multiaddr"
 )
 
-// maxProviderConns bounds a provider's peers other than requestors. Every
-// node of the harness lives in one process, which has one file-descriptor
-// limit (20,000 here) and spends two descriptors per connection (one at
+// minPeerCap is the least peerCap allows a provider (non-requestor peers).
+const minPeerCap = 24
+
+// peerCap bounds a provider's peers other than requestors in a swarm of n
+// providers. Every node of the harness lives in one process, which has one
+// file-descriptor limit and spends two descriptors per connection (one at
 // each end); a node on its own keeps up to 400 connections (p2p's
-// connection manager), and 513 such nodes ran out of descriptors, as did
-// refusing only dials beyond 16 peers (dials in flight overshoot). With
-// connections refused both ways beyond 24 peers, N=512 holds 12,000-15,000
-// descriptors; an accepted connection refused after its handshake costs
-// both ends that handshake.
-const maxProviderConns = 24
+// connection manager), and 513 such nodes ran out of 20,000 descriptors,
+// as did refusing only dials beyond 16 peers (dials in flight overshoot).
+// The cap leaves 40 % of the limit spare; it never goes under minPeerCap
+// (24 peers held N=512 at 12,000-15,000 descriptors) and is not binding
+// when the limit lets every node reach every other (raiseFileLimit lifts
+// the limit as far as the kernel allows). A binding cap costs CPU that a
+// real swarm does not spend: connections accepted and refused after their
+// handshake, and the DHT's redials.
+func peerCap(n int, fdLimit uint64) int {
+	perNode := int(fdLimit*6/10) / (2 * (n + 2))
+	return max(minPeerCap, min(perNode, n+8))
+}
 
 // requestorSet is the requestors of one swarm (the measured one and the
 // fresh ones of the discovery runs): every provider accepts them whatever
 // its connection count, as a requestor's direct asks need a connection to
 // each candidate.
-type requestorSet struct{ ids sync.Map }
+type requestorSet struct {
+	ids sync.Map
+	// peerCap is the providers' connCap bound in this swarm.
+	peerCap int
+}
 
 func (s *requestorSet) add(id peer.ID)      { s.ids.Store(id, true) }
 func (s *requestorSet) has(id peer.ID) bool { _, ok := s.ids.Load(id); return ok }
 
 // connCap is a provider's connection gater: it refuses connections to and
-// from peers other than requestors once the provider has
-// maxProviderConns peers. Its host is set once p2p.New returned it.
+// from peers other than requestors once the provider has max peers. Its
+// host is set once p2p.New returned it.
 type connCap struct {
 	h          atomic.Pointer[host.Host]
 	requestors *requestorSet
+	max        int
 }
 
 var _ connmgr.ConnectionGater = (*connCap)(nil)
@@ -50,7 +64,7 @@ func (c *connCap) full(p peer.ID) bool {
 	if hp == nil || c.requestors.has(p) {
 		return false
 	}
-	return len((*hp).Network().Peers()) >= maxProviderConns
+	return len((*hp).Network().Peers()) >= c.max
 }
 
 // InterceptPeerDial refuses to dial a non-requestor when full.

@@ -86,7 +86,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	var o options
 	fs.IntVar(&o.inflight, "inflight", 16, "tasks in flight")
 	fs.DurationVar(&o.maxTime, "max-time", 60*time.Second, "stop submitting at one N after this long (tasks in flight are waited for)")
-	fs.DurationVar(&o.settle, "settle", 20*time.Second, "after the pool is complete, wait at most this long for the process CPU to settle (1 s samples until two in a row agree within 0.1 cores or 20 %)")
+	fs.DurationVar(&o.settle, "settle", 3*time.Minute, "after the pool is complete, wait at most this long for the process CPU to settle (1 s samples until 20 in a row are within 0.15 cores of their mean, under 3/4 of the cores)")
 	fs.DurationVar(&o.idle, "idle", 3*time.Second, "idle window measured before the tasks (background CPU and messages)")
 	fs.DurationVar(&o.ready, "ready", 60*time.Second, "how long to wait for the requestor's pool to list -ready-known providers")
 	fs.IntVar(&o.known, "ready-known", 16, "providers the requestor's pool must list before the batch (all of them when N is smaller)")
@@ -184,9 +184,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if o.verbose {
 		log = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
+	fdLimit, err := raiseFileLimit()
+	if err != nil {
+		fmt.Fprintf(stderr, "scale: open-file limit stays %d: %v\n", fdLimit, err)
+	}
 	var results []result
 	for i, n := range o.ns {
-		fmt.Fprintf(stderr, "N=%d: building %d nodes\n", n, n+1)
+		fmt.Fprintf(stderr, "N=%d: building %d nodes (open-file limit %d, providers keep at most %d other peers)\n",
+			n, n+1, fdLimit, peerCap(n, fdLimit))
 		r, err := measure(ctx, o, n, o.tasks[i], log, stderr)
 		if err != nil {
 			return fmt.Errorf("N=%d: %w", n, err)
@@ -364,23 +369,59 @@ func startProfile(dir string, n int) (func(), error) {
 	}, nil
 }
 
-// settle waits, at most max, until two consecutive one-second samples of
-// the process's CPU use agree within 0.1 cores or 20 %, so that the
-// start-up work of a new swarm (DHT bootstrap and provider records, record
-// exchanges) is over before the idle window; it returns the seconds spent.
+// settleWindow is how many one-second CPU samples in a row must agree for
+// settle to call the process quiet.
+const settleWindow = 20
+
+// settle waits, at most max, until the process CPU has been steady for
+// settleWindow one-second samples in a row (each within 0.15 cores of
+// their mean, under three quarters of the cores), and returns how long it
+// waited. A swarm's start-up (DHT bootstrap and provider records, record
+// exchanges, the first re-adverts) comes in waves: at N=128 on 2 cores
+// the process runs saturated for about 30 s, quiet for a few seconds, busy
+// again until about 70 s, then steady at 0.2 cores; a window of two
+// samples took the saturated first wave (which agrees with itself) for the
+// idle state, and one of 10 the 8 s gap between the waves.
+// SCALE_TRACE_SETTLE=1 prints every sample.
 func settle(ctx context.Context, max time.Duration) float64 {
 	start := time.Now()
-	prev := -1.0
+	var window []float64
 	for time.Since(start) < max && ctx.Err() == nil {
 		c0, t0 := cpuTime(), time.Now()
 		sleep(ctx, time.Second)
 		cur := float64(cpuTime()-c0) / float64(time.Since(t0))
-		if prev >= 0 && (math.Abs(cur-prev) <= 0.1 || math.Abs(cur-prev) <= 0.2*prev) {
+		if os.Getenv("SCALE_TRACE_SETTLE") != "" {
+			fmt.Fprintf(os.Stderr, "settle: %.0f s %.2f cores\n", time.Since(start).Seconds(), cur)
+		}
+		window = append(window, cur)
+		if len(window) > settleWindow {
+			window = window[1:]
+		}
+		if len(window) == settleWindow && steady(window) {
 			break
 		}
-		prev = cur
 	}
 	return time.Since(start).Seconds()
+}
+
+// steady reports whether every sample is within 0.15 cores of their mean
+// and the mean leaves at least a quarter of the cores free (a saturated
+// process agrees with itself, but it is busy, not idle).
+func steady(samples []float64) bool {
+	var sum float64
+	for _, v := range samples {
+		sum += v
+	}
+	mean := sum / float64(len(samples))
+	if mean > 0.75*float64(runtime.GOMAXPROCS(0)) {
+		return false
+	}
+	for _, v := range samples {
+		if math.Abs(v-mean) > 0.15 {
+			return false
+		}
+	}
+	return true
 }
 
 func sleep(ctx context.Context, d time.Duration) {

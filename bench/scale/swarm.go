@@ -91,7 +91,7 @@ func newNode(ctx context.Context, c *counters, cfg nodeConfig) (n *node, err err
 	}
 	var gate *connCap
 	if cfg.provider {
-		gate = &connCap{requestors: cfg.requestors}
+		gate = &connCap{requestors: cfg.requestors, max: cfg.requestors.peerCap}
 	} else {
 		cfg.requestors.add(id)
 	}
@@ -226,7 +226,7 @@ func buildSwarm(ctx context.Context, n int, log *slog.Logger) (*swarm, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &swarm{c: newCounters(), requestors: &requestorSet{}, dir: dir}
+	s := &swarm{c: newCounters(), requestors: &requestorSet{peerCap: peerCap(n, fileLimit())}, dir: dir}
 	mk := func(provider bool, boot []string, name string) (*node, error) {
 		wd := filepath.Join(dir, name)
 		if err := os.MkdirAll(wd, 0o700); err != nil {
