@@ -97,9 +97,9 @@ type AdvertiserConfig struct {
 // topic at start, when free capacity changed in a way that matters
 // (FreeChangeMatters; Changed says when to look, and free capacity is also
 // polled every 5 s) and stayed so for Hold, and otherwise about every
-// Interval, never two adverts less than MinGap apart. It puts each record in its own pool (so it is
-// served to peers that ask), and announces the record's capability terms
-// as DHT provider records. A record's free capacity may thus be up to
+// Interval, never two adverts less than MinGap apart. It puts each record
+// in its own pool (so it is served to peers that ask), and announces the
+// record's capability terms as DHT provider records. A record's free capacity may thus be up to
 // MinGap (plus Hold) old, or differ from the truth by less than a step that
 // matters: requestors learn the rest from bids and declines.
 type Advertiser struct {
@@ -322,9 +322,11 @@ func (a *Advertiser) loop(addrSub event.Subscription) {
 				return
 			case <-time.After(wait):
 			}
-			// Capacity may have come back meanwhile; the refresh may
-			// also have fired, and is reset below.
+			// Capacity may have come back meanwhile (a later change then
+			// waits its own Hold); the refresh may also have fired, and
+			// is reset below.
 			if !periodic && !a.changed() {
+				heldSince = time.Time{}
 				continue
 			}
 		}

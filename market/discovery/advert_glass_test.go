@@ -158,6 +158,41 @@ func TestAdvertHoldsShortChanges(t *testing.T) {
 	}
 }
 
+// TestAdvertHoldAfterRevertedChange: a change that lasted Hold but was
+// undone while the advert waited for MinGap is not advertised, and a later
+// change waits a Hold of its own.
+func TestAdvertHoldAfterRevertedChange(t *testing.T) {
+	capacity := wire.Resources{CPUs: 2, MemoryBytes: 2 << 30}
+	c := &churn{free: capacity}
+	const hold, gap = 300 * time.Millisecond, time.Second
+	a := churnAdvertiser(t, c, capacity, gap, hold)
+	start := time.Now() // Start's advert: the next may come at start+gap
+	c.set(wire.Resources{})
+	a.Changed()
+	time.Sleep(500 * time.Millisecond) // held, now waiting for the gap
+	// Undone with no Changed (a reservation that expired): only the look
+	// after the gap sees it.
+	c.set(capacity)
+	time.Sleep(time.Until(start.Add(gap + 200*time.Millisecond)))
+	if n := a.Adverts(); n != 1 {
+		t.Fatalf("%d adverts: a change undone before the gap ended was advertised", n)
+	}
+	c.set(wire.Resources{})
+	a.Changed()
+	changed := time.Now()
+	time.Sleep(hold / 2)
+	if n := a.Adverts(); n != 1 {
+		t.Fatalf("a new change was advertised %s after it began, before its own hold of %s", time.Since(changed), hold)
+	}
+	deadline := changed.Add(hold + 3*time.Second)
+	for a.Adverts() == 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("the lasting change was never advertised")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 // TestAdvertQuietOnSmallChanges: a 64-CPU provider whose free CPUs move
 // between 40 and 33 a thousand times does not advertise at all.
 func TestAdvertQuietOnSmallChanges(t *testing.T) {
