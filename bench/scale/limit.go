@@ -7,9 +7,10 @@ import (
 )
 
 // raiseFileLimit lifts the process's open-file limit as far as the kernel
-// allows (fs.nr_open; raising the hard limit needs root) and returns the
-// limit in force. Hundreds of nodes in one process hold two descriptors
-// per connection.
+// allows (fs.nr_open; raising the hard limit needs root, and a container
+// may refuse it even to root) and returns the limit in force. Hundreds of
+// nodes in one process hold two descriptors per connection. (Go's runtime
+// has already raised the soft limit to the hard one at start.)
 func raiseFileLimit() (uint64, error) {
 	var lim syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
@@ -25,22 +26,8 @@ func raiseFileLimit() (uint64, error) {
 	if lim.Cur >= want {
 		return lim.Cur, nil
 	}
-	up := syscall.Rlimit{Cur: want, Max: want}
-	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &up); err != nil {
-		// Not root: the soft limit up to the hard one is still ours.
-		up = syscall.Rlimit{Cur: lim.Max, Max: lim.Max}
-		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &up); err != nil {
-			return lim.Cur, fmt.Errorf("setrlimit: %w", err)
-		}
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &syscall.Rlimit{Cur: want, Max: want}); err != nil {
+		return lim.Cur, fmt.Errorf("setrlimit to %d: %w", want, err)
 	}
-	return up.Cur, nil
-}
-
-// fileLimit is the open-file limit in force (20,000 when it cannot be read).
-func fileLimit() uint64 {
-	var lim syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-		return 20000
-	}
-	return lim.Cur
+	return want, nil
 }

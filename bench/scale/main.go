@@ -57,16 +57,18 @@ type options struct {
 	inflight int
 	// gcPercent is the GOGC in force (harnessGC).
 	gcPercent int
-	maxTime   time.Duration
-	settle    time.Duration
-	idle      time.Duration
-	ready     time.Duration
-	known     int
-	discover  int
-	wait      time.Duration
-	json      bool
-	verbose   bool
-	profile   string
+	// fdLimit is the open-file limit in force (raiseFileLimit).
+	fdLimit  uint64
+	maxTime  time.Duration
+	settle   time.Duration
+	idle     time.Duration
+	ready    time.Duration
+	known    int
+	discover int
+	wait     time.Duration
+	json     bool
+	verbose  bool
+	profile  string
 }
 
 func parseInts(s string) ([]int, error) {
@@ -188,14 +190,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		log = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	o.gcPercent = harnessGC()
-	fdLimit, err := raiseFileLimit()
+	o.fdLimit, err = raiseFileLimit()
 	if err != nil {
-		fmt.Fprintf(stderr, "scale: open-file limit stays %d: %v\n", fdLimit, err)
+		fmt.Fprintf(stderr, "scale: open-file limit stays %d: %v\n", o.fdLimit, err)
 	}
 	var results []result
 	for i, n := range o.ns {
 		fmt.Fprintf(stderr, "N=%d: building %d nodes (open-file limit %d, providers keep at most %d other peers)\n",
-			n, n+1, fdLimit, peerCap(n, fdLimit))
+			n, n+1, o.fdLimit, peerCap(n, o.fdLimit))
 		r, err := measure(ctx, o, n, o.tasks[i], log, stderr)
 		if err != nil {
 			return fmt.Errorf("N=%d: %w", n, err)
@@ -248,7 +250,7 @@ func measure(ctx context.Context, o options, n, tasks int, log *slog.Logger, std
 	heap0 := heapInuse()
 	g0 := runtime.NumGoroutine()
 	start := time.Now()
-	s, err := buildSwarm(ctx, n, log)
+	s, err := buildSwarm(ctx, n, o.fdLimit, log)
 	if err != nil {
 		return res, err
 	}

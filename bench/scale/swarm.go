@@ -221,12 +221,12 @@ func checkAnnounce(_ context.Context, msg *pubsub.Message) (pubsub.ValidationRes
 // drawn at random among those already up (as nodes join a real swarm
 // through whichever peers they know; the DHT and gossip do the rest), so
 // that no node holds a connection to every other.
-func buildSwarm(ctx context.Context, n int, log *slog.Logger) (*swarm, error) {
+func buildSwarm(ctx context.Context, n int, fdLimit uint64, log *slog.Logger) (*swarm, error) {
 	dir, err := os.MkdirTemp("", "offload-scale-")
 	if err != nil {
 		return nil, err
 	}
-	s := &swarm{c: newCounters(), requestors: &requestorSet{peerCap: peerCap(n, fileLimit())}, dir: dir}
+	s := &swarm{c: newCounters(), requestors: &requestorSet{peerCap: peerCap(n, fdLimit)}, dir: dir}
 	mk := func(provider bool, boot []string, name string) (*node, error) {
 		wd := filepath.Join(dir, name)
 		if err := os.MkdirAll(wd, 0o700); err != nil {
