@@ -24,7 +24,6 @@ import hashlib
 import math
 import pathlib
 import shutil
-import sys
 import tempfile
 import zipfile
 

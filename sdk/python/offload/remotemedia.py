@@ -66,7 +66,6 @@ import builtins
 import dataclasses
 import functools
 import importlib.util
-import inspect
 import json
 import logging
 import os
@@ -77,7 +76,7 @@ import shutil
 import sys
 import sysconfig
 import tempfile
-from typing import Any, AsyncIterator, Dict, Iterable, List, Optional, Tuple, Union
+from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
 
 from . import _proxyserver as wire
 from .aio import AsyncClient
@@ -547,18 +546,19 @@ def _library_dirs() -> List[str]:
     return sorted(dirs)
 
 
-def _is_library(path: str) -> bool:
+def _is_library(path: str, dirs: List[str]) -> bool:
     real = os.path.realpath(path)
-    return any(real == d or real.startswith(d + os.sep) for d in _library_dirs())
+    return any(real == d or real.startswith(d + os.sep) for d in dirs)
 
 
 def _pack_code(cls: type, extra: Iterable[Any]) -> Dict[str, Any]:
     """Finds the code a session needs: the module defining ``cls`` (the
     script itself when that is ``__main__``) and every local module they
     import, transitively; library modules are the provider's own."""
+    libs = _library_dirs()  # installed code: the provider brings its own
     files: Dict[str, str] = {}  # relative path in code/ -> local path
     main: Optional[str] = None
-    todo: List[Tuple[str, str]] = []  # (module name, file)
+    todo: List[str] = []  # files whose imports are still to be read
 
     def add_module(name: str) -> None:
         top = name.split(".")[0]
@@ -568,7 +568,7 @@ def _pack_code(cls: type, extra: Iterable[Any]) -> Dict[str, Any]:
             spec = importlib.util.find_spec(top)
         except (ImportError, ValueError):
             return
-        if spec is None or not spec.origin or spec.origin in ("built-in", "frozen") or _is_library(spec.origin):
+        if spec is None or not spec.origin or spec.origin in ("built-in", "frozen") or _is_library(spec.origin, libs):
             return
         if spec.submodule_search_locations:  # a package: ship its directory
             pkg_dir = list(spec.submodule_search_locations)[0]
@@ -577,10 +577,10 @@ def _pack_code(cls: type, extra: Iterable[Any]) -> Dict[str, Any]:
                     if n.endswith(".py"):
                         p = os.path.join(root, n)
                         files[os.path.join(top, os.path.relpath(p, pkg_dir))] = p
-                        todo.append((top, p))
+                        todo.append(p)
         elif spec.origin.endswith(".py"):
             files[top + ".py"] = spec.origin
-            todo.append((top, spec.origin))
+            todo.append(spec.origin)
 
     # The offload package itself goes along: scripts import it at their top,
     # and providers' images do not have it.
@@ -596,14 +596,14 @@ def _pack_code(cls: type, extra: Iterable[Any]) -> Dict[str, Any]:
                                        "define it in a file so that it can be shipped")
         main = "_offload_main.py"
         files[main] = path
-        todo.append(("__main__", path))
+        todo.append(path)
     else:
         add_module(modname)
     for m in extra:
         add_module(m if isinstance(m, str) else m.__name__)
     seen = set()
     while todo:
-        _name, path = todo.pop()
+        path = todo.pop()
         if path in seen:
             continue
         seen.add(path)
