@@ -79,23 +79,41 @@ func (e *Executor) readUsage(mode cgroupMode, cg string) (cpuMS, peak int64, err
 	return 0, 0, nil
 }
 
-// oomKilled reports whether the kernel killed a process of the run's
-// cgroup at its memory limit (memory.events oom_kill on cgroup v2,
-// memory.oom_control oom_kill on v1). The engine's own OOMKilled flag is
-// sometimes missing when the machine is loaded; the cgroup's count is not.
-func (e *Executor) oomKilled(mode cgroupMode, cg string) bool {
+// oomKilled reports whether the kernel killed a process of the run at its
+// memory limit. The engine's own OOMKilled flag is sometimes missing when
+// the machine is loaded, so the run's parent cgroup is asked as well:
+//
+//   - cgroup v2: memory.events oom_kill of the parent counts kills in the
+//     container's cgroup below it (the events are hierarchical).
+//   - cgroup v1: the kernel counts a kill only in the container's own
+//     memcg, which runc has removed by the time the run is waited for; the
+//     parent's oom_kill stays 0. What survives is the parent's peak usage
+//     (hierarchical), so a run killed by SIGKILL (exit 137) whose peak came
+//     within oomMargin of its limit is taken as an OOM kill. Only the kernel
+//     and the task itself can send that signal (a stop by offload is told
+//     apart before this is asked).
+func (e *Executor) oomKilled(mode cgroupMode, cg string, exitCode, peak, limit int64) bool {
 	root := e.cfg.cgroupRoot
-	var n int64
-	var err error
 	switch mode {
 	case cgroupV1:
-		n, err = readKey(filepath.Join(root, "memory", cg, "memory.oom_control"), "oom_kill")
+		n, err := readKey(filepath.Join(root, "memory", cg, "memory.oom_control"), "oom_kill")
+		if err == nil && n > 0 {
+			return true
+		}
+		return exitCode == 137 && limit > 0 && peak >= limit-oomMargin(limit)
 	case cgroupV2:
-		n, err = readKey(filepath.Join(root, cg, "memory.events"), "oom_kill")
-	default:
-		return false
+		n, err := readKey(filepath.Join(root, cg, "memory.events"), "oom_kill")
+		return err == nil && n > 0
 	}
-	return err == nil && n > 0
+	return false
+}
+
+// oomMargin is how far below its limit a cgroup v1 run's peak may stay and
+// still count as having reached it: the kernel kills when a charge cannot
+// be met, which is at most a huge page (2 MiB) short of the limit; a
+// sixteenth of small limits keeps the margin from swallowing them.
+func oomMargin(limit int64) int64 {
+	return min(limit/16, 2<<20)
 }
 
 // removeRunCgroup removes the run's parent cgroup directories (the

@@ -194,7 +194,7 @@ func (e *Executor) run(ctx context.Context, spec executor.Spec, h runHooks) (*ex
 			log.Debug("read usage", "err", err)
 		}
 		res.Usage.CPUMS, res.Usage.MaxRSSBytes = cpu, peak
-		oom = exitCode != 0 && e.oomKilled(mode, cg)
+		oom = exitCode != 0 && e.oomKilled(mode, cg, exitCode, peak, memoryLimit(spec))
 	}
 	if stopErr != nil {
 		return res, stopErr
