@@ -256,6 +256,23 @@ func (s snapshot) sub(before snapshot) snapshot {
 	return snapshot{Gossip: d(s.Gossip, before.Gossip), Streams: dp(s.Streams, before.Streams), Msgs: dp(s.Msgs, before.Msgs)}
 }
 
+// add returns s plus another process's snapshot.
+func (s snapshot) add(o snapshot) snapshot {
+	out := snapshot{Gossip: map[string]int64{}, Streams: map[protocol.ID]int64{}, Msgs: map[protocol.ID]int64{}}
+	for _, x := range []snapshot{s, o} {
+		for k, v := range x.Gossip {
+			out.Gossip[k] += v
+		}
+		for k, v := range x.Streams {
+			out.Streams[k] += v
+		}
+		for k, v := range x.Msgs {
+			out.Msgs[k] += v
+		}
+	}
+	return out
+}
+
 func sum[K comparable](m map[K]int64) int64 {
 	var n int64
 	for _, v := range m {

@@ -56,24 +56,25 @@ type discoveryStats struct {
 	Short [2]int         `json:"short"`
 }
 
-// measureDiscovery starts runs fresh requestors one after another, each
+// measureDiscovery starts runs fresh requestors (at most one per key the
+// swarm made for them) one after another, each
 // bootstrapped to one provider drawn at random, times how soon its pool
 // holds discoveryWants providers matching the harness's task, and closes
 // it.
 func measureDiscovery(ctx context.Context, s *swarm, runs int, log *slog.Logger) (discoveryStats, error) {
 	var st discoveryStats
 	req := wire.RequirementsOf(taskSpec())
-	for i := range runs {
+	for i := range min(runs, len(s.fresh)) {
 		if ctx.Err() != nil {
 			break
 		}
-		boot := s.providers[mrand.IntN(len(s.providers))].h.FullAddrs()[:1]
+		boot := s.addrs[mrand.IntN(len(s.addrs))]
 		wd := filepath.Join(s.dir, fmt.Sprintf("fresh%d", i))
 		if err := os.MkdirAll(wd, 0o700); err != nil {
 			return st, err
 		}
 		t0 := time.Now()
-		n, err := newNode(ctx, s.c, nodeConfig{bootstrap: boot, workDir: wd, log: log, requestors: s.requestors})
+		n, err := newNode(ctx, s.c, nodeConfig{key: s.fresh[i], bootstrap: boot, workDir: wd, log: log, requestors: s.requestors})
 		if err != nil {
 			return st, fmt.Errorf("fresh requestor: %w", err)
 		}
@@ -90,7 +91,7 @@ func measureDiscovery(ctx context.Context, s *swarm, runs int, log *slog.Logger)
 		}
 		lctx, cancel := context.WithTimeout(ctx, discoveryTimeout)
 		for j, want := range discoveryWants {
-			want = min(want, len(s.providers))
+			want = min(want, len(s.addrs))
 			run.WantsMS[j] = -1
 			for lctx.Err() == nil {
 				if run.Found = n.pool.Lookup(lctx, req, want); run.Found >= want {
@@ -127,15 +128,3 @@ func measureDiscovery(ctx context.Context, s *swarm, runs int, log *slog.Logger)
 }
 
 func ms(d time.Duration) float64 { return float64(d) / 1e6 }
-
-// adverts is how many capability adverts the swarm's providers have
-// published.
-func (s *swarm) adverts() uint64 {
-	var n uint64
-	for _, p := range s.providers {
-		if p.adv != nil {
-			n += p.adv.Adverts()
-		}
-	}
-	return n
-}

@@ -15,21 +15,23 @@ import (
 // minPeerCap is the least peerCap allows a provider (non-requestor peers).
 const minPeerCap = 24
 
-// peerCap bounds a provider's peers other than requestors in a swarm of n
-// providers. Every node of the harness lives in one process, which has one
-// file-descriptor limit and spends two descriptors per connection (one at
-// each end); a node on its own keeps up to 400 connections (p2p's
-// connection manager), and 513 such nodes ran out of 20,000 descriptors,
-// as did refusing only dials beyond 16 peers (dials in flight overshoot).
-// The cap leaves 40 % of the limit spare; it never goes under minPeerCap
-// (24 peers held N=512 at 12,000-15,000 descriptors) and is not binding
-// when the limit lets every node reach every other (raiseFileLimit lifts
-// the limit as far as the kernel allows). A binding cap costs CPU that a
-// real swarm does not spend: connections accepted and refused after their
-// handshake, and the DHT's redials.
-func peerCap(n int, fdLimit uint64) int {
-	perNode := int(fdLimit*6/10) / (2 * (n + 2))
-	return max(minPeerCap, min(perNode, n+8))
+// peerCap bounds a provider's peers other than requestors, for a process
+// that holds local of the swarm's providers. A process has one
+// file-descriptor limit and spends up to two descriptors per connection of
+// its nodes (both ends, when both nodes live in it); a node on its own
+// keeps up to 400 connections (p2p's connection manager), and 513 such
+// nodes in one process ran out of 20,000 descriptors, as did refusing only
+// dials beyond 16 peers (dials in flight overshoot). The cap leaves 40 % of
+// the limit spare; it never goes under minPeerCap (24 peers held 513 nodes
+// in one process at 12,000-15,000 descriptors) and is not binding when the
+// limit lets every node reach every other of the swarm's (raiseFileLimit
+// lifts the limit as far as the kernel allows). A binding cap costs CPU
+// that a real swarm does not spend: connections accepted and refused after
+// their handshake, and the DHT's redials; spreading the providers over
+// worker processes (-per-proc) is what lifts it.
+func peerCap(local, swarm int, fdLimit uint64) int {
+	perNode := int(fdLimit*6/10) / (2 * (local + 2))
+	return max(minPeerCap, min(perNode, swarm+8))
 }
 
 // requestorSet is the requestors of one swarm (the measured one and the

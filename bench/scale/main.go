@@ -29,7 +29,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
-	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -55,20 +54,20 @@ type options struct {
 	ns       []int
 	tasks    []int
 	inflight int
+	// perProc is the most providers one worker process holds.
+	perProc int
 	// gcPercent is the GOGC in force (harnessGC).
 	gcPercent int
-	// fdLimit is the open-file limit in force (raiseFileLimit).
-	fdLimit  uint64
-	maxTime  time.Duration
-	settle   time.Duration
-	idle     time.Duration
-	ready    time.Duration
-	known    int
-	discover int
-	wait     time.Duration
-	json     bool
-	verbose  bool
-	profile  string
+	maxTime   time.Duration
+	settle    time.Duration
+	idle      time.Duration
+	ready     time.Duration
+	known     int
+	discover  int
+	wait      time.Duration
+	json      bool
+	verbose   bool
+	profile   string
 }
 
 func parseInts(s string) ([]int, error) {
@@ -90,6 +89,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	tasks := fs.String("tasks", "200,200,100,50", "tasks per N: one value for every N, or one per N")
 	var o options
 	fs.IntVar(&o.inflight, "inflight", 16, "tasks in flight")
+	fs.IntVar(&o.perProc, "per-proc", 64, "most providers in one worker process (the requestor has a process of its own)")
 	fs.DurationVar(&o.maxTime, "max-time", 60*time.Second, "stop submitting at one N after this long (tasks in flight are waited for)")
 	fs.DurationVar(&o.settle, "settle", 3*time.Minute, "after the pool is complete, wait at most this long for the process CPU to settle (1 s samples until 20 in a row are within 0.15 cores of their mean, under 3/4 of the cores)")
 	fs.DurationVar(&o.idle, "idle", 3*time.Second, "idle window measured before the tasks (background CPU and messages)")
@@ -118,6 +118,9 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	}
 	if o.inflight <= 0 {
 		return o, fmt.Errorf("-inflight must be positive")
+	}
+	if o.perProc <= 0 {
+		return o, fmt.Errorf("-per-proc must be positive")
 	}
 	return o, nil
 }
@@ -181,6 +184,9 @@ type result struct {
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "worker" {
+		return runWorker(ctx, os.Stdin, stdout, stderr)
+	}
 	o, err := parseOptions(args, stderr)
 	if err != nil {
 		return err
@@ -190,14 +196,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		log = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	o.gcPercent = harnessGC()
-	o.fdLimit, err = raiseFileLimit()
-	if err != nil {
-		fmt.Fprintf(stderr, "scale: open-file limit stays %d: %v\n", o.fdLimit, err)
+	if lim, err := raiseFileLimit(); err != nil {
+		fmt.Fprintf(stderr, "scale: open-file limit stays %d: %v\n", lim, err)
 	}
 	var results []result
 	for i, n := range o.ns {
-		fmt.Fprintf(stderr, "N=%d: building %d nodes (open-file limit %d, providers keep at most %d other peers)\n",
-			n, n+1, o.fdLimit, peerCap(n, o.fdLimit))
+		procs := (n + o.perProc - 1) / o.perProc
+		fmt.Fprintf(stderr, "N=%d: building %d nodes: %d worker processes of at most %d providers, and the requestor here\n",
+			n, n+1, procs, o.perProc)
 		r, err := measure(ctx, o, n, o.tasks[i], log, stderr)
 		if err != nil {
 			return fmt.Errorf("N=%d: %w", n, err)
@@ -250,37 +256,35 @@ func measure(ctx context.Context, o options, n, tasks int, log *slog.Logger, std
 	heap0 := heapInuse()
 	g0 := runtime.NumGoroutine()
 	start := time.Now()
-	s, err := buildSwarm(ctx, n, o.fdLimit, log)
+	s, err := buildSwarm(ctx, o, n, log, stderr)
 	if err != nil {
 		return res, err
 	}
 	defer func() {
 		// Each result is printed before the swarm closes, and a close that
 		// hangs (seen at N=512: a libp2p host's Close stuck in its event
-		// bus) costs at most a minute; its nodes are left behind.
+		// bus) costs at most a minute; its worker is then killed.
 		if b, err := json.Marshal(res); err == nil {
 			fmt.Fprintf(stderr, "N=%d: result %s\n", n, b)
 		}
-		done := make(chan struct{})
 		t0 := time.Now()
-		go func() { s.close(); close(done) }()
-		select {
-		case <-done:
-			fmt.Fprintf(stderr, "N=%d: closed in %.1f s\n", n, time.Since(t0).Seconds())
-		case <-time.After(time.Minute):
-			fmt.Fprintf(stderr, "N=%d: close not done after a minute; going on without it\n", n)
-		}
+		s.close()
+		fmt.Fprintf(stderr, "N=%d: closed in %.1f s\n", n, time.Since(t0).Seconds())
 	}()
 	res.BuildS = time.Since(start).Seconds()
-	built, adv0 := time.Now(), s.adverts()
-	fmt.Fprintf(stderr, "N=%d: built in %.1f s, waiting for the pool\n", n, res.BuildS)
+	st, err := s.status(false)
+	if err != nil {
+		return res, err
+	}
+	built, adv0 := time.Now(), st.adverts
+	fmt.Fprintf(stderr, "N=%d: built in %.1f s (providers keep at most %d other peers), waiting for the pool\n", n, res.BuildS, s.workers[0].peerCap)
 	if !s.waitReady(ctx, o.known, o.ready) {
 		res.Errors = append(res.Errors, fmt.Sprintf("requestor's pool lists %d of %d providers after %s", s.known(), min(o.known, n), o.ready))
 	}
 	res.ReadyS = time.Since(start).Seconds()
 	res.Known = s.known()
 	fmt.Fprintf(stderr, "N=%d: pool lists %d after %.1f s\n", n, res.Known, res.ReadyS)
-	res.SettleS = settle(ctx, o.settle)
+	res.SettleS = settle(ctx, o.settle, s.cpu)
 	fmt.Fprintf(stderr, "N=%d: settled after %.0f s more\n", n, res.SettleS)
 
 	if o.profile != "" {
@@ -289,21 +293,34 @@ func measure(ctx context.Context, o options, n, tasks int, log *slog.Logger, std
 			return res, err
 		}
 		defer stopProfile()
+		if err := s.profile(o.profile, n, true); err != nil {
+			return res, err
+		}
+		defer s.profile(o.profile, n, false)
 	}
-	c0, m0 := cpuTime(), s.c.snapshot()
+	s0, err := s.status(false)
+	if err != nil {
+		return res, err
+	}
 	t0 := time.Now()
 	sleep(ctx, o.idle)
 	idleWall := time.Since(t0)
-	c1, m1 := cpuTime(), s.c.snapshot()
-	res.IdleCores = float64(c1-c0) / float64(idleWall)
-	idle := m1.sub(m0)
+	s1, err := s.status(false)
+	if err != nil {
+		return res, err
+	}
+	res.IdleCores = float64(s1.cpu-s0.cpu) / float64(idleWall)
+	idle := s1.counters.sub(s0.counters)
 	res.IdleMsgsPerS = float64(sum(idle.Gossip)+sum(idle.Msgs)) / idleWall.Seconds()
 
 	res.Known = s.known()
 	tb := time.Now()
 	lat, tasksDone, errs := runBatch(ctx, s.requestor.req, tasks, o.inflight, o.maxTime, o.wait)
 	wall := time.Since(tb)
-	c2, m2 := cpuTime(), s.c.snapshot()
+	s2, err := s.status(false)
+	if err != nil {
+		return res, err
+	}
 	res.Errors = append(res.Errors, errs...)
 	res.Submitted = len(tasksDone)
 	res.WallS = wall.Seconds()
@@ -327,13 +344,13 @@ func measure(ctx context.Context, o options, n, tasks int, log *slog.Logger, std
 	res.AnswersMedian, res.BidsMedian, res.AttemptsMedian = median(answers), median(bids), median(attempts)
 	slices.Sort(lat)
 	res.P50MS, res.P95MS = rank(lat, 0.50), rank(lat, 0.95)
-	d := m2.sub(m1)
+	d := s2.counters.sub(s1.counters)
 	res.Detail = d
 	if res.Completed > 0 {
 		done := float64(res.Completed)
 		res.TasksPerS = done / wall.Seconds()
-		res.CPUPerTaskMS = float64(c2-c1) / 1e6 / done
-		res.NetCPUPerTaskMS = (float64(c2-c1) - res.IdleCores*float64(wall)) / 1e6 / done
+		res.CPUPerTaskMS = float64(s2.cpu-s1.cpu) / 1e6 / done
+		res.NetCPUPerTaskMS = (float64(s2.cpu-s1.cpu) - res.IdleCores*float64(wall)) / 1e6 / done
 		res.GossipTasksPerTask = float64(d.Gossip[wire.TopicTasks]) / done
 		res.GossipCapsPerTask = float64(d.Gossip[wire.TopicCaps]) / done
 		res.StreamsPerTask = float64(sum(d.Streams)) / done
@@ -341,9 +358,13 @@ func measure(ctx context.Context, o options, n, tasks int, log *slog.Logger, std
 		res.MsgsPerTask = float64(sum(d.Gossip)+sum(d.Msgs)) / done
 	}
 	res.ReqPeers = len(s.requestor.h.Network().Peers())
+	sh, err := s.status(true)
+	if err != nil {
+		return res, err
+	}
 	heap1 := heapInuse()
-	res.HeapPerNodeKiB = float64(int64(heap1)-int64(heap0)) / 1024 / float64(n+1)
-	res.Goroutines = (runtime.NumGoroutine() - g0) / (n + 1)
+	res.HeapPerNodeKiB = float64(int64(heap1)-int64(heap0)+sh.heapDelta) / 1024 / float64(n+1)
+	res.Goroutines = (runtime.NumGoroutine() - g0 + sh.goroutines) / (n + 1)
 	if o.discover > 0 {
 		if res.Discovery, err = measureDiscovery(ctx, s, o.discover, log); err != nil {
 			res.Errors = append(res.Errors, "discovery: "+err.Error())
@@ -352,34 +373,25 @@ func measure(ctx context.Context, o options, n, tasks int, log *slog.Logger, std
 		fmt.Fprintf(stderr, "N=%d: discovery of %d candidates p50/p95 %.0f / %.0f ms, of %d %.0f / %.0f ms (%d, %d short)\n", n,
 			discoveryWants[0], d.P50MS[0], d.P95MS[0], discoveryWants[1], d.P50MS[1], d.P95MS[1], d.Short[0], d.Short[1])
 	}
-	res.AdvertsPerProviderMin = float64(s.adverts()-adv0) / float64(n) / time.Since(built).Minutes()
+	if st, err := s.status(false); err == nil {
+		res.AdvertsPerProviderMin = float64(st.adverts-adv0) / float64(n) / time.Since(built).Minutes()
+	}
 	return res, nil
 }
 
-// startProfile starts a CPU profile into dir/cpu-N.pprof.
+// startProfile starts a CPU profile of this process into dir/cpu-N.pprof.
 func startProfile(dir string, n int) (func(), error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	f, err := os.Create(filepath.Join(dir, fmt.Sprintf("cpu-%d.pprof", n)))
-	if err != nil {
-		return nil, err
-	}
-	if err := pprof.StartCPUProfile(f); err != nil {
-		f.Close()
-		return nil, err
-	}
-	return func() {
-		pprof.StopCPUProfile()
-		f.Close()
-	}, nil
+	return startProfileFile(filepath.Join(dir, fmt.Sprintf("cpu-%d.pprof", n)))
 }
 
 // settleWindow is how many one-second CPU samples in a row must agree for
 // settle to call the process quiet.
 const settleWindow = 20
 
-// settle waits, at most max, until the process CPU has been steady for
+// settle waits, at most max, until the swarm's CPU (cpu: every process's) has been steady for
 // settleWindow one-second samples in a row (each within 0.15 cores of
 // their mean, under three quarters of the cores), and returns how long it
 // waited. A swarm's start-up (DHT bootstrap and provider records, record
@@ -389,13 +401,13 @@ const settleWindow = 20
 // samples took the saturated first wave (which agrees with itself) for the
 // idle state, and one of 10 the 8 s gap between the waves.
 // SCALE_TRACE_SETTLE=1 prints every sample.
-func settle(ctx context.Context, max time.Duration) float64 {
+func settle(ctx context.Context, max time.Duration, cpu func() time.Duration) float64 {
 	start := time.Now()
 	var window []float64
 	for time.Since(start) < max && ctx.Err() == nil {
-		c0, t0 := cpuTime(), time.Now()
+		c0, t0 := cpu(), time.Now()
 		sleep(ctx, time.Second)
-		cur := float64(cpuTime()-c0) / float64(time.Since(t0))
+		cur := float64(cpu()-c0) / float64(time.Since(t0))
 		if os.Getenv("SCALE_TRACE_SETTLE") != "" {
 			fmt.Fprintf(os.Stderr, "settle: %.0f s %.2f cores\n", time.Since(start).Seconds(), cur)
 		}

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	mrand "math/rand/v2"
 	"os"
@@ -55,13 +56,20 @@ type node struct {
 	exec *instantExec
 }
 
-// swarm is a requestor and its providers in this process.
+// swarm is a requestor in this process and its providers in worker
+// processes.
 type swarm struct {
-	c          *counters
+	c *counters
+	// requestors is every requestor of the swarm: the measured one and the
+	// discovery runs' fresh ones, whose keys (fresh) are made up front so
+	// that the workers' peer caps let them in.
 	requestors *requestorSet
 	requestor  *node
-	providers  []*node
-	dir        string
+	fresh      []crypto.PrivKey
+	workers    []*worker
+	// addrs is every provider's addresses.
+	addrs [][]string
+	dir   string
 }
 
 // nodeConfig says how to build one node.
@@ -69,7 +77,9 @@ type nodeConfig struct {
 	provider  bool
 	bootstrap []string
 	workDir   string
-	log       *slog.Logger
+	// key is the node's identity; a fresh one when nil.
+	key crypto.PrivKey
+	log *slog.Logger
 	// requestors is the swarm's requestors: a requestor joins it, a
 	// provider's connections to others are capped (connCap).
 	requestors *requestorSet
@@ -81,9 +91,11 @@ type nodeConfig struct {
 // content store and the instant executor. The market and discovery get
 // the counting host.
 func newNode(ctx context.Context, c *counters, cfg nodeConfig) (n *node, err error) {
-	key, _, err := crypto.GenerateEd25519Key(rand.Reader)
-	if err != nil {
-		return nil, fmt.Errorf("identity: %w", err)
+	key := cfg.key
+	if key == nil {
+		if key, _, err = crypto.GenerateEd25519Key(rand.Reader); err != nil {
+			return nil, fmt.Errorf("identity: %w", err)
+		}
 	}
 	id, err := peer.IDFromPrivateKey(key)
 	if err != nil {
@@ -215,77 +227,133 @@ func checkAnnounce(_ context.Context, msg *pubsub.Message) (pubsub.ValidationRes
 	return pubsub.ValidationAccept, ""
 }
 
-// buildSwarm starts n providers and one requestor on loopback TCP: the
-// first provider, then the requestor bootstrapped to it, then the other
-// providers buildParallel at a time, each bootstrapped to bootPeers nodes
-// drawn at random among those already up (as nodes join a real swarm
-// through whichever peers they know; the DHT and gossip do the rest), so
-// that no node holds a connection to every other.
-func buildSwarm(ctx context.Context, n int, fdLimit uint64, log *slog.Logger) (*swarm, error) {
+// buildSwarm starts n providers in worker processes of at most perProc
+// each (as evenly filled as that allows) and one requestor here, on
+// loopback TCP: the first worker, whose first provider bootstraps to
+// nobody and whose others bootstrap to 3 random providers of it already
+// up; then the requestor, bootstrapped to that first provider; then each
+// other worker in turn, its providers bootstrapped to 3 drawn from 64
+// random providers of the workers before it and its own already up (as
+// nodes join a real swarm through whichever peers they know; the DHT and
+// gossip do the rest), so that no node holds a connection to every other.
+func buildSwarm(ctx context.Context, o options, n int, log *slog.Logger, stderr io.Writer) (*swarm, error) {
 	dir, err := os.MkdirTemp("", "offload-scale-")
 	if err != nil {
 		return nil, err
 	}
-	s := &swarm{c: newCounters(), requestors: &requestorSet{peerCap: peerCap(n, fdLimit)}, dir: dir}
-	mk := func(provider bool, boot []string, name string) (*node, error) {
-		wd := filepath.Join(dir, name)
-		if err := os.MkdirAll(wd, 0o700); err != nil {
-			return nil, err
+	s := &swarm{c: newCounters(), requestors: &requestorSet{}, dir: dir}
+	var ids []peer.ID
+	keys := make([]crypto.PrivKey, 1+o.discover)
+	for i := range keys {
+		if keys[i], _, err = crypto.GenerateEd25519Key(rand.Reader); err != nil {
+			return nil, fmt.Errorf("identity: %w", err)
 		}
-		return newNode(ctx, s.c, nodeConfig{provider: provider, bootstrap: boot, workDir: wd, log: log, requestors: s.requestors})
+		id, err := peer.IDFromPrivateKey(keys[i])
+		if err != nil {
+			return nil, fmt.Errorf("identity: %w", err)
+		}
+		ids = append(ids, id)
+		s.requestors.add(id)
 	}
-	first, err := mk(true, nil, "p0")
-	if err != nil {
-		s.close()
-		return nil, fmt.Errorf("bootstrap provider: %w", err)
-	}
-	s.providers = append(s.providers, first)
-	if s.requestor, err = mk(false, first.h.FullAddrs()[:1], "req"); err != nil {
-		s.close()
-		return nil, fmt.Errorf("requestor: %w", err)
-	}
-	var (
-		upMu sync.Mutex
-		up   = [][]string{first.h.FullAddrs()[:1]} // providers up, the requestor aside
-	)
-	bootFor := func() []string {
-		upMu.Lock()
-		defer upMu.Unlock()
+	s.fresh = keys[1:]
+	procs := (n + o.perProc - 1) / o.perProc
+	for i := range procs {
+		count := n/procs + btoi(i < n%procs)
 		var boot []string
-		for _, i := range mrand.Perm(len(up))[:min(bootPeers, len(up))] {
-			boot = append(boot, up[i]...)
+		for _, j := range mrand.Perm(len(s.addrs))[:min(64, len(s.addrs))] {
+			boot = append(boot, s.addrs[j]...)
 		}
-		return boot
+		w, err := startWorker(ctx, workerConfig{Count: count, Swarm: n, Boot: boot, Requestors: ids, Verbose: o.verbose}, stderr)
+		if err != nil {
+			s.close()
+			return nil, fmt.Errorf("worker %d of %d: %w", i+1, procs, err)
+		}
+		s.workers = append(s.workers, w)
+		s.addrs = append(s.addrs, w.addrs...)
+		if i == 0 {
+			wd := filepath.Join(dir, "req")
+			if err := os.MkdirAll(wd, 0o700); err != nil {
+				s.close()
+				return nil, err
+			}
+			if s.requestor, err = newNode(ctx, s.c, nodeConfig{key: keys[0], bootstrap: w.addrs[0], workDir: wd, log: log, requestors: s.requestors}); err != nil {
+				s.close()
+				return nil, fmt.Errorf("requestor: %w", err)
+			}
+		}
 	}
-	rest := make([]*node, n-1)
-	errs := make([]error, n-1)
-	sem := make(chan struct{}, buildParallel)
+	return s, nil
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// status is the swarm's CPU so far (this process's and every worker's),
+// its counters and its providers' adverts; with heap, also the heap the
+// workers' nodes hold (after GC, less what each held before) and their
+// goroutines.
+type status struct {
+	cpu        time.Duration
+	counters   snapshot
+	adverts    uint64
+	heapDelta  int64
+	goroutines int
+}
+
+func (s *swarm) status(heap bool) (status, error) {
+	st := status{counters: s.c.snapshot()}
+	op := "status"
+	if heap {
+		op = "heap"
+	}
+	replies := make([]workerReply, len(s.workers))
+	errs := make([]error, len(s.workers))
 	var wg sync.WaitGroup
-	for i := range rest {
+	for i, w := range s.workers {
 		wg.Add(1)
-		sem <- struct{}{}
 		go func() {
 			defer wg.Done()
-			defer func() { <-sem }()
-			rest[i], errs[i] = mk(true, bootFor(), fmt.Sprintf("p%d", i+1))
-			if errs[i] == nil {
-				upMu.Lock()
-				up = append(up, rest[i].h.FullAddrs()[:1])
-				upMu.Unlock()
-			}
+			replies[i], errs[i] = w.call(workerCommand{Op: op})
 		}()
 	}
 	wg.Wait()
-	for _, p := range rest {
-		if p != nil {
-			s.providers = append(s.providers, p)
+	// This process's CPU last: the workers' replies above cost it some.
+	st.cpu = cpuTime()
+	for _, r := range replies {
+		st.cpu += time.Duration(r.CPUNS)
+		st.counters = st.counters.add(r.Counters)
+		st.adverts += r.Adverts
+		st.heapDelta += r.HeapDelta
+		st.goroutines += r.Goroutines
+	}
+	return st, errors.Join(errs...)
+}
+
+// cpu is the swarm's CPU so far; a worker that does not answer counts
+// nothing.
+func (s *swarm) cpu() time.Duration {
+	st, _ := s.status(false)
+	return st.cpu
+}
+
+// profile starts (path != "") or stops a CPU profile in every worker,
+// into dir/cpu-N-wI.pprof.
+func (s *swarm) profile(dir string, n int, start bool) error {
+	var errs []error
+	for i, w := range s.workers {
+		cmd := workerCommand{Op: "profile-stop"}
+		if start {
+			cmd = workerCommand{Op: "profile", Path: filepath.Join(dir, fmt.Sprintf("cpu-%d-w%d.pprof", n, i))}
+		}
+		if _, err := w.call(cmd); err != nil {
+			errs = append(errs, err)
 		}
 	}
-	if err := errors.Join(errs...); err != nil {
-		s.close()
-		return nil, fmt.Errorf("providers: %w", err)
-	}
-	return s, nil
+	return errors.Join(errs...)
 }
 
 // known is how many providers the requestor's pool lists for the task.
@@ -296,7 +364,7 @@ func (s *swarm) known() int {
 // waitReady waits until the requestor's pool lists want providers (all of
 // them when the swarm has fewer), or d.
 func (s *swarm) waitReady(ctx context.Context, want int, d time.Duration) bool {
-	want = min(want, len(s.providers))
+	want = min(want, len(s.addrs))
 	deadline := time.Now().Add(d)
 	for time.Now().Before(deadline) && ctx.Err() == nil {
 		if s.known() >= want {
@@ -307,22 +375,22 @@ func (s *swarm) waitReady(ctx context.Context, want int, d time.Duration) bool {
 	return s.known() >= want
 }
 
-// close stops every node, buildParallel at a time, then removes the work
-// directories.
+// close stops the requestor and every worker (at once), then removes the
+// work directory.
 func (s *swarm) close() {
-	nodes := s.providers
-	if s.requestor != nil {
-		nodes = append([]*node{s.requestor}, nodes...)
-	}
-	sem := make(chan struct{}, buildParallel)
 	var wg sync.WaitGroup
-	for _, n := range nodes {
+	if s.requestor != nil {
 		wg.Add(1)
-		sem <- struct{}{}
 		go func() {
 			defer wg.Done()
-			defer func() { <-sem }()
-			n.close()
+			s.requestor.close()
+		}()
+	}
+	for _, w := range s.workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			w.close()
 		}()
 	}
 	wg.Wait()
