@@ -26,9 +26,9 @@ import (
 	"math"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"runtime/metrics"
 	"slices"
 	"strconv"
 	"strings"
@@ -99,7 +99,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.wait, "wait", time.Minute, "how long to wait for one task to end before counting it failed")
 	fs.BoolVar(&o.json, "json", false, "print the results as JSON on stdout (the table goes to stderr)")
 	fs.BoolVar(&o.verbose, "v", false, "log the nodes at debug level to stderr")
-	fs.StringVar(&o.profile, "cpuprofile", "", "write a CPU profile of each N's idle window and batch to DIR/cpu-N.pprof")
+	fs.StringVar(&o.profile, "cpuprofile", "", "write CPU profiles of each N's idle window and batch (then discovery) to DIR/cpu-N-{idle,batch}[-wI].pprof, one per process (wI: worker I)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -157,8 +157,9 @@ type result struct {
 	// Latency from Submit to Wait's return, nearest rank.
 	P50MS float64 `json:"p50_ms"`
 	P95MS float64 `json:"p95_ms"`
-	// HeapPerNodeKiB is HeapInuse after GC with the swarm up, less the
-	// heap before it was built, over the N+1 nodes.
+	// HeapPerNodeKiB is the live heap of every process with the swarm up
+	// (as of each one's last GC cycle), less what each held before its
+	// nodes were built, over the N+1 nodes.
 	HeapPerNodeKiB float64 `json:"heap_per_node_kib"`
 	Goroutines     int     `json:"goroutines_per_node"`
 	// BuildS is how long the N+1 nodes took to build; ReadyS is from the
@@ -241,19 +242,25 @@ func cpuTime() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-func heapInuse() uint64 {
-	runtime.GC()
-	runtime.GC()
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	return ms.HeapInuse
+// liveHeap is the heap the collector found live at its last cycle
+// (runtime/metrics /gc/heap/live:bytes). Unlike a forced GC, it costs
+// nothing: with 513 nodes saturating the machine, two forced collections
+// of a worker's 2.7 GB heap took minutes.
+func liveHeap() uint64 {
+	s := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	metrics.Read(s)
+	if s[0].Value.Kind() != metrics.KindUint64 {
+		return 0
+	}
+	return s[0].Value.Uint64()
 }
 
 // measure builds a swarm of n providers, runs tasks through it and tears
 // it down.
 func measure(ctx context.Context, o options, n, tasks int, log *slog.Logger, stderr io.Writer) (result, error) {
 	res := result{N: n}
-	heap0 := heapInuse()
+	runtime.GC()
+	heap0 := liveHeap()
 	g0 := runtime.NumGoroutine()
 	start := time.Now()
 	s, err := buildSwarm(ctx, o, n, log, stderr)
@@ -288,15 +295,10 @@ func measure(ctx context.Context, o options, n, tasks int, log *slog.Logger, std
 	fmt.Fprintf(stderr, "N=%d: settled after %.0f s more\n", n, res.SettleS)
 
 	if o.profile != "" {
-		stopProfile, err := startProfile(o.profile, n)
-		if err != nil {
+		if err := s.profile(o.profile, n, "idle"); err != nil {
 			return res, err
 		}
-		defer stopProfile()
-		if err := s.profile(o.profile, n, true); err != nil {
-			return res, err
-		}
-		defer s.profile(o.profile, n, false)
+		defer s.profile(o.profile, n, "")
 	}
 	s0, err := s.status(false)
 	if err != nil {
@@ -314,6 +316,11 @@ func measure(ctx context.Context, o options, n, tasks int, log *slog.Logger, std
 	res.IdleMsgsPerS = float64(sum(idle.Gossip)+sum(idle.Msgs)) / idleWall.Seconds()
 
 	res.Known = s.known()
+	if o.profile != "" {
+		if err := s.profile(o.profile, n, "batch"); err != nil {
+			return res, err
+		}
+	}
 	tb := time.Now()
 	lat, tasksDone, errs := runBatch(ctx, s.requestor.req, tasks, o.inflight, o.maxTime, o.wait)
 	wall := time.Since(tb)
@@ -362,7 +369,7 @@ func measure(ctx context.Context, o options, n, tasks int, log *slog.Logger, std
 	if err != nil {
 		return res, err
 	}
-	heap1 := heapInuse()
+	heap1 := liveHeap()
 	res.HeapPerNodeKiB = float64(int64(heap1)-int64(heap0)+sh.heapDelta) / 1024 / float64(n+1)
 	res.Goroutines = (runtime.NumGoroutine() - g0 + sh.goroutines) / (n + 1)
 	if o.discover > 0 {
@@ -377,14 +384,6 @@ func measure(ctx context.Context, o options, n, tasks int, log *slog.Logger, std
 		res.AdvertsPerProviderMin = float64(st.adverts-adv0) / float64(n) / time.Since(built).Minutes()
 	}
 	return res, nil
-}
-
-// startProfile starts a CPU profile of this process into dir/cpu-N.pprof.
-func startProfile(dir string, n int) (func(), error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, err
-	}
-	return startProfileFile(filepath.Join(dir, fmt.Sprintf("cpu-%d.pprof", n)))
 }
 
 // settleWindow is how many one-second CPU samples in a row must agree for

@@ -70,6 +70,8 @@ type swarm struct {
 	// addrs is every provider's addresses.
 	addrs [][]string
 	dir   string
+	// stopProfile ends this process's running CPU profile, if any.
+	stopProfile func()
 }
 
 // nodeConfig says how to build one node.
@@ -340,14 +342,29 @@ func (s *swarm) cpu() time.Duration {
 	return st.cpu
 }
 
-// profile starts (path != "") or stops a CPU profile in every worker,
-// into dir/cpu-N-wI.pprof.
-func (s *swarm) profile(dir string, n int, start bool) error {
+// profile ends the CPU profiles running in this process and the workers
+// and, unless phase is "", starts new ones into dir/cpu-N-PHASE.pprof
+// (this process) and dir/cpu-N-PHASE-wI.pprof (worker I).
+func (s *swarm) profile(dir string, n int, phase string) error {
+	if s.stopProfile != nil {
+		s.stopProfile()
+		s.stopProfile = nil
+	}
 	var errs []error
+	if phase != "" {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+		stop, err := startProfileFile(filepath.Join(dir, fmt.Sprintf("cpu-%d-%s.pprof", n, phase)))
+		if err != nil {
+			return err
+		}
+		s.stopProfile = stop
+	}
 	for i, w := range s.workers {
 		cmd := workerCommand{Op: "profile-stop"}
-		if start {
-			cmd = workerCommand{Op: "profile", Path: filepath.Join(dir, fmt.Sprintf("cpu-%d-w%d.pprof", n, i))}
+		if phase != "" {
+			cmd = workerCommand{Op: "profile", Path: filepath.Join(dir, fmt.Sprintf("cpu-%d-%s-w%d.pprof", n, phase, i))}
 		}
 		if _, err := w.call(cmd); err != nil {
 			errs = append(errs, err)

@@ -47,7 +47,8 @@ type workerConfig struct {
 }
 
 // workerCommand is one request of the harness: "status", "heap" (status
-// plus the heap after GC), "profile" (start a CPU profile into Path),
+// plus the live heap and goroutines), "profile" (start a CPU profile into
+// Path, ending the one running),
 // "profile-stop", or "quit" (close every node and exit).
 type workerCommand struct {
 	Op   string `json:"op"`
@@ -66,8 +67,8 @@ type workerReply struct {
 	Counters snapshot `json:"counters"`
 	// Adverts is how many capability adverts its providers published.
 	Adverts uint64 `json:"adverts"`
-	// HeapDelta is HeapInuse after GC less what it was before the nodes
-	// were built ("heap" only); Goroutines likewise.
+	// HeapDelta is the live heap (liveHeap) less what it was before the
+	// nodes were built ("heap" only); Goroutines likewise.
 	HeapDelta  int64  `json:"heap_delta,omitempty"`
 	Goroutines int    `json:"goroutines,omitempty"`
 	Err        string `json:"err,omitempty"`
@@ -78,11 +79,11 @@ type workerReply struct {
 // them.
 func runWorker(ctx context.Context, in io.Reader, out io.Writer, stderr io.Writer) error {
 	harnessGC()
-	heap0, g0 := heapInuse(), runtime.NumGoroutine()
-	fdLimit, err := raiseFileLimit()
-	if err != nil {
-		fmt.Fprintf(stderr, "scale worker: open-file limit stays %d: %v\n", fdLimit, err)
-	}
+	runtime.GC()
+	heap0, g0 := liveHeap(), runtime.NumGoroutine()
+	// The harness has said already when the limit could not be raised
+	// (every worker runs where it does); the cap follows what is in force.
+	fdLimit, _ := raiseFileLimit()
 	sc := bufio.NewScanner(in)
 	sc.Buffer(make([]byte, 64<<10), 16<<20)
 	enc := json.NewEncoder(out)
@@ -159,7 +160,7 @@ func runWorker(ctx context.Context, in io.Reader, out io.Writer, stderr io.Write
 		switch cmd.Op {
 		case "status":
 		case "heap":
-			r.HeapDelta = int64(heapInuse()) - int64(heap0)
+			r.HeapDelta = int64(liveHeap()) - int64(heap0)
 			r.Goroutines = runtime.NumGoroutine() - g0
 		case "profile":
 			stopProfile()
