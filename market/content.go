@@ -95,13 +95,22 @@ type CachedImage struct {
 	CID      string    `json:"cid"`
 	Ref      string    `json:"ref"`
 	LoadedAt time.Time `json:"loaded_at"`
+	// Size is what the image counts against the image cache (its
+	// tarball's size); 0 in records of earlier versions, which are sized
+	// by the engine.
+	Size int64 `json:"size,omitempty"`
+	// LastUsed is when a task last started to use it (LoadedAt when
+	// zero); the least recently used go first (imagecache.go).
+	LastUsed time.Time `json:"last_used,omitzero"`
 }
 
-// ImageCache persists CachedImage records. storage.Table[CachedImage]
-// implements it.
+// ImageCache persists CachedImage records, by CID.
+// storage.Table[CachedImage] implements it.
 type ImageCache interface {
 	Get(key string) (*CachedImage, error)
 	Put(key string, v *CachedImage) error
+	List() ([]*CachedImage, error)
+	Delete(key string) error
 }
 
 // errNotContent marks a preparation failure another provider would hit
@@ -162,6 +171,9 @@ type prepared struct {
 	// checkpointDir is the host side of the task's checkpoint directory
 	// ("" when it has none; checkpoint.go).
 	checkpointDir string
+	// releaseImage ends the task's use of its image or module from the
+	// image cache (nil when it has none), which may be evicted after.
+	releaseImage func()
 }
 
 // prepare fetches the task's image and inputs and lays out its directories.
@@ -179,11 +191,11 @@ func (p *Provider) prepare(ctx context.Context, ex executor.Executor, rec *ExecR
 	}
 	pr := &prepared{spec: spec, workDir: workDir}
 	if rec.Spec.ImageIsCID() {
-		ref, err := p.resolveImage(ctx, ex, rec.Spec.Image, rec.Spec.ImageSize, workDir, from)
+		ref, release, err := p.resolveImage(ctx, ex, rec.Spec.Image, rec.Spec.ImageSize, workDir, from)
 		if err != nil {
 			return pr, err
 		}
-		pr.spec.Image = ref
+		pr.spec.Image, pr.releaseImage = ref, release
 	}
 	for i, in := range rec.Spec.Inputs {
 		if p.cfg.Content == nil {
@@ -295,9 +307,12 @@ func isExecDirName(name string) bool {
 	return err == nil
 }
 
-// cleanup unmounts the quota filesystem (if any) and removes the
-// execution's directory.
+// cleanup unmounts the quota filesystem (if any), removes the
+// execution's directory and lets its image go.
 func (pr *prepared) cleanup(log *slog.Logger) {
+	if pr.releaseImage != nil {
+		pr.releaseImage()
+	}
 	if pr.quota != nil {
 		if err := pr.quota.Close(); err != nil {
 			log.Warn("unmount a task's disk quota", "dir", pr.rwDir, "err", err)
@@ -309,78 +324,88 @@ func (pr *prepared) cleanup(log *slog.Logger) {
 }
 
 // resolveImage turns an image CID into something the executor runs: a
-// loaded Docker image (cached by CID) or a WASM module file (cached by CID).
-func (p *Provider) resolveImage(ctx context.Context, ex executor.Executor, c string, declared int64, workDir string, from peer.ID) (string, error) {
+// loaded Docker image or a WASM module file, both kept in the image cache
+// (imagecache.go) by CID. release ends the task's use of it; until then it
+// is never evicted. An image or module larger than the cache's whole
+// budget is refused with ErrImageTooLarge, and nothing of it is kept.
+func (p *Provider) resolveImage(ctx context.Context, ex executor.Executor, c string, declared int64, workDir string, from peer.ID) (ref string, release func(), err error) {
 	if p.cfg.Content == nil {
-		return "", errors.New("this provider has no content store for images by CID")
+		return "", nil, errors.New("this provider has no content store for images by CID")
 	}
-	switch ex.Name() {
-	case "wasm":
-		path := filepath.Join(p.cfg.WorkDir, "modules", c+".wasm")
-		if _, err := os.Stat(path); err == nil {
-			return path, nil
+	kind, what := kindImage, "image "+c
+	loader, loads := ex.(ImageLoader)
+	if ex.Name() == "wasm" {
+		kind, what = kindModule, "module "+c
+	} else if !loads {
+		return "", nil, fmt.Errorf("the %s executor cannot load images by CID", ex.Name())
+	}
+	// Fetch more than the whole cache holds only to refuse it after: a
+	// DAG is its file and some bytes of links (well under 1%).
+	if budget := p.cacheBudget(); declared > budget+budget/100 {
+		return "", nil, fmt.Errorf("%s is declared at %d bytes, more than this provider's whole image cache of %d bytes: %w", what, declared, budget, ErrImageTooLarge)
+	}
+	// Load each CID once, even when tasks race for it; a slow image
+	// holds up only the tasks that wait for that same image, and no
+	// longer than their own preparation may take.
+	unlock, err := p.imageLocks.lock(ctx, c)
+	if err != nil {
+		return "", nil, fmt.Errorf("wait for %s being loaded for another task: %w", what, err)
+	}
+	defer unlock()
+	if ref, release, ok := p.cacheAcquire(ctx, ex, kind, c); ok {
+		return ref, release, nil
+	}
+	tmp := filepath.Join(workDir, "image.tar")
+	if kind == kindModule {
+		tmp = filepath.Join(workDir, "module.wasm")
+	}
+	if err := p.fetchTo(ctx, what, c, declared, tmp, from); err != nil {
+		return "", nil, err
+	}
+	defer os.RemoveAll(tmp)
+	fi, err := os.Lstat(tmp)
+	if err != nil || !fi.Mode().IsRegular() {
+		if kind == kindModule {
+			return "", nil, fmt.Errorf("%w: module %s is not a file (a directory or a symlink), not a .wasm file", errNotContent, c)
 		}
-		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-			return "", fmt.Errorf("create module cache: %w", err)
-		}
-		tmp := filepath.Join(workDir, "module.wasm")
-		if err := p.fetchTo(ctx, "module "+c, c, declared, tmp, from); err != nil {
-			return "", err
-		}
-		if fi, err := os.Lstat(tmp); err != nil || !fi.Mode().IsRegular() {
-			return "", fmt.Errorf("%w: module %s is not a file (a directory or a symlink), not a .wasm file", errNotContent, c)
+		return "", nil, fmt.Errorf("%w: image %s is not a file (a directory or a symlink), not an image tarball", errNotContent, c)
+	}
+	e, err := p.cacheAdmit(ctx, ex, kind, c, fi.Size())
+	if err != nil {
+		return "", nil, err
+	}
+	switch kind {
+	case kindModule:
+		path := filepath.Join(p.moduleDir(), c+".wasm")
+		if err := os.MkdirAll(p.moduleDir(), 0o700); err != nil {
+			p.cacheAbandon(e)
+			return "", nil, fmt.Errorf("create module cache: %w", err)
 		}
 		if err := os.Rename(tmp, path); err != nil {
-			return "", fmt.Errorf("cache module: %w", err)
+			p.cacheAbandon(e)
+			return "", nil, fmt.Errorf("cache module: %w", err)
 		}
-		return path, nil
+		ref = path
 	default:
-		loader, ok := ex.(ImageLoader)
-		if !ok {
-			return "", fmt.Errorf("the %s executor cannot load images by CID", ex.Name())
-		}
-		// Load each CID once, even when tasks race for it; a slow image
-		// holds up only the tasks that wait for that same image, and no
-		// longer than their own preparation may take.
-		unlock, err := p.imageLocks.lock(ctx, c)
+		ref, err = loader.LoadImage(ctx, tmp)
 		if err != nil {
-			return "", fmt.Errorf("wait for image %s being loaded for another task: %w", c, err)
+			p.cacheAbandon(e)
+			return "", nil, fmt.Errorf("%w: load image %s: %v", errNotContent, c, err)
 		}
-		defer unlock()
-		if ref, ok := p.cachedImage(ctx, ex, c); ok {
-			return ref, nil
-		}
-		tar := filepath.Join(workDir, "image.tar")
-		if err := p.fetchTo(ctx, "image "+c, c, declared, tar, from); err != nil {
-			return "", err
-		}
-		defer os.Remove(tar)
-		ref, err := loader.LoadImage(ctx, tar)
-		if err != nil {
-			return "", fmt.Errorf("%w: load image %s: %v", errNotContent, c, err)
-		}
-		if p.cfg.Images != nil {
-			if err := p.cfg.Images.Put(c, &CachedImage{CID: c, Ref: ref, LoadedAt: time.Now().UTC()}); err != nil {
-				p.log.Warn("cache image", "cid", c, "err", err)
-			}
-		}
-		return ref, nil
 	}
+	return ref, p.cacheLoaded(e, ref), nil
 }
 
 // cachedImage returns the loaded image of a CID if the engine still has it.
 func (p *Provider) cachedImage(ctx context.Context, ex executor.Executor, c string) (string, bool) {
-	if p.cfg.Images == nil {
+	ref, ok := p.cachePeek(ctx, ex, kindImage, c)
+	if !ok {
 		return "", false
 	}
-	ci, err := p.cfg.Images.Get(c)
-	if err != nil {
+	if ic, ok := ex.(ImageChecker); ok && !ic.HasImage(ctx, ref) {
 		return "", false
 	}
-	if ic, ok := ex.(ImageChecker); ok && !ic.HasImage(ctx, ci.Ref) {
-		return "", false
-	}
-	return ci.Ref, true
+	return ref, true
 }
 
 // hasImage tells a bid whether the task's image is already here.
@@ -388,8 +413,8 @@ func (p *Provider) hasImage(ctx context.Context, ex executor.Executor, req wire.
 	spec := wire.TaskSpec{Image: req.Image}
 	if spec.ImageIsCID() {
 		if ex.Name() == "wasm" {
-			_, err := os.Stat(filepath.Join(p.cfg.WorkDir, "modules", req.Image+".wasm"))
-			return err == nil, p.cfg.Content != nil
+			_, ok := p.cachePeek(ctx, ex, kindModule, req.Image)
+			return ok, p.cfg.Content != nil
 		}
 		_, ok := p.cachedImage(ctx, ex, req.Image)
 		_, loads := ex.(ImageLoader)

@@ -136,8 +136,14 @@ type ProviderConfig struct {
 	// Content fetches images and inputs and adds outputs; nil disables
 	// content (only local images, no inputs or outputs).
 	Content ContentStore
-	// Images caches loaded images by CID.
+	// Images records the images loaded by CID (the image cache,
+	// imagecache.go).
 	Images ImageCache
+	// ImageCacheBytes bounds the images and WASM modules loaded by CID
+	// that are kept for later tasks, together; the least recently used
+	// that no task uses are removed to make room (default
+	// DefaultImageCacheBytes).
+	ImageCacheBytes int64
 	// Heartbeat is the interval of heartbeats while a task is held.
 	Heartbeat time.Duration
 	// Ledger keeps countersigned receipts of what this provider earned.
@@ -191,7 +197,8 @@ type Provider struct {
 	// admit holds capacity and queue places for bids and runs.
 	admit *admission
 
-	imageLocks keyLocks // serializes image loads per CID so each loads once
+	imageLocks keyLocks   // serializes image loads per CID so each loads once
+	cache      imageCache // what was loaded by CID, within its budget (imagecache.go)
 	// annLimit and streamLimit rate-limit peers; answering and dialing
 	// bound the bids and declines being sent at once (to requestors this
 	// provider is connected to, and to those it must dial first), inflight
