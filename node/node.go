@@ -150,6 +150,12 @@ type Config struct {
 	// fetching; a smaller size declared by the task bounds it instead
 	// (default market.DefaultMaxFetchBytes, 16 GiB).
 	MaxFetchBytes int64
+	// ImageCacheBytes bounds the images and WASM modules a provider keeps
+	// after loading them by CID, together; the least recently used that
+	// no task uses are removed to make room, and one larger than the
+	// whole budget is refused (default market.DefaultImageCacheBytes,
+	// 20 GiB).
+	ImageCacheBytes int64
 	// ContentTimeout is how long a content fetch may go without receiving a
 	// block before it fails (default: the content store's).
 	ContentTimeout time.Duration
@@ -282,7 +288,7 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 			Images:   storage.NewTable[market.CachedImage](n.db, "images"),
 			OnChange: n.advertChanged, Observer: n.metrics, OutputsQuota: cfg.OutputsQuota,
 			MaxFetchBytes: cfg.MaxFetchBytes, AllowedImages: cfg.AllowImages, DiskQuota: diskQuota(n.log),
-			Isolation: n.isolation, IsolationRequired: cfg.RequireGVisor,
+			Isolation: n.isolation, IsolationRequired: cfg.RequireGVisor, ImageCacheBytes: cfg.ImageCacheBytes,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("node: %w", err)
