@@ -350,7 +350,6 @@ func (s *swarm) profile(dir string, n int, phase string) error {
 		s.stopProfile()
 		s.stopProfile = nil
 	}
-	var errs []error
 	if phase != "" {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return err
@@ -361,15 +360,22 @@ func (s *swarm) profile(dir string, n int, phase string) error {
 		}
 		s.stopProfile = stop
 	}
+	// All at once: a saturated worker takes tens of seconds to flush a
+	// profile, and the next phase waits for the slowest.
+	errs := make([]error, len(s.workers))
+	var wg sync.WaitGroup
 	for i, w := range s.workers {
 		cmd := workerCommand{Op: "profile-stop"}
 		if phase != "" {
 			cmd = workerCommand{Op: "profile", Path: filepath.Join(dir, fmt.Sprintf("cpu-%d-%s-w%d.pprof", n, phase, i))}
 		}
-		if _, err := w.call(cmd); err != nil {
-			errs = append(errs, err)
-		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, errs[i] = w.call(cmd)
+		}()
 	}
+	wg.Wait()
 	return errors.Join(errs...)
 }
 
