@@ -114,12 +114,16 @@ var (
 	descPeers = prometheus.NewDesc(MetricsNamespace+"_peers_connected", "Connected libp2p peers.", nil, nil)
 	descPool  = prometheus.NewDesc(MetricsNamespace+"_pool_providers", "Providers in the pool cache (not expired).", nil, nil)
 	descPoolR = prometheus.NewDesc(MetricsNamespace+"_pool_records_total", "Capability records by what became of them.", []string{"result"}, nil)
+	descPoolX = prometheus.NewDesc(MetricsNamespace+"_pool_exchange_total",
+		"Record exchange and lookup work of the pool: kind=lookups (searches started), lookup_asks (record requests they sent), unverified (records dropped as stale or expired before their signature was checked).",
+		[]string{"kind"}, nil)
 )
 
 func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descPeers
 	ch <- descPool
 	ch <- descPoolR
+	ch <- descPoolX
 }
 
 func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
@@ -136,8 +140,12 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	if n.pool != nil {
 		ch <- prometheus.MustNewConstMetric(descPool, prometheus.GaugeValue, float64(len(n.Pool(client.PoolFilter{}))))
 		st := n.PoolStats()
-		for result, v := range map[string]uint64{"accepted": st.Accepted, "ignored": st.Ignored, "rejected": st.Rejected, "expired": st.Expired} {
+		for result, v := range map[string]uint64{"accepted": st.Accepted, "ignored": st.Ignored, "rejected": st.Rejected, "expired": st.Expired, "evicted": st.Evicted} {
 			ch <- prometheus.MustNewConstMetric(descPoolR, prometheus.CounterValue, float64(v), result)
+		}
+		x := n.pool.ExchangeStats()
+		for kind, v := range map[string]uint64{"lookups": x.Lookups, "lookup_asks": x.LookupAsks, "unverified": x.Unverified} {
+			ch <- prometheus.MustNewConstMetric(descPoolX, prometheus.CounterValue, float64(v), kind)
 		}
 	}
 }

@@ -94,6 +94,17 @@ func TestMetricsAfterATask(t *testing.T) {
 	if r["offload_pool_providers"] < 1 {
 		t.Errorf("requestor pool_providers = %v, want the provider", r["offload_pool_providers"])
 	}
+	// The pool's record and exchange counters are exported, every label
+	// from the first scrape (accepted: at least the provider's record).
+	for _, name := range []string{`offload_pool_records_total{result="evicted"}`, `offload_pool_exchange_total{kind="lookups"}`,
+		`offload_pool_exchange_total{kind="lookup_asks"}`, `offload_pool_exchange_total{kind="unverified"}`} {
+		if _, ok := r[name]; !ok {
+			t.Errorf("requestor has no %s", name)
+		}
+	}
+	if r[`offload_pool_records_total{result="accepted"}`] < 1 {
+		t.Errorf("requestor pool_records_total{accepted} = %v, want the provider's record", r[`offload_pool_records_total{result="accepted"}`])
+	}
 	p := scrape(t, provHome)
 	if got := p[`offload_execution_duration_seconds_count{result="ok",runtime="wasm"}`]; got != 1 {
 		t.Errorf("provider execution_duration_seconds_count = %v, want 1", got)
