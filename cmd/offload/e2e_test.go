@@ -88,6 +88,9 @@ func startNodeProc(t *testing.T, home string, args ...string) *nodeProc {
 		_ = cmd.Wait()
 		close(p.exited)
 	}()
+	if slices.Contains(args, "--provider") {
+		t.Cleanup(func() { removeLoadedImages(t, home) }) // after stop
+	}
 	t.Cleanup(func() { p.stop(t) })
 	// Ready once it wrote its API file; an exit ends the wait at once.
 	ready := testwait.Until(t.Context(), 30*time.Second, 20*time.Millisecond, func() bool {
