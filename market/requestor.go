@@ -95,9 +95,13 @@ type Requestor struct {
 	mu       sync.Mutex
 	auctions map[string]*auction // by task id
 	watchers map[string]map[*watcher]struct{}
-	drivers  map[string]bool
-	rep      *repBook
-	limit    *stream.Limiter // bids and reports per provider
+	// drivers holds, for each task a driver works on, the task as last
+	// written: the driver's turns, Watch, Get and the reports of its
+	// provider read it there rather than decoding the stored record
+	// again. See driven.
+	drivers map[string]*driven
+	rep     *repBook
+	limit   *stream.Limiter // bids and reports per provider
 	// capWaiters are tasks waiting for a provider's capacity, oldest first.
 	capWaiters []chan struct{}
 	// verifyFns are the embedding program's piece verifications.
@@ -182,7 +186,7 @@ func NewRequestor(h host.Host, store TaskStore, topic *pubsub.Topic, cfg Request
 	r := &Requestor{
 		h: h, store: store, cfg: cfg, log: cfg.Logger.With("role", "requestor"), topic: topic,
 		auctions: map[string]*auction{}, watchers: map[string]map[*watcher]struct{}{},
-		drivers: map[string]bool{}, rep: newRepBook(nil), limit: stream.NewLimiter(streamRate, streamBurst), verifyFns: map[string]VerifyFunc{}, peersCh: make(chan struct{}), lastBeat: map[string]time.Time{}, shares: map[string]map[string]func(){}, silent: map[peer.ID]int{}, heard: map[peer.ID]bool{},
+		drivers: map[string]*driven{}, rep: newRepBook(nil), limit: stream.NewLimiter(streamRate, streamBurst), verifyFns: map[string]VerifyFunc{}, peersCh: make(chan struct{}), lastBeat: map[string]time.Time{}, shares: map[string]map[string]func(){}, silent: map[peer.ID]int{}, heard: map[peer.ID]bool{},
 		views: map[string]*provView{}, holders: map[string]map[string]bool{}, cpFetching: map[string]bool{},
 		ctx: ctx, cancel: cancel,
 	}
@@ -268,18 +272,76 @@ func (r *Requestor) SubmitVerified(ctx context.Context, spec wire.TaskSpec, fn V
 	if fn != nil {
 		r.SetVerifyFunc(t.ID, fn)
 	}
-	r.notify(t)
+	// The driver starts first, so that notify hands it the task (its
+	// first turn reads no record).
 	r.startDriver(t.ID)
+	r.notify(t)
 	return t, nil
 }
 
-// Get returns a task by id.
+// Get returns a task by id. The task may be shared with other readers:
+// the caller must not modify it.
 func (r *Requestor) Get(id string) (*Task, error) {
-	t, err := r.store.Get(id)
+	t, err := r.load(id)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s", ErrTaskNotFound, id)
 	}
 	return t, nil
+}
+
+// driven is the snapshot of a task that one driver holds, from its start
+// to its end: nil until the task is first read or written. Every write of
+// the task (update, Submit) puts its result here through notify, and a
+// read of the store begun while this driver ran puts what it read; the
+// higher revision wins, so the snapshot is never older than the last
+// write. A read begun under an earlier driver puts nothing: a write made
+// between the two drivers was never held, and that read may predate it.
+// Snapshots are shared with every reader: nobody modifies one.
+type driven struct{ t *Task }
+
+// load returns task id as last written: the snapshot its driver holds,
+// else the stored record (reload). The task may be shared: never modify
+// it.
+func (r *Requestor) load(id string) (*Task, error) {
+	r.mu.Lock()
+	var t *Task
+	if d := r.drivers[id]; d != nil {
+		t = d.t
+	}
+	r.mu.Unlock()
+	if t != nil {
+		return t, nil
+	}
+	return r.reload(id)
+}
+
+// reload reads task id from the store and gives it to the task's driver
+// (see driven). It returns the newer of what it read and what the driver
+// holds.
+func (r *Requestor) reload(id string) (*Task, error) {
+	r.mu.Lock()
+	d := r.drivers[id]
+	r.mu.Unlock()
+	t, err := r.store.Get(id)
+	if err != nil {
+		return nil, err
+	}
+	if d != nil {
+		r.mu.Lock()
+		if r.drivers[id] == d {
+			d.hold(t)
+			t = d.t
+		}
+		r.mu.Unlock()
+	}
+	return t, nil
+}
+
+// hold keeps t unless the snapshot held is newer. Call with r.mu held.
+func (d *driven) hold(t *Task) {
+	if d.t == nil || d.t.Revision < t.Revision {
+		d.t = t
+	}
 }
 
 // List returns every stored task, newest first.
@@ -295,6 +357,7 @@ func (r *Requestor) List() ([]*Task, error) {
 // Watch returns a channel that receives the task's latest snapshot after
 // every change (intermediate snapshots may be skipped, never the last), and
 // a function to stop watching. The current snapshot is delivered first.
+// Snapshots are shared with other readers: never modify one.
 func (r *Requestor) Watch(id string) (<-chan *Task, func(), error) {
 	w := &watcher{ch: make(chan *Task, 1)}
 	r.mu.Lock()
@@ -383,10 +446,16 @@ func offer(ch chan *Task, v *Task) {
 	}
 }
 
+// notify hands t, just written, to its driver (hold) and its watchers.
+// A watcher registered before this holds the lock gets t; one registered
+// after reads it (or a newer one) from the driver's snapshot or the store.
 func (r *Requestor) notify(t *Task) {
 	r.all.publish(t)
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if d := r.drivers[t.ID]; d != nil {
+		d.hold(t)
+	}
 	for w := range r.watchers[t.ID] {
 		offer(w.ch, t)
 	}

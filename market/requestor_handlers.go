@@ -51,7 +51,7 @@ func (r *Requestor) handleReport(s network.Stream) {
 // (apply, step), never only on an earlier read. A result's receipt is
 // countersigned only once the result has changed the task.
 func (r *Requestor) applyReport(from peer.ID, rep *wire.Report) wire.Ack {
-	t, err := r.store.Get(rep.TaskID)
+	t, err := r.load(rep.TaskID)
 	if err != nil {
 		return wire.Ack{Code: wire.CodeUnknownTask, Reason: "unknown task"}
 	}

@@ -24,8 +24,11 @@ import (
 // the move each event means.
 
 // drive takes one task through its states until it is terminal or the
-// requestor closes. Each turn loads the stored task and runs the step of
-// its state; a step returns once it moved the task (or saw it moved).
+// requestor closes. Each turn loads the task as last written (the
+// driver's snapshot, see driven) and runs the step of its state; a step
+// returns once it moved the task (or saw it moved). A step whose write
+// was refused because the task had moved is followed by a read of the
+// store: the snapshot may not hold that move yet.
 //
 //	pending   waitForStart (start time, volumes), then runAuction
 //	bidding   runAuction: announce, collect bids, award → awarded, or
@@ -37,8 +40,13 @@ import (
 //
 // A group parent (redundancy, subtasks) is driven by driveGroup (group.go).
 func (r *Requestor) drive(id string) {
+	reread := false
 	for r.ctx.Err() == nil {
-		t, err := r.store.Get(id)
+		load := r.load
+		if reread {
+			load, reread = r.reload, false
+		}
+		t, err := load(id)
 		if err != nil {
 			r.log.Error("load task", "task", id, "err", err)
 			return
@@ -67,6 +75,7 @@ func (r *Requestor) drive(id string) {
 		}
 		if err != nil && r.ctx.Err() == nil {
 			if errors.Is(err, ErrInvalidTransition) {
+				reread = true
 				continue // someone else (cancel, a report) moved it: look again
 			}
 			r.log.Error("task driver", "task", id, "err", err)
@@ -84,10 +93,10 @@ func (r *Requestor) drive(id string) {
 func (r *Requestor) startDriver(id string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.drivers[id] || r.ctx.Err() != nil {
+	if r.drivers[id] != nil || r.ctx.Err() != nil {
 		return
 	}
-	r.drivers[id] = true
+	r.drivers[id] = &driven{}
 	r.wg.Add(1)
 	go func() {
 		defer r.wg.Done()
