@@ -335,22 +335,34 @@ func (s *apiServer) taskEvents(w http.ResponseWriter, r *http.Request) {
 }
 
 // finalEvent answers taskEvents with ?final=true: headers at once, then
-// one `task` event with the task once it is terminal.
+// one `task` event with the task once it is terminal. One watch both
+// tells an unknown task (a 404 before any header) and waits.
 func (s *apiServer) finalEvent(w http.ResponseWriter, r *http.Request, id string) {
-	if _, err := s.n.Get(id); err != nil {
+	ch, stop, err := s.n.req.Watch(id)
+	if err != nil {
 		s.taskError(w, err)
 		return
 	}
+	defer stop()
 	sse, ok := startSSE(w)
 	if !ok {
 		return
 	}
-	t, err := s.n.Wait(r.Context(), id)
-	if err == nil {
-		err = sse.event("task", t)
-	}
-	if err != nil && r.Context().Err() == nil {
-		s.n.log.Debug("final event", "task", id, "err", err)
+	for {
+		select {
+		case <-r.Context().Done():
+			return
+		case t := <-ch:
+			if !t.State.IsTerminal() {
+				continue
+			}
+			// Not flushed: returning ends the response, and the event
+			// goes out with its end in one write.
+			if err := sse.write("", "task", view(t)); err != nil && r.Context().Err() == nil {
+				s.n.log.Debug("final event", "task", id, "err", err)
+			}
+			return
+		}
 	}
 }
 

@@ -74,12 +74,23 @@ func startSSE(w http.ResponseWriter) (*sseWriter, bool) {
 	return &sseWriter{w: w, f: f}, true
 }
 
-// event writes one event whose data is v as JSON.
+// event writes one event whose data is v as JSON and flushes it.
 func (s *sseWriter) event(name string, v any) error { return s.eventID("", name, v) }
 
 // eventID is event with an event id ("" for none), which a reader that
 // reconnects sends back as Last-Event-ID.
 func (s *sseWriter) eventID(id, name string, v any) error {
+	if err := s.write(id, name, v); err != nil {
+		return err
+	}
+	s.f.Flush()
+	return nil
+}
+
+// write writes one event without flushing it: for the last event of a
+// response, which the server flushes with the response's end in one write
+// when the handler returns.
+func (s *sseWriter) write(id, name string, v any) error {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return fmt.Errorf("encode event: %w", err)
@@ -92,7 +103,6 @@ func (s *sseWriter) eventID(id, name string, v any) error {
 	if _, err := fmt.Fprintf(s.w, "event: %s\ndata: %s\n\n", name, b); err != nil {
 		return fmt.Errorf("write event: %w", err)
 	}
-	s.f.Flush()
 	return nil
 }
 
