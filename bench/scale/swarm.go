@@ -294,12 +294,10 @@ func btoi(b bool) int {
 	return 0
 }
 
-// status is the swarm's CPU so far (this process's and every worker's),
-// its counters and its providers' adverts; with heap, also the heap the
-// workers' nodes hold (after GC, less what each held before) and their
-// goroutines.
+// status is the swarm's counters and its providers' adverts so far; with
+// heap, also the live heap the workers' nodes hold (less what each held
+// before) and their goroutines.
 type status struct {
-	cpu        time.Duration
 	counters   snapshot
 	adverts    uint64
 	heapDelta  int64
@@ -323,10 +321,7 @@ func (s *swarm) status(heap bool) (status, error) {
 		}()
 	}
 	wg.Wait()
-	// This process's CPU last: the workers' replies above cost it some.
-	st.cpu = cpuTime()
 	for _, r := range replies {
-		st.cpu += time.Duration(r.CPUNS)
 		st.counters = st.counters.add(r.Counters)
 		st.adverts += r.Adverts
 		st.heapDelta += r.HeapDelta
@@ -335,11 +330,16 @@ func (s *swarm) status(heap bool) (status, error) {
 	return st, errors.Join(errs...)
 }
 
-// cpu is the swarm's CPU so far; a worker that does not answer counts
-// nothing.
+// cpu is the swarm's CPU so far: this process's and every worker's, read
+// at once; a worker whose CPU cannot be read (it is gone) counts nothing.
 func (s *swarm) cpu() time.Duration {
-	st, _ := s.status(false)
-	return st.cpu
+	c := cpuTime()
+	for _, w := range s.workers {
+		if d, err := w.cpu(); err == nil {
+			c += d
+		}
+	}
+	return c
 }
 
 // profile ends the CPU profiles running in this process and the workers

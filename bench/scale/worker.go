@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -14,6 +15,8 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -61,8 +64,6 @@ type workerReply struct {
 	Addrs [][]string `json:"addrs,omitempty"`
 	// PeerCap is the bound the worker's providers keep (first reply).
 	PeerCap int `json:"peer_cap,omitempty"`
-	// CPUNS is the worker's user+system CPU so far.
-	CPUNS int64 `json:"cpu_ns"`
 	// Counters are the worker's stream and gossip counts so far.
 	Counters snapshot `json:"counters"`
 	// Adverts is how many capability adverts its providers published.
@@ -115,7 +116,7 @@ func runWorker(ctx context.Context, in io.Reader, out io.Writer, stderr io.Write
 		return err
 	}
 	status := func() workerReply {
-		r := workerReply{CPUNS: int64(cpuTime()), Counters: c.snapshot()}
+		r := workerReply{Counters: c.snapshot()}
 		for _, p := range provs {
 			r.Adverts += p.adv.Adverts()
 		}
@@ -387,6 +388,32 @@ func (w *worker) close() {
 	case <-time.After(5 * time.Second):
 		w.kill()
 	}
+}
+
+// cpu is the worker's user+system CPU so far, from /proc/PID/stat (at
+// once, unlike a command, which a saturated worker answers seconds later).
+func (w *worker) cpu() (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", w.cmd.Process.Pid))
+	if err != nil {
+		return 0, err
+	}
+	// The command name (field 2) is in parentheses and may hold spaces;
+	// utime and stime are fields 14 and 15, in clock ticks (USER_HZ, 100
+	// on Linux).
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("/proc/%d/stat: no command name", w.cmd.Process.Pid)
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0, fmt.Errorf("/proc/%d/stat: %d fields", w.cmd.Process.Pid, len(f))
+	}
+	ut, err1 := strconv.ParseInt(f[11], 10, 64)
+	st, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err := errors.Join(err1, err2); err != nil {
+		return 0, fmt.Errorf("/proc/%d/stat: %w", w.cmd.Process.Pid, err)
+	}
+	return time.Duration(ut+st) * (time.Second / 100), nil
 }
 
 // kill ends the process at once and waits for it.
