@@ -70,12 +70,31 @@
 //
 // # Compilation cache
 //
-// One wazero runtime is shared by all runs. Compiled modules are kept per
-// content hash (sha256); a module file is re-hashed only when its size or
-// modification time changes, so a warm start costs a stat and a map lookup
-// before instantiation. WithCacheDir also persists machine code across
-// processes through wazero's compilation cache. Compiled modules are never
-// evicted while the Executor lives; Close releases them.
+// Each distinct module is compiled once, in a wazero runtime of its own
+// (with WASI instantiated), and kept per content hash (sha256); a module
+// file is re-hashed only when its size or modification time changes, so a
+// warm start costs a stat and a map lookup before instantiation. At most
+// WithMaxCompiled modules are kept in memory beyond those runs are using;
+// the least recently used are closed.
+//
+// WithCacheDir also persists machine code across processes: the module's
+// runtime gets wazero's file cache in a directory of its own, DIR/HASH
+// (wazero lays out DIR/HASH/wazero-VERSION-ARCH-OS/KEY, one file per
+// compiled module, written to a temporary file and renamed), so that every
+// byte wazero writes for a module is known to be that module's. The
+// directory is bounded by WithCacheBytes: after each compile, and at New
+// for what earlier processes left, the executor reads the directory (other
+// processes may share it) and removes the least recently used entries that
+// none of its runs uses until the rest fits; an entry larger than the whole
+// budget is removed once compiled. Uses are recorded in the entry
+// directory's modification time (at most once a minute per entry), so the
+// order outlives the process. Removing an entry never breaks a run: wazero
+// reads an entry only while compiling, into memory. Should a compile
+// through the cache fail (a damaged file, or an entry another process
+// removed while wazero wrote it), the entry is removed and the module
+// compiled once more without it. The single directory in which earlier
+// versions kept every module's code (DIR/wazero-VERSION-ARCH-OS) is
+// removed; other files under DIR are left alone and not counted.
 //
 // # Limits and accounting
 //

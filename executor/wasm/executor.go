@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"path"
+	"path/filepath"
 	"runtime"
 	"sort"
 	"sync"
@@ -45,14 +46,17 @@ var _ executor.Executor = (*Executor)(nil)
 
 // Executor runs WASI preview 1 modules. It is safe for concurrent use.
 type Executor struct {
-	rt    wazero.Runtime
-	cache wazero.CompilationCache
-	cfg   config
-	log   *slog.Logger
+	cfg config
+	log *slog.Logger
+
+	// diskMu serializes trims of the cache directory.
+	diskMu sync.Mutex
 
 	mu       sync.Mutex
 	files    map[string]fileKey   // module path -> what it was when hashed
 	compiled map[string]*compiled // content hash -> compiled module
+	tick     uint64               // counts uses, orders compiled by last use
+	diskOver bool                 // the last trim left the cache directory over budget
 	closed   bool
 }
 
@@ -62,16 +66,11 @@ type fileKey struct {
 	hash    string
 }
 
-// compiled is one module compiled once, however many runs ask for it.
-type compiled struct {
-	once sync.Once
-	mod  wazero.CompiledModule
-	err  error
-}
-
 type config struct {
-	logger    *slog.Logger
-	cacheDir  string
+	logger      *slog.Logger
+	cacheDir    string
+	cacheBytes  int64
+	maxCompiled int
 	maxMem    int64
 	tmpRoot   string
 	diskQuota int64
@@ -92,13 +91,41 @@ func WithLogger(l *slog.Logger) Option {
 }
 
 // WithCacheDir persists compiled machine code in dir, so that a new process
-// skips compiling modules it has seen.
+// skips compiling modules it has seen. The directory is bounded
+// (WithCacheBytes) and may be shared by several executors and processes;
+// see the package doc.
 func WithCacheDir(dir string) Option {
 	return func(c *config) error {
 		if dir == "" {
 			return errors.New("wasm: empty cache dir")
 		}
 		c.cacheDir = dir
+		return nil
+	}
+}
+
+// WithCacheBytes bounds the bytes of compiled code kept under the cache
+// directory (default DefaultCacheBytes); the least recently used entries no
+// run uses are removed to make room.
+func WithCacheBytes(bytes int64) Option {
+	return func(c *config) error {
+		if bytes <= 0 {
+			return fmt.Errorf("wasm: cache bytes %d must be positive", bytes)
+		}
+		c.cacheBytes = bytes
+		return nil
+	}
+}
+
+// WithMaxCompiled bounds how many compiled modules are kept in memory for
+// later runs (default DefaultMaxCompiled); modules that runs are using are
+// kept beyond it until those runs end.
+func WithMaxCompiled(n int) Option {
+	return func(c *config) error {
+		if n <= 0 {
+			return fmt.Errorf("wasm: max compiled %d must be positive", n)
+		}
+		c.maxCompiled = n
 		return nil
 	}
 }
@@ -138,12 +165,15 @@ func WithDiskQuota(bytes int64) Option {
 	}
 }
 
-// New returns a WASM executor with one wazero runtime (compiler where
-// supported) and WASI preview 1 instantiated.
+// New returns a WASM executor. Each distinct module is compiled in a
+// wazero runtime of its own (compiler where supported) with WASI preview 1
+// instantiated.
 //
-// Defaults: logger slog.Default(), an in-memory compilation cache, max
-// memory DefaultMaxMemoryBytes, temp root os.TempDir(), disk quota
-// DefaultDiskQuota.
+// Defaults: logger slog.Default(), no cache directory (compiled code is
+// kept in memory only), cache bytes DefaultCacheBytes, max compiled
+// DefaultMaxCompiled, max memory DefaultMaxMemoryBytes, temp root
+// os.TempDir(), disk quota DefaultDiskQuota. With a cache directory, New
+// creates it and trims it to the budget before it returns.
 func New(opts ...Option) (*Executor, error) {
 	var cfg config
 	for _, o := range opts {
@@ -154,49 +184,67 @@ func New(opts ...Option) (*Executor, error) {
 	if cfg.logger == nil {
 		cfg.logger = slog.Default()
 	}
+	if cfg.cacheBytes == 0 {
+		cfg.cacheBytes = DefaultCacheBytes
+	}
+	if cfg.maxCompiled == 0 {
+		cfg.maxCompiled = DefaultMaxCompiled
+	}
 	if cfg.maxMem == 0 {
 		cfg.maxMem = DefaultMaxMemoryBytes
 	}
 	if cfg.diskQuota == 0 {
 		cfg.diskQuota = DefaultDiskQuota
 	}
-	var cache wazero.CompilationCache
-	if cfg.cacheDir != "" {
-		c, err := wazero.NewCompilationCacheWithDir(cfg.cacheDir)
-		if err != nil {
-			return nil, fmt.Errorf("wasm compilation cache %s: %w", cfg.cacheDir, err)
-		}
-		cache = c
-	} else {
-		cache = wazero.NewCompilationCache()
-	}
-	ctx := context.Background()
-	rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfig().
-		WithCompilationCache(cache).
-		WithCloseOnContextDone(true).
-		WithMemoryLimitPages(uint32(cfg.maxMem/pageSize)))
-	if err := instantiateWASI(ctx, rt); err != nil {
-		rt.Close(ctx)
-		return nil, fmt.Errorf("wasm: %w", err)
-	}
-	return &Executor{
-		rt:       rt,
-		cache:    cache,
+	e := &Executor{
 		cfg:      cfg,
 		log:      cfg.logger.With("executor", Name),
 		files:    map[string]fileKey{},
 		compiled: map[string]*compiled{},
-	}, nil
+	}
+	if cfg.cacheDir != "" {
+		dir, err := filepath.Abs(cfg.cacheDir)
+		if err != nil {
+			return nil, fmt.Errorf("wasm compilation cache %s: %w", cfg.cacheDir, err)
+		}
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("wasm compilation cache: %w", err)
+		}
+		e.cfg.cacheDir = dir
+		if err := e.trimDisk(); err != nil {
+			return nil, err
+		}
+	}
+	// Fail now rather than at the first run if WASI cannot be set up.
+	rt, _, err := e.newRuntime(context.Background(), "")
+	if err != nil {
+		return nil, fmt.Errorf("wasm: %w", err)
+	}
+	closeRuntime(rt, nil)
+	return e, nil
 }
 
-// Close releases the runtime and every compiled module. Runs in progress are
-// closed with it.
+// Close releases every compiled module. Runs in progress are closed with
+// them.
 func (e *Executor) Close() error {
 	e.mu.Lock()
 	e.closed = true
+	all := make([]*compiled, 0, len(e.compiled))
+	for _, c := range e.compiled {
+		all = append(all, c)
+	}
+	clear(e.compiled)
+	clear(e.files)
 	e.mu.Unlock()
-	ctx := context.Background()
-	return errors.Join(e.rt.Close(ctx), e.cache.Close(ctx))
+	var errs []error
+	for _, c := range all {
+		// A module still compiling is closed by the run compiling it, which
+		// finds the executor closed.
+		if c.ready {
+			errs = append(errs, closeRuntime(c.rt, c.cache))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // Name returns "wasm".
@@ -223,10 +271,12 @@ func (e *Executor) Run(ctx context.Context, spec executor.Spec) (*executor.Resul
 	if err := e.Available(ctx); err != nil {
 		return nil, err
 	}
-	mod, err := e.module(ctx, spec)
+	c, err := e.module(ctx, spec)
 	if err != nil {
 		return nil, err
 	}
+	defer e.release(c)
+	mod := c.mod
 	limit := spec.Limits.MemoryBytes
 	if limit == 0 {
 		limit = min(int64(executor.DefaultMemoryBytes), e.cfg.maxMem)
@@ -273,7 +323,7 @@ func (e *Executor) Run(ctx context.Context, spec executor.Spec) (*executor.Resul
 	runtime.LockOSThread()
 	cpu0 := threadCPU()
 	started := time.Now()
-	inst, runErr := e.rt.InstantiateModule(instCtx, mod, modCfg)
+	inst, runErr := c.rt.InstantiateModule(instCtx, mod, modCfg)
 	finished := time.Now()
 	cpu1 := threadCPU()
 	runtime.UnlockOSThread()
@@ -417,8 +467,8 @@ func (e *Executor) moduleConfig(runCtx context.Context, spec executor.Spec, fsc 
 }
 
 // module returns the compiled module at spec.Image, compiling it at most once
-// per content.
-func (e *Executor) module(ctx context.Context, spec executor.Spec) (wazero.CompiledModule, error) {
+// per content while it is kept, and counts a run of it until release.
+func (e *Executor) module(ctx context.Context, spec executor.Spec) (*compiled, error) {
 	p := spec.Image
 	fi, err := os.Stat(p)
 	if err != nil {
@@ -431,11 +481,24 @@ func (e *Executor) module(ctx context.Context, spec executor.Spec) (wazero.Compi
 		return nil, fmt.Errorf("wasm run %s: module %q is a directory: %w", spec.TaskID, p, executor.ErrInvalidSpec)
 	}
 
+	// acquire counts a run of the module with content hash h.
+	acquire := func(h string) *compiled {
+		c := e.compiled[h]
+		if c == nil {
+			c = &compiled{hash: h}
+			e.compiled[h] = c
+		}
+		c.refs++
+		e.tick++
+		c.used = e.tick
+		return c
+	}
+	now := time.Now()
 	e.mu.Lock()
 	k, ok := e.files[p]
 	var c *compiled
 	if ok && k.size == fi.Size() && k.modTime.Equal(fi.ModTime()) {
-		c = e.compiled[k.hash]
+		c = acquire(k.hash)
 	}
 	e.mu.Unlock()
 
@@ -449,15 +512,15 @@ func (e *Executor) module(ctx context.Context, spec executor.Spec) (wazero.Compi
 		hash := hex.EncodeToString(sum[:])
 		e.mu.Lock()
 		e.files[p] = fileKey{size: fi.Size(), modTime: fi.ModTime(), hash: hash}
-		if c = e.compiled[hash]; c == nil {
-			c = &compiled{}
-			e.compiled[hash] = c
-		}
+		c = acquire(hash)
 		e.mu.Unlock()
 	}
+	compiledNow := false
 	c.once.Do(func() {
+		compiledNow = true
 		if code == nil {
-			// Another path with the same content registered c and then
+			// The path was hashed for an entry since evicted, or
+			// another path with the same content registered c and then
 			// failed before compiling; read this one.
 			code, c.err = os.ReadFile(p)
 			if c.err != nil {
@@ -465,25 +528,65 @@ func (e *Executor) module(ctx context.Context, spec executor.Spec) (wazero.Compi
 			}
 		}
 		start := time.Now()
-		c.mod, c.err = e.rt.CompileModule(ctx, code)
-		e.log.Debug("compiled module", "module", p, "took", time.Since(start), "err", c.err)
+		e.compile(ctx, c, code)
+		e.log.Debug("compiled module", "module", p, "hash", c.hash, "took", time.Since(start), "err", c.err)
 	})
+	e.mu.Lock()
+	closed := e.closed
+	if compiledNow && c.err == nil {
+		c.ready = true
+	}
+	touch := c.err == nil && !closed && e.touch(c, now)
+	e.mu.Unlock()
+	if closed {
+		e.release(c)
+		if compiledNow {
+			closeRuntime(c.rt, c.cache)
+		}
+		return nil, fmt.Errorf("%w: wasm executor closed", executor.ErrUnavailable)
+	}
 	if c.err != nil {
 		// Do not keep a failure around: the next run may bring a fixed file
 		// or a live context.
 		e.mu.Lock()
-		for h, v := range e.compiled {
-			if v == c {
-				delete(e.compiled, h)
-			}
-		}
+		c.refs--
+		e.forget(c)
 		e.mu.Unlock()
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("wasm run %s: compile %q: %w", spec.TaskID, p, ctx.Err())
 		}
 		return nil, fmt.Errorf("wasm run %s: module %q does not compile: %v: %w", spec.TaskID, p, c.err, executor.ErrInvalidSpec)
 	}
-	return c.mod, nil
+	if touch {
+		e.setMtime(c.hash, now)
+	}
+	if compiledNow && e.cfg.cacheDir != "" {
+		// New code may be on disk.
+		if err := e.trimDisk(); err != nil {
+			e.log.Warn("trim compilation cache", "err", err)
+		}
+	}
+	return c, nil
+}
+
+// release ends a run's use of c, closing compiled modules beyond the
+// in-memory bound and trimming the cache directory if an earlier trim had
+// to leave it over budget.
+func (e *Executor) release(c *compiled) {
+	e.mu.Lock()
+	c.refs--
+	var evicted []*compiled
+	if !e.closed {
+		evicted = e.trimMemory()
+	}
+	retrim := e.diskOver && c.refs == 0 && !e.closed
+	e.mu.Unlock()
+	e.closeAll(evicted)
+	if retrim {
+		if err := e.trimDisk(); err != nil {
+			e.log.Warn("trim compilation cache", "err", err)
+		}
+	}
 }
 
 // validate rejects specs this executor cannot honour.
