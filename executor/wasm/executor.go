@@ -71,9 +71,9 @@ type config struct {
 	cacheDir    string
 	cacheBytes  int64
 	maxCompiled int
-	maxMem    int64
-	tmpRoot   string
-	diskQuota int64
+	maxMem      int64
+	tmpRoot     string
+	diskQuota   int64
 }
 
 // Option configures an Executor.
