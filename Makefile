@@ -49,7 +49,8 @@ bench:
 	bash bench/run $(BENCHFLAGS)
 
 # The scale harness of issue 16 (bench/scale): one requestor and N providers
-# as libp2p hosts in one process, N = 4, 32, 128, 512 by default;
+# as libp2p hosts, the providers in worker processes of at most 64 each
+# (-per-proc), N = 4, 32, 128, 512 by default;
 # SCALEFLAGS adds flags (-n, -tasks, -inflight, -json, -cpuprofile DIR).
 scale:
 	$(GO) run ./bench/scale $(SCALEFLAGS)

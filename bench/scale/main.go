@@ -2,14 +2,16 @@
 // providers, every one a real libp2p host (p2p.New: TCP on 127.0.0.1,
 // Kademlia, gossipsub with the node's topic validators) running the real
 // market (market.Requestor, market.Provider) and discovery (Pool,
-// Advertiser) in this one process, with in-memory stores and an executor
-// that returns at once, so only the market is measured. For each N it
-// builds a fresh swarm (each provider bootstrapped to a few random nodes
-// already up), waits until the requestor's pool lists enough providers
+// Advertiser), with in-memory stores and an executor that returns at once,
+// so only the market is measured. The requestor lives in this process and
+// the providers in worker processes of at most -per-proc each (this binary
+// run as `scale worker`; worker.go), so that each process has its own
+// open-file limit, heap and collector. For each N it builds a fresh swarm
+// (each provider bootstrapped to a few random nodes already up), waits until the requestor's pool lists enough providers
 // (-ready-known), runs a batch of tasks with a fixed number in flight,
 // then times how soon fresh requestors, each bootstrapped to one random
 // provider, have 3 and 16 candidates for the task (-discover), and prints
-// tasks/s, process CPU per task, messages per task, bids per task, latency,
+// tasks/s, CPU per task (every process's), messages per task, bids per task, latency,
 // memory per node, adverts per provider per minute and discovery times,
 // then the growth of each against the first N.
 //
