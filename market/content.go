@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -159,6 +160,9 @@ func (p *Provider) fetchTo(ctx context.Context, what, c string, declared int64, 
 type prepared struct {
 	spec    executor.Spec
 	workDir string
+	// bare is set when workDir is the task's outputs directory and
+	// nothing else (prepare, outputsOnly).
+	bare    bool
 	fetchMS int64
 	// workMount is the host side of /work ("" when the task has none).
 	workMount string
@@ -183,13 +187,21 @@ func (p *Provider) prepare(ctx context.Context, ex executor.Executor, rec *ExecR
 	spec := executorSpec(rec)
 	from, _ := peer.Decode(rec.Requestor)
 	workDir := filepath.Join(p.cfg.WorkDir, execDirName(rec))
-	if err := os.RemoveAll(workDir); err != nil {
-		return nil, fmt.Errorf("clean work dir: %w", err)
+	b, bounds := ex.(DiskBounder)
+	quota := p.cfg.DiskQuota != nil && !(bounds && b.BoundsDisk())
+	// A task that writes only /outputs and brings nothing of its own (no
+	// inputs, volumes, checkpoint, stages or artifacts to collect) nor
+	// needs a quota mount has its execution directory as its outputs
+	// directory: one directory to make and to remove (outputsOnly).
+	bare := !quota && outputsOnly(rec.Spec)
+	mode := os.FileMode(0o700)
+	if bare {
+		mode = 0o777
 	}
-	if err := os.MkdirAll(workDir, 0o700); err != nil {
+	if err := makeFreshDir(workDir, mode); err != nil {
 		return nil, fmt.Errorf("create work dir: %w", err)
 	}
-	pr := &prepared{spec: spec, workDir: workDir}
+	pr := &prepared{spec: spec, workDir: workDir, bare: bare}
 	if rec.Spec.ImageIsCID() {
 		ref, release, err := p.resolveImage(ctx, ex, rec.Spec.Image, rec.Spec.ImageSize, workDir, from)
 		if err != nil {
@@ -219,7 +231,7 @@ func (p *Provider) prepare(ctx context.Context, ex executor.Executor, rec *ExecR
 	// directory, bounded by the kernel while it is written where the
 	// provider can mount quota filesystems.
 	pr.rwDir = workDir
-	if b, ok := ex.(DiskBounder); p.cfg.DiskQuota != nil && !(ok && b.BoundsDisk()) {
+	if quota {
 		pr.rwDir = filepath.Join(workDir, "rw")
 		q, err := p.cfg.DiskQuota.MountQuota(ctx, pr.rwDir, p.cfg.OutputsQuota)
 		if err != nil {
@@ -234,7 +246,11 @@ func (p *Provider) prepare(ctx context.Context, ex executor.Executor, rec *ExecR
 		return pr, err
 	}
 	out := filepath.Join(pr.rwDir, "outputs")
-	if err := os.MkdirAll(out, 0o777); err != nil {
+	if bare {
+		// Nothing else lies in it now: an image or module fetched for
+		// the task (resolveImage) was moved or removed on return.
+		out = workDir
+	} else if err := os.Mkdir(out, 0o777); err != nil {
 		return pr, fmt.Errorf("create outputs dir: %w", err)
 	}
 	_ = os.Chmod(out, 0o777) // umask-independent: a non-root task must write here
@@ -250,6 +266,39 @@ func (p *Provider) prepare(ctx context.Context, ex executor.Executor, rec *ExecR
 	}
 	pr.fetchMS = time.Since(start).Milliseconds()
 	return pr, nil
+}
+
+// outputsOnly reports whether a task needs nothing on the provider's disk
+// beyond its /outputs: no inputs, volumes, checkpoint, stages (and their
+// shared /work) or listed artifacts (gathered into a directory beside
+// /outputs by collectOutputs).
+func outputsOnly(s wire.TaskSpec) bool {
+	return len(s.Inputs) == 0 && len(s.Volumes) == 0 && s.Checkpoint == nil &&
+		len(s.Stages) == 0 && len(s.Artifacts) == 0
+}
+
+// makeFreshDir creates dir with mode (less the umask), removing first
+// whatever an earlier holder of the name left there (none should: an
+// execution's name is its own and removeStaleWorkDirs clears the last
+// process's), and creating its parent when missing. The usual case is one
+// mkdir.
+func makeFreshDir(dir string, mode os.FileMode) error {
+	err := os.Mkdir(dir, mode)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, fs.ErrExist):
+		if err := os.RemoveAll(dir); err != nil {
+			return fmt.Errorf("clean %s: %w", dir, err)
+		}
+	case errors.Is(err, fs.ErrNotExist):
+		if err := os.MkdirAll(filepath.Dir(dir), 0o700); err != nil {
+			return err
+		}
+	default:
+		return err
+	}
+	return os.Mkdir(dir, mode)
 }
 
 // execDirName names an execution's work directory from its whole key
@@ -317,6 +366,11 @@ func (pr *prepared) cleanup(log *slog.Logger) {
 		if err := pr.quota.Close(); err != nil {
 			log.Warn("unmount a task's disk quota", "dir", pr.rwDir, "err", err)
 		}
+	}
+	// An outputs-only directory the task left empty goes with one rmdir;
+	// anything else is removed whole.
+	if pr.bare && syscall.Rmdir(pr.workDir) == nil {
+		return
 	}
 	if err := os.RemoveAll(pr.workDir); err != nil {
 		log.Warn("remove a task's work dir", "dir", pr.workDir, "err", err)

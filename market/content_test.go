@@ -7,7 +7,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,6 +19,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/offload-project/offload/executor"
 	"github.com/offload-project/offload/internal/safefs"
 	"github.com/offload-project/offload/market/wire"
 )
@@ -400,5 +403,114 @@ func TestKeyLocks(t *testing.T) {
 	defer k.mu.Unlock()
 	if len(k.m) != 0 {
 		t.Fatalf("%d lock entries left", len(k.m))
+	}
+}
+
+// quotaDirs mounts no filesystem: it makes the directory and counts mounts.
+type quotaDirs struct{ mounted int }
+
+func (q *quotaDirs) MountQuota(_ context.Context, dir string, _ int64) (io.Closer, error) {
+	q.mounted++
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		return nil, err
+	}
+	return closerFunc(func() error { return os.RemoveAll(dir) }), nil
+}
+
+func (q *quotaDirs) ReleaseQuota(string) error { return nil }
+
+type closerFunc func() error
+
+func (f closerFunc) Close() error { return f() }
+
+// boundingExecutor is an executor that bounds its tasks' writes itself.
+type boundingExecutor struct{ executor.Executor }
+
+func (boundingExecutor) BoundsDisk() bool { return true }
+
+// TestPrepareOutputsOnly: a task that needs nothing but /outputs (and no
+// quota mount) gets its execution directory as its outputs directory, its
+// own, fresh (whatever lay under its name is gone), writable by any user,
+// and removed by cleanup whether it is empty or not; a task with anything
+// more, or one whose writes a quota mount bounds, keeps the full layout.
+func TestPrepareOutputsOnly(t *testing.T) {
+	root := t.TempDir()
+	q := &quotaDirs{}
+	p := &Provider{cfg: ProviderConfig{WorkDir: filepath.Join(root, "work"), DiskQuota: q, OutputsQuota: 1 << 20}}
+	rec := func(task string, s wire.TaskSpec) *ExecRecord {
+		s.Image = "local-image"
+		return &ExecRecord{Key: execKey("12D3KooWRequestor", task, 1), TaskID: task, Attempt: 1, Requestor: "12D3KooWRequestor", Spec: s}
+	}
+	bounding := boundingExecutor{}
+
+	a, b := rec("a", wire.TaskSpec{}), rec("b", wire.TaskSpec{})
+	// A stale directory under a's name is replaced, not reused.
+	stale := filepath.Join(p.cfg.WorkDir, execDirName(a))
+	write(t, filepath.Join(stale, "old", "f"), "stale")
+	pa, err := p.prepare(t.Context(), bounding, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pb, err := p.prepare(t.Context(), bounding, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, pr := range []*prepared{pa, pb} {
+		if !pr.bare || pr.spec.OutputsDir != pr.workDir || pr.rwDir != pr.workDir || pr.quota != nil {
+			t.Fatalf("outputs-only layout: %+v", pr)
+		}
+		entries, err := os.ReadDir(pr.spec.OutputsDir)
+		if err != nil || len(entries) != 0 {
+			t.Fatalf("outputs dir not fresh: %v %v", entries, err)
+		}
+		if fi, _ := os.Stat(pr.spec.OutputsDir); fi.Mode().Perm() != 0o777 {
+			t.Fatalf("outputs dir mode %v", fi.Mode())
+		}
+	}
+	if pa.spec.OutputsDir == pb.spec.OutputsDir {
+		t.Fatal("two executions share an outputs dir")
+	}
+	write(t, filepath.Join(pa.spec.OutputsDir, "d", "out.txt"), "result")
+	pa.cleanup(slog.New(slog.DiscardHandler))
+	pb.cleanup(slog.New(slog.DiscardHandler)) // left empty
+	if q.mounted != 0 {
+		t.Fatalf("%d quota mounts for a task whose executor bounds its writes", q.mounted)
+	}
+	if entries, _ := os.ReadDir(p.cfg.WorkDir); len(entries) != 0 {
+		t.Fatalf("left on disk: %v", entries)
+	}
+
+	for _, tc := range []struct {
+		name  string
+		ex    executor.Executor
+		spec  wire.TaskSpec
+		quota bool
+	}{
+		{"quota mount", nil, wire.TaskSpec{}, true},
+		{"artifacts", bounding, wire.TaskSpec{Artifacts: []string{"/outputs/x"}}, false},
+		{"stages", bounding, wire.TaskSpec{Stages: []wire.Stage{{Cmd: []string{"true"}}}}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			q.mounted = 0
+			r := rec(tc.name, tc.spec)
+			pr, err := p.prepare(t.Context(), tc.ex, r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if pr.bare || pr.spec.OutputsDir != filepath.Join(pr.rwDir, "outputs") || (pr.quota != nil) != tc.quota || q.mounted != map[bool]int{false: 0, true: 1}[tc.quota] {
+				t.Fatalf("layout: %+v (%d mounts)", pr, q.mounted)
+			}
+			if fi, err := os.Stat(pr.spec.OutputsDir); err != nil || fi.Mode().Perm() != 0o777 {
+				t.Fatalf("outputs dir: %v %v", fi, err)
+			}
+			if fi, _ := os.Stat(pr.workDir); fi.Mode().Perm() != 0o700 {
+				t.Fatalf("work dir mode %v", fi.Mode())
+			}
+			write(t, filepath.Join(pr.spec.OutputsDir, "out.txt"), "result")
+			pr.cleanup(slog.New(slog.DiscardHandler))
+			if entries, _ := os.ReadDir(p.cfg.WorkDir); len(entries) != 0 {
+				t.Fatalf("left on disk: %v", entries)
+			}
+		})
 	}
 }
