@@ -33,6 +33,16 @@ func wasmCacheDir(cfg Config) string {
 	return filepath.Join(cfg.Home, "wasm-cache")
 }
 
+// wasmOptions are the options of a WASM executor of this node: its
+// logger and its bounded compilation cache.
+func wasmOptions(cfg Config, l *slog.Logger) []wasm.Option {
+	opts := []wasm.Option{wasm.WithLogger(l), wasm.WithCacheDir(wasmCacheDir(cfg))}
+	if cfg.WASMCacheBytes > 0 {
+		opts = append(opts, wasm.WithCacheBytes(cfg.WASMCacheBytes))
+	}
+	return opts
+}
+
 // buildExecutors constructs the executors a provider offers. With no names
 // configured it offers docker when an engine answers, and wasm.
 func buildExecutors(ctx context.Context, cfg Config) ([]executor.Executor, error) {
@@ -68,7 +78,7 @@ func buildExecutors(ctx context.Context, cfg Config) ([]executor.Executor, error
 				}
 			}
 		case "wasm":
-			opts := []wasm.Option{wasm.WithLogger(cfg.Logger), wasm.WithCacheDir(wasmCacheDir(cfg))}
+			opts := wasmOptions(cfg, cfg.Logger)
 			if cfg.OutputsQuota > 0 {
 				// A guest's writes to all its writable mounts together.
 				opts = append(opts, wasm.WithDiskQuota(cfg.OutputsQuota))

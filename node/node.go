@@ -132,6 +132,10 @@ type Config struct {
 	// WASMCacheDir holds compiled WASM modules (default: the user's cache
 	// directory, shared by the user's nodes).
 	WASMCacheDir string
+	// WASMCacheBytes bounds the compiled code kept in WASMCacheDir; the
+	// least recently used modules no task runs are removed to make room
+	// (default wasm.DefaultCacheBytes, 2 GiB).
+	WASMCacheBytes int64
 	// RequireGVisor runs every Docker task of this provider under gVisor
 	// (the engine must have runsc registered; see SECURITY.md).
 	RequireGVisor bool

@@ -49,7 +49,7 @@ func (l *localExecutors) get(runtime string) (executor.Executor, error) {
 	case "docker":
 		ex, err = docker.New(docker.WithLogger(l.n.log))
 	case "wasm":
-		ex, err = wasm.New(wasm.WithLogger(l.n.log), wasm.WithCacheDir(wasmCacheDir(l.n.cfg)))
+		ex, err = wasm.New(wasmOptions(l.n.cfg, l.n.log)...)
 	default:
 		return nil, fmt.Errorf("unknown runtime %q for verify", runtime)
 	}

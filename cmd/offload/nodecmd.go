@@ -26,7 +26,7 @@ func peerID(key crypto.PrivKey) (peer.ID, error) {
 func newNodeCmd(g *globals) *cobra.Command {
 	var cfg node.Config
 	var labels, executors []string
-	var taskDisk, maxFetch, imageCache string
+	var taskDisk, maxFetch, imageCache, wasmCache string
 	var reach *reachFlags
 	cmd := &cobra.Command{
 		Use:   "node [--provider] [--listen MA]... [--bootstrap MA]... [--api HOST:PORT] [--metrics HOST:PORT]",
@@ -82,6 +82,13 @@ operator lets reach it.`,
 				}
 				cfg.ImageCacheBytes = n
 			}
+			if wasmCache != "" {
+				n, err := units.RAMInBytes(wasmCache)
+				if err != nil || n < 1<<20 {
+					return fmt.Errorf("--wasm-cache %q: want a size of at least 1MiB such as 512MiB or 2GiB", wasmCache)
+				}
+				cfg.WASMCacheBytes = n
+			}
 			if cfg.Price < 0 {
 				return fmt.Errorf("--price must not be negative")
 			}
@@ -134,6 +141,7 @@ operator lets reach it.`,
 	f.StringVar(&taskDisk, "task-disk", "", "disk each task may write: /outputs, /work and volumes together, and what it returns (default 1GiB)")
 	f.StringVar(&maxFetch, "max-fetch", "", "most bytes of content fetched for each image, input or volume of a task, enforced while fetching; a smaller size the task declares bounds it instead (default 16GiB)")
 	f.StringVar(&imageCache, "image-cache", "", "most bytes of images and WASM modules loaded by CID kept for later tasks; the least recently used no task uses are removed to make room, and a larger image is refused (default 20GiB)")
+	f.StringVar(&wasmCache, "wasm-cache", "", "most bytes of compiled code of WASM modules kept on disk for later runs (in the user's cache directory, shared by the user's nodes); the least recently used no task runs are removed to make room (default 2GiB)")
 	f.DurationVar(&cfg.GCInterval, "gc-interval", 0, "how often to collect blocks no pin holds (what a provider fetched for tasks); default 30m, negative: never")
 	f.BoolVar(&cfg.RequireGVisor, "require-gvisor", false, "run every docker task under gVisor (runsc registered with the engine); services are declined")
 	f.StringArrayVar(&cfg.AllowImages, "allow-image", nil, "local Docker image requestors may run by name (repeatable; a pattern such as 'python:3.*'); images given by CID always run")
