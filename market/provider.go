@@ -564,7 +564,9 @@ func (p *Provider) recordEarned(rec *ExecRecord, countersig []byte) {
 	}
 	sr := *rec.Report.Result.Receipt
 	sr.RequestorSig = countersig
-	rc, err := sr.Verify()
+	// The body and its first signature are this provider's own, from its
+	// record; only the requestor's signature came from the network.
+	rc, err := sr.VerifyCountersignature()
 	if err != nil {
 		p.log.Warn("bad countersignature", "task", rec.TaskID, "err", err)
 		return

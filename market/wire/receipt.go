@@ -64,12 +64,9 @@ func (s *SignedReceipt) Countersign(key crypto.PrivKey) error {
 // Verify decodes the receipt and checks the provider's signature, and the
 // requestor's when present, against the keys behind their peer IDs.
 func (s *SignedReceipt) Verify() (*Receipt, error) {
-	if len(s.Body) > MaxReportSize {
-		return nil, invalid("receipt too large")
-	}
-	var r Receipt
-	if err := json.Unmarshal(s.Body, &r); err != nil {
-		return nil, invalid("receipt: %v", err)
+	r, err := s.decode()
+	if err != nil {
+		return nil, err
 	}
 	if err := checkSig(r.Provider, s.Body, s.ProviderSig); err != nil {
 		return nil, invalid("receipt provider signature: %v", err)
@@ -79,10 +76,40 @@ func (s *SignedReceipt) Verify() (*Receipt, error) {
 			return nil, invalid("receipt requestor signature: %v", err)
 		}
 	}
+	return r, nil
+}
+
+// VerifyCountersignature decodes the receipt and checks the requestor's
+// signature, which must be present, and nothing else. It is for the
+// provider that made the receipt, holding it in its own records: its own
+// signature over Body needs no check there. Anyone else uses Verify.
+func (s *SignedReceipt) VerifyCountersignature() (*Receipt, error) {
+	r, err := s.decode()
+	if err != nil {
+		return nil, err
+	}
+	if len(s.RequestorSig) == 0 {
+		return nil, invalid("receipt has no requestor signature")
+	}
+	if err := checkSig(r.Requestor, s.Body, s.RequestorSig); err != nil {
+		return nil, invalid("receipt requestor signature: %v", err)
+	}
+	return r, nil
+}
+
+// decode bounds and decodes the receipt's body.
+func (s *SignedReceipt) decode() (*Receipt, error) {
+	if len(s.Body) > MaxReportSize {
+		return nil, invalid("receipt too large")
+	}
+	var r Receipt
+	if err := json.Unmarshal(s.Body, &r); err != nil {
+		return nil, invalid("receipt: %v", err)
+	}
 	return &r, nil
 }
 
-// VerifySig checks sig over data against the public key behind peer id p.
+// checkSig checks sig over body (in the receipt domain) against the public key behind peer id p.
 func checkSig(p string, body, sig []byte) error {
 	id, err := peer.Decode(p)
 	if err != nil {

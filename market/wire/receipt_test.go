@@ -59,6 +59,38 @@ func TestReceiptSignVerifyCountersign(t *testing.T) {
 	}
 }
 
+// TestReceiptVerifyCountersignature: the provider's check of a
+// countersigned receipt it made looks at the requestor's signature only,
+// and refuses a receipt without one or with a wrong one.
+func TestReceiptVerifyCountersignature(t *testing.T) {
+	pk, pid := newKey(t)
+	rk, rid := newKey(t)
+	sr, err := wire.SignReceipt(pk, wire.Receipt{TaskID: "t1", Requestor: rid, Provider: pid, Cost: 0.5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sr.VerifyCountersignature(); err == nil {
+		t.Fatal("a receipt without a countersignature verified")
+	}
+	if err := sr.Countersign(rk); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := sr.VerifyCountersignature(); err != nil || got.Cost != 0.5 {
+		t.Fatalf("countersigned: %v %+v", err, got)
+	}
+	wrong := *sr
+	wrong.RequestorSig = sr.ProviderSig
+	if _, err := wrong.VerifyCountersignature(); err == nil {
+		t.Fatal("a countersignature by the provider verified")
+	}
+	tampered := *sr
+	tampered.Body = append([]byte{}, sr.Body...)
+	tampered.Body[len(tampered.Body)-2] ^= 1
+	if _, err := tampered.VerifyCountersignature(); err == nil {
+		t.Fatal("a countersignature verified over a changed body")
+	}
+}
+
 func FuzzReceiptVerify(f *testing.F) {
 	pk, pid := newKey(f)
 	sr, _ := wire.SignReceipt(pk, wire.Receipt{TaskID: "t", Provider: pid, Requestor: pid})
@@ -66,6 +98,7 @@ func FuzzReceiptVerify(f *testing.F) {
 	f.Add([]byte(`{"provider":"nope"}`), []byte{1, 2}, []byte{3})
 	f.Fuzz(func(t *testing.T, body, psig, rsig []byte) {
 		s := wire.SignedReceipt{Body: body, ProviderSig: psig, RequestorSig: rsig}
+		_, _ = s.VerifyCountersignature() // any bytes: an error, never a panic
 		if _, err := s.Verify(); err != nil || len(body) == 0 {
 			return
 		}
