@@ -249,24 +249,44 @@ func cpuTime() time.Duration {
 }
 
 // liveHeap is the heap the collector found live at its last cycle
-// (runtime/metrics /gc/heap/live:bytes). Unlike a forced GC, it costs
-// nothing: with 513 nodes saturating the machine, two forced collections
-// of a worker's 2.7 GB heap took minutes.
-func liveHeap() uint64 {
-	s := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+// (runtime/metrics /gc/heap/live:bytes) and the number of cycles so far.
+// Unlike a forced GC, it costs nothing: with 513 nodes saturating the
+// machine, two forced collections of a worker's 2.7 GB heap took minutes.
+// A heap that no cycle has seen since an earlier reading (cycles the same)
+// is small enough to collect once for the reading: heapSince.
+func liveHeap() (bytes, cycles uint64) {
+	s := []metrics.Sample{{Name: "/gc/heap/live:bytes"}, {Name: "/gc/cycles/total:gc-cycles"}}
 	metrics.Read(s)
-	if s[0].Value.Kind() != metrics.KindUint64 {
-		return 0
+	for _, v := range s {
+		if v.Value.Kind() != metrics.KindUint64 {
+			return 0, 0
+		}
 	}
-	return s[0].Value.Uint64()
+	return s[0].Value.Uint64(), s[1].Value.Uint64()
+}
+
+// heapBaseline collects the heap and returns what is live and the cycle
+// count, for heapSince.
+func heapBaseline() (bytes, cycles uint64) {
+	runtime.GC()
+	return liveHeap()
+}
+
+// heapSince is the live heap now less base, the baseline taken at cycle
+// count cycles0; when no cycle ran since, it collects once first.
+func heapSince(base, cycles0 uint64) int64 {
+	live, cycles := liveHeap()
+	if cycles == cycles0 {
+		live, _ = heapBaseline()
+	}
+	return int64(live) - int64(base)
 }
 
 // measure builds a swarm of n providers, runs tasks through it and tears
 // it down.
 func measure(ctx context.Context, o options, n, tasks int, log *slog.Logger, stderr io.Writer) (result, error) {
 	res := result{N: n}
-	runtime.GC()
-	heap0 := liveHeap()
+	heap0, cycles0 := heapBaseline()
 	g0 := runtime.NumGoroutine()
 	start := time.Now()
 	s, err := buildSwarm(ctx, o, n, log, stderr)
@@ -382,8 +402,7 @@ func measure(ctx context.Context, o options, n, tasks int, log *slog.Logger, std
 	if err != nil {
 		return res, err
 	}
-	heap1 := liveHeap()
-	res.HeapPerNodeKiB = float64(int64(heap1)-int64(heap0)+sh.heapDelta) / 1024 / float64(n+1)
+	res.HeapPerNodeKiB = float64(heapSince(heap0, cycles0)+sh.heapDelta) / 1024 / float64(n+1)
 	res.Goroutines = (runtime.NumGoroutine() - g0 + sh.goroutines) / (n + 1)
 	if o.discover > 0 {
 		if res.Discovery, err = measureDiscovery(ctx, s, o.discover, log); err != nil {

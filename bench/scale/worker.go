@@ -80,8 +80,8 @@ type workerReply struct {
 // them.
 func runWorker(ctx context.Context, in io.Reader, out io.Writer, stderr io.Writer) error {
 	harnessGC()
-	runtime.GC()
-	heap0, g0 := liveHeap(), runtime.NumGoroutine()
+	heap0, cycles0 := heapBaseline()
+	g0 := runtime.NumGoroutine()
 	// The harness has said already when the limit could not be raised
 	// (every worker runs where it does); the cap follows what is in force.
 	fdLimit, _ := raiseFileLimit()
@@ -161,7 +161,7 @@ func runWorker(ctx context.Context, in io.Reader, out io.Writer, stderr io.Write
 		switch cmd.Op {
 		case "status":
 		case "heap":
-			r.HeapDelta = int64(liveHeap()) - int64(heap0)
+			r.HeapDelta = heapSince(heap0, cycles0)
 			r.Goroutines = runtime.NumGoroutine() - g0
 		case "profile":
 			stopProfile()
