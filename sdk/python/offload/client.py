@@ -368,7 +368,13 @@ class Client:
     def _log_chunks(stream: Stream) -> Iterator[Dict[str, Any]]:
         for event, data, _ in stream.events():
             if event == "log":
-                yield json.loads(data)
+                chunk = json.loads(data)
+                # The node leaves out empty fields (a frame that only says
+                # bytes were skipped has no text); every key the docstring
+                # names is there for the caller.
+                chunk.setdefault("text", "")
+                chunk.setdefault("skipped", 0)
+                yield chunk
             elif event == "error":
                 raise OffloadError(0, json.loads(data).get("error", "log stream failed"))
             elif event == "end":
