@@ -31,18 +31,27 @@ func Context(prog string, bin []byte, entrypoint bool) (io.Reader, error) {
 		run = "ENTRYPOINT"
 	}
 	dockerfile := fmt.Sprintf("FROM scratch\nCOPY %s %s\n%s [%q]\n", name, prog, run, prog)
+	return Tar(File{Name: "Dockerfile", Mode: 0o644, Data: []byte(dockerfile)}, File{Name: name, Mode: 0o755, Data: bin})
+}
+
+// File is one regular file of a build context.
+type File struct {
+	Name string
+	Mode int64
+	Data []byte
+}
+
+// Tar returns a build context (a tar in memory) holding files, each with
+// a fixed modification time so that equal contexts are equal bytes.
+func Tar(files ...File) (io.Reader, error) {
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
-	for _, f := range []struct {
-		name string
-		mode int64
-		data []byte
-	}{{"Dockerfile", 0o644, []byte(dockerfile)}, {name, 0o755, bin}} {
-		hdr := &tar.Header{Name: f.name, Mode: f.mode, Size: int64(len(f.data)), ModTime: time.Unix(0, 0)}
+	for _, f := range files {
+		hdr := &tar.Header{Name: f.Name, Mode: f.Mode, Size: int64(len(f.Data)), ModTime: time.Unix(0, 0)}
 		if err := tw.WriteHeader(hdr); err != nil {
 			return nil, fmt.Errorf("build context: %w", err)
 		}
-		if _, err := tw.Write(f.data); err != nil {
+		if _, err := tw.Write(f.Data); err != nil {
 			return nil, fmt.Errorf("build context: %w", err)
 		}
 	}

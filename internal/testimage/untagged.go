@@ -1,8 +1,6 @@
 package testimage
 
 import (
-	"archive/tar"
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -40,25 +38,12 @@ func UntaggedImageTar(tb testing.TB, dir string, pad int) (tarPath, id string) {
 	}
 	padding := make([]byte, pad)
 	rand.Read(padding)
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	for _, f := range []struct {
-		name string
-		mode int64
-		data []byte
-	}{
-		{"Dockerfile", 0o644, []byte("FROM scratch\nCOPY hello /hello\nCOPY pad /pad\nCMD [\"/hello\"]\n")},
-		{"hello", 0o755, bin},
-		{"pad", 0o644, padding},
-	} {
-		if err := tw.WriteHeader(&tar.Header{Name: f.name, Mode: f.mode, Size: int64(len(f.data)), ModTime: time.Unix(0, 0)}); err != nil {
-			tb.Fatal(err)
-		}
-		if _, err := tw.Write(f.data); err != nil {
-			tb.Fatal(err)
-		}
-	}
-	if err := tw.Close(); err != nil {
+	buildCtx, err := scratchimage.Tar(
+		scratchimage.File{Name: "Dockerfile", Mode: 0o644, Data: []byte("FROM scratch\nCOPY hello /hello\nCOPY pad /pad\nCMD [\"/hello\"]\n")},
+		scratchimage.File{Name: "hello", Mode: 0o755, Data: bin},
+		scratchimage.File{Name: "pad", Mode: 0o644, Data: padding},
+	)
+	if err != nil {
 		tb.Fatal(err)
 	}
 	cli, err := client.New(client.FromEnv)
@@ -69,7 +54,7 @@ func UntaggedImageTar(tb testing.TB, dir string, pad int) (tarPath, id string) {
 	var suffix [6]byte
 	rand.Read(suffix[:])
 	tag := "offload-test/untagged:" + hex.EncodeToString(suffix[:])
-	if err := scratchimage.Build(ctx, cli, tag, nil, &buf); err != nil {
+	if err := scratchimage.Build(ctx, cli, tag, nil, buildCtx); err != nil {
 		tb.Fatal(err)
 	}
 	insp, err := cli.ImageInspect(ctx, tag)
