@@ -6,7 +6,7 @@
 // Go's wasip1 port learns its working directory). The guest sees only what
 // is mounted: Spec.Mounts (directories; read-only when asked),
 // Spec.OutputsDir writable at /outputs and a fresh writable host temp dir at
-// /tmp, removed after the run. There is no "/" of its own: a path outside
+// /tmp, made when the guest first uses /tmp and removed after the run. There is no "/" of its own: a path outside
 // every mount (such as "/" or "/tmp/..", which the guest's libc cleans to
 // "/") names nothing. There are no sockets: WASI preview 1 has none unless
 // the host adds them, and this executor does not.

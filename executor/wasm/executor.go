@@ -288,16 +288,6 @@ func (e *Executor) Run(ctx context.Context, spec executor.Spec) (*executor.Resul
 		}
 	}
 
-	tmp, err := os.MkdirTemp(e.cfg.tmpRoot, "offload-wasm-tmp-")
-	if err != nil {
-		return nil, fmt.Errorf("wasm run %s: temp dir: %w", spec.TaskID, err)
-	}
-	defer func() {
-		if err := os.RemoveAll(tmp); err != nil {
-			e.log.Warn("remove temp dir", "task", spec.TaskID, "dir", tmp, "err", err)
-		}
-	}()
-
 	timeout := spec.Timeout
 	if timeout == 0 {
 		timeout = executor.DefaultTimeout
@@ -306,6 +296,13 @@ func (e *Executor) Run(ctx context.Context, spec executor.Spec) (*executor.Resul
 	defer cancel()
 
 	quota := newDiskQuota(e.cfg.diskQuota)
+	// The run's /tmp directory is made when the guest first uses it.
+	tmp := newLazyFS(e.cfg.tmpRoot, "offload-wasm-tmp-", TmpPath, quota)
+	defer func() {
+		if dir, err := tmp.close(); err != nil {
+			e.log.Warn("remove temp dir", "task", spec.TaskID, "dir", dir, "err", err)
+		}
+	}()
 	fsCfg, closeMounts, err := mounts(spec, tmp, quota)
 	if err != nil {
 		return nil, fmt.Errorf("wasm run %s: %w", spec.TaskID, err)
@@ -388,16 +385,22 @@ func appendStderr(res *executor.Result, msg string) {
 	res.StderrSize += int64(len(msg))
 }
 
-// mounts opens the run's guest file systems: tmp at /tmp, Spec.Mounts, and
-// Spec.OutputsDir at /outputs, each a rootFS; the writable ones share q.
-// The returned func closes them (after the module is closed).
-func mounts(spec executor.Spec, tmp string, q *diskQuota) (wazero.FSConfig, func(), error) {
+// mounts opens the run's guest file systems: tmp at /tmp (first), then
+// Spec.Mounts and Spec.OutputsDir at /outputs, each a rootFS; the writable
+// ones share q. The returned func closes those it opened (after the module
+// is closed); closing tmp is the caller's.
+func mounts(spec executor.Spec, tmp *lazyFS, q *diskQuota) (wazero.FSConfig, func(), error) {
 	type mount struct {
 		host, guest string
 		readOnly    bool
 	}
-	list := make([]mount, 0, len(spec.Mounts)+2)
-	list = append(list, mount{tmp, TmpPath, false})
+	cfg := wazero.NewFSConfig()
+	sc, ok := cfg.(sysfs.FSConfig)
+	if !ok {
+		return nil, nil, fmt.Errorf("wazero FSConfig %T cannot mount a sys.FS", cfg)
+	}
+	cfg = sc.WithSysFSMount(tmp, TmpPath)
+	list := make([]mount, 0, len(spec.Mounts)+1)
 	for _, m := range spec.Mounts {
 		list = append(list, mount{m.Source, m.Target, m.ReadOnly})
 	}
@@ -411,7 +414,6 @@ func mounts(spec executor.Spec, tmp string, q *diskQuota) (wazero.FSConfig, func
 			_ = r.close()
 		}
 	}
-	cfg := wazero.NewFSConfig()
 	for _, m := range list {
 		r, err := openRootFS(m.host, m.guest, m.readOnly, q)
 		if err != nil {

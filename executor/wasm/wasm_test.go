@@ -264,3 +264,30 @@ func TestWarmStartTrivialModule(t *testing.T) {
 		t.Errorf("warm start of a trivial module took %v, target 5ms", warm)
 	}
 }
+
+// TestTmpMadeOnFirstUse: a run's /tmp directory is made only when the guest
+// uses /tmp: with a temp root that does not exist, a run that never touches
+// /tmp succeeds, while a write to /tmp fails in the guest. With a temp root
+// that exists, a write to /tmp succeeds and nothing is left behind.
+func TestTmpMadeOnFirstUse(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "tmp")
+	e, mod := newExecutor(t, wasm.WithCacheDir(sharedCache()), wasm.WithTempRoot(root))
+	res := mustRun(t, e, executor.Spec{Image: mod, Cmd: []string{"echo", "hi"}})
+	if res.ExitCode != 0 || string(res.Stdout) != "hi\n" {
+		t.Fatalf("echo without a temp root: exit %d %q %q", res.ExitCode, res.Stdout, res.Stderr)
+	}
+	res = mustRun(t, e, executor.Spec{Image: mod, Cmd: []string{"write", "/tmp/x", "1"}})
+	if res.ExitCode == 0 {
+		t.Fatal("wrote to /tmp although its directory could not be made")
+	}
+	if err := os.Mkdir(root, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	res = mustRun(t, e, executor.Spec{Image: mod, Cmd: []string{"write", "/tmp/x", "1"}})
+	if res.ExitCode != 0 {
+		t.Fatalf("write /tmp: exit %d %q", res.ExitCode, res.Stderr)
+	}
+	if ents, _ := os.ReadDir(root); len(ents) != 0 {
+		t.Errorf("the run's /tmp was left behind: %v", ents)
+	}
+}
