@@ -103,6 +103,25 @@ type ExecStore interface {
 	Delete(key string) error
 }
 
+// heldUpdater is implemented by stores that can update a record from the
+// copy the caller holds, without reading and decoding it again
+// (storage.Table.UpdateHeld).
+type heldUpdater interface {
+	UpdateHeld(key string, held *ExecRecord, fn func(*ExecRecord) error) (*ExecRecord, error)
+}
+
+// updateHeld updates the record of rec, which the caller holds as it was
+// last written, through the store's UpdateHeld where it has one, else
+// through Update. fn must only set fields of the record it is given, never
+// modify what they point to (it may be a shallow copy of rec). Should the
+// stored record have changed since rec, fn runs on the stored one.
+func (p *Provider) updateHeld(rec *ExecRecord, fn func(*ExecRecord) error) (*ExecRecord, error) {
+	if s, ok := p.store.(heldUpdater); ok {
+		return s.UpdateHeld(rec.Key, rec, fn)
+	}
+	return p.store.Update(rec.Key, fn)
+}
+
 // ImageChecker is implemented by executors that can tell whether an image
 // is available locally without running it.
 type ImageChecker interface {

@@ -496,7 +496,9 @@ func (p *Provider) run(ctx context.Context, ex executor.Executor, rec *ExecRecor
 	}
 	rep.Result = res
 	p.sign(rec, res)
-	saved, perr := p.store.Update(rec.Key, func(r *ExecRecord) error {
+	// rec is the record as accepted; unless the running state was written
+	// since, the result is written without reading it again.
+	saved, perr := p.updateHeld(rec, func(r *ExecRecord) error {
 		r.Report = rep
 		return r.Transition(ExecDone)
 	})
@@ -670,7 +672,9 @@ const newcomerOutboxTTL = time.Hour
 // settleOutbox ends an outbox entry: delivered (acknowledged) or abandoned
 // (refused for good, or past OutboxTTL).
 func (p *Provider) settleOutbox(rec *ExecRecord, to ExecState) {
-	if _, err := p.store.Update(rec.Key, func(r *ExecRecord) error { return r.Transition(to) }); err != nil {
+	// rec is the record as the result was written: settled without
+	// reading it again unless it changed since.
+	if _, err := p.updateHeld(rec, func(r *ExecRecord) error { return r.Transition(to) }); err != nil {
 		p.log.Error("persist outbox entry", "task", rec.TaskID, "state", to, "err", err)
 	}
 }

@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 
@@ -17,7 +18,9 @@ import (
 //
 // A read-modify-write (Table.Update, Table.Create) reads in its own
 // read-only transaction and sends the new value with a precondition: the
-// key is still at the version it read (or still absent). The committer
+// key is still at the version it read (or still absent). Table.UpdateHeld
+// reads nothing: its precondition is that the key still holds the bytes
+// of the value its caller holds. The committer
 // checks the precondition inside the group's transaction, and also refuses
 // a second conditional write to a key already written earlier in the same
 // group; a refused write is left out of the group, and Update reads again.
@@ -58,8 +61,10 @@ type entry struct {
 type write struct {
 	entries []entry
 	// ifVersion, when non-zero, requires entries[0].key to still be at
-	// that version; ifAbsent requires it to have no value.
+	// that version; ifValue, when non-nil, requires it to still hold
+	// exactly those bytes; ifAbsent requires it to have no value.
 	ifVersion uint64
+	ifValue   []byte
 	ifAbsent  bool
 
 	err  error
@@ -187,7 +192,7 @@ func (db *DB) commitTxn(part []*write) {
 // check tests w's precondition inside txn; written holds the keys written
 // earlier in the same transaction.
 func check(txn *badger.Txn, w *write, written map[string]bool) error {
-	if w.ifVersion == 0 && !w.ifAbsent {
+	if w.ifVersion == 0 && w.ifValue == nil && !w.ifAbsent {
 		return nil
 	}
 	key := w.entries[0].key
@@ -208,8 +213,16 @@ func check(txn *badger.Txn, w *write, written map[string]bool) error {
 		return fmt.Errorf("read %s: %w", key, err)
 	case w.ifAbsent:
 		return errExists
-	case item.Version() != w.ifVersion:
+	case w.ifVersion != 0 && item.Version() != w.ifVersion:
 		return errChanged
+	case w.ifValue != nil:
+		same := false
+		if err := item.Value(func(b []byte) error { same = bytes.Equal(b, w.ifValue); return nil }); err != nil {
+			return fmt.Errorf("read %s: %w", key, err)
+		}
+		if !same {
+			return errChanged
+		}
 	}
 	return nil
 }

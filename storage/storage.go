@@ -245,6 +245,39 @@ func (t *Table[T]) Update(k string, fn func(*T) error) (*T, error) {
 	}
 }
 
+// UpdateHeld is Update for a caller that holds the value last written
+// under k: held is what Create, Update or UpdateHeld wrote (or Get read),
+// not modified since. fn is given a shallow copy of held to change, so it
+// must only set fields, never modify what held's fields point to (a slice's
+// elements, a pointed-to struct). The copy is written only if the stored
+// value still encodes exactly as held does, so the record is not read and
+// decoded again; when it does not (another write came in between), this is
+// Update: the stored value is read and fn runs on it. held itself is never
+// changed. UpdateHeld returns once the write is synced.
+func (t *Table[T]) UpdateHeld(k string, held *T, fn func(*T) error) (*T, error) {
+	old, err := json.Marshal(held)
+	if err != nil {
+		return nil, fmt.Errorf("encode %s%s: %w", t.prefix, k, err)
+	}
+	v := new(T)
+	*v = *held
+	if err := fn(v); err != nil {
+		return nil, err
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, fmt.Errorf("encode %s%s: %w", t.prefix, k, err)
+	}
+	err = t.db.commit(&write{entries: []entry{{key: t.key(k), value: b}}, ifValue: old})
+	if errors.Is(err, errChanged) {
+		return t.Update(k, fn)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("write %s%s: %w", t.prefix, k, err)
+	}
+	return v, nil
+}
+
 // Delete removes k; deleting a missing key is not an error.
 func (t *Table[T]) Delete(k string) error {
 	if err := t.db.commit(&write{entries: []entry{{key: t.key(k), del: true}}}); err != nil {
