@@ -125,8 +125,8 @@ type Requestor struct {
 	// cpFetching marks the tasks whose checkpoint is being fetched
 	// (checkpoint.go).
 	cpFetching map[string]bool
-	views      map[string]*provView
-	holders    map[string]map[string]bool
+	views      map[peer.ID]*provView
+	holders    map[string]map[peer.ID]bool
 	looking    bool
 	lookedAt   time.Time
 	all        allWatchers // WatchAll's feeds (watch.go)
@@ -187,7 +187,7 @@ func NewRequestor(h host.Host, store TaskStore, topic *pubsub.Topic, cfg Request
 		h: h, store: store, cfg: cfg, log: cfg.Logger.With("role", "requestor"), topic: topic,
 		auctions: map[string]*auction{}, watchers: map[string]map[*watcher]struct{}{},
 		drivers: map[string]*driven{}, rep: newRepBook(nil), limit: stream.NewLimiter(streamRate, streamBurst), verifyFns: map[string]VerifyFunc{}, peersCh: make(chan struct{}), lastBeat: map[string]time.Time{}, shares: map[string]map[string]func(){}, silent: map[peer.ID]int{}, heard: map[peer.ID]bool{},
-		views: map[string]*provView{}, holders: map[string]map[string]bool{}, cpFetching: map[string]bool{},
+		views: map[peer.ID]*provView{}, holders: map[string]map[peer.ID]bool{}, cpFetching: map[string]bool{},
 		ctx: ctx, cancel: cancel,
 	}
 	evts, err := topic.EventHandler()

@@ -79,7 +79,7 @@ type provView struct {
 }
 
 // view returns p's entry, creating it; caller holds r.mu.
-func (r *Requestor) viewLocked(p string) *provView {
+func (r *Requestor) viewLocked(p peer.ID) *provView {
 	v := r.views[p]
 	if v == nil {
 		if len(r.views) >= maxSilentBook {
@@ -107,13 +107,17 @@ func (r *Requestor) noteExecutions(before map[string]AttemptState, t *Task) {
 		prev, had := before[fmt.Sprint(e.Provider, "/", e.Attempt)]
 		wasActive := had && (prev == AttemptAwarded || prev == AttemptRunning)
 		isActive := e.State == AttemptAwarded || e.State == AttemptRunning
-		switch {
-		case isActive && !wasActive && !had:
-			r.viewLocked(e.Provider).load++
-		case wasActive && !isActive:
-			if v := r.views[e.Provider]; v != nil && v.load > 0 {
-				v.load--
-			}
+		if isActive == wasActive || (isActive && had) {
+			continue
+		}
+		p, err := peer.Decode(e.Provider)
+		if err != nil {
+			continue // not a peer this requestor awarded: no view
+		}
+		if isActive {
+			r.viewLocked(p).load++
+		} else if v := r.views[p]; v != nil && v.load > 0 {
+			v.load--
 		}
 	}
 }
@@ -124,7 +128,7 @@ func (r *Requestor) noteAnswer(from peer.ID, image string, bid wire.Bid) {
 	now := time.Now()
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	v := r.viewLocked(from.String())
+	v := r.viewLocked(from)
 	switch {
 	case bid.Decline != "" && bid.Busy:
 		v.busyUntil = now.Add(busyFor)
@@ -142,14 +146,14 @@ func (r *Requestor) noteAnswer(from peer.ID, image string, bid wire.Bid) {
 			if len(r.holders) >= maxHolderImages {
 				clear(r.holders) // relearned from the next bids
 			}
-			holders = map[string]bool{}
+			holders = map[peer.ID]bool{}
 			r.holders[image] = holders
 		}
 		if len(holders) < maxHolders {
-			holders[from.String()] = true
+			holders[from] = true
 		}
 	} else if holders != nil {
-		delete(holders, from.String())
+		delete(holders, from)
 	}
 }
 
@@ -169,8 +173,29 @@ func (r *Requestor) noteAnswer(from peer.ID, image string, bid wire.Bid) {
 // providers are asked too.
 func (r *Requestor) chooseCandidates(t *Task, cands []Candidate, skip map[string]bool, fanout int) []peer.ID {
 	need := normalize(t.Spec.Resources)
-	rep := r.rep.snapshot()
 	now := time.Now()
+	// Everything below is keyed by peer.ID, whose bytes are the map key:
+	// the base58 form (peer.ID.String) of every candidate cost more than
+	// the rest of the ranking together at 128 candidates. The few
+	// strings (the excluded, the pin, reputations) are turned once.
+	skipped := make(map[peer.ID]bool, len(skip))
+	for id := range skip {
+		if p, err := peer.Decode(id); err == nil {
+			skipped[p] = true
+		}
+	}
+	var pin peer.ID
+	if t.Spec.Provider != "" {
+		p, err := peer.Decode(t.Spec.Provider)
+		if err != nil {
+			return nil // a pin no peer can match (specs are checked before)
+		}
+		pin = p
+	}
+	var rep map[string]Reputation
+	if t.Spec.Strategy == StrategyReputation {
+		rep = r.rep.snapshot()
+	}
 	type ranked struct {
 		id                 peer.ID
 		fits, quiet, heard bool
@@ -181,14 +206,13 @@ func (r *Requestor) chooseCandidates(t *Task, cands []Candidate, skip map[string
 	r.mu.Lock()
 	holders := r.holders[t.Spec.Image]
 	list := make([]ranked, 0, len(cands))
-	seen := map[peer.ID]bool{}
+	seen := make(map[peer.ID]bool, len(cands))
 	for _, c := range cands {
-		id := c.Peer.String()
-		if seen[c.Peer] || skip[id] || c.Peer == r.h.ID() || (t.Spec.Provider != "" && id != t.Spec.Provider) {
+		if seen[c.Peer] || skipped[c.Peer] || c.Peer == r.h.ID() || (pin != "" && c.Peer != pin) {
 			continue
 		}
 		seen[c.Peer] = true
-		v := r.views[id]
+		v := r.views[c.Peer]
 		free := c.Free
 		quiet := r.silent[c.Peer] == 0
 		if v != nil {
@@ -200,12 +224,12 @@ func (r *Requestor) chooseCandidates(t *Task, cands []Candidate, skip map[string
 			quiet = quiet && !now.Before(v.declinedUntil)
 		}
 		key := c.Price
-		if t.Spec.Strategy == StrategyReputation {
-			key = c.Price / rep[id].SuccessRate()
+		if rep != nil {
+			key = c.Price / rep[c.Peer.String()].SuccessRate()
 		}
 		list = append(list, ranked{
 			id: c.Peer, fits: free.CPUs >= need.CPUs && free.MemoryBytes >= need.MemoryBytes && free.GPUs >= need.GPUs,
-			quiet: quiet, heard: r.heard[c.Peer], local: holders[id], key: key, tie: rand.Uint64(),
+			quiet: quiet, heard: r.heard[c.Peer], local: holders[c.Peer], key: key, tie: rand.Uint64(),
 		})
 	}
 	r.mu.Unlock()
