@@ -1,6 +1,7 @@
 package market_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/json"
@@ -84,6 +85,47 @@ func (s *memStore[T]) Update(key string, fn func(*T) error) (*T, error) {
 	} else {
 		s.recs[key] = b
 	}
+	return v, nil
+}
+
+// UpdateHeld is storage.Table.UpdateHeld: fn changes a shallow copy of
+// held, written if the record still encodes as held does, else this is
+// Update. It panics if fn changed held through the copy (a mutation that
+// modifies in place what a shallow copy shares), which would corrupt a
+// snapshot shared with other readers.
+func (s *memStore[T]) UpdateHeld(key string, held *T, fn func(*T) error) (*T, error) {
+	old, err := json.Marshal(held)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	cur, ok := s.recs[key]
+	s.mu.Unlock()
+	if !ok || !bytes.Equal(cur, old) {
+		return s.Update(key, fn)
+	}
+	v := new(T)
+	*v = *held
+	ferr := fn(v)
+	if after, _ := json.Marshal(held); !bytes.Equal(after, old) {
+		panic(fmt.Sprintf("memStore: a held update of %s changed the held value:\n%s\n%s", key, old, after))
+	}
+	if ferr != nil {
+		return nil, ferr
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !bytes.Equal(s.recs[key], old) {
+		s.mu.Unlock()
+		v, err := s.Update(key, fn)
+		s.mu.Lock()
+		return v, err
+	}
+	s.recs[key] = b
 	return v, nil
 }
 

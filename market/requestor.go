@@ -467,16 +467,38 @@ func (r *Requestor) notify(t *Task) {
 }
 
 // update persists a mutation and notifies watchers. Executions that the
-// mutation finished feed the providers' reputations.
+// mutation finished feed the providers' reputations. When the task's
+// driver holds its snapshot and the store can update from it
+// (heldTaskUpdater), the record is not read and decoded again: fn runs on a
+// shallow copy of the snapshot that owns what fn may change in place
+// (Task.ownNested), and the write lands only if the stored record is still
+// the snapshot; otherwise fn runs on the stored record.
 func (r *Requestor) update(id string, fn func(*Task) error) (*Task, error) {
 	var before map[string]AttemptState
-	t, err := r.store.Update(id, func(t *Task) error {
+	mut := func(t *Task) error {
+		t.ownNested()
 		before = map[string]AttemptState{}
 		for _, e := range t.Executions {
 			before[fmt.Sprint(e.Provider, "/", e.Attempt)] = e.State
 		}
 		return fn(t)
-	})
+	}
+	var held *Task
+	hs, canHold := r.store.(heldTaskUpdater)
+	if canHold {
+		r.mu.Lock()
+		if d := r.drivers[id]; d != nil {
+			held = d.t
+		}
+		r.mu.Unlock()
+	}
+	var t *Task
+	var err error
+	if held != nil {
+		t, err = hs.UpdateHeld(id, held, mut)
+	} else {
+		t, err = r.store.Update(id, mut)
+	}
 	if err != nil {
 		return nil, err
 	}

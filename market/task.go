@@ -2,6 +2,7 @@ package market
 
 import (
 	"errors"
+	"slices"
 	"time"
 
 	"github.com/offload-project/offload/market/wire"
@@ -82,10 +83,40 @@ func (t *Task) execution(p string, a int) *Execution {
 	return nil
 }
 
+// ownNested gives t its own copies of what a store mutation may change in
+// place: the bids, the executions, the group with its children and
+// targets, and the checkpoint. A shallow copy of a shared snapshot (see
+// Requestor.update) may then be changed without changing the snapshot.
+// Everything else a mutation changes it replaces (a field, the result
+// pointer, the spec's volumes) rather than modifies.
+func (t *Task) ownNested() {
+	t.Bids = slices.Clone(t.Bids)
+	t.Executions = slices.Clone(t.Executions)
+	if t.Group != nil {
+		g := *t.Group
+		g.Children = slices.Clone(g.Children)
+		g.Targets = slices.Clone(g.Targets)
+		t.Group = &g
+	}
+	if t.Checkpoint != nil {
+		cp := *t.Checkpoint
+		t.Checkpoint = &cp
+	}
+}
+
 // TaskStore persists requestor task records. storage.Table[Task] implements it.
 type TaskStore interface {
 	Create(id string, t *Task) error
 	Get(id string) (*Task, error)
 	Update(id string, fn func(*Task) error) (*Task, error)
 	List() ([]*Task, error)
+}
+
+// heldTaskUpdater is implemented by task stores that can update a record
+// from the copy the caller holds, without reading and decoding it again
+// (storage.Table.UpdateHeld): fn gets a shallow copy of held, written
+// only if the stored record still encodes as held does; otherwise fn runs
+// on the stored record, as in Update.
+type heldTaskUpdater interface {
+	UpdateHeld(id string, held *Task, fn func(*Task) error) (*Task, error)
 }

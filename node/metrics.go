@@ -230,6 +230,30 @@ func (c *countedTasks) Update(id string, fn func(*market.Task) error) (*market.T
 	return t, nil
 }
 
+// UpdateHeld is Update from the copy of the task the caller holds (see
+// storage.Table.UpdateHeld), counted the same way.
+func (c *countedTasks) UpdateHeld(id string, held *market.Task, fn func(*market.Task) error) (*market.Task, error) {
+	inner, ok := c.inner.(interface {
+		UpdateHeld(string, *market.Task, func(*market.Task) error) (*market.Task, error)
+	})
+	if !ok {
+		return c.Update(id, fn)
+	}
+	var from market.State
+	t, err := inner.UpdateHeld(id, held, func(t *market.Task) error {
+		from = t.State
+		return fn(t)
+	})
+	if err != nil {
+		return t, err
+	}
+	if t.State != from {
+		c.gauge.WithLabelValues(string(from)).Dec()
+		c.gauge.WithLabelValues(string(t.State)).Inc()
+	}
+	return t, nil
+}
+
 // List reads every task (the API's listing; never a scrape).
 func (c *countedTasks) List() ([]*market.Task, error) {
 	c.lists.Add(1)
