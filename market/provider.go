@@ -18,6 +18,7 @@ import (
 	"github.com/offload-project/offload/executor"
 	"github.com/offload-project/offload/market/wire"
 	"github.com/offload-project/offload/p2p/stream"
+	"github.com/offload-project/offload/storage"
 )
 
 // Per-peer rates for messages that make this node do work. They are far
@@ -121,6 +122,28 @@ func (p *Provider) updateHeld(rec *ExecRecord, fn func(*ExecRecord) error) (*Exe
 	}
 	return p.store.Update(rec.Key, fn)
 }
+
+// ledgerEntries is implemented by ledgers that can encode an entry for
+// another table's write (storage.Table.Entry), and heldAlsoUpdater by
+// execution stores that write such entries with a held update, in one
+// transaction (storage.Table.UpdateHeldAlso).
+type (
+	ledgerEntries interface {
+		Entry(key string, e *LedgerEntry) (storage.Entry, error)
+	}
+	heldAlsoUpdater interface {
+		UpdateHeldAlso(key string, held *ExecRecord, fn func(*ExecRecord) error, also ...storage.Entry) (*ExecRecord, error)
+	}
+)
+
+// The node's stores are storage tables; these optional interfaces must
+// stay theirs, or the provider and requestor quietly take the slower path.
+var (
+	_ heldUpdater     = (*storage.Table[ExecRecord])(nil)
+	_ heldAlsoUpdater = (*storage.Table[ExecRecord])(nil)
+	_ ledgerEntries   = (*storage.Table[LedgerEntry])(nil)
+	_ heldTaskUpdater = (*storage.Table[Task])(nil)
+)
 
 // ImageChecker is implemented by executors that can tell whether an image
 // is available locally without running it.
@@ -576,10 +599,13 @@ func (p *Provider) sign(rec *ExecRecord, res *wire.Result) {
 	res.Receipt = r
 }
 
-// recordEarned keeps the requestor's countersigned receipt in the ledger.
-func (p *Provider) recordEarned(rec *ExecRecord, countersig []byte) {
+// earned checks the requestor's countersignature on rec's receipt and
+// returns the ledger entry that keeps the countersigned receipt, for
+// settleOutbox to write with the delivered state; nil when there is
+// nothing to keep (no receipt or countersignature, a bad one, no ledger).
+func (p *Provider) earned(rec *ExecRecord, countersig []byte) *LedgerEntry {
 	if rec.Report == nil || rec.Report.Result == nil || rec.Report.Result.Receipt == nil || len(countersig) == 0 {
-		return
+		return nil
 	}
 	sr := *rec.Report.Result.Receipt
 	sr.RequestorSig = countersig
@@ -588,19 +614,16 @@ func (p *Provider) recordEarned(rec *ExecRecord, countersig []byte) {
 	rc, err := sr.VerifyCountersignature()
 	if err != nil {
 		p.log.Warn("bad countersignature", "task", rec.TaskID, "err", err)
-		return
+		return nil
 	}
 	// A requestor that signed for work is a known customer: its bids may
 	// reserve all of the capacity (admission.vouch).
 	p.admit.vouch(rec.Requestor, time.Now())
 	if p.cfg.Ledger == nil {
-		return
+		return nil
 	}
-	e := &LedgerEntry{Key: rec.Key + "/earned", TaskID: rec.TaskID, Attempt: rec.Attempt, Peer: rec.Requestor,
+	return &LedgerEntry{Key: rec.Key + "/earned", TaskID: rec.TaskID, Attempt: rec.Attempt, Peer: rec.Requestor,
 		Role: RoleEarned, Amount: rc.Cost, At: time.Now().UTC(), Receipt: &sr}
-	if err := p.cfg.Ledger.Put(e.Key, e); err != nil {
-		p.log.Error("record earned", "task", rec.TaskID, "err", err)
-	}
 }
 
 // executorSpec maps an award to what the executor runs; content fields

@@ -633,7 +633,7 @@ func (p *Provider) deliver(rec *ExecRecord) {
 	for p.ctx.Err() == nil {
 		if time.Since(rec.UpdatedAt) > ttl {
 			p.log.Warn("giving up delivering a result", "task", rec.TaskID, "peer", requestor)
-			p.settleOutbox(rec, ExecAbandoned)
+			p.settleOutbox(rec, ExecAbandoned, nil)
 			return
 		}
 		p.mu.Lock()
@@ -642,14 +642,13 @@ func (p *Provider) deliver(rec *ExecRecord) {
 		var ack wire.Ack
 		err := stream.Request(p.ctx, p.h, requestor, wire.ProtoReport, rec.Report, wire.MaxAckSize, &ack)
 		if err == nil && ack.OK {
-			p.recordEarned(rec, ack.Countersig)
-			p.settleOutbox(rec, ExecDelivered)
+			p.settleOutbox(rec, ExecDelivered, p.earned(rec, ack.Countersig))
 			return
 		}
 		if err == nil {
 			p.log.Warn("result refused", "task", rec.TaskID, "code", ack.Code, "reason", ack.Reason)
 			if ack.Code.Final() {
-				p.settleOutbox(rec, ExecAbandoned)
+				p.settleOutbox(rec, ExecAbandoned, nil)
 				return
 			}
 		} else {
@@ -670,11 +669,33 @@ func (p *Provider) deliver(rec *ExecRecord) {
 const newcomerOutboxTTL = time.Hour
 
 // settleOutbox ends an outbox entry: delivered (acknowledged) or abandoned
-// (refused for good, or past OutboxTTL).
-func (p *Provider) settleOutbox(rec *ExecRecord, to ExecState) {
-	// rec is the record as the result was written: settled without
-	// reading it again unless it changed since.
-	if _, err := p.updateHeld(rec, func(r *ExecRecord) error { return r.Transition(to) }); err != nil {
+// (refused for good, or past OutboxTTL). earned, when not nil, is the
+// ledger entry of the countersigned receipt (see earned): where the stores
+// allow it, it is written in the same transaction as the settled state,
+// else just before it (as a write of its own, which the settled state
+// never precedes).
+func (p *Provider) settleOutbox(rec *ExecRecord, to ExecState, earned *LedgerEntry) {
+	settle := func(r *ExecRecord) error { return r.Transition(to) }
+	if earned != nil {
+		le, okL := p.cfg.Ledger.(ledgerEntries)
+		es, okE := p.store.(heldAlsoUpdater)
+		if okL && okE {
+			e, err := le.Entry(earned.Key, earned)
+			if err == nil {
+				// rec is the record as the result was written: settled
+				// without reading it again unless it changed since.
+				_, err = es.UpdateHeldAlso(rec.Key, rec, settle, e)
+			}
+			if err != nil {
+				p.log.Error("persist outbox entry and earned receipt", "task", rec.TaskID, "state", to, "err", err)
+			}
+			return
+		}
+		if err := p.cfg.Ledger.Put(earned.Key, earned); err != nil {
+			p.log.Error("record earned", "task", rec.TaskID, "err", err)
+		}
+	}
+	if _, err := p.updateHeld(rec, settle); err != nil {
 		p.log.Error("persist outbox entry", "task", rec.TaskID, "state", to, "err", err)
 	}
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/offload-project/offload/client"
 	"github.com/offload-project/offload/market"
+	"github.com/offload-project/offload/storage"
 )
 
 // MetricsNamespace prefixes every metric the node exports.
@@ -175,6 +176,17 @@ type countedTasks struct {
 
 var _ market.TaskStore = (*countedTasks)(nil)
 
+// heldTasks is what countedTasks needs of its inner store for UpdateHeld
+// (storage.Table has it).
+type heldTasks interface {
+	UpdateHeld(string, *market.Task, func(*market.Task) error) (*market.Task, error)
+}
+
+var (
+	_ heldTasks = (*storage.Table[market.Task])(nil)
+	_ heldTasks = (*countedTasks)(nil)
+)
+
 // countTasks wraps store and sets offload_tasks{state} from one scan of it;
 // every state of the machine starts at zero so that the series exist from
 // the first scrape. Call it before anything writes to store.
@@ -233,9 +245,7 @@ func (c *countedTasks) Update(id string, fn func(*market.Task) error) (*market.T
 // UpdateHeld is Update from the copy of the task the caller holds (see
 // storage.Table.UpdateHeld), counted the same way.
 func (c *countedTasks) UpdateHeld(id string, held *market.Task, fn func(*market.Task) error) (*market.Task, error) {
-	inner, ok := c.inner.(interface {
-		UpdateHeld(string, *market.Task, func(*market.Task) error) (*market.Task, error)
-	})
+	inner, ok := c.inner.(heldTasks)
 	if !ok {
 		return c.Update(id, fn)
 	}

@@ -295,3 +295,49 @@ func TestUpdateHeld(t *testing.T) {
 		t.Fatalf("after %d racing held updates: %v, want %d", writers, got, 101+writers)
 	}
 }
+
+// TestUpdateHeldAlso: entries of another table are written with a held
+// update, in its transaction: both when the update lands (held or read
+// again), neither when the mutation refuses; an entry of another database
+// is refused.
+func TestUpdateHeldAlso(t *testing.T) {
+	db := openTest(t, t.TempDir())
+	tab := NewTable[item](db, "items")
+	side := NewTable[item](db, "side")
+	held := &item{N: 1}
+	if err := tab.Create("k", held); err != nil {
+		t.Fatal(err)
+	}
+	e1, err := side.Entry("a", &item{N: 7})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := tab.UpdateHeldAlso("k", held, func(v *item) error { v.N = 2; return nil }, e1)
+	if err != nil || v.N != 2 {
+		t.Fatalf("held update with an entry: %v %v", v, err)
+	}
+	if got, err := side.Get("a"); err != nil || got.N != 7 {
+		t.Fatalf("the entry written with the update: %v %v", got, err)
+	}
+	// held is stale now: the update reads again and still writes the entry.
+	e2, _ := side.Entry("b", &item{N: 8})
+	if v, err = tab.UpdateHeldAlso("k", held, func(v *item) error { v.N++; return nil }, e2); err != nil || v.N != 3 {
+		t.Fatalf("stale held update with an entry: %v %v", v, err)
+	}
+	if got, err := side.Get("b"); err != nil || got.N != 8 {
+		t.Fatalf("the entry written with a stale held update: %v %v", got, err)
+	}
+	e3, _ := side.Entry("c", &item{N: 9})
+	refuse := errors.New("no")
+	if _, err := tab.UpdateHeldAlso("k", v, func(*item) error { return refuse }, e3); !errors.Is(err, refuse) {
+		t.Fatalf("refused update: %v", err)
+	}
+	if _, err := side.Get("c"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("a refused update wrote its entry: %v", err)
+	}
+	other := openTest(t, t.TempDir())
+	foreign, _ := NewTable[item](other, "side").Entry("d", &item{})
+	if _, err := tab.UpdateHeldAlso("k", v, func(*item) error { return nil }, foreign); err == nil {
+		t.Fatal("an entry of another database was accepted")
+	}
+}

@@ -205,6 +205,11 @@ const maxUpdateAttempts = 100
 // value it is given. If fn returns an error nothing is written and the
 // error is returned as is. Update returns once the write is synced.
 func (t *Table[T]) Update(k string, fn func(*T) error) (*T, error) {
+	return t.update(k, fn, nil)
+}
+
+// update is Update, writing also in the same transaction.
+func (t *Table[T]) update(k string, fn func(*T) error, also []entry) (*T, error) {
 	key := t.key(k)
 	for attempt := 0; ; attempt++ {
 		var v *T
@@ -231,7 +236,7 @@ func (t *Table[T]) Update(k string, fn func(*T) error) (*T, error) {
 		if err != nil {
 			return nil, fmt.Errorf("encode %s%s: %w", t.prefix, k, err)
 		}
-		err = t.db.commit(&write{entries: []entry{{key: key, value: b}}, ifVersion: version})
+		err = t.db.commit(&write{entries: append([]entry{{key: key, value: b}}, also...), ifVersion: version})
 		if errors.Is(err, errChanged) && attempt+1 < maxUpdateAttempts {
 			if attempt >= 3 { // writers of one key in lockstep: spread them
 				time.Sleep(time.Duration(rand.IntN(attempt*100)) * time.Microsecond)
@@ -255,6 +260,37 @@ func (t *Table[T]) Update(k string, fn func(*T) error) (*T, error) {
 // Update: the stored value is read and fn runs on it. held itself is never
 // changed. UpdateHeld returns once the write is synced.
 func (t *Table[T]) UpdateHeld(k string, held *T, fn func(*T) error) (*T, error) {
+	return t.UpdateHeldAlso(k, held, fn)
+}
+
+// Entry is a value encoded for a key of one table (Table.Entry), to be
+// written in the transaction of a write to another table of the same
+// database (Table.UpdateHeldAlso): both land, synced, or neither does.
+type Entry struct {
+	db *DB
+	e  entry
+}
+
+// Entry encodes v under k, to be written with another table's write.
+func (t *Table[T]) Entry(k string, v *T) (Entry, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return Entry{}, fmt.Errorf("encode %s%s: %w", t.prefix, k, err)
+	}
+	return Entry{db: t.db, e: entry{key: t.key(k), value: b}}, nil
+}
+
+// UpdateHeldAlso is UpdateHeld that also writes also (entries of this
+// database's tables) in the same transaction, whichever way the update is
+// made: they are written only if the update is.
+func (t *Table[T]) UpdateHeldAlso(k string, held *T, fn func(*T) error, also ...Entry) (*T, error) {
+	extra := make([]entry, 0, len(also))
+	for _, a := range also {
+		if a.db != t.db {
+			return nil, fmt.Errorf("write %s%s: an entry of another database", t.prefix, k)
+		}
+		extra = append(extra, a.e)
+	}
 	old, err := json.Marshal(held)
 	if err != nil {
 		return nil, fmt.Errorf("encode %s%s: %w", t.prefix, k, err)
@@ -268,9 +304,9 @@ func (t *Table[T]) UpdateHeld(k string, held *T, fn func(*T) error) (*T, error) 
 	if err != nil {
 		return nil, fmt.Errorf("encode %s%s: %w", t.prefix, k, err)
 	}
-	err = t.db.commit(&write{entries: []entry{{key: t.key(k), value: b}}, ifValue: old})
+	err = t.db.commit(&write{entries: append([]entry{{key: t.key(k), value: b}}, extra...), ifValue: old})
 	if errors.Is(err, errChanged) {
-		return t.Update(k, fn)
+		return t.update(k, fn, extra)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("write %s%s: %w", t.prefix, k, err)
