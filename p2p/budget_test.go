@@ -3,14 +3,19 @@ package p2p_test
 import (
 	"context"
 	"crypto/rand"
+	"encoding/binary"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p"
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	pb "github.com/libp2p/go-libp2p-pubsub/pb"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/offload-project/offload/internal/testwait"
 	"github.com/offload-project/offload/p2p"
@@ -101,5 +106,120 @@ func TestUntrustedGossipBudget(t *testing.T) {
 	publish(200, "customer-", 2*time.Millisecond) // paced: the sender's own queue drops nothing
 	if !testwait.Until(t.Context(), 5*time.Second, 20*time.Millisecond, func() bool { return delivered.Load()-before == 200 }) {
 		t.Fatalf("a trusted peer's 200 messages: %d delivered", delivered.Load()-before)
+	}
+}
+
+// TestGossipCopiesDroppedOnArrival: copies of a message already taken,
+// relayed again by a stranger, are dropped on arrival, before their
+// signature is checked or they count against the untrusted budget, so a
+// flood of copies leaves the budget to new messages; a message that only
+// shares its author with one taken is not a copy.
+func TestGossipCopiesDroppedOnArrival(t *testing.T) {
+	const budget = 20
+	recv := budgetHost(t, p2p.Config{UntrustedGossipRate: 1, UntrustedGossipBurst: budget})
+	var mu sync.Mutex
+	checked := map[string]int{}
+	if err := recv.RegisterTopicRules(p2p.TopicRule{Topic: "flood", MaxSize: 1 << 10,
+		Check: func(_ context.Context, m *pubsub.Message) (pubsub.ValidationResult, string) {
+			mu.Lock()
+			checked[string(m.Data)]++
+			mu.Unlock()
+			return pubsub.ValidationAccept, ""
+		}}); err != nil {
+		t.Fatal(err)
+	}
+	rt, err := recv.PubSub.Join(recv.Topic("flood"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rt.Subscribe(); err != nil {
+		t.Fatal(err)
+	}
+
+	// Real signed messages of an author, caught by a third node.
+	author, catcher := budgetHost(t, p2p.Config{}), budgetHost(t, p2p.Config{})
+	if err := author.Connect(t.Context(), peer.AddrInfo{ID: catcher.ID(), Addrs: catcher.Addrs()}); err != nil {
+		t.Fatal(err)
+	}
+	ct, err := catcher.PubSub.Join(catcher.Topic("flood"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	csub, err := ct.Subscribe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	at, err := author.PubSub.Join(author.Topic("flood"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !testwait.Until(t.Context(), 10*time.Second, 20*time.Millisecond, func() bool { return len(at.ListPeers()) == 1 }) {
+		t.Fatal("the catcher's subscription never reached the author")
+	}
+	const fresh = 10
+	var msgs []*pb.Message
+	for i := range fresh + 1 {
+		if err := at.Publish(t.Context(), []byte(fmt.Sprint("m", i))); err != nil {
+			t.Fatal(err)
+		}
+		m, err := csub.Next(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		msgs = append(msgs, m.Message)
+	}
+
+	// A stranger (no gossipsub of its own) relays 300 copies of the first,
+	// then the other ten.
+	stranger, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stranger.Close()
+	if err := stranger.Connect(t.Context(), peer.AddrInfo{ID: recv.ID(), Addrs: recv.Addrs()}); err != nil {
+		t.Fatal(err)
+	}
+	s, err := stranger.NewStream(t.Context(), recv.ID(), "/meshsub/1.1.0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Reset()
+	send := func(ms []*pb.Message) {
+		b, err := proto.Marshal(&pb.RPC{Publish: ms})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Write(append(binary.AppendUvarint(nil, uint64(len(b))), b...)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 6 {
+		copies := make([]*pb.Message, 50)
+		for i := range copies {
+			copies[i] = msgs[0]
+		}
+		send(copies)
+	}
+	send(msgs[1:])
+
+	if !testwait.Until(t.Context(), 5*time.Second, 20*time.Millisecond, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(checked) == fresh+1
+	}) {
+		mu.Lock()
+		defer mu.Unlock()
+		t.Fatalf("checked %d distinct messages of %d (copies dropped %d, over budget %d)", len(checked), fresh+1, recv.GossipCopiesDropped(), recv.GossipDropped())
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if checked["m0"] != 1 {
+		t.Errorf("the copied message was checked %d times", checked["m0"])
+	}
+	if c := recv.GossipCopiesDropped(); c < 299 {
+		t.Errorf("copies dropped on arrival: %d of 299", c)
+	}
+	if d := recv.GossipDropped(); d != 0 {
+		t.Errorf("%d messages dropped over the budget of %d: the copies used it", d, budget)
 	}
 }

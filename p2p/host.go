@@ -302,6 +302,14 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 	for _, b := range boot {
 		budget.fixed[b.ID] = true
 	}
+	budget.graylisted = func(p peer.ID) bool {
+		m := scores.Load()
+		if m == nil {
+			return false
+		}
+		s, ok := (*m)[p]
+		return ok && s < DefaultScoreThresholds.GraylistThreshold
+	}
 	ps, err := pubsub.NewGossipSub(ctx, h,
 		// Before anything else: what untrusted peers may make this node
 		// verify and remember (budget.go).
