@@ -143,6 +143,7 @@ var (
 	_ heldAlsoUpdater = (*storage.Table[ExecRecord])(nil)
 	_ ledgerEntries   = (*storage.Table[LedgerEntry])(nil)
 	_ heldTaskUpdater = (*storage.Table[Task])(nil)
+	_ taskAlsoUpdater = (*storage.Table[Task])(nil)
 )
 
 // ImageChecker is implemented by executors that can tell whether an image

@@ -16,6 +16,7 @@ import (
 
 	"github.com/offload-project/offload/market/wire"
 	"github.com/offload-project/offload/p2p/stream"
+	"github.com/offload-project/offload/storage"
 )
 
 // Requestor defaults, used when RequestorConfig leaves a field at zero.
@@ -474,6 +475,12 @@ func (r *Requestor) notify(t *Task) {
 // (Task.ownNested), and the write lands only if the stored record is still
 // the snapshot; otherwise fn runs on the stored record.
 func (r *Requestor) update(id string, fn func(*Task) error) (*Task, error) {
+	return r.updateAlso(id, fn, nil)
+}
+
+// updateAlso is update that also writes also in the task's transaction;
+// also must be empty unless the store is a taskAlsoUpdater.
+func (r *Requestor) updateAlso(id string, fn func(*Task) error, also []storage.Entry) (*Task, error) {
 	var before map[string]AttemptState
 	mut := func(t *Task) error {
 		t.ownNested()
@@ -494,9 +501,17 @@ func (r *Requestor) update(id string, fn func(*Task) error) (*Task, error) {
 	}
 	var t *Task
 	var err error
-	if held != nil {
+	as, canAlso := r.store.(taskAlsoUpdater)
+	switch {
+	case len(also) > 0 && !canAlso:
+		return nil, fmt.Errorf("task %s: the store cannot write other entries with a task", id)
+	case len(also) > 0 && held != nil:
+		t, err = as.UpdateHeldAlso(id, held, mut, also...)
+	case len(also) > 0:
+		t, err = as.UpdateAlso(id, mut, also...)
+	case held != nil:
 		t, err = hs.UpdateHeld(id, held, mut)
-	} else {
+	default:
 		t, err = r.store.Update(id, mut)
 	}
 	if err != nil {

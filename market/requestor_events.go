@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/offload-project/offload/market/wire"
+	"github.com/offload-project/offload/storage"
 )
 
 // Handlers and timers do not write a task's state themselves: each turns
@@ -36,8 +37,12 @@ type event struct {
 	result   *wire.Result
 	receipt  *wire.Receipt
 	// settled, when set, is called inside the transaction once an
-	// evResult changed the task (the requestor countersigns then).
+	// evResult changed the task.
 	settled func()
+	// also are entries of another table (an evResult's spent receipt in
+	// the ledger) written in the task's transaction, only if ev changes
+	// the task; see Requestor.updateAlso.
+	also []storage.Entry
 	// why: an evLost's reason.
 	why string
 }
@@ -47,14 +52,14 @@ type event struct {
 // failover), and an error wrapping ErrInvalidTransition when ev no longer
 // applies (the task moved on).
 func (r *Requestor) apply(id string, ev event) (failover bool, err error) {
-	_, err = r.update(id, func(t *Task) error {
+	_, err = r.updateAlso(id, func(t *Task) error {
 		var serr error
 		failover, serr = step(t, ev, r.cfg.Content != nil)
 		if serr == nil && ev.settled != nil {
 			ev.settled()
 		}
 		return serr
-	})
+	}, ev.also)
 	if ev.kind != evRunning {
 		observeFailover(r.cfg.Observer, err == nil && failover)
 	}

@@ -9,6 +9,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/offload-project/offload/market/wire"
 	"github.com/offload-project/offload/p2p/stream"
+	"github.com/offload-project/offload/storage"
 )
 
 // handleBid receives one bid (or decline) from a provider.
@@ -49,7 +50,9 @@ func (r *Requestor) handleReport(s network.Stream) {
 // may send it is authorizeReport's to decide (see authz.go); the decision
 // is made again on the task as it stands inside the store's transaction
 // (apply, step), never only on an earlier read. A result's receipt is
-// countersigned only once the result has changed the task.
+// countersigned before the write, but the countersignature is kept (the
+// ledger's spent entry, written in the task's transaction) and handed to
+// the provider only once the result has changed the task.
 func (r *Requestor) applyReport(from peer.ID, rep *wire.Report) wire.Ack {
 	t, err := r.load(rep.TaskID)
 	if err != nil {
@@ -89,9 +92,16 @@ func (r *Requestor) applyReport(from peer.ID, rep *wire.Report) wire.Ack {
 			err = nil // a late running report after the result: fine
 		}
 	default: // completed or failed: a result
-		var ack wire.Ack
-		_, err = r.apply(t.ID, event{kind: evResult, provider: provider, attempt: attempt, reported: rep.State, result: rep.Result,
-			receipt: rc, settled: func() { ack = r.countersign(rep, rc) }})
+		ack, spent := r.countersign(rep, rc)
+		ev := event{kind: evResult, provider: provider, attempt: attempt, reported: rep.State, result: rep.Result, receipt: rc}
+		if spent != nil {
+			if e, ok := r.spentEntry(spent); ok {
+				ev.also = []storage.Entry{e}
+			} else {
+				ev.settled = func() { r.keepSpent(spent) }
+			}
+		}
+		_, err = r.apply(t.ID, ev)
 		var refused *refusedError
 		if errors.As(err, &refused) {
 			r.log.Info("result refused", "task", t.ID, "peer", from, "attempt", attempt, "code", refused.ack.Code, "reason", refused.ack.Reason)
@@ -118,20 +128,44 @@ type refusedError struct{ ack wire.Ack }
 
 func (e *refusedError) Error() string { return "refused: " + e.ack.Reason }
 
-// countersign signs an accepted result's receipt, keeps it in the ledger
-// and returns the ack carrying the countersignature.
-func (r *Requestor) countersign(rep *wire.Report, rc *wire.Receipt) wire.Ack {
+// countersign signs a result's receipt and returns the ack that carries
+// the countersignature and the ledger entry that keeps the countersigned
+// receipt (nil without a ledger or a signature). applyReport hands the ack
+// out, and keeps the entry, only once the result has changed the task.
+func (r *Requestor) countersign(rep *wire.Report, rc *wire.Receipt) (wire.Ack, *LedgerEntry) {
 	sr := *rep.Result.Receipt
 	if err := sr.Countersign(r.h.Peerstore().PrivKey(r.h.ID())); err != nil {
 		r.log.Error("countersign", "task", rep.TaskID, "err", err)
-		return wire.Ack{OK: true}
+		return wire.Ack{OK: true}, nil
 	}
-	if r.cfg.Ledger != nil {
-		e := &LedgerEntry{Key: fmt.Sprintf("%s/%d/spent", rep.TaskID, rep.Attempt), TaskID: rep.TaskID, Attempt: rep.Attempt,
-			Peer: rc.Provider, Role: RoleSpent, Amount: rc.Cost, At: time.Now().UTC(), Receipt: &sr}
-		if err := r.cfg.Ledger.Put(e.Key, e); err != nil {
-			r.log.Error("record spent", "task", rep.TaskID, "err", err)
-		}
+	ack := wire.Ack{OK: true, Countersig: sr.RequestorSig}
+	if r.cfg.Ledger == nil {
+		return ack, nil
 	}
-	return wire.Ack{OK: true, Countersig: sr.RequestorSig}
+	return ack, &LedgerEntry{Key: fmt.Sprintf("%s/%d/spent", rep.TaskID, rep.Attempt), TaskID: rep.TaskID, Attempt: rep.Attempt,
+		Peer: rc.Provider, Role: RoleSpent, Amount: rc.Cost, At: time.Now().UTC(), Receipt: &sr}
+}
+
+// spentEntry encodes e to be written in the task's transaction, when the
+// ledger and the task store allow it (ledgerEntries, taskAlsoUpdater).
+func (r *Requestor) spentEntry(e *LedgerEntry) (storage.Entry, bool) {
+	le, okL := r.cfg.Ledger.(ledgerEntries)
+	_, okT := r.store.(taskAlsoUpdater)
+	if !okL || !okT {
+		return storage.Entry{}, false
+	}
+	se, err := le.Entry(e.Key, e)
+	if err != nil {
+		r.log.Error("encode spent", "task", e.TaskID, "err", err)
+		return storage.Entry{}, false
+	}
+	return se, true
+}
+
+// keepSpent writes e to the ledger on its own: where the stores cannot
+// write it in the task's transaction, from inside it, before the task.
+func (r *Requestor) keepSpent(e *LedgerEntry) {
+	if err := r.cfg.Ledger.Put(e.Key, e); err != nil {
+		r.log.Error("record spent", "task", e.TaskID, "err", err)
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/offload-project/offload/market/wire"
+	"github.com/offload-project/offload/storage"
 )
 
 // ErrTaskNotFound is returned for an unknown task id.
@@ -119,4 +120,13 @@ type TaskStore interface {
 // on the stored record, as in Update.
 type heldTaskUpdater interface {
 	UpdateHeld(id string, held *Task, fn func(*Task) error) (*Task, error)
+}
+
+// taskAlsoUpdater is implemented by task stores that write entries of
+// another table (the ledger's, see ledgerEntries) with a task's update, in
+// one transaction: both land or neither does (storage.Table.UpdateAlso,
+// UpdateHeldAlso).
+type taskAlsoUpdater interface {
+	UpdateAlso(id string, fn func(*Task) error, also ...storage.Entry) (*Task, error)
+	UpdateHeldAlso(id string, held *Task, fn func(*Task) error, also ...storage.Entry) (*Task, error)
 }

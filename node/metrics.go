@@ -176,10 +176,13 @@ type countedTasks struct {
 
 var _ market.TaskStore = (*countedTasks)(nil)
 
-// heldTasks is what countedTasks needs of its inner store for UpdateHeld
-// (storage.Table has it).
+// heldTasks is what countedTasks needs of its inner store for UpdateHeld,
+// UpdateAlso and UpdateHeldAlso (storage.Table has it), and offers the
+// requestor in turn.
 type heldTasks interface {
 	UpdateHeld(string, *market.Task, func(*market.Task) error) (*market.Task, error)
+	UpdateAlso(string, func(*market.Task) error, ...storage.Entry) (*market.Task, error)
+	UpdateHeldAlso(string, *market.Task, func(*market.Task) error, ...storage.Entry) (*market.Task, error)
 }
 
 var (
@@ -227,30 +230,50 @@ func (c *countedTasks) Get(id string) (*market.Task, error) { return c.inner.Get
 // once (the store retries on conflict); the state seen by the run that was
 // written is the one counted.
 func (c *countedTasks) Update(id string, fn func(*market.Task) error) (*market.Task, error) {
-	var from market.State
-	t, err := c.inner.Update(id, func(t *market.Task) error {
-		from = t.State
-		return fn(t)
-	})
-	if err != nil {
-		return t, err
-	}
-	if t.State != from {
-		c.gauge.WithLabelValues(string(from)).Dec()
-		c.gauge.WithLabelValues(string(t.State)).Inc()
-	}
-	return t, nil
+	return c.counted(fn, func(fn func(*market.Task) error) (*market.Task, error) { return c.inner.Update(id, fn) })
 }
 
 // UpdateHeld is Update from the copy of the task the caller holds (see
 // storage.Table.UpdateHeld), counted the same way.
 func (c *countedTasks) UpdateHeld(id string, held *market.Task, fn func(*market.Task) error) (*market.Task, error) {
-	inner, ok := c.inner.(heldTasks)
-	if !ok {
-		return c.Update(id, fn)
-	}
+	return c.counted(fn, func(fn func(*market.Task) error) (*market.Task, error) {
+		inner, ok := c.inner.(heldTasks)
+		if !ok {
+			return c.inner.Update(id, fn)
+		}
+		return inner.UpdateHeld(id, held, fn)
+	})
+}
+
+// UpdateAlso is Update that writes also in the task's transaction (see
+// storage.Table.UpdateAlso), counted the same way.
+func (c *countedTasks) UpdateAlso(id string, fn func(*market.Task) error, also ...storage.Entry) (*market.Task, error) {
+	return c.counted(fn, func(fn func(*market.Task) error) (*market.Task, error) {
+		inner, ok := c.inner.(heldTasks)
+		if !ok {
+			return nil, fmt.Errorf("task %s: the store cannot write other entries with a task", id)
+		}
+		return inner.UpdateAlso(id, fn, also...)
+	})
+}
+
+// UpdateHeldAlso is UpdateHeld that writes also in the task's transaction
+// (see storage.Table.UpdateHeldAlso), counted the same way.
+func (c *countedTasks) UpdateHeldAlso(id string, held *market.Task, fn func(*market.Task) error, also ...storage.Entry) (*market.Task, error) {
+	return c.counted(fn, func(fn func(*market.Task) error) (*market.Task, error) {
+		inner, ok := c.inner.(heldTasks)
+		if !ok {
+			return nil, fmt.Errorf("task %s: the store cannot write other entries with a task", id)
+		}
+		return inner.UpdateHeldAlso(id, held, fn, also...)
+	})
+}
+
+// counted runs write with fn wrapped to note the state it saw and, once
+// the write succeeded, moves the count when the state changed (as Update).
+func (c *countedTasks) counted(fn func(*market.Task) error, write func(func(*market.Task) error) (*market.Task, error)) (*market.Task, error) {
 	var from market.State
-	t, err := inner.UpdateHeld(id, held, func(t *market.Task) error {
+	t, err := write(func(t *market.Task) error {
 		from = t.State
 		return fn(t)
 	})

@@ -296,8 +296,8 @@ func TestUpdateHeld(t *testing.T) {
 	}
 }
 
-// TestUpdateHeldAlso: entries of another table are written with a held
-// update, in its transaction: both when the update lands (held or read
+// TestUpdateHeldAlso: entries of another table are written with an update
+// (held or not), in its transaction: both when the update lands (held or read
 // again), neither when the mutation refuses; an entry of another database
 // is refused.
 func TestUpdateHeldAlso(t *testing.T) {
@@ -334,6 +334,13 @@ func TestUpdateHeldAlso(t *testing.T) {
 	}
 	if _, err := side.Get("c"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("a refused update wrote its entry: %v", err)
+	}
+	e4, _ := side.Entry("e", &item{N: 10})
+	if v, err = tab.UpdateAlso("k", func(v *item) error { v.N = 4; return nil }, e4); err != nil || v.N != 4 {
+		t.Fatalf("update with an entry: %v %v", v, err)
+	}
+	if got, err := side.Get("e"); err != nil || got.N != 10 {
+		t.Fatalf("the entry written with an update: %v %v", got, err)
 	}
 	other := openTest(t, t.TempDir())
 	foreign, _ := NewTable[item](other, "side").Entry("d", &item{})

@@ -199,6 +199,28 @@ func (t *Table[T]) Create(k string, v *T) error {
 // change was committed.
 const maxUpdateAttempts = 100
 
+// entries unwraps also, refusing an entry of another database.
+func (t *Table[T]) entries(k string, also []Entry) ([]entry, error) {
+	extra := make([]entry, 0, len(also))
+	for _, a := range also {
+		if a.db != t.db {
+			return nil, fmt.Errorf("write %s%s: an entry of another database", t.prefix, k)
+		}
+		extra = append(extra, a.e)
+	}
+	return extra, nil
+}
+
+// UpdateAlso is Update that also writes also (entries of this database's
+// tables) in the same transaction: they are written only if the update is.
+func (t *Table[T]) UpdateAlso(k string, fn func(*T) error, also ...Entry) (*T, error) {
+	extra, err := t.entries(k, also)
+	if err != nil {
+		return nil, err
+	}
+	return t.update(k, fn, extra)
+}
+
 // Update reads the value under k, lets fn change it and writes it back,
 // provided nobody wrote k since it was read; otherwise it reads again and
 // calls fn again, so fn may run more than once and must only change the
@@ -284,12 +306,9 @@ func (t *Table[T]) Entry(k string, v *T) (Entry, error) {
 // database's tables) in the same transaction, whichever way the update is
 // made: they are written only if the update is.
 func (t *Table[T]) UpdateHeldAlso(k string, held *T, fn func(*T) error, also ...Entry) (*T, error) {
-	extra := make([]entry, 0, len(also))
-	for _, a := range also {
-		if a.db != t.db {
-			return nil, fmt.Errorf("write %s%s: an entry of another database", t.prefix, k)
-		}
-		extra = append(extra, a.e)
+	extra, err := t.entries(k, also)
+	if err != nil {
+		return nil, err
 	}
 	old, err := json.Marshal(held)
 	if err != nil {
