@@ -117,9 +117,19 @@ func (l *runLog) since(from int64) (out []logPiece, skipped int64, ended bool, w
 
 // logBook holds the logs of the runs of one provider, by execution key.
 type logBook struct {
-	mu        sync.Mutex
-	runs      map[string]*runLog
+	mu   sync.Mutex
+	runs map[string]*runLog
+	// ended lists the runs that ended, oldest end first, so that pruning
+	// looks only at the oldest: at most maxEndedLogs entries after a prune.
+	ended     []endedLog
 	followers int
+}
+
+// endedLog is a run's log that ended at at, under key.
+type endedLog struct {
+	key string
+	l   *runLog
+	at  time.Time
 }
 
 // open starts the log of the run under key.
@@ -140,27 +150,22 @@ func (b *logBook) close(key string, l *runLog) {
 	l.end()
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	b.ended = append(b.ended, endedLog{key: key, l: l, at: time.Now()})
 	b.pruneLocked()
 }
 
 // pruneLocked forgets the logs of runs that ended over runLogKeep ago
-// (it runs whenever a run starts or ends), and keeps at most
-// maxEndedLogs of the ended ones.
+// (it runs whenever a run starts or ends, and before a log is followed),
+// and keeps at most maxEndedLogs of the ended ones. It looks at the oldest
+// ended runs only.
 func (b *logBook) pruneLocked() {
-	ended := 0
-	for k, l := range b.runs {
-		l.mu.Lock()
-		done, old := l.ended, l.ended && time.Since(l.endedAt) > runLogKeep
-		l.mu.Unlock()
-		switch {
-		case old:
-			delete(b.runs, k)
-		case done:
-			ended++
-			if ended > maxEndedLogs {
-				delete(b.runs, k) // many short runs: keep the bound
-			}
+	for len(b.ended) > 0 && (len(b.ended) > maxEndedLogs || time.Since(b.ended[0].at) > runLogKeep) {
+		e := b.ended[0]
+		if b.runs[e.key] == e.l { // not a later run's log under the same key
+			delete(b.runs, e.key)
 		}
+		b.ended[0] = endedLog{}
+		b.ended = b.ended[1:]
 	}
 }
 
