@@ -348,3 +348,49 @@ func TestUpdateHeldAlso(t *testing.T) {
 		t.Fatal("an entry of another database was accepted")
 	}
 }
+
+// TestUpdateHeldRemembers: a held update from the value a write handed
+// back uses that write's encoding; past maxWritten keys, or for a value
+// read back, it encodes the value again; a deleted key is ErrNotFound.
+func TestUpdateHeldRemembers(t *testing.T) {
+	db := openTest(t, t.TempDir())
+	tab := NewTable[item](db, "items")
+	first := &item{N: 1}
+	if err := tab.Create("first", first); err != nil {
+		t.Fatal(err)
+	}
+	tab.mu.Lock()
+	w := tab.written["first"]
+	tab.mu.Unlock()
+	if w.v != first || string(w.b) != `{"n":1}` {
+		t.Fatalf("Create noted %+v", w)
+	}
+	for i := range maxWritten + 10 {
+		if err := tab.Create(fmt.Sprint("k", i), &item{N: i}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tab.mu.Lock()
+	n := len(tab.written)
+	tab.mu.Unlock()
+	if n > maxWritten {
+		t.Fatalf("%d keys noted, at most %d", n, maxWritten)
+	}
+	v, err := tab.UpdateHeld("first", first, func(v *item) error { v.N = 2; return nil })
+	if err != nil || v.N != 2 {
+		t.Fatalf("held update of a key no longer noted: %v %v", v, err)
+	}
+	read, err := tab.Get("first")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, err = tab.UpdateHeld("first", read, func(v *item) error { v.N = 3; return nil }); err != nil || v.N != 3 {
+		t.Fatalf("held update from a value read: %v %v", v, err)
+	}
+	if err := tab.Delete("first"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tab.UpdateHeld("first", v, func(*item) error { return nil }); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("held update of a deleted key: %v", err)
+	}
+}

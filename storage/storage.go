@@ -92,6 +92,54 @@ func (db *DB) Badger() *badger.DB { return db.bdb }
 type Table[T any] struct {
 	db     *DB
 	prefix string
+
+	// mu guards written: for each key lately created or updated through
+	// this table, the value handed back to the caller and its encoding,
+	// so that UpdateHeld from that value need not encode it again. It
+	// holds at most maxWritten keys and is emptied when full: a key
+	// missing costs one encoding, never a wrong write (the committer
+	// compares the encoding with the stored bytes).
+	mu      sync.Mutex
+	written map[string]writtenValue[T]
+}
+
+// writtenValue is a value written under a key and its encoding.
+type writtenValue[T any] struct {
+	v *T
+	b []byte
+}
+
+// maxWritten bounds Table.written: a few times the writes a busy node has
+// in flight.
+const maxWritten = 512
+
+// remember notes that v, encoded as b, was written under k.
+func (t *Table[T]) remember(k string, v *T, b []byte) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.written == nil || len(t.written) >= maxWritten {
+		t.written = make(map[string]writtenValue[T], maxWritten)
+	}
+	t.written[k] = writtenValue[T]{v: v, b: b}
+}
+
+// forget drops what remember noted of k.
+func (t *Table[T]) forget(k string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	delete(t.written, k)
+}
+
+// encodingOf returns the encoding of held as written under k: the one
+// remember noted when held is the value written last, else encoded now.
+func (t *Table[T]) encodingOf(k string, held *T) ([]byte, error) {
+	t.mu.Lock()
+	w, ok := t.written[k]
+	t.mu.Unlock()
+	if ok && w.v == held {
+		return w.b, nil
+	}
+	return json.Marshal(held)
 }
 
 // NewTable returns the table named name ("tasks", "executions", ...).
@@ -191,6 +239,7 @@ func (t *Table[T]) Create(k string, v *T) error {
 	if err := t.db.commit(&write{entries: []entry{{key: t.key(k), value: b}}, ifAbsent: true}); err != nil {
 		return fmt.Errorf("create %s%s: %w", t.prefix, k, err)
 	}
+	t.remember(k, v, b)
 	return nil
 }
 
@@ -268,6 +317,7 @@ func (t *Table[T]) update(k string, fn func(*T) error, also []entry) (*T, error)
 		if err != nil {
 			return nil, fmt.Errorf("write %s%s: %w", t.prefix, k, err)
 		}
+		t.remember(k, v, b)
 		return v, nil
 	}
 }
@@ -280,7 +330,9 @@ func (t *Table[T]) update(k string, fn func(*T) error, also []entry) (*T, error)
 // value still encodes exactly as held does, so the record is not read and
 // decoded again; when it does not (another write came in between), this is
 // Update: the stored value is read and fn runs on it. held itself is never
-// changed. UpdateHeld returns once the write is synced.
+// changed. When held is the value a write through this table handed back
+// last for k, its encoding is not made again either (see Table.written).
+// UpdateHeld returns once the write is synced.
 func (t *Table[T]) UpdateHeld(k string, held *T, fn func(*T) error) (*T, error) {
 	return t.UpdateHeldAlso(k, held, fn)
 }
@@ -310,7 +362,7 @@ func (t *Table[T]) UpdateHeldAlso(k string, held *T, fn func(*T) error, also ...
 	if err != nil {
 		return nil, err
 	}
-	old, err := json.Marshal(held)
+	old, err := t.encodingOf(k, held)
 	if err != nil {
 		return nil, fmt.Errorf("encode %s%s: %w", t.prefix, k, err)
 	}
@@ -330,11 +382,13 @@ func (t *Table[T]) UpdateHeldAlso(k string, held *T, fn func(*T) error, also ...
 	if err != nil {
 		return nil, fmt.Errorf("write %s%s: %w", t.prefix, k, err)
 	}
+	t.remember(k, v, b)
 	return v, nil
 }
 
 // Delete removes k; deleting a missing key is not an error.
 func (t *Table[T]) Delete(k string) error {
+	t.forget(k)
 	if err := t.db.commit(&write{entries: []entry{{key: t.key(k), del: true}}}); err != nil {
 		return fmt.Errorf("delete %s%s: %w", t.prefix, k, err)
 	}
