@@ -117,11 +117,12 @@ func Request(ctx context.Context, h interface {
 	if err != nil {
 		return fmt.Errorf("open %s stream to %s: %w", proto, p.ShortString(), err)
 	}
+	// The exchange ends at ctx's end (its deadline, at most
+	// DefaultStreamTimeout away, or its cancellation) by a reset, which
+	// unblocks any read or write: no stream deadline (two more timers) is
+	// set besides.
 	stop := context.AfterFunc(ctx, func() { s.Reset() })
 	defer stop()
-	if dl, ok := ctx.Deadline(); ok {
-		_ = s.SetDeadline(dl)
-	}
 	if err := WriteMsg(s, req); err != nil {
 		s.Reset()
 		return err

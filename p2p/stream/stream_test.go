@@ -3,11 +3,15 @@ package stream_test
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"runtime"
 	"testing"
+	"time"
 
+	"github.com/libp2p/go-libp2p/core/network"
+	mocknet "github.com/libp2p/go-libp2p/p2p/net/mock"
 	"github.com/offload-project/offload/p2p/stream"
 )
 
@@ -75,4 +79,38 @@ func TestFrameAllocatedAsBytesArrive(t *testing.T) {
 			t.Fatalf("frame of %d bytes: %v, read %d", size, err, len(got))
 		}
 	}
+}
+
+// TestRequestEndsAtContextEnd: a request to a peer that reads it and never
+// answers returns once its context ends.
+func TestRequestEndsAtContextEnd(t *testing.T) {
+	mn, err := mocknet.FullMeshConnected(2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mn.Close()
+	hs := mn.Hosts()
+	const proto = "/test/silent/1.0.0"
+	release := make(chan struct{})
+	served := make(chan struct{})
+	hs[1].SetStreamHandler(proto, func(s network.Stream) {
+		defer close(served)
+		defer s.Reset()
+		var v map[string]string
+		_ = stream.ReadMsg(stream.NewReader(s), 1<<10, &v)
+		<-release
+	})
+	ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	var resp map[string]string
+	err = stream.Request(ctx, hs[0], hs[1].ID(), proto, map[string]string{"q": "1"}, 1<<10, &resp)
+	close(release)
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("request to a silent peer: %v", err)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Fatalf("request returned after %v, its context ended after 300ms", d)
+	}
+	<-served
 }
