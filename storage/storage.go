@@ -109,9 +109,10 @@ type writtenValue[T any] struct {
 	b []byte
 }
 
-// maxWritten bounds Table.written: a few times the writes a busy node has
-// in flight.
-const maxWritten = 512
+// maxWritten bounds Table.written: four times the 64 tasks in flight of a
+// busy node, so that emptying it costs few encodings, while what it keeps
+// alive (the values and their encodings, a few KiB a key) stays small.
+const maxWritten = 256
 
 // remember notes that v, encoded as b, was written under k.
 func (t *Table[T]) remember(k string, v *T, b []byte) {
