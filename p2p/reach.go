@@ -199,6 +199,19 @@ func dhtAddrFilter(addrs []ma.Multiaddr) []ma.Multiaddr {
 	return private
 }
 
+// AdvertAddrs filters a node's addresses (Host.Addrs) for records that
+// every peer of the swarm reads, such as capability adverts: its public
+// and relay addresses when it has any (a LAN address then only tells
+// strangers about the node's network, and dialing it from elsewhere
+// fails), else its LAN addresses, else, on a node listening on loopback
+// only (a local swarm), its loopback ones.
+func AdvertAddrs(addrs []ma.Multiaddr) []ma.Multiaddr {
+	if out := dhtAddrFilter(addrs); len(out) > 0 {
+		return out
+	}
+	return usefulAddrs(addrs)
+}
+
 // watchReachability follows AutoNAT's verdict (EvtLocalReachabilityChanged)
 // until the host closes.
 func (h *Host) watchReachability() error {

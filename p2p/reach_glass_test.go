@@ -27,7 +27,8 @@ func strs(as []ma.Multiaddr) []string {
 
 // TestAddressHygiene: loopback addresses are offered only by a node that
 // has nothing else; the DHT carries public (and relay) addresses when the
-// node has any, LAN addresses otherwise, loopback never.
+// node has any, LAN addresses otherwise, loopback never; adverts carry
+// what the DHT does, or loopback on a loopback-only node.
 func TestAddressHygiene(t *testing.T) {
 	const (
 		lo    = "/ip4/127.0.0.1/tcp/4001"
@@ -39,11 +40,12 @@ func TestAddressHygiene(t *testing.T) {
 		name      string
 		in        []string
 		host, dht []string
+		advert    []string
 	}{
-		{"loopback only", []string{lo}, []string{lo}, nil},
-		{"lan", []string{lo, lan}, []string{lan}, []string{lan}},
-		{"public", []string{lo, lan, pub}, []string{lan, pub}, []string{pub}},
-		{"behind nat with relay", []string{lo, lan, relay}, []string{lan, relay}, []string{relay}},
+		{"loopback only", []string{lo}, []string{lo}, nil, []string{lo}},
+		{"lan", []string{lo, lan}, []string{lan}, []string{lan}, []string{lan}},
+		{"public", []string{lo, lan, pub}, []string{lan, pub}, []string{pub}, []string{pub}},
+		{"behind nat with relay", []string{lo, lan, relay}, []string{lan, relay}, []string{relay}, []string{relay}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := strs(usefulAddrs(addrs(t, tc.in...))); !slices.Equal(got, tc.host) {
@@ -51,6 +53,9 @@ func TestAddressHygiene(t *testing.T) {
 			}
 			if got := strs(dhtAddrFilter(addrs(t, tc.in...))); !slices.Equal(got, tc.dht) && len(got)+len(tc.dht) > 0 {
 				t.Errorf("dht addrs %v, want %v", got, tc.dht)
+			}
+			if got := strs(AdvertAddrs(addrs(t, tc.in...))); !slices.Equal(got, tc.advert) {
+				t.Errorf("advert addrs %v, want %v", got, tc.advert)
 			}
 		})
 	}

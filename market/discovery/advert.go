@@ -15,6 +15,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/event"
 
 	"github.com/offload-project/offload/market/wire"
+	"github.com/offload-project/offload/p2p"
 )
 
 // Advertiser defaults, used when AdvertiserConfig leaves a field at zero.
@@ -357,10 +358,11 @@ func (a *Advertiser) addrsChanged() bool {
 	return !slices.Equal(now, rec.Addrs)
 }
 
-// addrs are the host's addresses as a record carries them (at most 32).
+// addrs are the host's addresses as a record carries them (p2p.AdvertAddrs:
+// no LAN address beside a public or relay one; at most 32).
 func (a *Advertiser) addrs() []string {
 	addrs := []string{}
-	for _, m := range a.pool.h.Addrs() {
+	for _, m := range p2p.AdvertAddrs(a.pool.h.Addrs()) {
 		if len(addrs) == 32 {
 			break
 		}

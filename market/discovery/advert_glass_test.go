@@ -1,9 +1,13 @@
 package discovery
 
 import (
+	"slices"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/libp2p/go-libp2p/core/host"
+	ma "github.com/multiformats/go-multiaddr"
 
 	"github.com/offload-project/offload/market/wire"
 )
@@ -240,5 +244,59 @@ func TestFreeChangeMatters(t *testing.T) {
 				t.Errorf("FreeChangeMatters(%+v, %+v) = %v, want %v", tc.was, tc.now, got, tc.want)
 			}
 		})
+	}
+}
+
+// addrsHost is a host that reports the addresses a test gives it.
+type addrsHost struct {
+	host.Host
+	addrs []ma.Multiaddr
+}
+
+func (h addrsHost) Addrs() []ma.Multiaddr { return h.addrs }
+
+// TestAdvertCarriesNoLANAddressBesidePublic: a provider with a public (or
+// relay) address advertises only those, not its LAN or loopback
+// addresses, which tell every reader of the swarm about its network and
+// which no one elsewhere can dial; with LAN addresses only, it advertises
+// those.
+func TestAdvertCarriesNoLANAddressBesidePublic(t *testing.T) {
+	const (
+		lo  = "/ip4/127.0.0.1/tcp/4001"
+		lan = "/ip4/10.1.2.3/tcp/4001"
+		pub = "/ip4/7.7.7.7/tcp/4001"
+	)
+	for _, tc := range []struct {
+		have []string
+		want []string
+	}{
+		{[]string{lo, lan, pub}, []string{pub}},
+		{[]string{lo, lan}, []string{lan}},
+	} {
+		p, _ := glassPool(t, PoolConfig{})
+		var have []ma.Multiaddr
+		for _, s := range tc.have {
+			have = append(have, ma.StringCast(s))
+		}
+		p.h = addrsHost{Host: p.h, addrs: have}
+		a, err := NewAdvertiser(p, AdvertiserConfig{
+			Hardware: wire.Hardware{OS: "linux", Arch: "amd64", CPUs: 1, MemoryBytes: 1 << 30}, Executors: []string{"wasm"},
+			Capacity: wire.Resources{CPUs: 1, MemoryBytes: 1 << 30}, Free: func() wire.Resources { return wire.Resources{} },
+			Interval: time.Hour, ProvideInterval: -1, Logger: p.log,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := a.Start(); err != nil {
+			t.Fatal(err)
+		}
+		rec, err := wire.DecodeCapRecord(a.Current())
+		a.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(rec.Addrs, tc.want) {
+			t.Errorf("host has %v: record carries %v, want %v", tc.have, rec.Addrs, tc.want)
+		}
 	}
 }
