@@ -148,11 +148,12 @@ func (p *Provider) decide(requestor peer.ID, ann *wire.Announce) wire.Bid {
 		bid.Decline = fmt.Sprintf("image %s not found on this provider", req.Image)
 		return bid
 	}
-	key := execKey(requestor.String(), ann.TaskID, ann.Attempt)
+	who := requestor.String() // base58, made once
+	key := execKey(who, ann.TaskID, ann.Attempt)
 	// Busy: a place in the queue, with a later start, rather than a
 	// decline the requestor can only answer by asking again.
-	ttl := p.reservationTTL(requestor, ann)
-	startMS, why := p.admit.reserve(key, requestor.String(), res, ttl)
+	ttl := p.reservationTTL(who, ann)
+	startMS, why := p.admit.reserve(key, who, res, ttl)
 	if why != "" {
 		bid.Decline, bid.Busy = why, true
 		return bid
@@ -185,9 +186,9 @@ const newcomerAwardGrace = 2 * time.Second
 // until the announcement's bid deadline plus newcomerAwardGrace (an honest
 // requestor awards right after its deadline), so that bids a Sybil accepts
 // and never awards hold capacity for as short a time as can be.
-func (p *Provider) reservationTTL(requestor peer.ID, ann *wire.Announce) time.Duration {
+func (p *Provider) reservationTTL(requestor string, ann *wire.Announce) time.Duration {
 	ttl := p.cfg.ReservationTTL
-	if p.admit.isKnown(requestor.String()) {
+	if p.admit.isKnown(requestor) {
 		return ttl
 	}
 	return max(min(ttl, time.Until(time.UnixMilli(ann.BidDeadline))+newcomerAwardGrace), newcomerAwardGrace)
@@ -339,7 +340,8 @@ func (p *Provider) accept(from peer.ID, body []byte) wire.AwardReply {
 	// made when it bid for this same requestor, task and attempt: a peer
 	// that never received a bid (or whose bid expired) can make this
 	// provider spend nothing.
-	key := execKey(from.String(), award.TaskID, award.Attempt)
+	who := from.String() // base58, made once
+	key := execKey(who, award.TaskID, award.Attempt)
 	if refusal := p.authorizeAward(from, key); refusal != nil {
 		p.log.Debug("award refused", "peer", from, "task", award.TaskID, "reason", refusal.Reason)
 		return *refusal
@@ -349,14 +351,14 @@ func (p *Provider) accept(from peer.ID, body []byte) wire.AwardReply {
 		return wire.AwardReply{Code: wire.CodeRefused, Reason: why}
 	}
 	// No free slot now: it runs as soon as one frees, in order.
-	queued, why := p.admit.claim(key, from.String(), normalize(award.Spec.Resources))
+	queued, why := p.admit.claim(key, who, normalize(award.Spec.Resources))
 	if why != "" {
 		p.admit.release(key)
 		return wire.AwardReply{Code: wire.CodeTooMany, Reason: why}
 	}
 	now := time.Now().UTC()
 	rec := &ExecRecord{
-		Key: key, TaskID: award.TaskID, Attempt: award.Attempt, Requestor: from.String(),
+		Key: key, TaskID: award.TaskID, Attempt: award.Attempt, Requestor: who,
 		Spec: award.Spec, State: ExecAccepted, CreatedAt: now, UpdatedAt: now,
 	}
 	if err := p.store.Create(key, rec); err != nil {
