@@ -84,6 +84,14 @@ type Config struct {
 	// swarm and when every listen address is loopback, so that tests and
 	// local swarms never send traffic beyond loopback.
 	DisableNAT bool
+	// Libp2pMetrics keeps go-libp2p's own metrics (swarm, identify,
+	// resource manager, relay, hole punching), which it registers with
+	// prometheus.DefaultRegisterer, for a program embedding the node that
+	// serves that registry. Off by default: the node serves only its own
+	// registry (node.Metrics), and keeping them cost a few percent of the
+	// CPU of every stream (the resource manager reports each stream's and
+	// each reservation's opening and closing to them).
+	Libp2pMetrics bool
 	// ScoredTopics are base topic names (see Topic) given the default
 	// gossipsub topic score parameters (TopicScoreParams).
 	ScoredTopics []string
@@ -241,7 +249,7 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 	if err != nil {
 		return nil, fmt.Errorf("p2p: connection manager: %w", err)
 	}
-	rm, err := resourceManager()
+	rm, err := resourceManager(cfg.Libp2pMetrics)
 	if err != nil {
 		return nil, fmt.Errorf("p2p: resource manager: %w", err)
 	}
@@ -251,6 +259,9 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 		libp2p.ConnectionManager(cm),
 		libp2p.ResourceManager(rm),
 		libp2p.AddrsFactory(usefulAddrs),
+	}
+	if !cfg.Libp2pMetrics {
+		opts = append(opts, libp2p.DisableMetrics())
 	}
 	if cfg.Gater != nil {
 		opts = append(opts, libp2p.ConnectionGater(cfg.Gater))

@@ -19,11 +19,17 @@ import (
 )
 
 // resourceManager bounds connections, streams and memory with libp2p's
-// default limits scaled to this machine (and libp2p's own services' limits).
-func resourceManager() (network.ResourceManager, error) {
+// default limits scaled to this machine (and libp2p's own services' limits),
+// reporting to go-libp2p's metrics only when metrics is set
+// (Config.Libp2pMetrics).
+func resourceManager(metrics bool) (network.ResourceManager, error) {
 	limits := rcmgr.DefaultLimits
 	libp2p.SetDefaultServiceLimits(&limits)
-	rm, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(limits.AutoScale()))
+	var opts []rcmgr.Option
+	if !metrics {
+		opts = append(opts, rcmgr.WithMetricsDisabled())
+	}
+	rm, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(limits.AutoScale()), opts...)
 	if err != nil {
 		return nil, fmt.Errorf("build resource manager: %w", err)
 	}
