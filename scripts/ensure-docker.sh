@@ -74,7 +74,16 @@ if ! pgrep -x dockerd >/dev/null 2>&1; then
 	echo "ensure-docker: starting dockerd (log: $LOG)" >&2
 	# A stale pid file from a previous container life stops dockerd from starting.
 	rm -f /var/run/docker.pid
-	nohup dockerd >"$LOG" 2>&1 </dev/null &
+	# dockerd outlives this script: it must not inherit any descriptor
+	# beyond the three it is given, or it holds them for good (a lock the
+	# caller held, as in `flock LOCK bench/run`, would never be released).
+	(
+		for fd in /proc/self/fd/*; do
+			n="${fd##*/}"
+			if [ "$n" -gt 2 ]; then eval "exec $n>&-" 2>/dev/null || true; fi
+		done
+		exec nohup dockerd >"$LOG" 2>&1 </dev/null
+	) &
 fi
 
 for _ in $(seq 1 "$WAIT_SECONDS"); do
