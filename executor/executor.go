@@ -97,6 +97,9 @@ type Spec struct {
 	Isolation string `json:"isolation,omitempty"`
 	// OutputsDir, when set, is a host directory mounted writable at
 	// /outputs; whatever the task writes there is returned by the caller.
+	// It must exist, unless the executor says it makes it
+	// (MakesOutputsDir, the WASM executor): then it may be missing after
+	// the run, if the task never used /outputs.
 	OutputsDir string `json:"outputs_dir,omitempty"`
 	// Log, when set, receives the workload's output as it is written
 	// ("stdout" or "stderr" and the bytes, which it must not keep), on

@@ -194,12 +194,19 @@ func (p *Provider) prepare(ctx context.Context, ex executor.Executor, rec *ExecR
 	// needs a quota mount has its execution directory as its outputs
 	// directory: one directory to make and to remove (outputsOnly).
 	bare := !quota && outputsOnly(rec.Spec)
+	// An executor that makes /outputs on the task's first use of it
+	// (executor/wasm) gets a bare task's directory unmade: a task that
+	// writes no outputs then costs no directory at all.
+	m, makes := ex.(outputsMaker)
+	lazy := bare && makes && m.MakesOutputsDir()
 	mode := os.FileMode(0o700)
 	if bare {
 		mode = 0o777
 	}
-	if err := makeFreshDir(workDir, mode); err != nil {
-		return nil, fmt.Errorf("create work dir: %w", err)
+	if !lazy {
+		if err := makeFreshDir(workDir, mode); err != nil {
+			return nil, fmt.Errorf("create work dir: %w", err)
+		}
 	}
 	pr := &prepared{spec: spec, workDir: workDir, bare: bare}
 	if rec.Spec.ImageIsCID() {
@@ -253,7 +260,9 @@ func (p *Provider) prepare(ctx context.Context, ex executor.Executor, rec *ExecR
 	} else if err := os.Mkdir(out, 0o777); err != nil {
 		return pr, fmt.Errorf("create outputs dir: %w", err)
 	}
-	_ = os.Chmod(out, 0o777) // umask-independent: a non-root task must write here
+	if !lazy {
+		_ = os.Chmod(out, 0o777) // umask-independent: a non-root task must write here
+	}
 	pr.spec.OutputsDir = out
 	if len(rec.Spec.Stages) > 0 || hasWorkArtifact(rec.Spec.Artifacts) {
 		work := filepath.Join(pr.rwDir, "work")
@@ -266,6 +275,13 @@ func (p *Provider) prepare(ctx context.Context, ex executor.Executor, rec *ExecR
 	}
 	pr.fetchMS = time.Since(start).Milliseconds()
 	return pr, nil
+}
+
+// outputsMaker is an executor that makes Spec.OutputsDir itself when the
+// task first uses /outputs (executor/wasm), so that the directory need not
+// exist before the run.
+type outputsMaker interface {
+	MakesOutputsDir() bool
 }
 
 // outputsOnly reports whether a task needs nothing on the provider's disk
@@ -367,10 +383,13 @@ func (pr *prepared) cleanup(log *slog.Logger) {
 			log.Warn("unmount a task's disk quota", "dir", pr.rwDir, "err", err)
 		}
 	}
-	// An outputs-only directory the task left empty goes with one rmdir;
-	// anything else is removed whole.
-	if pr.bare && syscall.Rmdir(pr.workDir) == nil {
-		return
+	// An outputs-only directory the task left empty goes with one rmdir
+	// (and one the executor never made, with none); anything else is
+	// removed whole.
+	if pr.bare {
+		if err := syscall.Rmdir(pr.workDir); err == nil || errors.Is(err, syscall.ENOENT) {
+			return
+		}
 	}
 	if err := os.RemoveAll(pr.workDir); err != nil {
 		log.Warn("remove a task's work dir", "dir", pr.workDir, "err", err)
@@ -412,6 +431,10 @@ func (p *Provider) resolveImage(ctx context.Context, ex executor.Executor, c str
 	tmp := filepath.Join(workDir, "image.tar")
 	if kind == kindModule {
 		tmp = filepath.Join(workDir, "module.wasm")
+	}
+	// A bare task's directory may not be made yet (outputsMaker).
+	if err := os.MkdirAll(workDir, 0o700); err != nil {
+		return "", nil, fmt.Errorf("create work dir: %w", err)
 	}
 	if err := p.fetchTo(ctx, what, c, declared, tmp, from); err != nil {
 		return "", nil, err

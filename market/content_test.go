@@ -428,6 +428,41 @@ type boundingExecutor struct{ executor.Executor }
 
 func (boundingExecutor) BoundsDisk() bool { return true }
 
+// makingExecutor makes /outputs itself, as executor/wasm does.
+type makingExecutor struct{ boundingExecutor }
+
+func (makingExecutor) MakesOutputsDir() bool { return true }
+
+// TestPrepareOutputsLazy: an outputs-only task whose executor makes
+// /outputs on first use gets no directory before its run; cleanup removes
+// the directory when the task made one and is quiet when it did not.
+func TestPrepareOutputsLazy(t *testing.T) {
+	p := &Provider{cfg: ProviderConfig{WorkDir: filepath.Join(t.TempDir(), "work"), OutputsQuota: 1 << 20}}
+	rec := func(task string) *ExecRecord {
+		return &ExecRecord{Key: execKey("12D3KooWRequestor", task, 1), TaskID: task, Attempt: 1, Requestor: "12D3KooWRequestor",
+			Spec: wire.TaskSpec{Image: "local-module"}}
+	}
+	for _, wrote := range []bool{false, true} {
+		pr, err := p.prepare(t.Context(), makingExecutor{}, rec(fmt.Sprint("wrote-", wrote)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !pr.bare || pr.spec.OutputsDir != pr.workDir {
+			t.Fatalf("outputs-only layout: %+v", pr)
+		}
+		if _, err := os.Lstat(pr.workDir); !errors.Is(err, fs.ErrNotExist) {
+			t.Fatalf("the directory was made before the run: %v", err)
+		}
+		if wrote {
+			write(t, filepath.Join(pr.spec.OutputsDir, "out.txt"), "result")
+		}
+		pr.cleanup(slog.New(slog.DiscardHandler))
+		if _, err := os.Lstat(pr.workDir); !errors.Is(err, fs.ErrNotExist) {
+			t.Fatalf("wrote %v: left after cleanup: %v", wrote, err)
+		}
+	}
+}
+
 // TestPrepareOutputsOnly: a task that needs nothing but /outputs (and no
 // quota mount) gets its execution directory as its outputs directory, its
 // own, fresh (whatever lay under its name is gone), writable by any user,

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path"
@@ -250,6 +251,11 @@ func (e *Executor) Close() error {
 // Name returns "wasm".
 func (e *Executor) Name() string { return Name }
 
+// MakesOutputsDir reports that Spec.OutputsDir need not exist: the
+// executor makes it (mode 0700) when the task first uses /outputs, and a
+// task that never does leaves none.
+func (e *Executor) MakesOutputsDir() bool { return true }
+
 // Available reports nil unless the Executor is closed: the runtime is in
 // process.
 func (e *Executor) Available(ctx context.Context) error {
@@ -386,8 +392,8 @@ func appendStderr(res *executor.Result, msg string) {
 }
 
 // mounts opens the run's guest file systems: tmp at /tmp (first), then
-// Spec.Mounts and Spec.OutputsDir at /outputs, each a rootFS; the writable
-// ones share q. The returned func closes those it opened (after the module
+// Spec.Mounts, each a rootFS, and Spec.OutputsDir at /outputs, a lazyFS
+// made on first use; the writable ones share q. The returned func closes those it opened (after the module
 // is closed); closing tmp is the caller's.
 func mounts(spec executor.Spec, tmp *lazyFS, q *diskQuota) (wazero.FSConfig, func(), error) {
 	type mount struct {
@@ -400,18 +406,24 @@ func mounts(spec executor.Spec, tmp *lazyFS, q *diskQuota) (wazero.FSConfig, fun
 		return nil, nil, fmt.Errorf("wazero FSConfig %T cannot mount a sys.FS", cfg)
 	}
 	cfg = sc.WithSysFSMount(tmp, TmpPath)
-	list := make([]mount, 0, len(spec.Mounts)+1)
+	list := make([]mount, 0, len(spec.Mounts))
 	for _, m := range spec.Mounts {
 		list = append(list, mount{m.Source, m.Target, m.ReadOnly})
 	}
+	// /outputs is made when the task first uses it (MakesOutputsDir): a
+	// task that writes no outputs costs no directory.
+	var outputs *lazyFS
 	if spec.OutputsDir != "" {
-		list = append(list, mount{spec.OutputsDir, OutputsPath, false})
+		outputs = newLazyDir(spec.OutputsDir, OutputsPath, q)
 	}
 
 	opened := make([]*rootFS, 0, len(list))
 	closeAll := func() {
 		for _, r := range opened {
 			_ = r.close()
+		}
+		if outputs != nil {
+			_, _ = outputs.close()
 		}
 	}
 	for _, m := range list {
@@ -427,6 +439,14 @@ func mounts(spec executor.Spec, tmp *lazyFS, q *diskQuota) (wazero.FSConfig, fun
 			return nil, nil, fmt.Errorf("wazero FSConfig %T cannot mount a sys.FS", cfg)
 		}
 		cfg = sc.WithSysFSMount(r, m.guest)
+	}
+	if outputs != nil {
+		sc, ok := cfg.(sysfs.FSConfig)
+		if !ok {
+			closeAll()
+			return nil, nil, fmt.Errorf("wazero FSConfig %T cannot mount a sys.FS", cfg)
+		}
+		cfg = sc.WithSysFSMount(outputs, OutputsPath)
 	}
 	return cfg, closeAll, nil
 }
@@ -624,7 +644,11 @@ func (e *Executor) validate(spec executor.Spec) error {
 		}
 	}
 	if spec.OutputsDir != "" {
-		if fi, err := os.Stat(spec.OutputsDir); err != nil || !fi.IsDir() {
+		// Missing is fine: it is made on the task's first use of /outputs.
+		if !filepath.IsAbs(spec.OutputsDir) {
+			return bad("outputs dir %q: the path must be absolute", spec.OutputsDir)
+		}
+		if fi, err := os.Stat(spec.OutputsDir); (err != nil && !errors.Is(err, fs.ErrNotExist)) || (err == nil && !fi.IsDir()) {
 			return bad("outputs dir %q is not a directory", spec.OutputsDir)
 		}
 	}

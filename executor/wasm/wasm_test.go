@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -127,6 +128,35 @@ func TestMounts(t *testing.T) {
 	res = mustRun(t, e, spec("cat", "/etc/passwd"))
 	if res.ExitCode == 0 {
 		t.Errorf("read a host file outside the mounts: %q", res.Stdout)
+	}
+}
+
+// TestOutputsMadeOnFirstUse: an outputs directory that does not exist yet
+// is made when the task first writes to /outputs (with what it wrote) and
+// never made for a task that does not use /outputs.
+func TestOutputsMadeOnFirstUse(t *testing.T) {
+	e, mod := newExecutor(t)
+	if !e.MakesOutputsDir() {
+		t.Fatal("the WASM executor says it does not make /outputs")
+	}
+	root := t.TempDir()
+	quiet, writes := filepath.Join(root, "quiet"), filepath.Join(root, "writes")
+	res := mustRun(t, e, executor.Spec{Image: mod, Cmd: []string{"echo", "hi"}, OutputsDir: quiet})
+	if res.ExitCode != 0 {
+		t.Fatalf("echo: %+v", res)
+	}
+	if _, err := os.Lstat(quiet); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("a task that never used /outputs left %s: %v", quiet, err)
+	}
+	res = mustRun(t, e, executor.Spec{Image: mod, Cmd: []string{"write", "/outputs/result.txt", "42"}, OutputsDir: writes})
+	if b, err := os.ReadFile(filepath.Join(writes, "result.txt")); res.ExitCode != 0 || string(b) != "42" {
+		t.Errorf("outputs made on first use: exit %d %q, file %q %v", res.ExitCode, res.Stderr, b, err)
+	}
+	// A missing parent is an error the task sees, not a directory made
+	// somewhere else.
+	res = mustRun(t, e, executor.Spec{Image: mod, Cmd: []string{"write", "/outputs/x", "1"}, OutputsDir: filepath.Join(root, "no", "such")})
+	if res.ExitCode == 0 {
+		t.Error("wrote to /outputs whose host directory's parent is missing")
 	}
 }
 
