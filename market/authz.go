@@ -68,7 +68,7 @@ func (p *Provider) authorizeAsk(from peer.ID, data []byte) (*wire.Announce, stri
 // the per-peer rate; how says how from vouched for the message ("signed"
 // on gossip, "sent" on a stream).
 func (p *Provider) checkAnnounce(from peer.ID, data []byte, how string) (*wire.Announce, string) {
-	if !p.admit.isKnown(from.String()) && !p.newcomerAnn.Allow() {
+	if !p.admit.isKnown(peerIDs.String(from)) && !p.newcomerAnn.Allow() {
 		return nil, "over the rate shared by requestors new to this provider"
 	}
 	if len(data) > wire.MaxAnnounceSize {
@@ -78,13 +78,13 @@ func (p *Provider) checkAnnounce(from peer.ID, data []byte, how string) (*wire.A
 	if err != nil {
 		return nil, err.Error()
 	}
-	if ann.Requestor != from.String() {
+	if ann.Requestor != peerIDs.String(from) {
 		return nil, how + " by another peer than the requestor it names (" + ann.Requestor + ")"
 	}
-	if ann.Req.Provider != "" && ann.Req.Provider != p.h.ID().String() {
+	if ann.Req.Provider != "" && ann.Req.Provider != peerIDs.String(p.h.ID()) {
 		return nil, "" // pinned to another provider
 	}
-	if slices.Contains(ann.Req.Exclude, p.h.ID().String()) {
+	if slices.Contains(ann.Req.Exclude, peerIDs.String(p.h.ID())) {
 		return nil, "" // the requestor does not want this provider for it
 	}
 	return ann, ""
@@ -95,7 +95,7 @@ func (p *Provider) checkAnnounce(from peer.ID, data []byte, how string) (*wire.A
 // for that same requestor, task and attempt. A peer that never received a
 // bid (or whose bid expired) makes this provider spend nothing.
 func (p *Provider) authorizeAward(from peer.ID, key string) *wire.AwardReply {
-	if ok, why := p.admit.reservedFor(key, from.String()); !ok {
+	if ok, why := p.admit.reservedFor(key, peerIDs.String(from)); !ok {
 		return &wire.AwardReply{Code: wire.CodeNoReservation, Reason: why}
 	}
 	return nil
@@ -113,9 +113,9 @@ func authorizeBid(a *auction, from peer.ID, bid *wire.Bid) *wire.BidAck {
 		return refuse(wire.CodeAuctionClosed, "auction closed")
 	case a.seen[from]:
 		return refuse(wire.CodeTooMany, "one bid per provider and auction")
-	case a.pinned != "" && a.pinned != from.String():
+	case a.pinned != "" && a.pinned != peerIDs.String(from):
 		return refuse(wire.CodeRefused, "the task is pinned to another provider")
-	case a.excluded[from.String()]:
+	case a.excluded[peerIDs.String(from)]:
 		return refuse(wire.CodeRefused, "the task excludes this provider")
 	case len(a.seen) >= maxBidsPerAuction:
 		return refuse(wire.CodeTooMany, "the auction has all the bids it takes")

@@ -185,7 +185,7 @@ type prepared struct {
 func (p *Provider) prepare(ctx context.Context, ex executor.Executor, rec *ExecRecord) (*prepared, error) {
 	start := time.Now()
 	spec := executorSpec(rec)
-	from, _ := peer.Decode(rec.Requestor)
+	from, _ := peerIDs.Decode(rec.Requestor)
 	workDir := filepath.Join(p.cfg.WorkDir, execDirName(rec))
 	b, bounds := ex.(DiskBounder)
 	quota := p.cfg.DiskQuota != nil && !(bounds && b.BoundsDisk())

@@ -93,9 +93,9 @@ func checkReceipt(rep *wire.Report, from, self peer.ID) (*wire.Receipt, error) {
 	switch {
 	case rc.TaskID != rep.TaskID || rc.Attempt != rep.Attempt:
 		return nil, fmt.Errorf("receipt is for %s/%d, not %s/%d", rc.TaskID, rc.Attempt, rep.TaskID, rep.Attempt)
-	case rc.Provider != from.String():
+	case rc.Provider != peerIDs.String(from):
 		return nil, fmt.Errorf("receipt names provider %s, not the sender", rc.Provider)
-	case rc.Requestor != self.String():
+	case rc.Requestor != peerIDs.String(self):
 		return nil, fmt.Errorf("receipt names requestor %s, not this node", rc.Requestor)
 	case rc.ExitCode != res.ExitCode || rc.Outputs != res.Outputs || rc.Cost != res.Cost:
 		return nil, fmt.Errorf("receipt does not match the result (exit code, outputs or cost)")
@@ -111,7 +111,7 @@ func signReceipt(key crypto.PrivKey, self peer.ID, rec *ExecRecord, res *wire.Re
 		inputs = append(inputs, in.CID)
 	}
 	return wire.SignReceipt(key, wire.Receipt{
-		TaskID: rec.TaskID, Attempt: rec.Attempt, Requestor: rec.Requestor, Provider: self.String(),
+		TaskID: rec.TaskID, Attempt: rec.Attempt, Requestor: rec.Requestor, Provider: peerIDs.String(self),
 		Image: rec.Spec.Image, Inputs: inputs, Command: cmd, ExitCode: res.ExitCode, Outputs: res.Outputs,
 		Usage: res.Usage, Price: price, Cost: res.Cost, FinishedAt: res.FinishedAt,
 	})

@@ -333,7 +333,7 @@ func (p *Provider) Executors() []string {
 // Knows reports whether requestor did business with this provider (a task
 // of its ran here, or it countersigned a receipt): a known customer, whom
 // the node trusts with more than strangers.
-func (p *Provider) Knows(requestor peer.ID) bool { return p.admit.isKnown(requestor.String()) }
+func (p *Provider) Knows(requestor peer.ID) bool { return p.admit.isKnown(peerIDs.String(requestor)) }
 
 // Free returns the capacity not held by bids or tasks.
 func (p *Provider) Free() Capacity { return p.admit.Free() }
@@ -461,7 +461,7 @@ func (p *Provider) shareOutputs(rec *ExecRecord) {
 	if p.cfg.Content == nil || rec.Report == nil || rec.Report.Result == nil {
 		return
 	}
-	requestor, err := peer.Decode(rec.Requestor)
+	requestor, err := peerIDs.Decode(rec.Requestor)
 	if err != nil {
 		return
 	}

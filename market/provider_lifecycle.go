@@ -148,7 +148,7 @@ func (p *Provider) decide(requestor peer.ID, ann *wire.Announce) wire.Bid {
 		bid.Decline = fmt.Sprintf("image %s not found on this provider", req.Image)
 		return bid
 	}
-	who := requestor.String() // base58, made once
+	who := peerIDs.String(requestor)
 	key := execKey(who, ann.TaskID, ann.Attempt)
 	// Busy: a place in the queue, with a later start, rather than a
 	// decline the requestor can only answer by asking again.
@@ -209,7 +209,7 @@ func (p *Provider) answer(requestor peer.ID, ann *wire.Announce) {
 		}
 	}
 	bid := p.decide(requestor, ann)
-	key := execKey(requestor.String(), ann.TaskID, ann.Attempt)
+	key := execKey(peerIDs.String(requestor), ann.TaskID, ann.Attempt)
 	var ack wire.BidAck
 	ctx, cancel := context.WithTimeout(p.ctx, bidTimeout)
 	defer cancel()
@@ -276,7 +276,7 @@ func (p *Provider) handleAsk(s network.Stream) {
 		// The ack comes once the auction decided: a bid that lost lets go
 		// of its reservation here. Only a reservation: an award claimed
 		// meanwhile (its ack lost in a reset) keeps running.
-		p.admit.releaseReservation(execKey(from.String(), ann.TaskID, ann.Attempt), from.String())
+		p.admit.releaseReservation(execKey(peerIDs.String(from), ann.TaskID, ann.Attempt), peerIDs.String(from))
 		p.log.Debug("asked bid not taken", "task", ann.TaskID, "err", err, "reason", ack.Reason)
 	}
 }
@@ -340,7 +340,7 @@ func (p *Provider) accept(from peer.ID, body []byte) wire.AwardReply {
 	// made when it bid for this same requestor, task and attempt: a peer
 	// that never received a bid (or whose bid expired) can make this
 	// provider spend nothing.
-	who := from.String() // base58, made once
+	who := peerIDs.String(from)
 	key := execKey(who, award.TaskID, award.Attempt)
 	if refusal := p.authorizeAward(from, key); refusal != nil {
 		p.log.Debug("award refused", "peer", from, "task", award.TaskID, "reason", refusal.Reason)
@@ -516,7 +516,7 @@ func (p *Provider) run(ctx context.Context, ex executor.Executor, rec *ExecRecor
 // markRunning persists the running state and tells the requestor, best
 // effort: the result report supersedes it.
 func (p *Provider) markRunning(ctx context.Context, rec *ExecRecord) (ended func()) {
-	requestor, _ := peer.Decode(rec.Requestor)
+	requestor, _ := peerIDs.Decode(rec.Requestor)
 	// Its content arrived and its workload starts: the requestor has done
 	// real business here, as one that paid has (admission.vouch). A flood
 	// of awards whose content never arrives never gets this far.
@@ -574,7 +574,7 @@ const runningReportDelay = 250 * time.Millisecond
 // heartbeat tells the requestor every Heartbeat that this provider still
 // holds the task, until ctx ends (the result is ready or the task stopped).
 func (p *Provider) heartbeat(ctx context.Context, rec *ExecRecord, cps *checkpointState) {
-	requestor, _ := peer.Decode(rec.Requestor)
+	requestor, _ := peerIDs.Decode(rec.Requestor)
 	t := time.NewTicker(p.cfg.Heartbeat)
 	defer t.Stop()
 	var fresh chan struct{} // a new checkpoint is told at once
@@ -620,7 +620,7 @@ func (p *Provider) goDeliver(rec *ExecRecord) {
 // acknowledges it, pausing with back-off between attempts and retrying at
 // once when a new connection comes up (a restarted requestor).
 func (p *Provider) deliver(rec *ExecRecord) {
-	requestor, err := peer.Decode(rec.Requestor)
+	requestor, err := peerIDs.Decode(rec.Requestor)
 	if err != nil || rec.Report == nil {
 		return
 	}
@@ -713,14 +713,14 @@ func (p *Provider) handleCancel(s network.Stream) {
 		_ = stream.WriteMsg(s, &wire.Ack{Code: wire.CodeBadRequest, Reason: err.Error()})
 		return
 	}
-	key := execKey(from.String(), c.TaskID, c.Attempt)
+	key := execKey(peerIDs.String(from), c.TaskID, c.Attempt)
 	p.mu.Lock()
 	cancel := p.running[key]
 	p.mu.Unlock()
 	if cancel == nil {
 		// A bid that lost (or a task canceled before its award): give back
 		// the capacity reserved for it now rather than at the TTL.
-		if p.admit.releaseReservation(key, from.String()) {
+		if p.admit.releaseReservation(key, peerIDs.String(from)) {
 			_ = stream.WriteMsg(s, &wire.Ack{OK: true, Reason: "reservation released"})
 			return
 		}

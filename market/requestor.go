@@ -416,7 +416,7 @@ func (r *Requestor) Cancel(ctx context.Context, id string) (*Task, error) {
 	}
 	r.cancelChildren(t)
 	if provider != "" {
-		if pid, err := peer.Decode(provider); err == nil {
+		if pid, err := peerIDs.Decode(provider); err == nil {
 			var ack wire.Ack
 			if err := stream.Request(ctx, r.h, pid, wire.ProtoCancel, &wire.Cancel{TaskID: id, Attempt: attempt}, wire.MaxAckSize, &ack); err != nil {
 				r.log.Warn("cancel not delivered to provider", "task", id, "peer", provider, "err", err)

@@ -58,7 +58,7 @@ func (r *Requestor) applyReport(from peer.ID, rep *wire.Report) wire.Ack {
 	if err != nil {
 		return wire.Ack{Code: wire.CodeUnknownTask, Reason: "unknown task"}
 	}
-	provider, attempt := from.String(), rep.Attempt
+	provider, attempt := peerIDs.String(from), rep.Attempt
 	isResult := rep.State == wire.ExecCompleted || rep.State == wire.ExecFailed
 	var rc *wire.Receipt
 	if isResult {

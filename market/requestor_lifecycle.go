@@ -195,7 +195,7 @@ func (r *Requestor) runAuction(t *Task) error {
 		r.lostAll(a, "the auction ended") // every ask stream still open is answered
 	}()
 	ann := wire.Announce{
-		Version: wire.Version, TaskID: t.ID, Attempt: attempt, Requestor: r.h.ID().String(),
+		Version: wire.Version, TaskID: t.ID, Attempt: attempt, Requestor: peerIDs.String(r.h.ID()),
 		Req: wire.RequirementsOf(t.Spec),
 	}
 
@@ -510,7 +510,7 @@ func (r *Requestor) award(t *Task, a *auction, head string, got []bidFrom, unans
 	records := make([]BidRecord, 0, len(got)+len(unanswered))
 	for _, b := range got {
 		rec := BidRecord{
-			Provider: b.from.String(), Attempt: attempt, Price: b.bid.Price, MaxCost: b.bid.MaxCost,
+			Provider: peerIDs.String(b.from), Attempt: attempt, Price: b.bid.Price, MaxCost: b.bid.MaxCost,
 			StartMS: b.bid.StartMS, HasImage: b.bid.HasImage, InputsLocal: b.bid.InputsLocal, Decline: b.bid.Decline, Busy: b.bid.Busy,
 			ReceivedAt: b.at,
 		}
@@ -530,7 +530,7 @@ func (r *Requestor) award(t *Task, a *auction, head string, got []bidFrom, unans
 		if err != nil {
 			why += ": " + err.Error()
 		}
-		records = append(records, BidRecord{Provider: p.String(), Attempt: attempt, Silent: true, ReceivedAt: now, Outcome: why})
+		records = append(records, BidRecord{Provider: peerIDs.String(p), Attempt: attempt, Silent: true, ReceivedAt: now, Outcome: why})
 	}
 	order, why := rankBids(records, t.Spec.Strategy, r.rep.snapshot())
 	summary := bidSummary(head, records, t.Spec.MaxPrice)
@@ -543,7 +543,7 @@ func (r *Requestor) award(t *Task, a *auction, head string, got []bidFrom, unans
 	var err error
 	for k, i := range order {
 		rec := records[i]
-		pid, _ := peer.Decode(rec.Provider)
+		pid, _ := peerIDs.Decode(rec.Provider)
 		now := time.Now().UTC()
 		t, err = r.update(t.ID, move(StateAwarded, []State{StateBidding}, func(t *Task) {
 			storeBids(t)
@@ -577,7 +577,7 @@ func (r *Requestor) award(t *Task, a *auction, head string, got []bidFrom, unans
 			var losers []string
 			for _, j := range order {
 				if o := records[j]; o.Provider != rec.Provider {
-					lost, _ := peer.Decode(o.Provider)
+					lost, _ := peerIDs.Decode(o.Provider)
 					if !r.verdict(a, lost, &wire.BidAck{Code: wire.CodeAuctionClosed, Reason: "lost to " + short(rec.Provider)}) {
 						losers = append(losers, o.Provider)
 					}
@@ -631,7 +631,7 @@ func (r *Requestor) award(t *Task, a *auction, head string, got []bidFrom, unans
 	// with a cancel stream when it bid on gossip.
 	var cancels []string
 	for _, p := range offered {
-		pid, _ := peer.Decode(p)
+		pid, _ := peerIDs.Decode(p)
 		if !r.verdict(a, pid, &wire.BidAck{Code: wire.CodeAuctionClosed, Reason: "no award"}) {
 			cancels = append(cancels, p)
 		}
@@ -648,7 +648,7 @@ func (r *Requestor) award(t *Task, a *auction, head string, got []bidFrom, unans
 // go, in the background and best effort (they expire anyway).
 func (r *Requestor) releaseBids(task string, attempt int, providers []string) {
 	for _, p := range providers {
-		pid, err := peer.Decode(p)
+		pid, err := peerIDs.Decode(p)
 		if err != nil {
 			continue
 		}
@@ -858,7 +858,7 @@ const outputFetchTries = 3
 // them (it is already a connected peer: no DHT search first), pins them and
 // completes the task.
 func (r *Requestor) fetchOutputs(t *Task) error {
-	provider, _ := peer.Decode(t.Provider)
+	provider, _ := peerIDs.Decode(t.Provider)
 	c := t.Result.Outputs
 	var err error
 	for try := 1; try <= outputFetchTries; try++ {

@@ -110,7 +110,7 @@ func (r *Requestor) noteExecutions(before map[string]AttemptState, t *Task) {
 		if isActive == wasActive || (isActive && had) {
 			continue
 		}
-		p, err := peer.Decode(e.Provider)
+		p, err := peerIDs.Decode(e.Provider)
 		if err != nil {
 			continue // not a peer this requestor awarded: no view
 		}
