@@ -532,7 +532,15 @@ func (r *Requestor) award(t *Task, a *auction, head string, got []bidFrom, unans
 		}
 		records = append(records, BidRecord{Provider: peerIDs.String(p), Attempt: attempt, Silent: true, ReceivedAt: now, Outcome: why})
 	}
-	order, why := rankBids(records, t.Spec.Strategy, r.rep.snapshot())
+	var rep map[string]Reputation
+	if t.Spec.Strategy == StrategyReputation {
+		bidders := make([]string, len(records))
+		for i, b := range records {
+			bidders[i] = b.Provider
+		}
+		rep = r.rep.of(bidders...)
+	}
+	order, why := rankBids(records, t.Spec.Strategy, rep)
 	summary := bidSummary(head, records, t.Spec.MaxPrice)
 	// The answers are stored with the attempt's first write that follows
 	// (the first award, or the end without one): one write fewer per task.

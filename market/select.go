@@ -42,7 +42,8 @@ func (r Reputation) SuccessRate() float64 {
 }
 
 // rankBids orders the acceptable bids (those without an Outcome yet), best
-// first, by strategy, and says why the first one wins.
+// first, by strategy, and says why the first one wins. rep holds the
+// bidders' reputations; only StrategyReputation reads it (nil otherwise).
 func rankBids(bids []BidRecord, strategy string, rep map[string]Reputation) ([]int, string) {
 	order := make([]int, 0, len(bids))
 	for i, b := range bids {
@@ -141,6 +142,20 @@ func (b *repBook) recordLocked(e Execution) {
 		return
 	}
 	b.m[e.Provider] = r
+}
+
+// of returns the reputations of the given providers only: what ranking
+// one auction's bids needs, whatever the size of the book.
+func (b *repBook) of(providers ...string) map[string]Reputation {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := make(map[string]Reputation, len(providers))
+	for _, p := range providers {
+		if r, ok := b.m[p]; ok {
+			out[p] = r
+		}
+	}
+	return out
 }
 
 // snapshot copies the book.

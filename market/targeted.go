@@ -194,7 +194,11 @@ func (r *Requestor) chooseCandidates(t *Task, cands []Candidate, skip map[string
 	}
 	var rep map[string]Reputation
 	if t.Spec.Strategy == StrategyReputation {
-		rep = r.rep.snapshot()
+		ids := make([]string, len(cands))
+		for i, c := range cands {
+			ids[i] = peerIDs.String(c.Peer)
+		}
+		rep = r.rep.of(ids...)
 	}
 	type ranked struct {
 		id                 peer.ID
@@ -225,7 +229,7 @@ func (r *Requestor) chooseCandidates(t *Task, cands []Candidate, skip map[string
 		}
 		key := c.Price
 		if rep != nil {
-			key = c.Price / rep[c.Peer.String()].SuccessRate()
+			key = c.Price / rep[peerIDs.String(c.Peer)].SuccessRate()
 		}
 		list = append(list, ranked{
 			id: c.Peer, fits: free.CPUs >= need.CPUs && free.MemoryBytes >= need.MemoryBytes && free.GPUs >= need.GPUs,
