@@ -36,29 +36,38 @@ func budgetHost(t *testing.T, cfg p2p.Config) *p2p.Host {
 	return h
 }
 
+// floodReceiver is a host taking burst messages (then one a second) from
+// the peers it does not trust, its "flood" topic's rule calling check for
+// every message it validates, joined to the topic and subscribed.
+func floodReceiver(t *testing.T, burst int, check func(*pubsub.Message)) (*p2p.Host, *pubsub.Subscription) {
+	t.Helper()
+	h := budgetHost(t, p2p.Config{UntrustedGossipRate: 1, UntrustedGossipBurst: burst})
+	if err := h.RegisterTopicRules(p2p.TopicRule{Topic: "flood", MaxSize: 1 << 10,
+		Check: func(_ context.Context, m *pubsub.Message) (pubsub.ValidationResult, string) {
+			check(m)
+			return pubsub.ValidationAccept, ""
+		}}); err != nil {
+		t.Fatal(err)
+	}
+	topic, err := h.PubSub.Join(h.Topic("flood"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub, err := topic.Subscribe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h, sub
+}
+
 // TestUntrustedGossipBudget: a peer the node does not trust gets the
 // shared budget of messages and no more (the rest are dropped before any
 // signature check or validator), whatever it sends; once trusted, all of
 // its messages go through.
 func TestUntrustedGossipBudget(t *testing.T) {
 	const budget = 40
-	recv := budgetHost(t, p2p.Config{UntrustedGossipRate: 1, UntrustedGossipBurst: budget})
 	var checked atomic.Int64
-	if err := recv.RegisterTopicRules(p2p.TopicRule{Topic: "flood", MaxSize: 1 << 10,
-		Check: func(context.Context, *pubsub.Message) (pubsub.ValidationResult, string) {
-			checked.Add(1)
-			return pubsub.ValidationAccept, ""
-		}}); err != nil {
-		t.Fatal(err)
-	}
-	rt, err := recv.PubSub.Join(recv.Topic("flood"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	sub, err := rt.Subscribe()
-	if err != nil {
-		t.Fatal(err)
-	}
+	recv, sub := floodReceiver(t, budget, func(*pubsub.Message) { checked.Add(1) })
 	var delivered atomic.Int64
 	go func() {
 		for {
@@ -116,25 +125,13 @@ func TestUntrustedGossipBudget(t *testing.T) {
 // shares its author with one taken is not a copy.
 func TestGossipCopiesDroppedOnArrival(t *testing.T) {
 	const budget = 20
-	recv := budgetHost(t, p2p.Config{UntrustedGossipRate: 1, UntrustedGossipBurst: budget})
 	var mu sync.Mutex
 	checked := map[string]int{}
-	if err := recv.RegisterTopicRules(p2p.TopicRule{Topic: "flood", MaxSize: 1 << 10,
-		Check: func(_ context.Context, m *pubsub.Message) (pubsub.ValidationResult, string) {
-			mu.Lock()
-			checked[string(m.Data)]++
-			mu.Unlock()
-			return pubsub.ValidationAccept, ""
-		}}); err != nil {
-		t.Fatal(err)
-	}
-	rt, err := recv.PubSub.Join(recv.Topic("flood"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := rt.Subscribe(); err != nil {
-		t.Fatal(err)
-	}
+	recv, _ := floodReceiver(t, budget, func(m *pubsub.Message) {
+		mu.Lock()
+		checked[string(m.Data)]++
+		mu.Unlock()
+	})
 
 	// Real signed messages of an author, caught by a third node.
 	author, catcher := budgetHost(t, p2p.Config{}), budgetHost(t, p2p.Config{})
