@@ -105,9 +105,11 @@ func TestUntrustedGossipBudget(t *testing.T) {
 	if c := checked.Load(); c > budget+2 {
 		t.Fatalf("a stranger's flood of 400 got %d messages checked; budget %d (+1/s)", c, budget)
 	}
-	// (The sender's own outbound queue may drop a few of the 400.)
-	if got := recv.GossipDropped() + uint64(checked.Load()); got < 300 {
-		t.Fatalf("dropped %d + checked %d of 400", recv.GossipDropped(), checked.Load())
+	// The flood really arrived and was cut: at least five budgets' worth
+	// dropped. (The sender's own outbound queue drops part of 400 sent at
+	// once, more when the machine is loaded: 129 of them once in CI.)
+	if d := recv.GossipDropped(); d < 5*budget {
+		t.Fatalf("dropped %d + checked %d of 400", d, checked.Load())
 	}
 
 	recv.SetTrust(func(p peer.ID) bool { return p == send.ID() })
