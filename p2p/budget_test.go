@@ -111,6 +111,9 @@ func TestUntrustedGossipBudget(t *testing.T) {
 	if d := recv.GossipDropped(); d < 5*budget {
 		t.Fatalf("dropped %d + checked %d of 400", d, checked.Load())
 	}
+	if c := recv.GossipCopiesDropped(); c != 0 {
+		t.Fatalf("%d of 400 distinct messages were taken for copies", c)
+	}
 
 	recv.SetTrust(func(p peer.ID) bool { return p == send.ID() })
 	before := delivered.Load()
