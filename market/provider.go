@@ -160,6 +160,10 @@ type ProviderConfig struct {
 	// exclusively by id and matched against their typed requirements
 	// (gpu.go). Empty: GPUs are counted only, and the engine picks.
 	GPUs []GPUDevice
+	// Labels are this provider's labels as its capability record
+	// advertises them; a task that requires labels these do not meet
+	// (wire.LabelsUnmet) is declined.
+	Labels map[string]string
 	// Price in credits per CPU-second.
 	Price          float64
 	ReservationTTL time.Duration

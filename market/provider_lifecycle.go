@@ -116,6 +116,10 @@ func (p *Provider) decide(requestor peer.ID, ann *wire.Announce) wire.Bid {
 		bid.Decline = why
 		return bid
 	}
+	if why := wire.LabelsUnmet(p.cfg.Labels, req.Labels); why != "" {
+		bid.Decline = "this provider has " + why
+		return bid
+	}
 	res := normalize(req.Resources)
 	if len(p.cfg.GPUs) > 0 {
 		if why := gpuDecline(p.cfg.GPUs, res.GPUs, req.GPU); why != "" {
@@ -349,6 +353,11 @@ func (p *Provider) accept(from peer.ID, body []byte) wire.AwardReply {
 	if why := p.imageRefused(award.Spec); why != "" {
 		p.admit.release(key)
 		return wire.AwardReply{Code: wire.CodeRefused, Reason: why}
+	}
+	// The award's spec may ask more than the announcement the bid was for.
+	if why := wire.LabelsUnmet(p.cfg.Labels, award.Spec.Labels); why != "" {
+		p.admit.release(key)
+		return wire.AwardReply{Code: wire.CodeRefused, Reason: "this provider has " + why}
 	}
 	// No free slot now: it runs as soon as one frees, in order.
 	queued, why := p.admit.claim(key, who, normalize(award.Spec.Resources))

@@ -287,7 +287,7 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 			capacity = *cfg.Capacity
 		}
 		n.prov, err = market.NewProvider(n.host, storage.NewTable[market.ExecRecord](n.db, "executions"), topic, n.executors, market.ProviderConfig{
-			Capacity: capacity, GPUs: gpuDevices(info, capacity), Price: cfg.Price, Logger: cfg.Logger,
+			Capacity: capacity, GPUs: gpuDevices(info, capacity), Labels: info.Labels, Price: cfg.Price, Logger: cfg.Logger,
 			WorkDir: filepath.Join(cfg.Home, "work"), Content: cs, Ledger: n.ledger,
 			Images:   storage.NewTable[market.CachedImage](n.db, "images"),
 			OnChange: n.advertChanged, Observer: n.metrics, OutputsQuota: cfg.OutputsQuota,

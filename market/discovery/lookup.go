@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"sync"
@@ -307,10 +308,18 @@ func Terms(rec *wire.CapRecord) []string {
 }
 
 // LookupTerm is the DHT term Lookup searches for req under: the most
-// specific term every provider that may take req announces. A stronger
-// sandbox is rarer than a runtime, which narrows more than "role:provider";
+// specific term every provider that may take req announces. A label
+// required with its value is rarer than a stronger sandbox, which is
+// rarer than a runtime, which narrows more than "role:provider";
 // resources and GPU counts have no term (records are filtered after).
 func LookupTerm(req wire.Requirements) string {
+	// A label with a value is the rarest of all (fpga=xilinx); the first
+	// in key order keeps the term the same for the same requirements.
+	for _, k := range slices.Sorted(maps.Keys(req.Labels)) {
+		if v := req.Labels[k]; v != "" && v != wire.LabelAny {
+			return "label:" + k + "=" + v
+		}
+	}
 	switch {
 	case !isAny(req.Isolation):
 		return "isolation:" + req.Isolation

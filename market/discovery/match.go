@@ -39,6 +39,9 @@ type PoolFilter struct {
 	// Labels must all be present with these values; a value "any" matches
 	// every provider.
 	Labels map[string]string
+	// Needs are a task's label requirements (wire.LabelsUnmet): each label
+	// present, with the value asked unless that is wire.LabelAny or empty.
+	Needs map[string]string
 }
 
 func isAny(s string) bool { return s == "" || strings.EqualFold(s, Any) }
@@ -98,6 +101,9 @@ func (f PoolFilter) Why(rec *wire.CapRecord) string {
 			return "no " + f.Executor + " executor"
 		}
 	}
+	if why := wire.LabelsUnmet(hw.Labels, f.Needs); why != "" {
+		return why
+	}
 	for k, v := range f.Labels {
 		if isAny(v) {
 			continue
@@ -110,11 +116,12 @@ func (f PoolFilter) Why(rec *wire.CapRecord) string {
 }
 
 // FilterFor returns the filter of providers that may take a task with req:
-// its runtime, and at least the resources it asks for.
+// its runtime, at least the resources it asks for, and its labels.
 func FilterFor(req wire.Requirements) PoolFilter {
 	return PoolFilter{
 		Executor: req.Runtime, CPUs: req.Resources.CPUs,
 		MemoryBytes: req.Resources.MemoryBytes, GPUs: req.Resources.GPUs, GPU: req.GPU,
+		Needs: req.Labels,
 	}
 }
 

@@ -183,6 +183,12 @@ func TestPoolFilterMatch(t *testing.T) {
 		{"label other value", discovery.PoolFilter{Labels: map[string]string{"fpga": "altera"}}, false, false},
 		{"labels all required", discovery.PoolFilter{Labels: map[string]string{"fpga": "xilinx", "zone": "us"}}, false, false},
 		{"combined", discovery.PoolFilter{CPUs: 4, GPUs: 1, Arch: "amd64", OS: "linux", Executor: "docker", Labels: map[string]string{"zone": "eu"}}, true, false},
+		{"task needs a label with any value", discovery.PoolFilter{Needs: map[string]string{"fpga": wire.LabelAny}}, true, false},
+		{"task needs a label, empty value", discovery.PoolFilter{Needs: map[string]string{"zone": ""}}, true, false},
+		{"task needs a label's value", discovery.PoolFilter{Needs: map[string]string{"fpga": "xilinx"}}, true, false},
+		{"task needs another value", discovery.PoolFilter{Needs: map[string]string{"fpga": "altera"}}, false, false},
+		{"task needs a label nobody has", discovery.PoolFilter{Needs: map[string]string{"tpu": wire.LabelAny}}, false, false},
+		{"task needs 'any' as a value", discovery.PoolFilter{Needs: map[string]string{"fpga": "any"}}, false, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := tc.f.Match(rec); got != tc.rec {
@@ -209,6 +215,25 @@ func TestPoolTermsAndFilterFor(t *testing.T) {
 	f := discovery.FilterFor(wire.Requirements{Runtime: "wasm", Resources: wire.Resources{CPUs: 2, GPUs: 1}})
 	if f.Executor != "wasm" || f.CPUs != 2 || f.GPUs != 1 {
 		t.Errorf("FilterFor = %+v", f)
+	}
+	needs := wire.Requirements{Runtime: "docker", Labels: map[string]string{"fpga": wire.LabelAny, "zone": "eu", "site": "a"}}
+	if f := discovery.FilterFor(needs); f.Needs["zone"] != "eu" || f.Match(rec) {
+		t.Errorf("FilterFor(%v) = %+v, matching a record without zone or site", needs.Labels, f)
+	}
+	// The rarest term: a label with its value, the first in key order;
+	// a label with any value has no term of its own.
+	for _, tc := range []struct {
+		labels map[string]string
+		want   string
+	}{
+		{needs.Labels, "label:site=a"},
+		{map[string]string{"fpga": wire.LabelAny}, "executor:docker"},
+		{map[string]string{"fpga": ""}, "executor:docker"},
+		{nil, "executor:docker"},
+	} {
+		if got := discovery.LookupTerm(wire.Requirements{Runtime: "docker", Labels: tc.labels}); got != tc.want {
+			t.Errorf("LookupTerm(labels %v) = %q, want %q", tc.labels, got, tc.want)
+		}
 	}
 }
 

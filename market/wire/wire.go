@@ -161,6 +161,11 @@ type TaskSpec struct {
 	// GPU is what each of the task's GPUs (Resources.GPUs) must meet:
 	// vendor, models, memory, compute capability, CUDA version (gpu.go).
 	GPU *GPURequirements `json:"gpu,omitempty"`
+	// Labels are provider labels the task needs (fpga=xilinx): each key
+	// among the provider's labels, with this value or, for LabelAny or an
+	// empty value, with any value (labels.go). Providers without them
+	// decline, and requestors never ask them.
+	Labels map[string]string `json:"labels,omitempty"`
 	// Checkpoint makes the task resumable on another provider from its
 	// latest snapshot of a directory (checkpoint.go).
 	Checkpoint *Checkpoint `json:"checkpoint,omitempty"`
@@ -445,6 +450,9 @@ func (s TaskSpec) Validate() error {
 	if len(s.Exclude) > 1024 {
 		return invalid("more than 1024 excluded providers")
 	}
+	if err := ValidateLabelRequirements(s.Labels); err != nil {
+		return err
+	}
 	if len(s.Name) > 256 {
 		return invalid("name longer than 256 bytes")
 	}
@@ -569,6 +577,8 @@ type Requirements struct {
 	Service bool `json:"service,omitempty"`
 	// GPU is the task's TaskSpec.GPU.
 	GPU *GPURequirements `json:"gpu,omitempty"`
+	// Labels are the task's TaskSpec.Labels.
+	Labels map[string]string `json:"labels,omitempty"`
 }
 
 // IsolationGVisor names gVisor (runsc) isolation in specs and adverts.
@@ -580,6 +590,7 @@ func RequirementsOf(s TaskSpec) Requirements {
 		Runtime: s.RuntimeOrDefault(), Isolation: s.Isolation, Image: s.Image, Resources: s.Resources,
 		TimeoutMS: s.TimeoutMS, MaxPrice: s.MaxPrice, Provider: s.Provider,
 		Inputs: inputCIDs(s.Inputs), Exclude: s.Exclude, Service: s.Service, GPU: s.GPU,
+		Labels: s.Labels,
 	}
 }
 
@@ -618,7 +629,8 @@ func (a *Announce) Validate() error {
 		return invalid("requestor %q is not a peer id", a.Requestor)
 	}
 	spec := TaskSpec{Runtime: a.Req.Runtime, Image: a.Req.Image, Resources: a.Req.Resources,
-		TimeoutMS: a.Req.TimeoutMS, MaxPrice: a.Req.MaxPrice, Provider: a.Req.Provider, GPU: a.Req.GPU}
+		TimeoutMS: a.Req.TimeoutMS, MaxPrice: a.Req.MaxPrice, Provider: a.Req.Provider, GPU: a.Req.GPU,
+		Labels: a.Req.Labels}
 	if len(a.Req.Inputs) > maxInputs {
 		return invalid("more than %d inputs", maxInputs)
 	}

@@ -3,6 +3,7 @@ package wire_test
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
 	"strings"
 	"testing"
@@ -55,6 +56,18 @@ func TestTaskSpecValidate(t *testing.T) {
 		{"input negative size", func(s *wire.TaskSpec) {
 			s.Inputs = []wire.Input{{CID: "QmZULkCELmmk5XNfCgTnCyFgAVxBRBXyDHGGMVoLFLiXEN", Path: "/inputs/x", Size: -1}}
 		}, "negative size"},
+		{"labels", func(s *wire.TaskSpec) {
+			s.Labels = map[string]string{"fpga": "xilinx", "gpu-kind": wire.LabelAny, "zone": ""}
+		}, ""},
+		{"label empty key", func(s *wire.TaskSpec) { s.Labels = map[string]string{"": "x"} }, "label requirement"},
+		{"label key with =", func(s *wire.TaskSpec) { s.Labels = map[string]string{"a=b": "x"} }, "label requirement"},
+		{"label too long", func(s *wire.TaskSpec) { s.Labels = map[string]string{"a": strings.Repeat("v", 257)} }, "too long"},
+		{"too many labels", func(s *wire.TaskSpec) {
+			s.Labels = map[string]string{}
+			for i := range 65 {
+				s.Labels[fmt.Sprint("k", i)] = "v"
+			}
+		}, "more than 64 label requirements"},
 		{"image size by cid", func(s *wire.TaskSpec) {
 			s.Image, s.ImageSize = "QmZULkCELmmk5XNfCgTnCyFgAVxBRBXyDHGGMVoLFLiXEN", 1<<20
 		}, ""},
@@ -98,6 +111,38 @@ func TestTaskSpecValidate(t *testing.T) {
 				t.Fatalf("want error containing %q wrapping ErrInvalid, got %v", tc.want, err)
 			}
 		})
+	}
+}
+
+// TestLabelsUnmet: each required label present, with its value unless the
+// requirement takes any; the first unmet one in key order is named.
+func TestLabelsUnmet(t *testing.T) {
+	have := map[string]string{"fpga": "xilinx", "zone": "eu"}
+	for _, tc := range []struct {
+		want map[string]string
+		why  string
+	}{
+		{nil, ""},
+		{map[string]string{"fpga": "xilinx"}, ""},
+		{map[string]string{"fpga": wire.LabelAny, "zone": ""}, ""},
+		{map[string]string{"fpga": "intel"}, `label fpga="xilinx", not "intel"`},
+		{map[string]string{"zone": "eu", "b": "", "a": "x"}, "no label a"},
+	} {
+		if got := wire.LabelsUnmet(have, tc.want); got != tc.why {
+			t.Errorf("LabelsUnmet(%v) = %q, want %q", tc.want, got, tc.why)
+		}
+	}
+	if got := wire.LabelsUnmet(nil, map[string]string{"fpga": ""}); got != "no label fpga" {
+		t.Errorf("no labels at all: %q", got)
+	}
+	for in, want := range map[string][2]string{"fpga": {"fpga", wire.LabelAny}, "fpga=xilinx": {"fpga", "xilinx"}, "k=a=b": {"k", "a=b"}, "k=": {"k", ""}} {
+		k, v, err := wire.ParseLabelRequirement(in)
+		if err != nil || k != want[0] || v != want[1] {
+			t.Errorf("ParseLabelRequirement(%q) = %q, %q, %v", in, k, v, err)
+		}
+	}
+	if _, _, err := wire.ParseLabelRequirement("=x"); err == nil {
+		t.Error("a requirement with no key was taken")
 	}
 }
 
@@ -164,6 +209,7 @@ func fuzzDecode[T any, PT interface {
 func FuzzDecodeAnnounce(f *testing.F) {
 	fuzzDecode[wire.Announce](f,
 		`{"v":1,"task":"01abc","attempt":1,"requestor":"`+peerA+`","req":{"runtime":"docker","image":"hello:1","resources":{"cpus":1}}}`,
+		`{"v":1,"task":"01abc","attempt":1,"requestor":"`+peerA+`","req":{"runtime":"docker","image":"hello:1","resources":{"cpus":1},"labels":{"fpga":"*","zone":"eu"}}}`,
 		`{"v":1}`, `{}`)
 }
 
