@@ -43,6 +43,11 @@ var (
 	_ executor.Executor = (*Builder)(nil)
 	// ErrBuildTooLarge: the image grew past the builder's size limit.
 	ErrBuildTooLarge = errors.New("image over the build size limit")
+	// ErrBuildNetwork: the network of WithBuildNetwork is not on the
+	// engine (or is no network RUN steps may join). Available and Run
+	// wrap it with executor.ErrUnavailable: the provider's setup, not the
+	// build, is at fault.
+	ErrBuildNetwork = errors.New("build network unavailable")
 )
 
 // Builder builds Docker images from a Dockerfile and a context, as a task
@@ -56,7 +61,8 @@ var (
 // The engine's builder is never used: its RUN containers would not be
 // sandboxed as tasks are. The Dockerfile is interpreted here
 // (dockerfile.go): each RUN is a container with a task's sandbox (no
-// network, all capabilities dropped, no-new-privileges, pids, memory and
+// network unless the operator allows one, WithBuildNetwork; all
+// capabilities dropped, no-new-privileges, pids, memory and
 // CPU limits, never root, the same runtime) except for a writable root
 // filesystem, committed as the next layer once it exits with status 0;
 // COPY and ADD put the context's files into a created, never started
@@ -64,10 +70,16 @@ var (
 // config. The image's size is checked after every step and measured
 // while RUN writes; every container and image the build made is removed
 // on every way out, success included (the result is the tarball).
+//
+// With WithBuildNetwork the RUN containers (and only they: COPY and ADD
+// containers are never started and keep no network) join the operator's
+// Docker network instead of having none; the rest of the sandbox is the
+// same.
 type Builder struct {
 	e          *Executor
 	maxImage   int64
 	maxContext int64
+	network    string // the Docker network RUN steps join; "" for none
 }
 
 // BuildOption configures a Builder.
@@ -97,8 +109,70 @@ func WithMaxContext(n int64) BuildOption {
 	}
 }
 
+// WithBuildNetwork lets the RUN steps of builds join the Docker network
+// called name (e.g. "bridge", or a network the operator created for
+// builds) so that `RUN apt-get install ...` can download; the empty name
+// keeps the default, no network. Everything else of the sandbox stays: all
+// capabilities dropped, no-new-privileges, never root, the limits, gVisor
+// when the step runs under it (gVisor is registered with --network=none,
+// see DefaultGVisorRuntime, so a step under it still has no network).
+// COPY and ADD containers never get a network.
+//
+// A step reaches whatever that network reaches: with "bridge", the
+// outside world through the host's NAT and every address the host
+// listens on from that bridge. An operator who allows it had better give
+// builds a network of their own (see SECURITY.md).
+//
+// The name must be a Docker network's name: letters, digits, '_', '.',
+// '-', starting with a letter or digit. Modes that share a namespace with
+// the host or another container ("host", "container:ID", and any name
+// with ':') are refused, as are "none" (leave the name empty) and
+// "default" (name the network). That the network exists, and is not the
+// host's, is checked by Available (a node checks it when it starts) and
+// again before each build.
+func WithBuildNetwork(name string) BuildOption {
+	return func(b *Builder) error {
+		if err := checkBuildNetworkName(name); err != nil {
+			return fmt.Errorf("docker build: network %q: %w", name, err)
+		}
+		b.network = name
+		return nil
+	}
+}
+
+// maxNetworkName bounds a build network's name (it is also advertised as
+// a label value).
+const maxNetworkName = 128
+
+// checkBuildNetworkName refuses a network name RUN steps may not join.
+func checkBuildNetworkName(name string) error {
+	switch {
+	case name == "":
+		return nil
+	case name == "host":
+		return errors.New("the host's network would give RUN steps the host's interfaces; create a network for builds (docker network create) and name it")
+	case strings.Contains(name, ":"):
+		return errors.New("a network mode such as container:ID or service:ID shares another namespace; name a Docker network")
+	case name == "none":
+		return errors.New("for no network leave the name empty")
+	case name == "default":
+		return errors.New(`name the network ("bridge" is the engine's default one)`)
+	case len(name) > maxNetworkName:
+		return fmt.Errorf("longer than %d bytes", maxNetworkName)
+	}
+	for i, r := range name {
+		ok := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || i > 0 && (r == '_' || r == '.' || r == '-')
+		if !ok {
+			return errors.New("not a Docker network name (letters, digits, '_', '.', '-', starting with a letter or digit)")
+		}
+	}
+	return nil
+}
+
 // NewBuilder returns a builder that runs its steps on e's engine and in
-// e's sandbox.
+// e's sandbox. It does not contact the engine (see Available). A build
+// network (WithBuildNetwork) is refused when e runs every task under
+// gVisor (WithRequireGVisor): steps there have no network.
 func NewBuilder(e *Executor, opts ...BuildOption) (*Builder, error) {
 	b := &Builder{e: e, maxImage: DefaultMaxBuildImageBytes, maxContext: DefaultMaxContextBytes}
 	for _, o := range opts {
@@ -106,14 +180,49 @@ func NewBuilder(e *Executor, opts ...BuildOption) (*Builder, error) {
 			return nil, err
 		}
 	}
+	if b.network != "" && e.cfg.requireGVisor {
+		return nil, fmt.Errorf("docker build: network %q: every step runs under gVisor here, which has no network (%s is registered with --network=none); drop the build network or the gVisor requirement", b.network, DefaultGVisorRuntime)
+	}
 	return b, nil
 }
 
 // Name returns "build".
 func (b *Builder) Name() string { return BuildName }
 
-// Available pings the engine.
-func (b *Builder) Available(ctx context.Context) error { return b.e.Available(ctx) }
+// Network is the Docker network RUN steps join ("" for none; see
+// WithBuildNetwork).
+func (b *Builder) Network() string { return b.network }
+
+// Available pings the engine and, with a build network, checks that it
+// is there (see checkNetwork).
+func (b *Builder) Available(ctx context.Context) error {
+	if err := b.e.Available(ctx); err != nil {
+		return err
+	}
+	return b.checkNetwork(ctx)
+}
+
+// checkNetwork checks that the build network, if any, is a network on the
+// engine, and not one that shares the host's namespace (driver "host") or
+// gives none (driver "null"). The error wraps ErrBuildNetwork and
+// executor.ErrUnavailable.
+func (b *Builder) checkNetwork(ctx context.Context) error {
+	if b.network == "" {
+		return nil
+	}
+	n, ok, err := b.e.networkNamed(ctx, b.network)
+	switch {
+	case err != nil:
+		return fmt.Errorf("docker build: network %q: %w", b.network, err)
+	case !ok:
+		return fmt.Errorf("docker build: network %q is not on the engine (create it with docker network create, or drop the build network): %w: %w",
+			b.network, ErrBuildNetwork, executor.ErrUnavailable)
+	case n.Driver == "host" || n.Driver == "null":
+		return fmt.Errorf("docker build: network %q has driver %s: RUN steps may not join it: %w: %w",
+			b.network, n.Driver, ErrBuildNetwork, executor.ErrUnavailable)
+	}
+	return nil
+}
 
 // Close releases the engine client when the builder's executor made it.
 func (b *Builder) Close() error { return b.e.Close() }
@@ -246,6 +355,10 @@ func (b *Builder) Run(ctx context.Context, spec executor.Spec) (*executor.Result
 	}
 	if err := bc.checkCopies(df); err != nil {
 		return nil, invalid(err)
+	}
+
+	if err := b.checkNetwork(ctx); err != nil {
+		return nil, fmt.Errorf("docker build %s: %w", spec.TaskID, err)
 	}
 
 	timeout := spec.Timeout
@@ -606,6 +719,7 @@ func (st *build) runStep(ctx context.Context, argv []string) error {
 	res, err := e.run(ctx, spec, runHooks{
 		writableRoot: true,
 		user:         buildUser(st.cfg.User),
+		network:      st.b.network,
 		watch:        st.watchDisk,
 		exited: func(ctx context.Context, id string) error {
 			r, err := e.cli.ContainerCommit(ctx, id, client.ContainerCommitOptions{NoPause: true})

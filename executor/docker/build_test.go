@@ -245,6 +245,143 @@ func TestBuildRunHasNoNetwork(t *testing.T) {
 	}
 }
 
+// TestBuildRunSeesOnlyLoopback: without a build network a RUN step has
+// the loopback interface and nothing else.
+func TestBuildRunSeesOnlyLoopback(t *testing.T) {
+	e, b := newBuilder(t)
+	res, _, err := runBuild(t, e, b, buildCase{files: buildFiles{
+		"Dockerfile": "FROM " + image + "\nRUN [\"/hello\", \"net\"]\n",
+	}})
+	if err != nil {
+		t.Fatalf("build: %v", err)
+	}
+	if out := string(res.Stdout); !strings.Contains(out, "nonlo 0\n") || !strings.Contains(out, "loopback ok") {
+		t.Errorf("the step saw more than loopback:\n%s", out)
+	}
+}
+
+// TestBuildNetwork: with WithBuildNetwork("bridge") a RUN step has an
+// interface on the bridge and reaches a server on the host's address on
+// it (the bridge's gateway: no packet leaves this machine); the built
+// image runs as a task with no network all the same.
+func TestBuildNetwork(t *testing.T) {
+	e, b := newBuilder(t, docker.WithBuildNetwork("bridge"))
+	if b.Network() != "bridge" {
+		t.Fatalf("Network() = %q", b.Network())
+	}
+	if err := b.Available(t.Context()); err != nil {
+		t.Fatalf("Available: %v", err)
+	}
+	cli, err := client.New(client.FromEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	ins, err := cli.NetworkInspect(t.Context(), "bridge", client.NetworkInspectOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var gw string
+	for _, c := range ins.Network.IPAM.Config {
+		if c.Gateway.Is4() {
+			gw = c.Gateway.String()
+		}
+	}
+	if gw == "" {
+		t.Fatalf("the bridge network has no IPv4 gateway: %+v", ins.Network.IPAM)
+	}
+	ln, err := net.Listen("tcp", gw+":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { fmt.Fprint(w, "reached the host") })}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+
+	res, tarPath, err := runBuild(t, e, b, buildCase{files: buildFiles{
+		"Dockerfile": fmt.Sprintf("FROM %s\nRUN [\"/hello\", \"net\"]\nRUN [\"/hello\", \"get\", \"http://%s/\"]\nCOPY f /f\n",
+			image, ln.Addr()),
+		"f": "copied",
+	}})
+	if err != nil {
+		t.Fatalf("build: %v", err)
+	}
+	out := string(res.Stdout)
+	if !strings.Contains(out, "iface eth0\n") || strings.Contains(out, "nonlo 0\n") {
+		t.Errorf("the step has no interface on the bridge:\n%s", out)
+	}
+	if !strings.Contains(out, "reached the host") {
+		t.Errorf("the step did not reach %s:\n%s", ln.Addr(), out)
+	}
+	if got := runImage(t, e, tarPath, "net"); !strings.Contains(got, "nonlo 0\n") {
+		t.Errorf("a task of the built image has a network:\n%s", got)
+	}
+
+	// A build that asks for gVisor keeps it, and gVisor's lack of network.
+	t.Run("gvisor", func(t *testing.T) {
+		if !e.GVisor(t.Context()) {
+			t.Skipf("the engine has no %s runtime", docker.DefaultGVisorRuntime)
+		}
+		res, _, err := runBuild(t, e, b, buildCase{isolation: docker.IsolationGVisor, files: buildFiles{
+			"Dockerfile": "FROM " + image + "\nRUN [\"/hello\", \"net\"]\n",
+		}})
+		if err != nil {
+			t.Fatalf("build: %v", err)
+		}
+		if out := string(res.Stdout); !strings.Contains(out, "nonlo 0\n") {
+			t.Errorf("a step under gVisor has a network:\n%s", out)
+		}
+	})
+}
+
+// TestBuildNetworkRefused: names that would share the host's or another
+// container's namespace, or are no network name, are refused when the
+// builder is made (no engine needed).
+func TestBuildNetworkRefused(t *testing.T) {
+	e, err := docker.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	for _, name := range []string{"host", "container:x", "container:0123abcd", "service:x", "none", "default",
+		"-x", ".x", "a b", "a/b", "bridge\n", strings.Repeat("n", 129)} {
+		if _, err := docker.NewBuilder(e, docker.WithBuildNetwork(name)); err == nil {
+			t.Errorf("WithBuildNetwork(%q) accepted", name)
+		} else {
+			t.Logf("%q: %v", name, err)
+		}
+	}
+	for _, name := range []string{"", "bridge", "offload-builds", "my_net.1"} {
+		if _, err := docker.NewBuilder(e, docker.WithBuildNetwork(name)); err != nil {
+			t.Errorf("WithBuildNetwork(%q): %v", name, err)
+		}
+	}
+	g, err := docker.New(docker.WithRequireGVisor())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	if _, err := docker.NewBuilder(g, docker.WithBuildNetwork("bridge")); err == nil {
+		t.Error("a build network accepted where every step runs under gVisor (no network)")
+	}
+}
+
+// TestBuildNetworkMissing: a build network that is not on the engine is
+// reported by Available and by the build, before any step runs.
+func TestBuildNetworkMissing(t *testing.T) {
+	name := "offload-test-missing-" + strings.ToLower(strings.TrimPrefix(taskID(t), "test-TestBuildNetworkMissing-"))
+	e, b := newBuilder(t, docker.WithBuildNetwork(name))
+	if err := b.Available(t.Context()); !errors.Is(err, docker.ErrBuildNetwork) || !errors.Is(err, executor.ErrUnavailable) {
+		t.Errorf("Available: %v, want ErrBuildNetwork and ErrUnavailable", err)
+	}
+	_, _, err := runBuild(t, e, b, buildCase{files: buildFiles{
+		"Dockerfile": "FROM " + image + "\nRUN [\"/hello\", \"net\"]\n",
+	}})
+	if !errors.Is(err, docker.ErrBuildNetwork) || !strings.Contains(err.Error(), name) {
+		t.Errorf("build: %v, want ErrBuildNetwork naming %s", err, name)
+	}
+}
+
 func TestBuildRunMemoryLimit(t *testing.T) {
 	e, b := newBuilder(t)
 	_, _, err := runBuild(t, e, b, buildCase{

@@ -74,4 +74,13 @@
 // answer a connection the host opened. They are removed with the network.
 // Without iptables (or root) no service starts (ErrNoFirewall). Exec uses
 // ExecCreate, ExecAttach and ExecInspect.
+//
+// # Builds
+//
+// Builder (build.go) runs each RUN step of a Dockerfile in this sandbox
+// with a writable root filesystem. The other exception to "no network":
+// an operator may let RUN steps join a Docker network of theirs
+// (WithBuildNetwork, e.g. "bridge"); they then reach whatever that network
+// reaches, and no host firewall rule is added for them. COPY and ADD
+// containers never have a network.
 package docker

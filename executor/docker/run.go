@@ -56,6 +56,10 @@ type runHooks struct {
 	// exited runs once the container exited on its own with status 0,
 	// before it is removed; its error is returned.
 	exited func(ctx context.Context, id string) error
+	// network, when set, is the Docker network the container joins
+	// (joinNetwork) instead of having none: a build step on a provider
+	// that allows builds a network (WithBuildNetwork).
+	network string
 }
 
 // run is Run with hooks.
@@ -91,7 +95,11 @@ func (e *Executor) run(ctx context.Context, spec executor.Spec, h runHooks) (*ex
 	if h.writableRoot {
 		hc.ReadonlyRootfs = false
 	}
-	created, err := e.cli.ContainerCreate(ctx, client.ContainerCreateOptions{Config: cfg, HostConfig: hc})
+	opts := client.ContainerCreateOptions{Config: cfg, HostConfig: hc}
+	if h.network != "" {
+		opts.NetworkingConfig = joinNetwork(cfg, hc, h.network, nil)
+	}
+	created, err := e.cli.ContainerCreate(ctx, opts)
 	if err != nil {
 		if mode != cgroupNone {
 			e.removeRunCgroup(mode, cg)

@@ -80,12 +80,8 @@ func (e *Executor) StartService(ctx context.Context, spec executor.ServiceSpec) 
 		cg = e.newRunCgroup()
 	}
 	cfg, hc := e.containerConfig(spec.Spec, imageUser(img), cg)
-	cfg.NetworkDisabled = false
 	cfg.Labels[LabelService] = "true"
-	hc.NetworkMode = container.NetworkMode(spec.Network)
-	netCfg := &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{
-		spec.Network: {Aliases: spec.Aliases},
-	}}
+	netCfg := joinNetwork(cfg, hc, spec.Network, spec.Aliases)
 
 	s := &service{e: e, spec: spec, mode: mode, cg: cg, done: make(chan struct{}), copied: make(chan error, 1),
 		stdout: executor.NewTailBuffer(spec.Limits.OutputCap), stderr: executor.NewTailBuffer(spec.Limits.OutputCap)}
@@ -173,19 +169,37 @@ func (e *Executor) ensureNetwork(ctx context.Context, name string) error {
 	return nil
 }
 
+// joinNetwork turns the sandboxed configuration of containerConfig (no
+// network) into one whose container joins the network called name, with
+// aliases on it, and returns the networking config ContainerCreate takes.
+// Nothing else of the sandbox changes.
+func joinNetwork(cfg *container.Config, hc *container.HostConfig, name string, aliases []string) *network.NetworkingConfig {
+	cfg.NetworkDisabled = false
+	hc.NetworkMode = container.NetworkMode(name)
+	return &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{
+		name: {Aliases: aliases},
+	}}
+}
+
 // findNetwork returns the ID of the network called exactly name (the
 // engine's name filter matches substrings).
 func (e *Executor) findNetwork(ctx context.Context, name string) (string, bool, error) {
+	n, ok, err := e.networkNamed(ctx, name)
+	return n.ID, ok, err
+}
+
+// networkNamed returns the network called exactly name.
+func (e *Executor) networkNamed(ctx context.Context, name string) (network.Summary, bool, error) {
 	res, err := e.cli.NetworkList(ctx, client.NetworkListOptions{Filters: client.Filters{}.Add("name", name)})
 	if err != nil {
-		return "", false, e.classify("docker service: list networks", err)
+		return network.Summary{}, false, e.classify("docker: list networks", err)
 	}
 	for _, n := range res.Items {
 		if n.Name == name {
-			return n.ID, true, nil
+			return n, true, nil
 		}
 	}
-	return "", false, nil
+	return network.Summary{}, false, nil
 }
 
 // removeNetworkIfUnused removes the network when no container is attached
