@@ -84,3 +84,46 @@ func poolOf(t *testing.T, home string, args ...string) []client.Provider {
 	}
 	return ps
 }
+
+// TestRunWithLabels: `offload run --label` runs a task only on a provider
+// process with that label (any value for a bare key, the value for
+// KEY=VALUE), fails a task no provider's labels meet saying which label
+// is missing, and refuses a malformed requirement before submitting.
+func TestRunWithLabels(t *testing.T) {
+	dir := t.TempDir()
+	a := startNodeProc(t, filepath.Join(dir, "A"), "--provider", "--executors", "wasm", "--labels", "fpga=xilinx")
+	aid := a.id(t)
+	c := startNodeProc(t, filepath.Join(dir, "C"), "--provider", "--executors", "wasm", "--bootstrap", aid.Addrs[0])
+	b := startNodeProc(t, filepath.Join(dir, "B"), "--bootstrap", aid.Addrs[0])
+	if !testwait.Until(t.Context(), 30*time.Second, 200*time.Millisecond, func() bool {
+		return len(poolOf(t, b.home, "--executor", "wasm")) == 2
+	}) {
+		t.Fatalf("the requestor's pool never listed both providers\nnode B:\n%s", b.log)
+	}
+	mod := addWASM(t, b.home)
+	run := func(args ...string) (task struct{ State, Provider, Reason, Stdout string }, stderr string, code int) {
+		t.Helper()
+		out, stderr, code := offload(t, append([]string{"run", "--home", b.home, "--wait", "--json", "--runtime", "wasm",
+			"--image", mod, "--timeout", "1m"}, append(args, "--", "/hello", "echo", "labelled")...)...)
+		if code == 0 || strings.HasPrefix(strings.TrimSpace(out), "{") {
+			if err := json.Unmarshal([]byte(out), &task); err != nil {
+				t.Fatalf("run %v: %v\n%s", args, err, out)
+			}
+		}
+		return task, stderr, code
+	}
+	for i, labels := range [][]string{{"--label", "fpga"}, {"--label", "fpga=xilinx"}, {"--label", "fpga"}} {
+		task, stderr, code := run(labels...)
+		if code != 0 || task.State != "completed" || task.Provider != aid.ID || !strings.Contains(task.Stdout, "labelled") {
+			t.Fatalf("task %d %v: exit %d, %+v, %s (want completed on %s, not %s)", i, labels, code, task, stderr, aid.ID, c.id(t).ID)
+		}
+	}
+	task, stderr, code := run("--label", "fpga=altera")
+	if code == 0 || task.State != "failed" || !strings.Contains(task.Reason, `label fpga="xilinx", not "altera"`) || !strings.Contains(task.Reason, "no label fpga") {
+		t.Fatalf("fpga=altera: exit %d, %+v, %s", code, task, stderr)
+	}
+	t.Logf("fpga=altera failed: %s", task.Reason)
+	if _, stderr, code := run("--label", "=x"); code == 0 || !strings.Contains(stderr, "want KEY or KEY=VALUE") {
+		t.Fatalf("--label =x: exit %d, %s", code, stderr)
+	}
+}

@@ -17,7 +17,7 @@ type runFlags struct {
 	checkpoint, gpuMemory, gpuCompute, cuda, gpuModel, gpuVendor                        string
 	checkpointEvery                                                                     time.Duration
 	image, runtime, isolation, entrypoint, workdir, memory, timeout, provider, strategy string
-	env, inputs                                                                         []string
+	env, inputs, labels                                                                 []string
 	cpus, maxPrice                                                                      float64
 	gpus, retries, redundancy                                                           int
 	wait, asJSON, each                                                                  bool
@@ -76,6 +76,7 @@ exits non-zero unless the task completed with exit code 0.`,
 	fl.StringVar(&f.cuda, "cuda", "", "at least this CUDA version supported by the provider's driver (e.g. 12.2)")
 	fl.StringVar(&f.gpuModel, "gpu-model", "", "GPU models, any of (case-insensitive substrings, comma-separated, e.g. H100,H200)")
 	fl.StringVar(&f.gpuVendor, "gpu-vendor", "", "GPU vendor (e.g. nvidia)")
+	fl.StringArrayVar(&f.labels, "label", nil, "run only on providers with this label: KEY=VALUE, or KEY for any value (repeatable; e.g. --label fpga=xilinx)")
 	fl.StringVar(&f.timeout, "timeout", "10m", "execution time limit, e.g. 30s, 5m")
 	fl.Float64Var(&f.maxPrice, "max-price", 0, "maximum price in credits per CPU-second (0: no cap)")
 	fl.IntVar(&f.retries, "retries", wire.DefaultRetries, "how many other providers to try after a retryable failure")
@@ -118,6 +119,16 @@ func (f *runFlags) spec(args []string) (wire.TaskSpec, error) {
 		if spec.Resources.GPUs == 0 {
 			spec.Resources.GPUs = 1
 		}
+	}
+	for _, l := range f.labels {
+		k, v, err := wire.ParseLabelRequirement(l)
+		if err != nil {
+			return spec, fmt.Errorf("--label: %w", err)
+		}
+		if spec.Labels == nil {
+			spec.Labels = map[string]string{}
+		}
+		spec.Labels[k] = v
 	}
 	if f.checkpoint != "" {
 		spec.Checkpoint = &wire.Checkpoint{Path: f.checkpoint, EveryMS: f.checkpointEvery.Milliseconds()}
