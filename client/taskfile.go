@@ -22,6 +22,7 @@ const MaxTaskFile = 1 << 20
 //	image: trainer:1            # or an image CID; a module CID with runtime: wasm
 //	runtime: docker             # docker (default) or wasm
 //	resources: {cpus: 2, memory: 1g, gpus: 0}
+//	labels: {fpga: xilinx}      # only providers with these labels ("*": any value)
 //	timeout: 10m
 //	max_price: 0.5
 //	inputs:
@@ -51,7 +52,10 @@ type TaskFile struct {
 	Strategy   string  `yaml:"strategy"`
 	Redundancy int     `yaml:"redundancy"`
 	Each       bool    `yaml:"each"`
-	GPU        *struct {
+	// Labels: provider labels the task needs (wire.TaskSpec.Labels):
+	// {fpga: xilinx}, or {fpga: "*"} for any value.
+	Labels map[string]string `yaml:"labels"`
+	GPU    *struct {
 		Vendor  string   `yaml:"vendor"`
 		Models  []string `yaml:"models"`
 		Memory  string   `yaml:"memory"`
@@ -197,6 +201,7 @@ func (tf *TaskFile) Spec(added map[string]string) (wire.TaskSpec, error) {
 		Env: tf.Env, WorkDir: tf.Workdir, MaxPrice: tf.MaxPrice, Strategy: tf.Strategy,
 		Redundancy: tf.Redundancy, Provider: tf.Provider, Artifacts: tf.Artifacts, Retries: tf.Retries,
 		Resources: wire.Resources{CPUs: tf.Resources.CPUs, GPUs: tf.Resources.GPUs}, Each: tf.Each,
+		Labels: tf.Labels,
 	}
 	if g := tf.GPU; g != nil {
 		r := &wire.GPURequirements{Vendor: g.Vendor, Models: g.Models, Compute: g.Compute, CUDA: g.CUDA}

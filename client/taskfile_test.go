@@ -13,6 +13,7 @@ const pipeline = `
 name: pipeline
 image: hello:1
 resources: {cpus: 1, memory: 256m}
+labels: {fpga: xilinx, zone: "*"}
 timeout: 2m
 inputs:
   - {cid: QmZULkCELmmk5XNfCgTnCyFgAVxBRBXyDHGGMVoLFLiXEN, path: /inputs/hello}
@@ -40,7 +41,8 @@ func TestParseTaskFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	if spec.Resources.MemoryBytes != 256<<20 || spec.TimeoutMS != 120_000 || len(spec.Stages) != 2 ||
-		!spec.Stages[1].ContinueOnError || spec.Stages[1].Env["MODE"] != "fast" || len(spec.Artifacts) != 2 || spec.RetryBudget() != 2 {
+		!spec.Stages[1].ContinueOnError || spec.Stages[1].Env["MODE"] != "fast" || len(spec.Artifacts) != 2 || spec.RetryBudget() != 2 ||
+		spec.Labels["fpga"] != "xilinx" || spec.Labels["zone"] != wire.LabelAny {
 		t.Fatalf("spec = %+v", spec)
 	}
 	if spec.Inputs[1].CID != "bafkreicysg23kiwv34eg2d7qweipxwosdo2py4ldv42nbauguluen5v6am" {
