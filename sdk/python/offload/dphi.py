@@ -30,9 +30,11 @@ Mapping and choices:
   here, any provider), ``"GPU"`` (the run gets one GPU, so only providers
   with a free GPU bid), ``"FPGA"`` (providers labelled ``fpga=...``, e.g.
   ``offload node --provider --labels fpga=xilinx``); any other name
-  selects providers with that label (lower case). Providers the node knows
-  that do not qualify are excluded from the run; when none qualifies, or
-  every one that does is busy, ProviderBusyError.
+  selects providers with that label (lower case). The run requires the
+  label (the task's ``labels``: ``{"fpga": "*"}``), so providers without it
+  never take it, even ones the node learns of later; when none the node
+  knows qualifies, or every one that does is busy, ProviderBusyError at
+  once.
 - ``image`` is a name from ``image_list()`` (kept by this module in
   ``$OFFLOAD_HOME/dphi.json``, next to the node's ``api`` file, as name ->
   CID), an image CID, or else a Docker reference the providers hold.
@@ -468,14 +470,14 @@ class EMClient:
         kind = (node or "MPU").strip()
         if kind.upper() in ("MPU", "CPU", "ANY", ""):
             return
+        known = self.client.pool()
         if kind.upper() == "GPU":
             spec.setdefault("resources", {})["gpus"] = 1
-            known = self.client.pool()
             fit = [p for p in known if (p.get("hardware") or {}).get("gpus")]
             what = "a GPU"
         else:
             label = kind.lower()
-            known = self.client.pool()
+            spec.setdefault("labels", {})[label] = "*"
             fit = [p for p in known if label in ((p.get("hardware") or {}).get("labels") or {})]
             what = f"the label {label}=... (offload node --provider --labels {label}=...)"
         if not fit:
@@ -483,10 +485,6 @@ class EMClient:
                                     f"({len(known)} known)")
         if not any((p.get("free") or {}).get("cpus", 1) > 0 for p in fit):
             raise ProviderBusyError(f"run: every provider with node {kind!r} is busy ({len(fit)} known); try later")
-        names = {p["peer"] for p in fit}
-        others = [p["peer"] for p in known if p["peer"] not in names]
-        if others:
-            spec["exclude"] = others
 
     def run(self, image: str, node: Optional[str] = "MPU", max_duration: float = 1, command: Union[str, Sequence[str], None] = "",
             args: Optional[Sequence[Any]] = None, envs: Optional[Mapping[str, Any]] = None,

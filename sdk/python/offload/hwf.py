@@ -411,6 +411,10 @@ class Hub:
         gpu = hw.get("gpu")
         if not _any(gpu):
             spec["resources"] = {"gpus": int(gpu) if isinstance(gpu, (int, float)) else 1}
+            if not isinstance(gpu, (int, float)):
+                # A model: providers match it themselves (typed GPU
+                # requirements), as they do the count.
+                spec["gpu"] = {"models": [str(gpu)]}
         if any(not _any(hw.get(k)) for k in ("os", "cpu", "gpu", "ram")):
             known = self.client.pool()
             self._pool = HardwarePool(known)

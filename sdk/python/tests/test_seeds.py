@@ -31,6 +31,17 @@ class HWFTest(unittest.TestCase):
         pool = hwf.HardwarePool([p, dict(p, peer="b")])
         self.assertEqual(pool.get("cpu", "gpu"), [{"cpu": "AMD EPYC", "gpu": "NVIDIA H100"}])
 
+    def test_gpu_model_is_a_requirement(self):
+        class Pool:
+            def pool(self):
+                return [{"peer": "a", "hardware": {"os": "linux", "gpus": [{"model": "NVIDIA H100"}]}}]
+
+        hub = hwf.Hub(client=Pool(), image="img")
+        spec = hub._spec(hwf.Task(hwf.Stage(cmd="nvidia-smi"), hardware={"gpu": "h100"}), None)
+        self.assertEqual((spec["resources"], spec["gpu"]), ({"gpus": 1}, {"models": ["h100"]}))
+        spec = hub._spec(hwf.Task(hwf.Stage(cmd="x"), hardware={"gpu": 2}), {"gpu": "any"})
+        self.assertNotIn("gpu", spec)
+
     def test_task_shape(self):
         with self.assertRaises(TypeError):
             hwf.Task("not a stage")
@@ -57,6 +68,37 @@ class DPhiTest(unittest.TestCase):
         self.assertEqual(dphi._utc_ms("1970-01-01T02:00:01+02:00"), 1000)
         with self.assertRaises(dphi.DPhiError):
             dphi._utc_ms("tomorrow")
+
+    def test_node_maps_to_requirements(self):
+        class Pool:
+            def __init__(self, providers):
+                self.providers = providers
+
+            def pool(self):
+                return self.providers
+
+        fpga = {"peer": "f", "hardware": {"labels": {"fpga": "xilinx"}, "gpus": []}, "free": {"cpus": 1}}
+        gpu = {"peer": "g", "hardware": {"labels": {}, "gpus": [{"model": "H100"}]}, "free": {"cpus": 1}}
+        em = dphi.EMClient(client=Pool([fpga, gpu]))
+        try:
+            spec = {}
+            em._node_filter("FPGA", spec)
+            # The label is required of whoever runs it: no list of others
+            # to exclude, so a provider learnt of later cannot take it.
+            self.assertEqual(spec, {"labels": {"fpga": "*"}})
+            spec = {}
+            em._node_filter("GPU", spec)
+            self.assertEqual(spec, {"resources": {"gpus": 1}})
+            spec = {}
+            em._node_filter("MPU", spec)
+            self.assertEqual(spec, {})
+            with self.assertRaises(dphi.ProviderBusyError):
+                em._node_filter("TPU", {})
+            em.client = Pool([dict(fpga, free={"cpus": 0})])
+            with self.assertRaisesRegex(dphi.ProviderBusyError, "busy"):
+                em._node_filter("FPGA", {})
+        finally:
+            em.close()
 
     def test_error_classes(self):
         self.assertTrue(issubclass(dphi.MissingFileError, FileNotFoundError))
