@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -73,6 +74,10 @@ func buildExecutors(ctx context.Context, cfg Config) ([]executor.Executor, error
 				if cfg.OutputsQuota > 0 {
 					opts = append(opts, docker.WithMaxBuildImage(cfg.OutputsQuota))
 				}
+				if cfg.BuildNetwork != "" {
+					// Available (below) checks that the engine has it.
+					opts = append(opts, docker.WithBuildNetwork(cfg.BuildNetwork))
+				}
 				if ex, err = docker.NewBuilder(d, opts...); err != nil {
 					d.Close()
 				}
@@ -112,6 +117,58 @@ func buildExecutors(ctx context.Context, cfg Config) ([]executor.Executor, error
 	}
 	if len(out) == 0 {
 		return nil, fmt.Errorf("no executor available (tried %v)", names)
+	}
+	return out, nil
+}
+
+// LabelBuildNetwork is the hardware label of a provider whose builds'
+// RUN steps join a Docker network: build-network=NAME, NAME being the
+// network (Config.BuildNetwork). Requestors whose builds need a network
+// require it (any value).
+const LabelBuildNetwork = "build-network"
+
+// checkBuildNetwork refuses a BuildNetwork no builder of this node would
+// use, and an operator's build-network label that contradicts it.
+func checkBuildNetwork(cfg Config) error {
+	if cfg.BuildNetwork != "" {
+		switch {
+		case len(cfg.ExecutorImpls) > 0:
+			return fmt.Errorf("build network %q: the node makes no builder when ExecutorImpls is set (give yours docker.WithBuildNetwork)", cfg.BuildNetwork)
+		case !cfg.Provider || !(cfg.Build || slices.Contains(cfg.Executors, docker.BuildName)):
+			return fmt.Errorf("build network %q: this node offers no image builds (a provider with Build)", cfg.BuildNetwork)
+		}
+	}
+	if v, ok := cfg.Labels[LabelBuildNetwork]; ok && len(cfg.ExecutorImpls) == 0 && v != cfg.BuildNetwork {
+		return fmt.Errorf("label %s=%s: the node sets it from the build network (%q)", LabelBuildNetwork, v, cfg.BuildNetwork)
+	}
+	return nil
+}
+
+// networkBuilder is implemented by builders whose RUN steps may join a
+// network (executor/docker's Builder).
+type networkBuilder interface {
+	Network() string
+}
+
+// providerLabels are the labels a provider advertises: the operator's,
+// and build-network=NAME when one of its builders lets RUN steps join the
+// network NAME. An operator's own build-network label must say the same.
+func providerLabels(labels map[string]string, exs []executor.Executor) (map[string]string, error) {
+	out := maps.Clone(labels)
+	if out == nil {
+		out = map[string]string{}
+	}
+	var network string
+	for _, ex := range exs {
+		if b, ok := ex.(networkBuilder); ok && ex.Name() == docker.BuildName && b.Network() != "" {
+			network = b.Network()
+		}
+	}
+	if v, ok := labels[LabelBuildNetwork]; ok && v != network {
+		return nil, fmt.Errorf("label %s=%s: the node's builds use network %q", LabelBuildNetwork, v, network)
+	}
+	if network != "" {
+		out[LabelBuildNetwork] = network
 	}
 	return out, nil
 }

@@ -103,9 +103,19 @@ type Config struct {
 	// the task sandbox, executor/docker's Builder) on top of Executors; it
 	// needs a Docker engine. Off by default.
 	Build bool
+	// BuildNetwork lets the RUN steps of image builds join this Docker
+	// network (e.g. "bridge", or one the operator created for builds; see
+	// docker.WithBuildNetwork); empty, the default, gives them none. It
+	// needs Build (or "build" in Executors) and a network of that name on
+	// the engine when the node starts. The provider then advertises the
+	// hardware label build-network=NAME (LabelBuildNetwork), which
+	// requestors of network builds require.
+	BuildNetwork string
 	// ExecutorImpls, when set, replaces Executors (for embedding and tests).
 	ExecutorImpls []executor.Executor
-	// Labels describe the provider (e.g. fpga=xilinx).
+	// Labels describe the provider (e.g. fpga=xilinx). The key
+	// build-network (LabelBuildNetwork) is the node's: a label of that key
+	// must name the builder's network (BuildNetwork), or New fails.
 	Labels map[string]string
 	// NvidiaSMI is the nvidia-smi command GPUs are detected with (default
 	// nvidia-smi on PATH; "-" detects none).
@@ -219,6 +229,9 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err := os.Chmod(cfg.Home, 0o700); err != nil {
 		return nil, fmt.Errorf("node: restrict home: %w", err)
 	}
+	if err := checkBuildNetwork(cfg); err != nil {
+		return nil, fmt.Errorf("node: %w", err)
+	}
 	n := &Node{cfg: cfg, log: cfg.Logger}
 	n.local = &localExecutors{n: n}
 	n.metrics = newMetrics(n)
@@ -278,7 +291,11 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 		if n.isolation, err = isolationOf(ctx, cfg, n.executors); err != nil {
 			return nil, fmt.Errorf("node: %w", err)
 		}
-		info, herr := hardware.Detect(ctx, hardware.Options{Dir: cfg.Home, Labels: cfg.Labels, NvidiaSMI: cfg.NvidiaSMI})
+		var labels map[string]string
+		if labels, err = providerLabels(cfg.Labels, n.executors); err != nil {
+			return nil, fmt.Errorf("node: %w", err)
+		}
+		info, herr := hardware.Detect(ctx, hardware.Options{Dir: cfg.Home, Labels: labels, NvidiaSMI: cfg.NvidiaSMI})
 		if herr != nil {
 			n.log.Debug("hardware detection incomplete", "err", herr)
 		}
