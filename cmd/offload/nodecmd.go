@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/docker/go-units"
@@ -57,6 +58,9 @@ operator lets reach it.`,
 			cfg.Home = g.home
 			cfg.Logger = g.logger(os.Stderr)
 			cfg.Executors = splitList(executors)
+			if cfg.BuildNetwork != "" && !(cfg.Provider && (cfg.Build || slices.Contains(cfg.Executors, "build"))) {
+				return fmt.Errorf("--build-network %s: only with --provider --build (it lets the RUN steps of image builds use that Docker network)", cfg.BuildNetwork)
+			}
 			var err error
 			if cfg.Labels, err = parseKV(labels); err != nil {
 				return fmt.Errorf("--labels: %w", err)
@@ -138,6 +142,7 @@ operator lets reach it.`,
 	f.StringVar(&cfg.SwarmKeyPath, "swarm-key", "", "private swarm key file (default $home/swarm.key when present)")
 	f.StringSliceVar(&executors, "executors", nil, "executors to offer: docker,wasm,build (default: docker and wasm, what is available)")
 	f.BoolVar(&cfg.Build, "build", false, "also build images for requestors ('offload image build'): Dockerfiles built step by step in the task sandbox, on the Docker engine")
+	f.StringVar(&cfg.BuildNetwork, "build-network", "", "let RUN steps of image builds use this Docker network, e.g. bridge (advertised as the label build-network=NAME; a step reaches what the network reaches: prefer a network made for builds); default: no network")
 	f.StringVar(&taskDisk, "task-disk", "", "disk each task may write: /outputs, /work and volumes together, and what it returns (default 1GiB)")
 	f.StringVar(&maxFetch, "max-fetch", "", "most bytes of content fetched for each image, input or volume of a task, enforced while fetching; a smaller size the task declares bounds it instead (default 16GiB)")
 	f.StringVar(&imageCache, "image-cache", "", "most bytes of images and WASM modules loaded by CID kept for later tasks; the least recently used no task uses are removed to make room, and a larger image is refused (default 20GiB)")
