@@ -249,6 +249,11 @@ type BuildRequest struct {
 	Tag string `json:"tag,omitempty"`
 	// BuildArgs are values of the Dockerfile's ARGs.
 	BuildArgs map[string]string `json:"build_args,omitempty"`
+	// Network asks for a provider whose RUN steps may use a network (one
+	// started with --build-network); by default builds have none.
+	Network bool `json:"network,omitempty"`
+	// Labels are provider labels the build needs (as a task's labels).
+	Labels map[string]string `json:"labels,omitempty"`
 }
 
 // BuildImage submits a build and returns its task as soon as it is

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -40,6 +41,11 @@ type BuildOptions struct {
 	Memory int64
 	// Tag names the build task (a label for people).
 	Tag string
+	// Network asks for a provider whose RUN steps may use a network (one
+	// advertising wire.LabelBuildNetwork); by default builds have none.
+	Network bool
+	// Labels are further provider labels the build needs (wire.TaskSpec.Labels).
+	Labels map[string]string
 }
 
 // ErrBadBuild marks a build request refused before anything was
@@ -104,6 +110,13 @@ func (n *Node) BuildImage(ctx context.Context, o BuildOptions) (*Task, error) {
 		Runtime: wire.RuntimeBuild, Image: base, Cmd: []string{o.Dockerfile}, Env: o.Args,
 		Inputs:    []wire.Input{{CID: c, Path: executor.BuildContextPath}},
 		TimeoutMS: o.TimeoutMS, Resources: wire.Resources{MemoryBytes: o.Memory}, Name: name,
+		Labels: maps.Clone(o.Labels),
+	}
+	if o.Network {
+		if spec.Labels == nil {
+			spec.Labels = map[string]string{}
+		}
+		spec.Labels[wire.LabelBuildNetwork] = wire.LabelAny
 	}
 	t, err := n.Submit(ctx, spec)
 	if err != nil && errors.Is(err, wire.ErrInvalid) {
@@ -121,7 +134,8 @@ func (s *apiServer) buildImage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	t, err := s.n.BuildImage(r.Context(), BuildOptions{Context: req.Context, Dockerfile: req.Dockerfile,
-		Args: req.BuildArgs, TimeoutMS: req.TimeoutMS, Memory: req.Memory, Tag: req.Tag})
+		Args: req.BuildArgs, TimeoutMS: req.TimeoutMS, Memory: req.Memory, Tag: req.Tag,
+		Network: req.Network, Labels: req.Labels})
 	switch {
 	case errors.Is(err, ErrBadBuild):
 		writeError(w, http.StatusBadRequest, err.Error())

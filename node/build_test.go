@@ -55,6 +55,7 @@ func TestImageBuildRequests(t *testing.T) {
 		{"COPY through a link out", js(map[string]any{"context": ctxDir, "dockerfile": "sub/link.Dockerfile"}), "points out of the build context"},
 		{"negative memory", js(map[string]any{"context": ctxDir, "memory": -1}), "negative"},
 		{"unknown field", js(map[string]any{"context": ctxDir, "colour": 1}), "unknown field"},
+		{"bad label", js(map[string]any{"context": ctxDir, "labels": map[string]string{"a=b": "c"}}), "label requirement"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			resp, body := apiCall{method: "POST", path: "/api/v1/images/build", body: c.body}.do(t, cl)
@@ -70,7 +71,8 @@ func TestImageBuildRequests(t *testing.T) {
 	}
 
 	resp, body := apiCall{method: "POST", path: "/api/v1/images/build",
-		body: js(map[string]any{"context": ctxDir, "timeout_ms": 60000, "memory": 64 << 20, "tag": "app:1", "build_args": map[string]string{"A": "b"}})}.do(t, cl)
+		body: js(map[string]any{"context": ctxDir, "timeout_ms": 60000, "memory": 64 << 20, "tag": "app:1", "build_args": map[string]string{"A": "b"},
+			"network": true, "labels": map[string]string{"zone": "eu"}})}.do(t, cl)
 	if resp.StatusCode != http.StatusCreated {
 		t.Fatalf("%d %s", resp.StatusCode, body)
 	}
@@ -82,6 +84,9 @@ func TestImageBuildRequests(t *testing.T) {
 	if s.Runtime != "build" || s.Image != "scratch" || len(s.Cmd) != 1 || s.Cmd[0] != "Dockerfile" || s.TimeoutMS != 60000 ||
 		s.Resources.MemoryBytes != 64<<20 || s.Name != "app:1" || s.Env["A"] != "b" || len(s.Inputs) != 1 || s.Inputs[0].Path != "/context" || s.Inputs[0].Size == 0 {
 		t.Errorf("spec %+v", s)
+	}
+	if len(s.Labels) != 2 || s.Labels["build-network"] != "*" || s.Labels["zone"] != "eu" {
+		t.Errorf("a build asking for the network and zone=eu has labels %v", s.Labels)
 	}
 	if task.Image != "" {
 		t.Errorf("an unfinished build has image %q", task.Image)

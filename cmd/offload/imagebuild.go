@@ -12,22 +12,23 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/offload-project/offload/client"
+	"github.com/offload-project/offload/market/wire"
 )
 
 func newImageBuildCmd(g *globals) *cobra.Command {
 	var (
 		dockerfile, timeout, memory, tag string
-		buildArgs                        []string
-		asJSON                           bool
+		buildArgs, labels                []string
+		asJSON, network                  bool
 	)
 	cmd := &cobra.Command{
-		Use:   "build CONTEXT [-f Dockerfile] [--timeout D] [--memory SIZE] [--build-arg K=V]... [--json]",
+		Use:   "build CONTEXT [-f Dockerfile] [--timeout D] [--memory SIZE] [--build-arg K=V]... [--network] [--label K[=V]]... [--json]",
 		Short: "Build an image from a Dockerfile and context on a provider; print its CID",
 		Long: `Build an image from a Dockerfile and the context directory CONTEXT on a
 provider that builds (one started with 'offload node --provider --build'),
 with no Docker here. The context is sent as private content; the provider
-builds it step by step in its task sandbox (no network, bounded in time,
-memory and size) and returns the image, whose CID this command prints and
+builds it step by step in its task sandbox (no network unless --network
+asks for a provider that allows it, bounded in time, memory and size) and returns the image, whose CID this command prints and
 which runs as 'offload run --image CID'.
 
 Supported instructions: FROM (an image the provider has, a CID, or scratch;
@@ -45,7 +46,17 @@ CONTEXT/Dockerfile).`,
 			if err != nil {
 				return err
 			}
-			req := client.BuildRequest{Context: dir, Tag: tag}
+			req := client.BuildRequest{Context: dir, Tag: tag, Network: network}
+			for _, l := range labels {
+				k, v, err := wire.ParseLabelRequirement(l)
+				if err != nil {
+					return fmt.Errorf("--label: %w", err)
+				}
+				if req.Labels == nil {
+					req.Labels = map[string]string{}
+				}
+				req.Labels[k] = v
+			}
 			if req.Dockerfile, err = dockerfileIn(dir, dockerfile); err != nil {
 				return err
 			}
@@ -123,6 +134,8 @@ CONTEXT/Dockerfile).`,
 	f.StringVar(&memory, "memory", "", "memory of each RUN step, e.g. 1g (default: the provider's, 512m)")
 	f.StringArrayVar(&buildArgs, "build-arg", nil, "a value of one of the Dockerfile's ARGs, K=V (repeatable)")
 	f.StringVar(&tag, "tag", "", "a name for the build task")
+	f.BoolVar(&network, "network", false, "build on a provider whose RUN steps may use a network (started with --build-network); by default RUN steps have none")
+	f.StringArrayVar(&labels, "label", nil, "only providers with this label: KEY=VALUE, or KEY for any value (repeatable)")
 	f.BoolVar(&asJSON, "json", false, `print {"cid": ..., "task": ...}`)
 	return cmd
 }

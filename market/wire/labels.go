@@ -11,6 +11,12 @@ import (
 // node="FPGA" is {"fpga": "*"}). The empty value means the same.
 const LabelAny = "*"
 
+// LabelBuildNetwork is the label a provider advertises when RUN steps of
+// the images it builds may use a network (`offload node --build-network
+// NAME`: the value is the network's name); a build that needs the network
+// requires it (`offload image build --network`).
+const LabelBuildNetwork = "build-network"
+
 // ValidateLabelRequirements checks a task's label requirements with the
 // limits of a capability record's labels: a requirement no record could
 // meet is refused, not announced.

@@ -370,9 +370,12 @@ class AsyncClient:
         return await _in_thread(self.sync.push_image, ref, public)
 
     async def build_image(self, context: PathLike, dockerfile: str = "Dockerfile", tag: Optional[str] = None,
-                          timeout: Optional[float] = None, memory: Union[int, str, None] = None) -> Task:
+                          timeout: Optional[float] = None, memory: Union[int, str, None] = None,
+                          build_args: Optional[Mapping[str, Any]] = None, network: bool = False,
+                          labels: Optional[Mapping[str, str]] = None) -> Task:
         """Starts building an image on a provider (see Client.build_image)."""
-        return await _in_thread(self.sync.build_image, context, dockerfile, tag, timeout, memory)
+        return await _in_thread(self.sync.build_image, context, dockerfile, tag, timeout, memory, build_args,
+                                network, labels)
 
     # --- services, tunnels, volumes -----------------------------------------
 

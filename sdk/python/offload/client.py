@@ -628,12 +628,18 @@ class Client:
         return self._call("POST", "/api/v1/images/push", body, timeout=None)["cid"]
 
     def build_image(self, context: PathLike, dockerfile: str = "Dockerfile", tag: Optional[str] = None,
-                    timeout: Optional[float] = None, memory: Union[int, str, None] = None) -> Task:
+                    timeout: Optional[float] = None, memory: Union[int, str, None] = None,
+                    build_args: Optional[Mapping[str, Any]] = None, network: bool = False,
+                    labels: Optional[Mapping[str, str]] = None) -> Task:
         """Starts building an image on a provider from a context directory
         on the node's machine (POST /api/v1/images/build) and returns the
         build task; once it completed, its status has ``image``, the
-        image's CID. timeout is the build's limit in seconds, memory its
-        memory ("2g" or bytes)."""
+        image's CID. timeout is the build's limit in seconds, memory the
+        memory of each RUN step ("2g" or bytes), build_args the values of
+        the Dockerfile's ARGs. RUN steps have no network unless network
+        asks for a provider that allows it (``offload node --build-network``);
+        labels are further provider labels the build needs ("*": any
+        value)."""
         body: Dict[str, Any] = {"context": str(pathlib.Path(context).expanduser().resolve()),
                                 "dockerfile": dockerfile}
         if tag:
@@ -642,6 +648,12 @@ class Client:
             body["timeout_ms"] = int(timeout * 1000)
         if memory is not None:
             body["memory"] = memory if isinstance(memory, int) else parse_size(memory)
+        if build_args:
+            body["build_args"] = {str(k): str(v) for k, v in build_args.items()}
+        if network:
+            body["network"] = True
+        if labels:
+            body["labels"] = {str(k): str(v) for k, v in labels.items()}
         return self._call("POST", "/api/v1/images/build", body)
 
     # --- services, tunnels, volumes -----------------------------------------

@@ -373,11 +373,13 @@ class EMClient:
             st["images"][image] = {"cid": cid, "source": source, "created": int(time.time())}
 
     def image_build(self, dockerfile: str, image: str, context: str = ".", pod_name: str = "",
-                    timeout: float = 600, memory: Union[int, str, None] = None) -> Dict[str, Any]:
+                    timeout: float = 600, memory: Union[int, str, None] = None,
+                    build_args: Optional[Mapping[str, Any]] = None, network: bool = False) -> Dict[str, Any]:
         """Builds an image on a provider from a Dockerfile and context in
         the pod's volume (else on this machine) and records it as image;
         waits for the build (timeout seconds) and returns image, cid and
-        task_id."""
+        task_id. RUN steps have no network unless network=True, which asks
+        for a provider that allows it (``offload node --build-network``)."""
         pod = _pod(pod_name)
         ctx = self._find(context, pod)
         if ctx is None or not ctx.is_dir():
@@ -401,7 +403,7 @@ class EMClient:
                 shutil.copyfile(df, build_ctx / rel_df)
             try:
                 task = self.client.build_image(build_ctx, rel_df, tag=f"dphi image {image}", timeout=timeout,
-                                               memory=memory)
+                                               memory=memory, build_args=build_args, network=network)
             except BadRequestError as e:
                 raise BadContextError(f"image_build: {e.message}", e.status) from None
             except NotFoundError as e:

@@ -112,6 +112,33 @@ class ClientTest(unittest.TestCase):
             self.c.run(IMAGE, ["echo"], runtime=RUNTIME, resource={"gpu": 64}, check=True, wait_timeout=60)
         self.assertIn("no provider", str(cm.exception))
 
+    def test_labels_are_required_of_providers(self):
+        with self.assertRaises(offload.NoProviderError) as cm:
+            self.c.run(IMAGE, ["echo"], runtime=RUNTIME, labels={"fpga": "*"}, retries=0, check=True, wait_timeout=60)
+        self.assertIn("no label fpga", str(cm.exception))
+        with self.assertRaises(offload.BadRequestError):
+            self.c.submit(self.c.task_spec(IMAGE, ["echo"], runtime=RUNTIME, labels={"a=b": "c"}))
+
+    def test_build_request_carries_its_options(self):
+        with tempfile.TemporaryDirectory() as ctx:
+            (pathlib.Path(ctx) / "Dockerfile").write_text("FROM scratch\nARG A\nCOPY app /app\n")
+            (pathlib.Path(ctx) / "app").write_text("x")
+            task = self.c.build_image(ctx, tag="py build", timeout=30, memory="64m", build_args={"A": 1},
+                                      network=True, labels={"zone": "eu"})
+            try:
+                spec = task["spec"]
+                self.assertEqual((spec["runtime"], spec["env"], spec["labels"], spec["resources"]["memory_bytes"]),
+                                 ("build", {"A": "1"}, {"build-network": "*", "zone": "eu"}, 64 << 20))
+            finally:
+                try:
+                    self.c.cancel(task["id"])
+                except offload.ConflictError:
+                    pass  # already failed: no provider here builds
+            (pathlib.Path(ctx) / "Dockerfile").write_text("FROM scratch\nCOPY ../x /x\n")
+            with self.assertRaises(offload.BadRequestError) as cm:
+                self.c.build_image(ctx)
+            self.assertIn("leaves the build context", str(cm.exception))
+
     def test_wait_timeout_and_cancel(self):
         task = self.c.submit(self.c.task_spec(IMAGE, ["sleep", "60s"], runtime=RUNTIME))
         with self.assertRaises(offload.TaskTimeoutError):
