@@ -124,8 +124,8 @@ func buildExecutors(ctx context.Context, cfg Config) ([]executor.Executor, error
 // LabelBuildNetwork is the hardware label of a provider whose builds'
 // RUN steps join a Docker network: build-network=NAME, NAME being the
 // network (Config.BuildNetwork). Requestors whose builds need a network
-// require it (any value).
-const LabelBuildNetwork = "build-network"
+// require it (any value); it is the wire's name for it.
+const LabelBuildNetwork = wire.LabelBuildNetwork
 
 // checkBuildNetwork refuses a BuildNetwork no builder of this node would
 // use, and an operator's build-network label that contradicts it.
