@@ -2,12 +2,18 @@ package main_test
 
 import (
 	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/offload-project/offload/internal/testimage"
+	"github.com/offload-project/offload/internal/testwait"
 )
 
 // TestImageBuildOnAProvider: `offload image build` on a requestor without
@@ -94,5 +100,64 @@ CMD ["cat", "/app/copied.txt"]
 	os.WriteFile(filepath.Join(ctxDir, "Dockerfile"), []byte("FROM "+testimage.DefaultTag+"\nRUN [\"/hello\", \"exit\", \"3\"]\n"), 0o644)
 	if _, stderr, code := offload(t, "image", "build", "--home", req.home, ctxDir); code == 0 || !strings.Contains(stderr, "line 2: RUN") || !strings.Contains(stderr, "exit code 3") {
 		t.Errorf("failing step: exit %d, stderr %q", code, stderr)
+	}
+}
+
+// TestImageBuildWithNetwork: `offload image build --network` goes to the
+// provider started with --build-network (not to a builder without one),
+// and its RUN step reaches a server on the Docker bridge's gateway, an
+// address of this machine: the network is there end to end, and no
+// packet leaves the machine.
+func TestImageBuildWithNetwork(t *testing.T) {
+	testimage.RequireDocker(t)
+	testimage.Ensure(t, testimage.DefaultTag)
+	gw, err := exec.Command("docker", "network", "inspect", "bridge", "-f", "{{range .IPAM.Config}}{{.Gateway}} {{end}}").Output()
+	if err != nil {
+		t.Fatalf("docker network inspect bridge: %v", err)
+	}
+	addr := strings.Fields(string(gw))
+	if len(addr) == 0 {
+		t.Fatal("the bridge network has no gateway")
+	}
+	ln, err := net.Listen("tcp", net.JoinHostPort(addr[0], "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { fmt.Fprint(w, "reached") })}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+
+	dir := t.TempDir()
+	plain := startNodeProc(t, filepath.Join(dir, "builder"), "--provider", "--build", "--executors", "build")
+	boot := plain.id(t).Addrs[0]
+	netb := startNodeProc(t, filepath.Join(dir, "netbuilder"), "--provider", "--build", "--executors", "build",
+		"--build-network", "bridge", "--bootstrap", boot)
+	req := startNodeProc(t, filepath.Join(dir, "requestor"), "--bootstrap", boot)
+	if !testwait.Until(t.Context(), 30*time.Second, 200*time.Millisecond, func() bool {
+		return len(poolOf(t, req.home, "--executor", "build")) == 2
+	}) {
+		t.Fatal("the requestor's pool never listed both builders")
+	}
+	if got := poolOf(t, req.home, "--label", "build-network=bridge"); len(got) != 1 || got[0].Peer != netb.id(t).ID {
+		t.Fatalf("pool --label build-network=bridge: %+v", got)
+	}
+
+	ctxDir := filepath.Join(dir, "app")
+	os.MkdirAll(ctxDir, 0o755)
+	os.WriteFile(filepath.Join(ctxDir, "Dockerfile"), []byte("FROM "+testimage.DefaultTag+"\nRUN [\"/hello\", \"get\", \"http://"+ln.Addr().String()+"/\"]\n"), 0o644)
+	for i := range 2 {
+		out, stderr, code := offload(t, "image", "build", "--home", req.home, "--network", ctxDir, "--timeout", "1m", "--json")
+		if code != 0 {
+			t.Fatalf("build %d with --network exited %d: %s\nnetbuilder:\n%s", i, code, stderr, netb.log)
+		}
+		var built struct{ CID, Task string }
+		if err := json.Unmarshal([]byte(out), &built); err != nil || built.CID == "" {
+			t.Fatalf("image build --json: %v: %s", err, out)
+		}
+		status, _, _ := offload(t, "status", built.Task, "--json", "--home", req.home)
+		var task struct{ Provider string }
+		if err := json.Unmarshal([]byte(status), &task); err != nil || task.Provider != netb.id(t).ID {
+			t.Fatalf("build %d with --network ran on %s, not the network builder %s (%v)", i, task.Provider, netb.id(t).ID, err)
+		}
 	}
 }
