@@ -3,14 +3,15 @@
 #   make test   installs and starts what the tests need (a Docker engine,
 #               Chromium for the dashboard test, the Debian Python image of
 #               scripts/python-image.sh; as root), then runs every
-#               test, then each fuzz target briefly.
+#               test, type-checks the Python package, then each fuzz
+#               target briefly.
 #   make build  builds ./bin/offload.
 
 GO ?= go
 FUZZTIME ?= 5s
 TEST_TIMEOUT ?= 12m
 
-.PHONY: build test deps unit fuzz vet chaos flood bench scale natlab
+.PHONY: build test deps unit fuzz vet pytypes chaos flood bench scale natlab
 
 build:
 	$(GO) build -o bin/offload ./cmd/offload
@@ -22,6 +23,11 @@ deps:
 
 vet:
 	$(GO) vet ./...
+
+# Type-checks the Python package with pyright (installed from npm, pinned;
+# settings in sdk/python/pyproject.toml).
+pytypes:
+	@bash scripts/pytypes.sh
 
 unit:
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
@@ -55,7 +61,7 @@ bench:
 scale:
 	$(GO) run ./bench/scale $(SCALEFLAGS)
 
-test: deps vet unit fuzz
+test: deps vet pytypes unit fuzz
 
 # The NAT lab's benchmark (issue 17; as root, in network namespaces the test
 # makes): time from start to the first task across two NATs (median of 5),

@@ -121,7 +121,7 @@ def to_wire(v: Any, depth: int = 0) -> Any:
         return {"__t": "dict", "items": [[to_wire(k, depth + 1), to_wire(x, depth + 1)] for k, x in v.items()]}
     mod = type(v).__module__
     if mod == "numpy" or mod.startswith("numpy."):
-        import numpy  # the provider has it when the value is one
+        import numpy  # type: ignore  # the provider has it when the value is one
 
         if isinstance(v, numpy.ndarray):
             if v.dtype.hasobject:
@@ -173,7 +173,7 @@ def _array(v: dict) -> Any:
     if any(n < 0 for n in shape):
         raise ProtocolError("negative array dimension")
     try:
-        import numpy
+        import numpy  # type: ignore
     except ImportError:
         return v
     dt = numpy.dtype(str(v["dtype"]))

@@ -18,7 +18,7 @@ import tempfile
 import threading
 import time
 import urllib.parse
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Union, cast
 
 from ._http import PathLike, Stream, Transport, deadline_left, quote
 from .errors import (ConflictError, NoNodeError, OffloadError, TaskTimeoutError, BadRequestError,
@@ -261,7 +261,7 @@ class Client:
             if text is not None and len(text.encode()) <= MAX_INLINE_DATA:
                 env[DATA_ENV] = text
                 return
-            raw = text.encode() if text is not None else bytes(data)
+            raw = text.encode() if text is not None else bytes(cast(bytes, data))
         wasm = spec.get("runtime") == "wasm"
         if path is not None and (path.is_dir() or not wasm):
             cid = self.add(path)  # a directory is mounted as it is

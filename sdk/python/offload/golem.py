@@ -66,7 +66,7 @@ import pathlib
 import shlex
 import shutil
 import tempfile
-from typing import (Any, AsyncIterable, AsyncIterator, Awaitable, Callable, Dict, Iterable, List, Optional, Tuple,
+from typing import (Any, AsyncGenerator, AsyncIterable, AsyncIterator, Awaitable, Callable, Dict, Iterable, List, Optional, Tuple,
                     Union)
 
 from ._http import PathLike
@@ -372,7 +372,7 @@ async def _one(task: Task) -> AsyncIterator[Task]:
     yield task
 
 
-Worker = Callable[[WorkContext, AsyncIterable[Task]], AsyncIterator[Any]]
+Worker = Callable[[WorkContext, AsyncIterable[Task]], AsyncGenerator[Any, Any]]
 
 
 class Golem:
@@ -510,9 +510,9 @@ class Golem:
         deadline = None if timeout is None else loop.time() + timeout.total_seconds()
         try:
             total = await feed()
-            for _ in range(total):
-                get = asyncio.ensure_future(done.get())
-                stop = asyncio.ensure_future(self._stopped.wait())
+            for _i in range(total):
+                get: "asyncio.Future[Any]" = asyncio.ensure_future(done.get())
+                stop: "asyncio.Future[Any]" = asyncio.ensure_future(self._stopped.wait())
                 left = None if deadline is None else max(0.0, deadline - loop.time())
                 finished, _pending = await asyncio.wait({get, stop}, timeout=left,
                                                         return_when=asyncio.FIRST_COMPLETED)

@@ -231,8 +231,8 @@ class Result:
                     cmds.append(CommandResult(c, r, st, gpus))
             self.stages.append(StageResult(st, cmds))
         ran = [c for s in self.stages for c in s.commands]
-        self.exit_code: int = raw.get("exit_code") if raw.get("exit_code") is not None else (
-            ran[-1].exit_code if ran else -1)
+        code = raw.get("exit_code")
+        self.exit_code: int = int(code) if code is not None else (ran[-1].exit_code if ran else -1)
         self.stdout: str = ran[-1].stdout if ran else raw.get("stdout", "")
         self.stderr: str = ran[-1].stderr if ran else raw.get("stderr", "")
         self.time = Measure((raw.get("usage") or {}).get("wall_ms") or 0)
@@ -321,7 +321,7 @@ def _matches(p: Mapping[str, Any], hardware: Mapping[str, Any]) -> bool:
         elif not any(str(gpu).lower() in str(g.get("model", "")).lower() for g in gpus):
             return False
     if not _any(ram):
-        want = int(ram * (1 << 30)) if isinstance(ram, (int, float)) else parse_size(ram)
+        want = int(ram * (1 << 30)) if isinstance(ram, (int, float)) else parse_size(str(ram))
         if (hw.get("memory_bytes") or 0) < want:
             return False
     return True

@@ -76,7 +76,7 @@ import shutil
 import sys
 import sysconfig
 import tempfile
-from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
+from typing import Any, Dict, Iterable, List, Optional, Tuple, Type, Union
 
 from . import _proxyserver as wire
 from .aio import AsyncClient
@@ -124,7 +124,7 @@ class SessionLostError(OffloadError, ConnectionError):
 
 
 @functools.lru_cache(maxsize=None)
-def _remote_class(name: str) -> type:
+def _remote_class(name: str) -> Type[RemoteError]:
     base = getattr(builtins, name, None)
     if isinstance(base, type) and issubclass(base, Exception) and not issubclass(base, OffloadError):
         try:
