@@ -17,7 +17,8 @@ import (
 
 // Images built on a provider (`offload image build`): the requestor's node
 // packs the context directory into a tarball (docker.ContextTar: modes
-// kept, symlinks as symlinks, nothing followed), checks it and its
+// kept, symlinks as symlinks, nothing followed, what the context's
+// .dockerignore excludes left on this machine), checks it and its
 // Dockerfile as a provider would (docker.CheckContext), adds it as private
 // content and submits a task of the "build" runtime whose image is the
 // Dockerfile's FROM. Only providers that offer builds (`node --build`,
@@ -50,7 +51,8 @@ type BuildOptions struct {
 
 // ErrBadBuild marks a build request refused before anything was
 // submitted: no such directory, no Dockerfile, a Dockerfile or a COPY
-// that leaves the context, an instruction the builders do not know.
+// that leaves the context, a malformed .dockerignore or a COPY of what it
+// excludes, an instruction the builders do not know.
 var ErrBadBuild = errors.New("bad build request")
 
 // BuildImage checks and submits a build of o's context; it returns as soon
@@ -82,7 +84,7 @@ func (n *Node) BuildImage(ctx context.Context, o BuildOptions) (*Task, error) {
 	}
 	defer os.Remove(tmp.Name())
 	defer tmp.Close()
-	if err := docker.ContextTar(o.Context, tmp, 0); err != nil {
+	if err := docker.ContextTar(o.Context, o.Dockerfile, tmp, 0); err != nil {
 		if errors.Is(err, docker.ErrBadContext) {
 			return nil, bad("%v", err)
 		}

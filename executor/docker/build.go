@@ -404,7 +404,8 @@ func (b *Builder) Run(ctx context.Context, spec executor.Spec) (*executor.Result
 
 // checkCopies checks the COPY and ADD sources that hold no variable
 // against the context, so that a requestor hears of a missing or escaping
-// source before anything is built.
+// source before anything is built (and, when the context's .dockerignore
+// left a source out, of the pattern that did).
 func (bc *buildContext) checkCopies(df *Dockerfile) error {
 	for _, in := range df.Steps {
 		if in.Cmd != "COPY" && in.Cmd != "ADD" {
@@ -421,7 +422,7 @@ func (bc *buildContext) checkCopies(df *Dockerfile) error {
 				}
 			}
 			if _, err := bc.plan([]string{src}, "/", true); err != nil {
-				return fmt.Errorf("line %d: %s: %w", in.Line, in.Cmd, err)
+				return fmt.Errorf("line %d: %s: %w", in.Line, in.Cmd, bc.whyMissing(err))
 			}
 		}
 	}

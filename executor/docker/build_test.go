@@ -71,7 +71,7 @@ func runBuild(t *testing.T, e *docker.Executor, b *docker.Builder, c buildCase) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := docker.ContextTar(dir, f, 0); err != nil {
+	if err := docker.ContextTar(dir, "Dockerfile", f, 0); err != nil {
 		t.Fatal(err)
 	}
 	f.Close()

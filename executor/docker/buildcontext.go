@@ -40,20 +40,41 @@ var ErrBadContext = errors.New("build context refused")
 // owners, so the same tree always gives the same bytes (and CID). Other
 // kinds of files are refused, and so is a tree with more than maxBytes of
 // file data (DefaultMaxContextBytes when 0).
-func ContextTar(dir string, w io.Writer, maxBytes int64) error {
+//
+// A .dockerignore at dir's root (see ParseDockerignore) leaves out what
+// it excludes: an excluded file is never opened, an excluded directory is
+// not even walked unless an exception may re-include something below it.
+// The dockerfile (its path in the context, "Dockerfile" when empty) and
+// the .dockerignore are sent even when a pattern matches them, as Docker
+// does. A .dockerignore that cannot be read or parsed is an error: the
+// build stops rather than send what it was meant to keep back.
+func ContextTar(dir, dockerfile string, w io.Writer, maxBytes int64) error {
 	if maxBytes <= 0 {
 		maxBytes = DefaultMaxContextBytes
+	}
+	ign, err := readDockerignore(dir, dockerfile)
+	if err != nil {
+		return fmt.Errorf("build context %s: %w", dir, err)
 	}
 	tw := tar.NewWriter(w)
 	var total int64
 	var n int
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+	err = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
 		rel, err := filepath.Rel(dir, p)
 		if err != nil || rel == "." {
 			return err
+		}
+		rel = filepath.ToSlash(rel)
+		if _, out := ign.Excludes(rel); out {
+			if d.IsDir() && !ign.mayReinclude(rel) {
+				return filepath.SkipDir
+			}
+			// A directory walked for what an exception re-includes
+			// below it: its entry stays out (readContext implies it).
+			return nil
 		}
 		if n++; n > maxContextEntries {
 			return fmt.Errorf("%w: more than %d entries", ErrBadContext, maxContextEntries)
@@ -62,7 +83,7 @@ func ContextTar(dir string, w io.Writer, maxBytes int64) error {
 		if err != nil {
 			return err
 		}
-		hdr := &tar.Header{Name: filepath.ToSlash(rel), Mode: int64(fi.Mode().Perm()), ModTime: time.Unix(0, 0), Format: tar.FormatPAX}
+		hdr := &tar.Header{Name: rel, Mode: int64(fi.Mode().Perm()), ModTime: time.Unix(0, 0), Format: tar.FormatPAX}
 		switch {
 		case fi.Mode().IsRegular():
 			hdr.Typeflag, hdr.Size = tar.TypeReg, fi.Size()
@@ -99,6 +120,38 @@ func ContextTar(dir string, w io.Writer, maxBytes int64) error {
 		return fmt.Errorf("build context %s: %w", dir, err)
 	}
 	return tw.Close()
+}
+
+// readDockerignore reads and parses dir's .dockerignore, if it has one,
+// and keeps the dockerfile and the .dockerignore itself. A .dockerignore
+// that is there and cannot be read (a dangling link, a directory) is an
+// error, not a file to do without.
+func readDockerignore(dir, dockerfile string) (*Dockerignore, error) {
+	p := filepath.Join(dir, DockerignoreName)
+	if _, err := os.Lstat(p); errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	f, err := os.Open(p)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", DockerignoreName, err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, MaxDockerignoreBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", DockerignoreName, err)
+	}
+	ign, err := ParseDockerignore(data)
+	if err != nil {
+		return nil, err
+	}
+	if dockerfile == "" {
+		dockerfile = "Dockerfile"
+	}
+	if df, err := contextPath(dockerfile); err == nil && df != "" {
+		ign.Keep(df)
+	}
+	ign.Keep(DockerignoreName)
+	return ign, nil
 }
 
 // ctxEntry is one entry of a build context.
@@ -256,7 +309,7 @@ func (bc *buildContext) resolve(name string) (*ctxEntry, error) {
 		rest = rest[1:]
 		e, ok := bc.entries[next]
 		if !ok {
-			return nil, fmt.Errorf("%w: %s is not in the build context", ErrBadContext, name)
+			return nil, &missingError{name: name, missing: next}
 		}
 		if e.typ == tar.TypeSymlink {
 			if hops++; hops > maxLinkHops {
@@ -278,6 +331,44 @@ func (bc *buildContext) resolve(name string) (*ctxEntry, error) {
 		cur = next
 	}
 	return bc.entries[cur], nil
+}
+
+// missingError: a path is not in the build context. It wraps
+// ErrBadContext.
+type missingError struct {
+	name    string // the path asked for
+	missing string // the path that is not there, symlinks resolved
+}
+
+func (e *missingError) Error() string {
+	return fmt.Sprintf("%v: %s is not in the build context", ErrBadContext, e.name)
+}
+
+func (e *missingError) Unwrap() error { return ErrBadContext }
+
+// whyMissing adds to err, when it says a path is not in the context, the
+// pattern of the context's .dockerignore that left the path out, if one
+// did: a requestor then sees at once why the COPY fails. Any trouble
+// reading the .dockerignore (on a provider, a stranger's) leaves err as
+// it is.
+func (bc *buildContext) whyMissing(err error) error {
+	var me *missingError
+	if !errors.As(err, &me) {
+		return err
+	}
+	data, rerr := bc.readFile(DockerignoreName, MaxDockerignoreBytes)
+	if rerr != nil {
+		return err
+	}
+	ign, perr := ParseDockerignore(data)
+	if perr != nil {
+		return err
+	}
+	p, out := ign.Excludes(me.missing)
+	if !out {
+		return err
+	}
+	return fmt.Errorf("%w: %s line %d (%q) leaves it out", err, DockerignoreName, p.Line, p.String())
 }
 
 // readFile returns the bytes of the regular file name (symlinks followed
