@@ -38,6 +38,11 @@ func TestImageBuildRequests(t *testing.T) {
 	write("sub/escape.Dockerfile", "FROM scratch\nCOPY ../../etc/passwd /x\n")
 	os.Symlink("/etc", filepath.Join(ctxDir, "out"))
 	write("sub/link.Dockerfile", "FROM scratch\nCOPY out/passwd /x\n")
+	write(".dockerignore", "# kept on this machine\n.env\n")
+	write(".env", "TOKEN=hunter2")
+	write("sub/env.Dockerfile", "FROM scratch\nCOPY .env /x\n")
+	write("sub/badignore/Dockerfile", "FROM scratch\n")
+	write("sub/badignore/.dockerignore", "ok\n[oops\n")
 	empty := t.TempDir()
 
 	js := func(v any) string { b, _ := json.Marshal(v); return string(b) }
@@ -53,6 +58,9 @@ func TestImageBuildRequests(t *testing.T) {
 		{"unknown instruction", js(map[string]any{"context": ctxDir, "dockerfile": "sub/bad.Dockerfile"}), `line 2: unknown or unsupported instruction "MAINTAINER"`},
 		{"COPY outside", js(map[string]any{"context": ctxDir, "dockerfile": "sub/escape.Dockerfile"}), "leaves the build context"},
 		{"COPY through a link out", js(map[string]any{"context": ctxDir, "dockerfile": "sub/link.Dockerfile"}), "points out of the build context"},
+		{"COPY of what .dockerignore excludes", js(map[string]any{"context": ctxDir, "dockerfile": "sub/env.Dockerfile"}),
+			`line 2: COPY: build context refused: .env is not in the build context: .dockerignore line 2 (".env") leaves it out`},
+		{"malformed .dockerignore", js(map[string]any{"context": filepath.Join(ctxDir, "sub", "badignore")}), `.dockerignore line 2: "[oops": syntax error in pattern`},
 		{"negative memory", js(map[string]any{"context": ctxDir, "memory": -1}), "negative"},
 		{"unknown field", js(map[string]any{"context": ctxDir, "colour": 1}), "unknown field"},
 		{"bad label", js(map[string]any{"context": ctxDir, "labels": map[string]string{"a=b": "c"}}), "label requirement"},

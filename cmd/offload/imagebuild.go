@@ -37,7 +37,12 @@ CMD, ENTRYPOINT, LABEL, EXPOSE. RUN steps never run as root.
 
 -f names the Dockerfile: a path relative to the current directory (as
 docker reads it) or to CONTEXT, which must lie inside CONTEXT (default
-CONTEXT/Dockerfile).`,
+CONTEXT/Dockerfile).
+
+A .dockerignore at CONTEXT's root is honoured as docker honours it: what
+it excludes (.git, .env, keys, node_modules...) never leaves this machine,
+which matters since the provider is a stranger. The Dockerfile and the
+.dockerignore are always sent.`,
 		Example: `  offload image build ./app
   offload run --image "$(offload image build ./app)" --wait`,
 		Args: cobra.ExactArgs(1),

@@ -161,3 +161,47 @@ func TestImageBuildWithNetwork(t *testing.T) {
 		}
 	}
 }
+
+// TestImageBuildDockerignore: what the context's .dockerignore excludes
+// never leaves the requestor's machine. The provider's `COPY . /app`
+// finds the Dockerfile, the .dockerignore and main.txt, and no .env, .git
+// or secret/; a COPY of an excluded file is refused before anything is
+// submitted, naming the pattern that excluded it.
+func TestImageBuildDockerignore(t *testing.T) {
+	testimage.RequireDocker(t)
+	testimage.Ensure(t, testimage.DefaultTag)
+	dir := t.TempDir()
+	builder := startNodeProc(t, filepath.Join(dir, "builder"), "--provider", "--build") // builds, and runs what it built
+	req := startNodeProc(t, filepath.Join(dir, "requestor"), "--bootstrap", builder.id(t).Addrs[0])
+
+	ctxDir := filepath.Join(dir, "app")
+	for name, body := range map[string]string{
+		"Dockerfile":     "FROM " + testimage.DefaultTag + "\nCOPY . /app\nCMD [\"ls\", \"/app\"]\n",
+		".dockerignore":  "# never sent to a provider\n.env\n.git\nsecret/\n",
+		".env":           "TOKEN=hunter2\n",
+		".git/config":    "[core]\n",
+		"secret/key.pem": "PRIVATE\n",
+		"main.txt":       "hello\n",
+	} {
+		p := filepath.Join(ctxDir, name)
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out, stderr, code := offload(t, "image", "build", "--home", req.home, ctxDir, "--timeout", "1m")
+	if code != 0 {
+		t.Fatalf("image build exited %d: %s\nbuilder:\n%s", code, stderr, builder.log)
+	}
+	out, stderr, code = offload(t, "run", "--home", req.home, "--wait", "--image", strings.TrimSpace(out))
+	if code != 0 || out != ".dockerignore\nDockerfile\nmain.txt\n" {
+		t.Fatalf("ls /app in the built image: exit %d, %q (want .dockerignore, Dockerfile and main.txt only) %s", code, out, stderr)
+	}
+
+	leak := filepath.Join(ctxDir, "leak.Dockerfile")
+	os.WriteFile(leak, []byte("FROM "+testimage.DefaultTag+"\nCOPY .env /app/\n"), 0o644)
+	_, stderr, code = offload(t, "image", "build", "--home", req.home, ctxDir, "-f", leak)
+	if want := `.env is not in the build context: .dockerignore line 2 (".env") leaves it out`; code == 0 || !strings.Contains(stderr, want) {
+		t.Errorf("COPY of an excluded file: exit %d, stderr %q (want %q)", code, stderr, want)
+	}
+}
