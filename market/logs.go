@@ -218,6 +218,25 @@ func (p *Provider) handleLogs(s network.Stream) {
 	}
 	defer done()
 	_ = s.SetDeadline(time.Time{})
+	// The requestor sends nothing after its request, so a read that
+	// returns means it went away (closed or reset the stream): a follower
+	// waiting for output that may not come for hours gives its place back
+	// at once, not when the run ends.
+	gone := make(chan struct{})
+	go func() {
+		defer close(gone)
+		var b [1]byte
+		_, _ = s.Read(b[:])
+	}()
+	defer func() {
+		_ = s.Close() // both directions: the read above returns
+		select {
+		case <-gone:
+		case <-time.After(time.Second):
+			_ = s.Reset() // a transport whose Close leaves a read waiting
+			<-gone
+		}
+	}()
 	offset := req.From
 	for {
 		pieces, skipped, ended, wake := l.since(offset)
@@ -240,6 +259,8 @@ func (p *Provider) handleLogs(s network.Stream) {
 		}
 		select {
 		case <-wake:
+		case <-gone:
+			return
 		case <-p.ctx.Done():
 			return
 		}

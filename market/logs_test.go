@@ -135,3 +135,58 @@ func TestLogsOfAnEndedTaskFromItsResult(t *testing.T) {
 		t.Fatalf("logs of a task that runs nowhere: %v", err)
 	}
 }
+
+// TestAbandonedFollowerLetsGo: a follower that goes away while the run
+// writes nothing (its requestor canceled, or the stream reset) gives its
+// place back at once, not when the run ends: a run allows four followers,
+// and after eight abandoned ones a ninth still follows it.
+func TestAbandonedFollowerLetsGo(t *testing.T) {
+	s := newSwarm(t)
+	prov := s.provider(providerConfig(t, 1))
+	release := make(chan struct{})
+	prov.ex.setRun(func(ctx context.Context, spec executor.Spec) (*executor.Result, error) {
+		spec.Log(wire.LogStdout, []byte("first line\n"))
+		select { // then silence, for as long as the test likes
+		case <-release:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		now := time.Now()
+		return &executor.Result{StartedAt: now, FinishedAt: now}, nil
+	})
+	req := s.requestor(fastRequestor())
+	s.connect()
+	id := req.submit(t, wire.TaskSpec{})
+	req.waitState(t, id, market.StateRunning, 10*time.Second)
+	defer close(release)
+
+	follow := func(i int) error {
+		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+		defer cancel()
+		got := make(chan struct{})
+		go func() {
+			select {
+			case <-got:
+				cancel() // the follower goes away while the run is silent
+			case <-ctx.Done():
+			}
+		}()
+		err := req.r.Logs(ctx, id, -1, 0, true, func(_ int, c wire.LogChunk) error {
+			if strings.Contains(string(c.Data), "first line") {
+				close(got)
+			}
+			return nil
+		})
+		select {
+		case <-got:
+			return nil
+		default:
+			return fmt.Errorf("follower %d never got the first line: %v", i, err)
+		}
+	}
+	for i := range 9 {
+		if err := follow(i); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
