@@ -639,7 +639,8 @@ class Client:
         the Dockerfile's ARGs. RUN steps have no network unless network
         asks for a provider that allows it (``offload node --build-network``);
         labels are further provider labels the build needs ("*": any
-        value)."""
+        value). Files a ``.dockerignore`` at the context's root excludes
+        are never sent (Docker's rules)."""
         body: Dict[str, Any] = {"context": str(pathlib.Path(context).expanduser().resolve()),
                                 "dockerfile": dockerfile}
         if tag:
