@@ -100,7 +100,7 @@ func (n *Node) BuildImage(ctx context.Context, o BuildOptions) (*Task, error) {
 	if _, err := tmp.Seek(0, 0); err != nil {
 		return nil, fmt.Errorf("image build: %w", err)
 	}
-	c, err := n.AddReader(ctx, tmp, "build-context:"+o.Context, AddOptions{CIDVersion: 1})
+	c, err := n.AddReader(ctx, tmp, buildContextPin+o.Context, AddOptions{CIDVersion: 1})
 	if err != nil {
 		return nil, fmt.Errorf("image build: add the context: %w", err)
 	}
@@ -123,6 +123,9 @@ func (n *Node) BuildImage(ctx context.Context, o BuildOptions) (*Task, error) {
 	t, err := n.Submit(ctx, spec)
 	if err != nil && errors.Is(err, wire.ErrInvalid) {
 		return nil, bad("%v", err)
+	}
+	if err == nil {
+		n.holdContextForBuild(ctx, c, t.ID)
 	}
 	return t, err
 }

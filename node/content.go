@@ -340,8 +340,9 @@ type gcLoop struct {
 }
 
 // startGC starts collecting s every interval (DefaultGCInterval when zero;
-// nil, collecting nothing, when negative).
-func startGC(s *content.Store, interval time.Duration, log *slog.Logger) *gcLoop {
+// nil, collecting nothing, when negative); before each collection it calls
+// release (when not nil), which unpins what the node no longer needs.
+func startGC(s *content.Store, interval time.Duration, release func(context.Context), log *slog.Logger) *gcLoop {
 	if interval < 0 {
 		return nil
 	}
@@ -358,6 +359,9 @@ func startGC(s *content.Store, interval time.Duration, log *slog.Logger) *gcLoop
 			case <-ctx.Done():
 				return
 			case <-time.After(wait):
+			}
+			if release != nil {
+				release(ctx)
 			}
 			start := time.Now()
 			n, err := s.TryGC(ctx)

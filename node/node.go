@@ -259,7 +259,6 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if n.content, err = openContent(ctx, n); err != nil {
 		return nil, fmt.Errorf("node: %w", err)
 	}
-	n.gc = startGC(n.content, cfg.GCInterval, n.log)
 	cs := contentAdapter{s: n.content, timeout: cfg.ContentTimeout, maxBytes: cfg.MaxFetchBytes}
 	n.ledger = storage.NewTable[market.LedgerEntry](n.db, "ledger")
 	topic, err := n.host.PubSub.Join(n.host.Topic(wire.TopicTasks))
@@ -284,6 +283,9 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("node: %w", err)
 	}
+	// After the requestor: the collection releases the contexts of ended
+	// builds, which it asks the requestor about.
+	n.gc = startGC(n.content, cfg.GCInterval, n.releaseBuildContexts, n.log)
 	if cfg.Provider {
 		if n.executors, err = buildExecutors(ctx, cfg); err != nil {
 			return nil, fmt.Errorf("node: %w", err)
