@@ -36,6 +36,9 @@ func (n *Node) releaseBuildContexts(ctx context.Context) {
 		return
 	}
 	for _, p := range pins {
+		if ctx.Err() != nil {
+			return // closing: a store read may fail now, and prove nothing
+		}
 		release := false
 		switch {
 		case strings.HasPrefix(p.Name, buildTaskPin):
