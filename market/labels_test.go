@@ -20,7 +20,7 @@ func TestLabelRequirements(t *testing.T) {
 	s := newSwarm(t)
 	labelled := func(labels map[string]string) *testProvider {
 		cfg := providerConfig(t, 1)
-		cfg.Labels = labels
+		cfg.Hardware.Labels = labels
 		return s.provider(cfg)
 	}
 	xilinx := labelled(map[string]string{"fpga": "xilinx"})
@@ -85,5 +85,42 @@ func TestLabelRequirements(t *testing.T) {
 	waitFor(t, 2*time.Second, "reservation given back", func() bool { return plain.p.Free() == free })
 	if recs := mustList(t, plain.store); len(recs) != 0 {
 		t.Fatalf("the refused award left %d records", len(recs))
+	}
+}
+
+// TestMachineRequirements: a task that asks for an architecture, a CPU
+// model, CPUs or memory in the machine runs only on a provider whose
+// machine has them, and fails naming what each provider lacks when none
+// does.
+func TestMachineRequirements(t *testing.T) {
+	s := newSwarm(t)
+	machine := func(hw wire.Hardware) *testProvider {
+		cfg := providerConfig(t, 1)
+		cfg.Hardware = hw
+		return s.provider(cfg)
+	}
+	epyc := machine(wire.Hardware{OS: "linux", Arch: "amd64", CPUModel: "AMD EPYC 7763 64-Core Processor", CPUs: 64, MemoryBytes: 256 << 30})
+	graviton := machine(wire.Hardware{OS: "linux", Arch: "arm64", CPUModel: "Neoverse-V1", CPUs: 8, MemoryBytes: 16 << 30})
+	req := s.requestor(fastRequestor())
+	s.connect()
+	for _, tc := range []struct {
+		m    wire.MachineRequirements
+		want *testProvider
+	}{
+		{wire.MachineRequirements{Arch: "aarch64"}, graviton},
+		{wire.MachineRequirements{Arch: "x86_64", OS: "Linux"}, epyc},
+		{wire.MachineRequirements{CPUModel: "epyc"}, epyc},
+		{wire.MachineRequirements{CPUs: 16}, epyc},
+		{wire.MachineRequirements{MemoryBytes: 64 << 30}, epyc},
+		{wire.MachineRequirements{OS: "linux", CPUs: 8, MemoryBytes: 16 << 30, CPUModel: "neoverse"}, graviton},
+	} {
+		task := req.wait(t, req.submit(t, wire.TaskSpec{Machine: &tc.m}), 10*time.Second)
+		if task.State != market.StateCompleted || task.Provider != tc.want.h.ID().String() {
+			t.Fatalf("machine %+v: %s on %s: %s", tc.m, task.State, task.Provider, task.Reason)
+		}
+	}
+	none := req.wait(t, req.submit(t, wire.TaskSpec{Machine: &wire.MachineRequirements{Arch: "riscv64"}}), 10*time.Second)
+	if none.State != market.StateFailed || !strings.Contains(none.Reason, "arch amd64, not riscv64") || !strings.Contains(none.Reason, "arch arm64, not riscv64") {
+		t.Fatalf("an arch nobody has: %s: %q", none.State, none.Reason)
 	}
 }

@@ -160,10 +160,11 @@ type ProviderConfig struct {
 	// exclusively by id and matched against their typed requirements
 	// (gpu.go). Empty: GPUs are counted only, and the engine picks.
 	GPUs []GPUDevice
-	// Labels are this provider's labels as its capability record
-	// advertises them; a task that requires labels these do not meet
-	// (wire.LabelsUnmet) is declined.
-	Labels map[string]string
+	// Hardware is this provider's machine as its capability record
+	// advertises it, labels included: a task whose label or machine
+	// requirements it does not meet (wire.LabelsUnmet,
+	// wire.MachineUnmet) is declined.
+	Hardware wire.Hardware
 	// Price in credits per CPU-second.
 	Price          float64
 	ReservationTTL time.Duration

@@ -116,8 +116,8 @@ func (p *Provider) decide(requestor peer.ID, ann *wire.Announce) wire.Bid {
 		bid.Decline = why
 		return bid
 	}
-	if why := wire.LabelsUnmet(p.cfg.Labels, req.Labels); why != "" {
-		bid.Decline = "this provider has " + why
+	if why := machineDecline(&p.cfg.Hardware, req.Labels, req.Machine); why != "" {
+		bid.Decline = why
 		return bid
 	}
 	res := normalize(req.Resources)
@@ -355,9 +355,9 @@ func (p *Provider) accept(from peer.ID, body []byte) wire.AwardReply {
 		return wire.AwardReply{Code: wire.CodeRefused, Reason: why}
 	}
 	// The award's spec may ask more than the announcement the bid was for.
-	if why := wire.LabelsUnmet(p.cfg.Labels, award.Spec.Labels); why != "" {
+	if why := machineDecline(&p.cfg.Hardware, award.Spec.Labels, award.Spec.Machine); why != "" {
 		p.admit.release(key)
-		return wire.AwardReply{Code: wire.CodeRefused, Reason: "this provider has " + why}
+		return wire.AwardReply{Code: wire.CodeRefused, Reason: why}
 	}
 	// No free slot now: it runs as soon as one frees, in order.
 	queued, why := p.admit.claim(key, who, normalize(award.Spec.Resources))
@@ -739,4 +739,16 @@ func (p *Provider) handleCancel(s network.Stream) {
 	}
 	cancel(errCanceled)
 	_ = stream.WriteMsg(s, &wire.Ack{OK: true})
+}
+
+// machineDecline says why a provider whose machine is hw does not take a
+// task with these label and machine requirements, or "".
+func machineDecline(hw *wire.Hardware, labels map[string]string, m *wire.MachineRequirements) string {
+	if why := wire.LabelsUnmet(hw.Labels, labels); why != "" {
+		return "this provider has " + why
+	}
+	if why := wire.MachineUnmet(hw, m); why != "" {
+		return "this provider's machine has " + why
+	}
+	return ""
 }

@@ -306,7 +306,7 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 			capacity = *cfg.Capacity
 		}
 		n.prov, err = market.NewProvider(n.host, storage.NewTable[market.ExecRecord](n.db, "executions"), topic, n.executors, market.ProviderConfig{
-			Capacity: capacity, GPUs: gpuDevices(info, capacity), Labels: info.Labels, Price: cfg.Price, Logger: cfg.Logger,
+			Capacity: capacity, GPUs: gpuDevices(info, capacity), Hardware: advertHardware(info), Price: cfg.Price, Logger: cfg.Logger,
 			WorkDir: filepath.Join(cfg.Home, "work"), Content: cs, Ledger: n.ledger,
 			Images:   storage.NewTable[market.CachedImage](n.db, "images"),
 			OnChange: n.advertChanged, Observer: n.metrics, OutputsQuota: cfg.OutputsQuota,
@@ -316,7 +316,7 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 		if err != nil {
 			return nil, fmt.Errorf("node: %w", err)
 		}
-		if err := n.newAdvertiser(info, capacity); err != nil {
+		if err := n.newAdvertiser(advertHardware(info), capacity); err != nil {
 			return nil, fmt.Errorf("node: %w", err)
 		}
 		if err := n.prov.Start(); err != nil {

@@ -37,10 +37,9 @@ func (n *Node) startPool() error {
 	return nil
 }
 
-// newAdvertiser detects the machine and prepares the provider's adverts;
-// the provider's OnChange (advertChanged) reaches it once n.adv is set.
-func (n *Node) newAdvertiser(info hardware.Info, capacity market.Capacity) error {
-	var err error
+// advertHardware is the machine as a provider advertises it (and checks
+// tasks' label and machine requirements against).
+func advertHardware(info hardware.Info) wire.Hardware {
 	hw := wire.Hardware{
 		OS: info.OS, Arch: info.Arch, CPUModel: info.CPUModel, CPUs: info.CPUs,
 		MemoryBytes: info.MemoryBytes, DiskFreeBytes: info.DiskFreeBytes,
@@ -49,6 +48,13 @@ func (n *Node) newAdvertiser(info hardware.Info, capacity market.Capacity) error
 	for _, g := range info.GPUs {
 		hw.GPUs = append(hw.GPUs, advertGPU(g))
 	}
+	return hw
+}
+
+// newAdvertiser prepares the provider's adverts of its machine hw;
+// the provider's OnChange (advertChanged) reaches it once n.adv is set.
+func (n *Node) newAdvertiser(hw wire.Hardware, capacity market.Capacity) error {
+	var err error
 	var exs []string
 	for _, e := range n.executors {
 		exs = append(exs, e.Name())

@@ -42,19 +42,13 @@ type PoolFilter struct {
 	// Needs are a task's label requirements (wire.LabelsUnmet): each label
 	// present, with the value asked unless that is wire.LabelAny or empty.
 	Needs map[string]string
+	// Machine are a task's requirements of the whole machine
+	// (wire.MachineUnmet).
+	Machine *wire.MachineRequirements
 }
 
 func isAny(s string) bool { return s == "" || strings.EqualFold(s, Any) }
 
-func normArch(a string) string {
-	switch a = strings.ToLower(a); a {
-	case "x86_64", "x86-64", "x64":
-		return "amd64"
-	case "aarch64":
-		return "arm64"
-	}
-	return a
-}
 
 // Match reports whether rec satisfies every set field of f.
 func (f PoolFilter) Match(rec *wire.CapRecord) bool { return f.Why(rec) == "" }
@@ -83,7 +77,7 @@ func (f PoolFilter) Why(rec *wire.CapRecord) string {
 			return why
 		}
 	}
-	if !isAny(f.Arch) && normArch(f.Arch) != normArch(hw.Arch) {
+	if !isAny(f.Arch) && wire.NormArch(f.Arch) != wire.NormArch(hw.Arch) {
 		return "arch " + hw.Arch + ", not " + f.Arch
 	}
 	if !isAny(f.OS) && !strings.EqualFold(f.OS, hw.OS) {
@@ -104,6 +98,9 @@ func (f PoolFilter) Why(rec *wire.CapRecord) string {
 	if why := wire.LabelsUnmet(hw.Labels, f.Needs); why != "" {
 		return why
 	}
+	if why := wire.MachineUnmet(hw, f.Machine); why != "" {
+		return why
+	}
 	for k, v := range f.Labels {
 		if isAny(v) {
 			continue
@@ -116,12 +113,13 @@ func (f PoolFilter) Why(rec *wire.CapRecord) string {
 }
 
 // FilterFor returns the filter of providers that may take a task with req:
-// its runtime, at least the resources it asks for, and its labels.
+// its runtime, at least the resources it asks for, its labels and its
+// requirements of the whole machine.
 func FilterFor(req wire.Requirements) PoolFilter {
 	return PoolFilter{
 		Executor: req.Runtime, CPUs: req.Resources.CPUs,
 		MemoryBytes: req.Resources.MemoryBytes, GPUs: req.Resources.GPUs, GPU: req.GPU,
-		Needs: req.Labels,
+		Needs: req.Labels, Machine: req.Machine,
 	}
 }
 

@@ -189,6 +189,9 @@ func TestPoolFilterMatch(t *testing.T) {
 		{"task needs another value", discovery.PoolFilter{Needs: map[string]string{"fpga": "altera"}}, false, false},
 		{"task needs a label nobody has", discovery.PoolFilter{Needs: map[string]string{"tpu": wire.LabelAny}}, false, false},
 		{"task needs 'any' as a value", discovery.PoolFilter{Needs: map[string]string{"fpga": "any"}}, false, false},
+		{"task needs an arm64 machine", discovery.PoolFilter{Machine: &wire.MachineRequirements{Arch: "aarch64"}}, false, true},
+		{"task needs 8 CPUs in the machine", discovery.PoolFilter{Machine: &wire.MachineRequirements{CPUs: 8}}, true, false},
+		{"task needs more memory than any machine", discovery.PoolFilter{Machine: &wire.MachineRequirements{MemoryBytes: 64 << 30}}, false, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := tc.f.Match(rec); got != tc.rec {

@@ -166,6 +166,9 @@ type TaskSpec struct {
 	// empty value, with any value (labels.go). Providers without them
 	// decline, and requestors never ask them.
 	Labels map[string]string `json:"labels,omitempty"`
+	// Machine is what the provider's machine must be or have as a whole:
+	// OS, architecture, CPU model, CPUs and memory (machine.go).
+	Machine *MachineRequirements `json:"machine,omitempty"`
 	// Checkpoint makes the task resumable on another provider from its
 	// latest snapshot of a directory (checkpoint.go).
 	Checkpoint *Checkpoint `json:"checkpoint,omitempty"`
@@ -453,6 +456,11 @@ func (s TaskSpec) Validate() error {
 	if err := ValidateLabelRequirements(s.Labels); err != nil {
 		return err
 	}
+	if s.Machine != nil {
+		if err := s.Machine.Validate(); err != nil {
+			return err
+		}
+	}
 	if len(s.Name) > 256 {
 		return invalid("name longer than 256 bytes")
 	}
@@ -579,6 +587,8 @@ type Requirements struct {
 	GPU *GPURequirements `json:"gpu,omitempty"`
 	// Labels are the task's TaskSpec.Labels.
 	Labels map[string]string `json:"labels,omitempty"`
+	// Machine is the task's TaskSpec.Machine.
+	Machine *MachineRequirements `json:"machine,omitempty"`
 }
 
 // IsolationGVisor names gVisor (runsc) isolation in specs and adverts.
@@ -590,7 +600,7 @@ func RequirementsOf(s TaskSpec) Requirements {
 		Runtime: s.RuntimeOrDefault(), Isolation: s.Isolation, Image: s.Image, Resources: s.Resources,
 		TimeoutMS: s.TimeoutMS, MaxPrice: s.MaxPrice, Provider: s.Provider,
 		Inputs: inputCIDs(s.Inputs), Exclude: s.Exclude, Service: s.Service, GPU: s.GPU,
-		Labels: s.Labels,
+		Labels: s.Labels, Machine: s.Machine,
 	}
 }
 
@@ -630,7 +640,7 @@ func (a *Announce) Validate() error {
 	}
 	spec := TaskSpec{Runtime: a.Req.Runtime, Image: a.Req.Image, Resources: a.Req.Resources,
 		TimeoutMS: a.Req.TimeoutMS, MaxPrice: a.Req.MaxPrice, Provider: a.Req.Provider, GPU: a.Req.GPU,
-		Labels: a.Req.Labels}
+		Labels: a.Req.Labels, Machine: a.Req.Machine}
 	if len(a.Req.Inputs) > maxInputs {
 		return invalid("more than %d inputs", maxInputs)
 	}

@@ -68,6 +68,11 @@ func TestTaskSpecValidate(t *testing.T) {
 				s.Labels[fmt.Sprint("k", i)] = "v"
 			}
 		}, "more than 64 label requirements"},
+		{"machine", func(s *wire.TaskSpec) {
+			s.Machine = &wire.MachineRequirements{OS: "linux", Arch: "arm64", CPUModel: "epyc", CPUs: 8, MemoryBytes: 1 << 30}
+		}, ""},
+		{"machine negative memory", func(s *wire.TaskSpec) { s.Machine = &wire.MachineRequirements{MemoryBytes: -1} }, "machine requirement"},
+		{"machine long model", func(s *wire.TaskSpec) { s.Machine = &wire.MachineRequirements{CPUModel: strings.Repeat("x", 257)} }, "machine requirement"},
 		{"image size by cid", func(s *wire.TaskSpec) {
 			s.Image, s.ImageSize = "QmZULkCELmmk5XNfCgTnCyFgAVxBRBXyDHGGMVoLFLiXEN", 1<<20
 		}, ""},
@@ -146,6 +151,29 @@ func TestLabelsUnmet(t *testing.T) {
 	}
 }
 
+// TestMachineUnmet: each requirement of the whole machine against a
+// machine, the first unmet one named.
+func TestMachineUnmet(t *testing.T) {
+	hw := &wire.Hardware{OS: "linux", Arch: "x86_64", CPUModel: "AMD EPYC 7763", CPUs: 64, MemoryBytes: 256 << 30}
+	for _, tc := range []struct {
+		m   *wire.MachineRequirements
+		why string
+	}{
+		{nil, ""},
+		{&wire.MachineRequirements{}, ""},
+		{&wire.MachineRequirements{OS: "Linux", Arch: "amd64", CPUModel: "epyc", CPUs: 64, MemoryBytes: 256 << 30}, ""},
+		{&wire.MachineRequirements{OS: "windows"}, "os linux, not windows"},
+		{&wire.MachineRequirements{Arch: "aarch64"}, "arch x86_64, not aarch64"},
+		{&wire.MachineRequirements{CPUModel: "xeon"}, `cpu model "AMD EPYC 7763", not "xeon"`},
+		{&wire.MachineRequirements{CPUs: 65}, "64 CPUs in the machine, not 65"},
+		{&wire.MachineRequirements{MemoryBytes: 512 << 30}, "262144 MiB of memory in the machine, not 524288 MiB"},
+	} {
+		if got := wire.MachineUnmet(hw, tc.m); got != tc.why {
+			t.Errorf("MachineUnmet(%+v) = %q, want %q", tc.m, got, tc.why)
+		}
+	}
+}
+
 func TestDecodeAnnounce(t *testing.T) {
 	good := wire.Announce{Version: wire.Version, TaskID: "01abc", Attempt: 1, Requestor: peerA,
 		Req: wire.Requirements{Runtime: "docker", Image: "hello:1"}}
@@ -209,7 +237,7 @@ func fuzzDecode[T any, PT interface {
 func FuzzDecodeAnnounce(f *testing.F) {
 	fuzzDecode[wire.Announce](f,
 		`{"v":1,"task":"01abc","attempt":1,"requestor":"`+peerA+`","req":{"runtime":"docker","image":"hello:1","resources":{"cpus":1}}}`,
-		`{"v":1,"task":"01abc","attempt":1,"requestor":"`+peerA+`","req":{"runtime":"docker","image":"hello:1","resources":{"cpus":1},"labels":{"fpga":"*","zone":"eu"}}}`,
+		`{"v":1,"task":"01abc","attempt":1,"requestor":"`+peerA+`","req":{"runtime":"docker","image":"hello:1","resources":{"cpus":1},"labels":{"fpga":"*","zone":"eu"},"machine":{"os":"linux","arch":"arm64","cpu_model":"epyc","cpus":8,"memory_bytes":1073741824}}}`,
 		`{"v":1}`, `{}`)
 }
 
