@@ -49,7 +49,6 @@ type PoolFilter struct {
 
 func isAny(s string) bool { return s == "" || strings.EqualFold(s, Any) }
 
-
 // Match reports whether rec satisfies every set field of f.
 func (f PoolFilter) Match(rec *wire.CapRecord) bool { return f.Why(rec) == "" }
 
