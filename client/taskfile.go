@@ -23,6 +23,7 @@ const MaxTaskFile = 1 << 20
 //	runtime: docker             # docker (default) or wasm
 //	resources: {cpus: 2, memory: 1g, gpus: 0}
 //	labels: {fpga: xilinx}      # only providers with these labels ("*": any value)
+//	machine: {arch: arm64, cpu_model: epyc, cpus: 16, memory: 64g}   # the whole machine
 //	timeout: 10m
 //	max_price: 0.5
 //	inputs:
@@ -55,7 +56,16 @@ type TaskFile struct {
 	// Labels: provider labels the task needs (wire.TaskSpec.Labels):
 	// {fpga: xilinx}, or {fpga: "*"} for any value.
 	Labels map[string]string `yaml:"labels"`
-	GPU    *struct {
+	// Machine: what the provider's whole machine must be or have
+	// (wire.TaskSpec.Machine): {os, arch, cpu_model, cpus, memory}.
+	Machine *struct {
+		OS       string `yaml:"os"`
+		Arch     string `yaml:"arch"`
+		CPUModel string `yaml:"cpu_model"`
+		CPUs     int    `yaml:"cpus"`
+		Memory   string `yaml:"memory"`
+	} `yaml:"machine"`
+	GPU *struct {
 		Vendor  string   `yaml:"vendor"`
 		Models  []string `yaml:"models"`
 		Memory  string   `yaml:"memory"`
@@ -215,6 +225,16 @@ func (tf *TaskFile) Spec(added map[string]string) (wire.TaskSpec, error) {
 		spec.GPU = r
 		if spec.Resources.GPUs == 0 {
 			spec.Resources.GPUs = 1
+		}
+	}
+	if m := tf.Machine; m != nil {
+		spec.Machine = &wire.MachineRequirements{OS: m.OS, Arch: m.Arch, CPUModel: m.CPUModel, CPUs: m.CPUs}
+		if m.Memory != "" {
+			b, err := units.RAMInBytes(m.Memory)
+			if err != nil || b <= 0 {
+				return spec, tf.at("$.machine.memory", "machine memory %q is not a size (try 64g)", m.Memory)
+			}
+			spec.Machine.MemoryBytes = b
 		}
 	}
 	if cp := tf.Checkpoint; cp != nil {

@@ -14,6 +14,7 @@ name: pipeline
 image: hello:1
 resources: {cpus: 1, memory: 256m}
 labels: {fpga: xilinx, zone: "*"}
+machine: {arch: arm64, cpu_model: neoverse, cpus: 8, memory: 16g}
 timeout: 2m
 inputs:
   - {cid: QmZULkCELmmk5XNfCgTnCyFgAVxBRBXyDHGGMVoLFLiXEN, path: /inputs/hello}
@@ -42,7 +43,8 @@ func TestParseTaskFile(t *testing.T) {
 	}
 	if spec.Resources.MemoryBytes != 256<<20 || spec.TimeoutMS != 120_000 || len(spec.Stages) != 2 ||
 		!spec.Stages[1].ContinueOnError || spec.Stages[1].Env["MODE"] != "fast" || len(spec.Artifacts) != 2 || spec.RetryBudget() != 2 ||
-		spec.Labels["fpga"] != "xilinx" || spec.Labels["zone"] != wire.LabelAny {
+		spec.Labels["fpga"] != "xilinx" || spec.Labels["zone"] != wire.LabelAny ||
+		*spec.Machine != (wire.MachineRequirements{Arch: "arm64", CPUModel: "neoverse", CPUs: 8, MemoryBytes: 16 << 30}) {
 		t.Fatalf("spec = %+v", spec)
 	}
 	if spec.Inputs[1].CID != "bafkreicysg23kiwv34eg2d7qweipxwosdo2py4ldv42nbauguluen5v6am" {

@@ -88,7 +88,9 @@ func poolOf(t *testing.T, home string, args ...string) []client.Provider {
 // TestRunWithLabels: `offload run --label` runs a task only on a provider
 // process with that label (any value for a bare key, the value for
 // KEY=VALUE), fails a task no provider's labels meet saying which label
-// is missing, and refuses a malformed requirement before submitting.
+// is missing, and refuses a malformed requirement before submitting; the
+// machine flags (--os, --arch, --machine-cpus, --machine-memory) do the
+// same for the whole machine.
 func TestRunWithLabels(t *testing.T) {
 	dir := t.TempDir()
 	a := startNodeProc(t, filepath.Join(dir, "A"), "--provider", "--executors", "wasm", "--labels", "fpga=xilinx")
@@ -125,5 +127,18 @@ func TestRunWithLabels(t *testing.T) {
 	t.Logf("fpga=altera failed: %s", task.Reason)
 	if _, stderr, code := run("--label", "=x"); code == 0 || !strings.Contains(stderr, "want KEY or KEY=VALUE") {
 		t.Fatalf("--label =x: exit %d, %s", code, stderr)
+	}
+	// Requirements of the whole machine: both providers are this machine,
+	// so one that it meets runs, and an architecture it is not fails
+	// naming the machine's.
+	if task, stderr, code := run("--os", "linux", "--machine-cpus", "1", "--machine-memory", "64m"); code != 0 || task.State != "completed" {
+		t.Fatalf("a machine requirement this machine meets: exit %d, %+v, %s", code, task, stderr)
+	}
+	task, stderr, code = run("--arch", "riscv64")
+	if code == 0 || task.State != "failed" || !strings.Contains(task.Reason, "not riscv64") {
+		t.Fatalf("--arch riscv64: exit %d, %+v, %s", code, task, stderr)
+	}
+	if _, stderr, code := run("--machine-memory", "lots"); code == 0 || !strings.Contains(stderr, "not a size") {
+		t.Fatalf("--machine-memory lots: exit %d, %s", code, stderr)
 	}
 }

@@ -15,6 +15,8 @@ import (
 
 type runFlags struct {
 	checkpoint, gpuMemory, gpuCompute, cuda, gpuModel, gpuVendor                        string
+	machineOS, machineArch, cpuModel, machineMemory                                     string
+	machineCPUs                                                                         int
 	checkpointEvery                                                                     time.Duration
 	image, runtime, isolation, entrypoint, workdir, memory, timeout, provider, strategy string
 	env, inputs, labels                                                                 []string
@@ -76,6 +78,11 @@ exits non-zero unless the task completed with exit code 0.`,
 	fl.StringVar(&f.cuda, "cuda", "", "at least this CUDA version supported by the provider's driver (e.g. 12.2)")
 	fl.StringVar(&f.gpuModel, "gpu-model", "", "GPU models, any of (case-insensitive substrings, comma-separated, e.g. H100,H200)")
 	fl.StringVar(&f.gpuVendor, "gpu-vendor", "", "GPU vendor (e.g. nvidia)")
+	fl.StringVar(&f.machineOS, "os", "", "run only on a provider whose machine runs this OS (e.g. linux)")
+	fl.StringVar(&f.machineArch, "arch", "", "run only on a provider whose machine has this architecture (amd64 or x86_64, arm64 or aarch64, ...)")
+	fl.StringVar(&f.cpuModel, "cpu-model", "", "run only on a provider whose CPU model contains this, case-insensitively (e.g. epyc)")
+	fl.IntVar(&f.machineCPUs, "machine-cpus", 0, "run only on a provider whose machine has at least N CPUs (whatever part it offers; --cpus is what the task reserves)")
+	fl.StringVar(&f.machineMemory, "machine-memory", "", "run only on a provider whose machine has at least SIZE of memory (e.g. 64g; --memory is what the task reserves)")
 	fl.StringArrayVar(&f.labels, "label", nil, "run only on providers with this label: KEY=VALUE, or KEY for any value (repeatable; e.g. --label fpga=xilinx)")
 	fl.StringVar(&f.timeout, "timeout", "10m", "execution time limit, e.g. 30s, 5m")
 	fl.Float64Var(&f.maxPrice, "max-price", 0, "maximum price in credits per CPU-second (0: no cap)")
@@ -119,6 +126,17 @@ func (f *runFlags) spec(args []string) (wire.TaskSpec, error) {
 		if spec.Resources.GPUs == 0 {
 			spec.Resources.GPUs = 1
 		}
+	}
+	if f.machineOS != "" || f.machineArch != "" || f.cpuModel != "" || f.machineCPUs != 0 || f.machineMemory != "" {
+		m := &wire.MachineRequirements{OS: f.machineOS, Arch: f.machineArch, CPUModel: f.cpuModel, CPUs: f.machineCPUs}
+		if f.machineMemory != "" {
+			b, err := units.RAMInBytes(f.machineMemory)
+			if err != nil || b <= 0 {
+				return spec, fmt.Errorf("--machine-memory %q is not a size (try 64g)", f.machineMemory)
+			}
+			m.MemoryBytes = b
+		}
+		spec.Machine = m
 	}
 	for _, l := range f.labels {
 		k, v, err := wire.ParseLabelRequirement(l)
