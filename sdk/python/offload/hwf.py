@@ -40,9 +40,12 @@ What maps to what:
 - ``hardware``: ``os`` (e.g. "linux"), ``cpu`` (a core count, or text the
   CPU model must contain), ``gpu`` (a count, or text a GPU model must
   contain; the task then gets one GPU), ``ram`` (GiB as a number, or
-  "16g"). "any" (or a missing key) matches every provider. Providers the
-  node knows that do not match are excluded from the task; when none
-  matches, dispatch raises NoProviderError.
+  "16g"). "any" (or a missing key) matches every provider. They become
+  the task's requirements (``machine``: os, cpus or cpu_model and
+  memory_bytes of the whole machine; ``gpu``: models), which providers
+  check themselves, so no provider without the hardware takes the task;
+  when none the node knows has it, dispatch raises NoProviderError at
+  once.
 - Tracking, which HWF left unimplemented, is measured by the provider for
   every command: ``track_time`` (wall milliseconds), ``track_ram`` (peak
   resident bytes), ``track_cpu`` (CPU milliseconds), ``track_gpu`` (the
@@ -54,6 +57,7 @@ What maps to what:
 
 from __future__ import annotations
 
+import math
 import pathlib
 import queue
 import shlex
@@ -327,6 +331,23 @@ def _matches(p: Mapping[str, Any], hardware: Mapping[str, Any]) -> bool:
     return True
 
 
+def _machine(hardware: Mapping[str, Any]) -> Dict[str, Any]:
+    """The task spec's machine requirements for HWF's os, cpu (a count or
+    a model) and ram (GB, or a size such as "64g")."""
+    out: Dict[str, Any] = {}
+    os_, cpu, ram = (hardware.get(k) for k in ("os", "cpu", "ram"))
+    if not _any(os_):
+        out["os"] = str(os_)
+    if not _any(cpu):
+        if isinstance(cpu, (int, float)):
+            out["cpus"] = int(math.ceil(cpu))
+        else:
+            out["cpu_model"] = str(cpu)
+    if not _any(ram):
+        out["memory_bytes"] = int(ram * (1 << 30)) if isinstance(ram, (int, float)) else parse_size(str(ram))
+    return out
+
+
 class Hub:
     """The hub: dispatches tasks through the offload node of ``home``
     (default $OFFLOAD_HOME) and collects results. ``ip_address`` is
@@ -415,15 +436,18 @@ class Hub:
                 # A model: providers match it themselves (typed GPU
                 # requirements), as they do the count.
                 spec["gpu"] = {"models": [str(gpu)]}
+        machine = _machine(hw)
+        if machine:
+            spec["machine"] = machine
         if any(not _any(hw.get(k)) for k in ("os", "cpu", "gpu", "ram")):
+            # The providers check the requirements themselves; this only
+            # says at once, as HWF's hub does, when none the node knows can.
             known = self.client.pool()
             self._pool = HardwarePool(known)
-            fit = [p["peer"] for p in known if _matches(p, hw)]
-            if not fit:
+            if not any(_matches(p, hw) for p in known):
                 known_hw = [_hwf_view(p.get("hardware") or {}) for p in known]
                 raise NoProviderError({"state": "failed"}, f"dispatch: no provider the node knows has the hardware "
                                                            f"{hw} (known: {known_hw})")
-            spec["exclude"] = [p["peer"] for p in known if p["peer"] not in fit]
         files: Dict[str, pathlib.Path] = {}
         for st in task.stages:
             for d in st.data:

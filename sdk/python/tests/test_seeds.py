@@ -42,6 +42,25 @@ class HWFTest(unittest.TestCase):
         spec = hub._spec(hwf.Task(hwf.Stage(cmd="x"), hardware={"gpu": 2}), {"gpu": "any"})
         self.assertNotIn("gpu", spec)
 
+    def test_hardware_is_a_machine_requirement(self):
+        class Pool:
+            def pool(self):
+                return [{"peer": "a", "hardware": {"os": "linux", "cpu_model": "AMD EPYC", "cpus": 8,
+                                                   "memory_bytes": 32 << 30, "gpus": []}},
+                        {"peer": "b", "hardware": {"os": "linux", "cpu_model": "Intel Xeon", "cpus": 2,
+                                                   "memory_bytes": 4 << 30, "gpus": []}}]
+
+        hub = hwf.Hub(client=Pool(), image="img")
+        spec = hub._spec(hwf.Task(hwf.Stage(cmd="x"), hardware={"os": "Linux", "cpu": 4, "ram": 16}), None)
+        # No list of providers to exclude: the requirement travels.
+        self.assertEqual(spec["machine"], {"os": "Linux", "cpus": 4, "memory_bytes": 16 << 30})
+        self.assertNotIn("exclude", spec)
+        spec = hub._spec(hwf.Task(hwf.Stage(cmd="x"), hardware={"cpu": "epyc", "ram": "8g"}), None)
+        self.assertEqual(spec["machine"], {"cpu_model": "epyc", "memory_bytes": 8 << 30})
+        self.assertNotIn("machine", hub._spec(hwf.Task(hwf.Stage(cmd="x"), hardware={"os": "any"}), None))
+        with self.assertRaises(hwf.NoProviderError):
+            hub._spec(hwf.Task(hwf.Stage(cmd="x"), hardware={"cpu": 64}), None)
+
     def test_task_shape(self):
         with self.assertRaises(TypeError):
             hwf.Task("not a stage")
