@@ -109,6 +109,20 @@ func (c *Client) AddWith(ctx context.Context, path string, opts AddOptions) (str
 	return out.CID, err
 }
 
+// HoldForTask keeps content the node holds pinned only until the task
+// taskID has ended (the node then releases it at its next collection):
+// for content added just for that task. ifName, when set, is the name the
+// content must be pinned under now (the name it was added with; an Add of
+// a path pins it under the path's base name), so that content pinned for
+// other reasons is never taken: otherwise an *APIError with status 409.
+func (c *Client) HoldForTask(ctx context.Context, cid, taskID, ifName string) error {
+	body := map[string]string{"task": taskID}
+	if ifName != "" {
+		body["if_name"] = ifName
+	}
+	return c.do(ctx, http.MethodPost, "/api/v1/pins/"+url.PathEscape(cid)+"/hold", body, nil)
+}
+
 // Publish makes content the node holds completely public: any peer may
 // fetch it and its root is announced in the DHT. The node pins it if it
 // was not pinned; Remove ends the publication.

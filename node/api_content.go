@@ -30,6 +30,7 @@ func (s *apiServer) contentRoutes() []route {
 		{"POST", "/api/v1/content/{cid}/publish", "Publish content: any peer may fetch it and it is announced in the DHT", s.publishContent},
 		{"GET", "/api/v1/pins", "List pinned content", s.listPins},
 		{"DELETE", "/api/v1/pins/{cid}", "Unpin content and collect unreferenced blocks", s.removePin},
+		{"POST", "/api/v1/pins/{cid}/hold", "Keep content pinned only until a task ends", s.holdPin},
 		{"POST", "/api/v1/images/push", "Add a local Docker image as content", s.pushImage},
 		{"POST", "/api/v1/tasks/{id}/results", "Write a task's outputs to a path on the node's disk", s.taskResults},
 	}
@@ -135,7 +136,7 @@ func statusFor(err error) int {
 		return http.StatusBadRequest
 	case errors.Is(err, executor.ErrImageNotFound):
 		return http.StatusNotFound
-	case errors.Is(err, ErrNoOutputs):
+	case errors.Is(err, ErrNoOutputs), errors.Is(err, ErrNotHeld):
 		return http.StatusConflict
 	}
 	return http.StatusInternalServerError
@@ -283,6 +284,34 @@ func (s *apiServer) removePin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]int{"removed_blocks": n})
+}
+
+// HoldRequest is the body of POST /api/v1/pins/{cid}/hold.
+type HoldRequest struct {
+	// Task is the task the content is held for: it is released once the
+	// task has ended.
+	Task string `json:"task"`
+	// IfName, when set, is the name the content must be pinned under now
+	// (the name it was added with); otherwise 409 and nothing changes.
+	IfName string `json:"if_name,omitempty"`
+}
+
+// holdPin pins content for one task only (Node.HoldForTask).
+func (s *apiServer) holdPin(w http.ResponseWriter, r *http.Request) {
+	var req HoldRequest
+	if !readJSON(w, r, &req) {
+		return
+	}
+	if req.Task == "" {
+		writeError(w, http.StatusBadRequest, "task is required")
+		return
+	}
+	c := r.PathValue("cid")
+	if err := s.n.HoldForTask(r.Context(), c, req.Task, req.IfName); err != nil {
+		writeError(w, statusFor(err), err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"cid": c, "task": req.Task, "pin": taskPin + req.Task})
 }
 
 type pushRequest struct {

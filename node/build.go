@@ -125,7 +125,9 @@ func (n *Node) BuildImage(ctx context.Context, o BuildOptions) (*Task, error) {
 		return nil, bad("%v", err)
 	}
 	if err == nil {
-		n.holdContextForBuild(ctx, c, t.ID)
+		if herr := n.HoldForTask(ctx, c, t.ID, buildContextPin+o.Context); herr != nil {
+			n.log.Warn("hold a build context for its task", "cid", c, "task", t.ID, "err", herr)
+		}
 	}
 	return t, err
 }

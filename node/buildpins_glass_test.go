@@ -59,8 +59,8 @@ func TestBuildContextReleasedWhenTheBuildEnds(t *testing.T) {
 		return ""
 	}
 	ctxCID := task.Spec.Inputs[0].CID
-	if got := pinName(ctxCID); got != buildTaskPin+task.ID {
-		t.Fatalf("the context's pin is %q, want %q", got, buildTaskPin+task.ID)
+	if got := pinName(ctxCID); got != taskPin+task.ID {
+		t.Fatalf("the context's pin is %q, want %q", got, taskPin+task.ID)
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()

@@ -283,9 +283,9 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("node: %w", err)
 	}
-	// After the requestor: the collection releases the contexts of ended
-	// builds, which it asks the requestor about.
-	n.gc = startGC(n.content, cfg.GCInterval, n.releaseBuildContexts, n.log)
+	// After the requestor: the collection releases the content held for
+	// ended tasks, which it asks the requestor about.
+	n.gc = startGC(n.content, cfg.GCInterval, n.releaseTaskContent, n.log)
 	if cfg.Provider {
 		if n.executors, err = buildExecutors(ctx, cfg); err != nil {
 			return nil, fmt.Errorf("node: %w", err)

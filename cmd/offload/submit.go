@@ -1,8 +1,11 @@
 package main
 
 import (
+	"errors"
 	"fmt"
+	"net/http"
 	"os"
+	"path/filepath"
 
 	"github.com/spf13/cobra"
 
@@ -57,6 +60,7 @@ no task; --dry-run only checks the file (no node needed). Inputs with
 				return err
 			}
 			added := map[string]string{}
+			names := map[string]string{} // CID -> the pin name its add gave it
 			for key, local := range tf.LocalInputs() {
 				path, err := absPath(client.ResolveLocal(file, local))
 				if err != nil {
@@ -67,6 +71,7 @@ no task; --dry-run only checks the file (no node needed). Inputs with
 					return fmt.Errorf("add input %s: %w", local, err)
 				}
 				added[key] = id
+				names[id] = filepath.Base(filepath.Clean(path))
 			}
 			spec, err := tf.Spec(added)
 			if err != nil {
@@ -75,6 +80,14 @@ no task; --dry-run only checks the file (no node needed). Inputs with
 			t, err := c.Submit(cmd.Context(), spec)
 			if err != nil {
 				return err
+			}
+			// The local inputs were added for this task only: the node
+			// releases them once it has ended (unless they were pinned
+			// under another name before, by an `offload add` of the user).
+			for id, name := range names {
+				if err := c.HoldForTask(cmd.Context(), id, t.ID, name); err != nil && !isConflict(err) {
+					fmt.Fprintf(cmd.ErrOrStderr(), "warning: input %s stays pinned: %v\n", id, err)
+				}
 			}
 			if !wait {
 				if asJSON {
@@ -91,4 +104,10 @@ no task; --dry-run only checks the file (no node needed). Inputs with
 	cmd.Flags().BoolVar(&wait, "wait", false, "wait for the result")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return cmd
+}
+
+// isConflict reports the node's 409 answer.
+func isConflict(err error) bool {
+	var e *client.APIError
+	return errors.As(err, &e) && e.Status == http.StatusConflict
 }

@@ -53,6 +53,12 @@ artifacts: [/work/step.txt, /outputs/report.txt]
 	if len(task.Stages) != 4 || task.Stages[0].Stdout != "from a local input" || task.Stages[2].ExitCode != 3 || task.Stages[3].Name != "report" {
 		t.Fatalf("stages: %+v", task.Stages)
 	}
+	// The local input was added for this task only: it is held for it
+	// (the node releases it after the task, at its next collection).
+	out, _, _ = offload(t, "ls", "--home", b.home, "--json")
+	if !strings.Contains(out, `"task:`+task.ID+`"`) {
+		t.Errorf("the local input is not held for its task: %s", out)
+	}
 	res := filepath.Join(dir, "res")
 	if _, stderr, code := offload(t, "results", "--home", b.home, task.ID, "-o", res); code != 0 {
 		t.Fatalf("results: %s", stderr)

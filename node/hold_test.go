@@ -1,0 +1,97 @@
+package node_test
+
+import (
+	"errors"
+	"net/http"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/offload-project/offload/client"
+	"github.com/offload-project/offload/internal/testwait"
+	"github.com/offload-project/offload/node"
+)
+
+// TestHoldForTask: POST /api/v1/pins/{cid}/hold pins content for one task
+// only, and the node releases it once that task has ended; content pinned
+// under another name than the caller expects is never taken (409, its pin
+// untouched), and an unknown task, a bad CID or no task are refused.
+func TestHoldForTask(t *testing.T) {
+	home := t.TempDir()
+	n := startNode(t, home, false, nil, func(c *node.Config) {
+		c.ProviderWait = 300 * time.Millisecond
+		c.GCInterval = 200 * time.Millisecond
+	})
+	cl, err := client.FromHome(home)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	write := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	data, err := cl.Add(t.Context(), write("data.bin", "bytes for one task"), 1, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mine, err := cl.Add(t.Context(), write("mine.txt", "the user's own"), 1, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	task, err := cl.Submit(t.Context(), client.TaskSpec{Image: "offload-test/hello:latest", Cmd: []string{"/hello", "echo"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	status := func(err error) int {
+		var e *client.APIError
+		if errors.As(err, &e) {
+			return e.Status
+		}
+		return 0
+	}
+	if err := cl.HoldForTask(t.Context(), data, task.ID, "data.bin"); err != nil {
+		t.Fatalf("hold: %v", err)
+	}
+	for _, c := range []struct {
+		name              string
+		cid, task, ifName string
+		want              int
+	}{
+		{"pinned under another name", mine, task.ID, "not-mine.txt", http.StatusConflict},
+		{"unknown task", mine, "01nosuchtask0000000000000a", "", http.StatusNotFound},
+		{"bad cid", "notacid", task.ID, "", http.StatusBadRequest},
+		{"no task", mine, "", "", http.StatusBadRequest},
+	} {
+		if got := status(cl.HoldForTask(t.Context(), c.cid, c.task, c.ifName)); got != c.want {
+			t.Errorf("%s: status %d, want %d", c.name, got, c.want)
+		}
+	}
+	pins := func() map[string]string {
+		ps, err := n.Pins(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]string{}
+		for _, p := range ps {
+			out[p.CID] = p.Name
+		}
+		return out
+	}
+	if got := pins(); got[data] != "task:"+task.ID || got[mine] != "mine.txt" {
+		t.Fatalf("pins after the holds: %v", got)
+	}
+	if !testwait.Until(t.Context(), 15*time.Second, 100*time.Millisecond, func() bool { _, held := pins()[data]; return !held }) {
+		t.Fatalf("the held content outlived its task: %v", pins())
+	}
+	if done, err := n.Get(task.ID); err != nil || done.State != "failed" {
+		t.Fatalf("released before the task ended: %+v, %v", done, err)
+	}
+	if pins()[mine] != "mine.txt" {
+		t.Error("the user's own pin was released")
+	}
+}
