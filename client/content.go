@@ -93,6 +93,12 @@ type AddOptions struct {
 	// announced in the DHT. Without it the content is private: the node
 	// serves it only to the providers of tasks that use it.
 	Public bool
+	// Temporary adds content for a task about to be submitted (then
+	// HoldForTask): new content is pinned under a temporary name (released
+	// after an hour if never held), and bytes already pinned keep their
+	// pin, so that such an add never takes what the user keeps or another
+	// task holds.
+	Temporary bool
 	// Progress, when set, is called with the bytes read so far.
 	Progress func(int64)
 }
@@ -105,22 +111,20 @@ func (c *Client) AddWith(ctx context.Context, path string, opts AddOptions) (str
 	if opts.Public {
 		body["public"] = true
 	}
+	if opts.Temporary {
+		body["temporary"] = true
+	}
 	err := c.longOp(ctx, "/api/v1/content/add", body, opts.Progress, &out)
 	return out.CID, err
 }
 
-// HoldForTask keeps content the node holds pinned only until the task
-// taskID has ended (the node then releases it at its next collection):
-// for content added just for that task. ifName, when set, is the name the
-// content must be pinned under now (the name it was added with; an Add of
-// a path pins it under the path's base name), so that content pinned for
-// other reasons is never taken: otherwise an *APIError with status 409.
-func (c *Client) HoldForTask(ctx context.Context, cid, taskID, ifName string) error {
-	body := map[string]string{"task": taskID}
-	if ifName != "" {
-		body["if_name"] = ifName
-	}
-	return c.do(ctx, http.MethodPost, "/api/v1/pins/"+url.PathEscape(cid)+"/hold", body, nil)
+// HoldForTask holds content added Temporary (or held for other tasks) for
+// the task taskID: the node releases it at its first collection after
+// every task it is held for has ended. Content pinned for another reason,
+// such as the user's own add of the same bytes, is never taken: an
+// *APIError with status 409, and it stays pinned as it is.
+func (c *Client) HoldForTask(ctx context.Context, cid, taskID string) error {
+	return c.do(ctx, http.MethodPost, "/api/v1/pins/"+url.PathEscape(cid)+"/hold", map[string]string{"task": taskID}, nil)
 }
 
 // Publish makes content the node holds completely public: any peer may

@@ -147,6 +147,8 @@ type addRequest struct {
 	CIDVersion *int   `json:"cid_version,omitempty"`
 	// Public publishes the content; it is private by default.
 	Public bool `json:"public,omitempty"`
+	// Temporary adds it for a task to hold it for (AddOptions.Temporary).
+	Temporary bool `json:"temporary,omitempty"`
 }
 
 // CIDResponse is the answer of operations that produce content.
@@ -177,7 +179,7 @@ func (s *apiServer) addPath(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.longOp(w, r, func(progress func(int64)) (any, error) {
-		c, err := s.n.Add(r.Context(), req.Path, AddOptions{CIDVersion: cidVersion(req.CIDVersion), Progress: progress, Public: req.Public})
+		c, err := s.n.Add(r.Context(), req.Path, AddOptions{CIDVersion: cidVersion(req.CIDVersion), Progress: progress, Public: req.Public, Temporary: req.Temporary})
 		return CIDResponse{CID: c}, err
 	})
 }
@@ -192,15 +194,17 @@ func (s *apiServer) addBody(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	public := false
-	if q := r.URL.Query().Get("public"); q != "" {
-		var err error
-		if public, err = strconv.ParseBool(q); err != nil {
-			writeError(w, http.StatusBadRequest, "public must be true or false")
-			return
+	var flags [2]bool // public, temporary
+	for i, name := range []string{"public", "temporary"} {
+		if q := r.URL.Query().Get(name); q != "" {
+			var err error
+			if flags[i], err = strconv.ParseBool(q); err != nil {
+				writeError(w, http.StatusBadRequest, name+" must be true or false")
+				return
+			}
 		}
 	}
-	c, err := s.n.AddReader(r.Context(), r.Body, r.URL.Query().Get("name"), AddOptions{CIDVersion: v, Public: public})
+	c, err := s.n.AddReader(r.Context(), r.Body, r.URL.Query().Get("name"), AddOptions{CIDVersion: v, Public: flags[0], Temporary: flags[1]})
 	if err != nil {
 		writeError(w, statusFor(err), err.Error())
 		return
@@ -288,12 +292,9 @@ func (s *apiServer) removePin(w http.ResponseWriter, r *http.Request) {
 
 // HoldRequest is the body of POST /api/v1/pins/{cid}/hold.
 type HoldRequest struct {
-	// Task is the task the content is held for: it is released once the
-	// task has ended.
+	// Task is the task the content is held for: it is released once every
+	// task it is held for has ended.
 	Task string `json:"task"`
-	// IfName, when set, is the name the content must be pinned under now
-	// (the name it was added with); otherwise 409 and nothing changes.
-	IfName string `json:"if_name,omitempty"`
 }
 
 // holdPin pins content for one task only (Node.HoldForTask).
@@ -307,11 +308,12 @@ func (s *apiServer) holdPin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c := r.PathValue("cid")
-	if err := s.n.HoldForTask(r.Context(), c, req.Task, req.IfName); err != nil {
+	if err := s.n.HoldForTask(r.Context(), c, req.Task); err != nil {
 		writeError(w, statusFor(err), err.Error())
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"cid": c, "task": req.Task, "pin": taskPin + req.Task})
+	name, _ := s.n.pinName(r.Context(), mustCID(c))
+	writeJSON(w, http.StatusOK, map[string]string{"cid": c, "task": req.Task, "pin": name})
 }
 
 type pushRequest struct {

@@ -100,7 +100,7 @@ func (n *Node) BuildImage(ctx context.Context, o BuildOptions) (*Task, error) {
 	if _, err := tmp.Seek(0, 0); err != nil {
 		return nil, fmt.Errorf("image build: %w", err)
 	}
-	c, err := n.AddReader(ctx, tmp, buildContextPin+o.Context, AddOptions{CIDVersion: 1})
+	c, err := n.AddReader(ctx, tmp, "build-context:"+o.Context, AddOptions{CIDVersion: 1, Temporary: true})
 	if err != nil {
 		return nil, fmt.Errorf("image build: add the context: %w", err)
 	}
@@ -125,7 +125,10 @@ func (n *Node) BuildImage(ctx context.Context, o BuildOptions) (*Task, error) {
 		return nil, bad("%v", err)
 	}
 	if err == nil {
-		if herr := n.HoldForTask(ctx, c, t.ID, buildContextPin+o.Context); herr != nil {
+		switch herr := n.HoldForTask(ctx, c, t.ID); {
+		case errors.Is(herr, ErrNotHeld): // the same bytes are pinned for the user: kept so
+			n.log.Debug("build context pinned for another reason", "cid", c, "err", herr)
+		case herr != nil:
 			n.log.Warn("hold a build context for its task", "cid", c, "task", t.ID, "err", herr)
 		}
 	}

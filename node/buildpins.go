@@ -8,73 +8,120 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ipfs/go-cid"
+
 	"github.com/offload-project/offload/storage/content"
 )
 
-// Content added only for one task (a build's context, which BuildImage
+// Content added only for a task (a build's context, which BuildImage
 // adds; a client's task data, or a task file's local inputs, which the
-// client adds and then holds with HoldForTask) is not content the user
-// asked to keep: it is pinned while the task may still need it, and
-// released once the task has ended, so that a requestor that runs many
-// such tasks does not fill its own disk with their inputs.
+// client adds) is not content the user asked to keep. It is added
+// temporary (AddOptions.Temporary: pinned as tempPin..., or left under the
+// pin it had), held for its task once that is stored (HoldForTask: pinned
+// as taskPin+ID), and released once every task it is held for has ended,
+// so that a requestor that runs many such tasks does not fill its own disk
+// with their inputs.
 const (
-	// buildContextPin names a context's pin from its add until its build
-	// task is stored (then taskPin); after a crash in between, the pin is
-	// released once older than orphanContextAge.
-	buildContextPin = "build-context:"
-	// taskPin+ID names the pin of content held for the task ID.
+	// tempPin starts the name of content added temporary and not held for
+	// a task yet; after a crash before the hold, the pin is released once
+	// older than orphanAge.
+	tempPin = "temp:"
+	// taskPin+ID[,ID]... names the pin of content held for those tasks.
 	taskPin = "task:"
 )
 
-// orphanContextAge is how old a context pin with no build task must be to
-// be released: far longer than an add and a submit take.
-var orphanContextAge = time.Hour
+// maxHolders bounds the tasks one content is held for at once: a hold
+// beyond it first drops the tasks that ended, and fails when none has.
+const maxHolders = 64
 
-// releaseTaskContent unpins the content held for tasks that ended (or
-// that this node no longer has), and build contexts left without a task;
-// the block store's collection that follows removes their blocks. It runs
-// before each periodic collection.
+// orphanAge is how old a temporary pin never held for a task must be to
+// be released: far longer than an add and a submit take.
+var orphanAge = time.Hour
+
+// holders returns the tasks a pin named name holds its content for, and
+// whether it is such a pin.
+func holders(name string) ([]string, bool) {
+	ids, ok := strings.CutPrefix(name, taskPin)
+	if !ok {
+		return nil, false
+	}
+	return strings.Split(ids, ","), true
+}
+
+// ended reports whether this node's task id has ended, or is gone.
+func (n *Node) ended(id string) bool {
+	t, err := n.req.Get(id)
+	return err != nil || t.State.IsTerminal()
+}
+
+// releaseTaskContent unpins the content held for tasks that have all
+// ended (or that this node no longer has), and temporary content never
+// held for one; the block store's collection that follows removes their
+// blocks. It runs before each periodic collection.
 func (n *Node) releaseTaskContent(ctx context.Context) {
 	pins, err := n.content.Pins(ctx)
 	if err != nil {
-		n.log.Warn("list pins to release build contexts", "err", err)
+		n.log.Warn("list pins to release content held for tasks", "err", err)
 		return
 	}
 	for _, p := range pins {
 		if ctx.Err() != nil {
 			return // closing: a store read may fail now, and prove nothing
 		}
-		release := false
-		switch {
-		case strings.HasPrefix(p.Name, taskPin):
-			t, err := n.req.Get(strings.TrimPrefix(p.Name, taskPin))
-			release = err != nil || t.State.IsTerminal()
-		case strings.HasPrefix(p.Name, buildContextPin):
-			release = time.Since(p.Created) > orphanContextAge
-		}
-		if !release {
+		ids, held := holders(p.Name)
+		if !held && !(strings.HasPrefix(p.Name, tempPin) && time.Since(p.Created) > orphanAge) {
 			continue
 		}
-		if err := n.content.Unpin(ctx, p.Root); err != nil {
-			n.log.Warn("release content held for a task", "cid", p.Root, "err", err)
-			continue
-		}
-		n.log.Debug("released content held for a task", "cid", p.Root, "pin", p.Name)
+		n.releaseIfEnded(ctx, p.Root, ids)
 	}
 }
 
-// ErrNotHeld is returned by HoldForTask when the content is not pinned
-// under the name the caller expected (someone pinned it for other reasons
-// since): it stays pinned as it is.
-var ErrNotHeld = errors.New("content not pinned under the expected name")
+// releaseIfEnded unpins c when it is still held for exactly ids (or, for
+// an orphaned temporary pin, for none) and every one of them has ended.
+func (n *Node) releaseIfEnded(ctx context.Context, c cid.Cid, ids []string) {
+	n.holdMu.Lock() // a hold for one more task must not be lost
+	defer n.holdMu.Unlock()
+	name, pinned := n.pinName(ctx, c)
+	if now, _ := holders(name); !pinned || !slices.Equal(now, ids) {
+		return // changed since it was listed: the next collection decides
+	}
+	for _, id := range ids {
+		if !n.ended(id) {
+			return
+		}
+	}
+	if err := n.content.Unpin(ctx, c); err != nil {
+		n.log.Warn("release content held for tasks", "cid", c, "err", err)
+		return
+	}
+	n.log.Debug("released content held for tasks", "cid", c, "pin", name)
+}
 
-// HoldForTask pins content c, which this node holds, for the task taskID
-// only: the node releases it (and collects its blocks) once that task has
-// ended, at its next periodic collection. ifName, when set, is the name c
-// must be pinned under now (the name the caller added it with), so that
-// content someone pinned for other reasons is never taken; otherwise
-// ErrNotHeld. An unknown task is ErrTaskNotFound.
-func (n *Node) HoldForTask(ctx context.Context, c, taskID, ifName string) error {
+// pinName returns the name c is pinned under, and whether it is pinned.
+func (n *Node) pinName(ctx context.Context, c cid.Cid) (string, bool) {
+	pins, err := n.content.Pins(ctx)
+	if err != nil {
+		return "", false
+	}
+	for _, p := range pins {
+		if p.Root == c {
+			return p.Name, true
+		}
+	}
+	return "", false
+}
+
+// ErrNotHeld is returned by HoldForTask for content pinned for another
+// reason than a task (the user keeps it): it stays pinned as it is.
+var ErrNotHeld = errors.New("content is pinned for another reason than a task")
+
+// HoldForTask holds content c, added temporary or held for other tasks
+// already, for the task taskID too: the node releases it (and collects
+// its blocks) at its first periodic collection after every task it is
+// held for has ended (at most maxHolders at once). Content pinned for
+// another reason (the user's own add, even of the same bytes) is never
+// taken: ErrNotHeld. An unknown task is ErrTaskNotFound.
+func (n *Node) HoldForTask(ctx context.Context, c, taskID string) error {
 	id, err := content.ParseCID(c)
 	if err != nil {
 		return err
@@ -82,15 +129,25 @@ func (n *Node) HoldForTask(ctx context.Context, c, taskID, ifName string) error 
 	if _, err := n.req.Get(taskID); err != nil {
 		return err
 	}
-	if ifName != "" {
-		pins, err := n.content.Pins(ctx)
-		if err != nil {
-			return err
+	n.holdMu.Lock()
+	defer n.holdMu.Unlock()
+	name, pinned := n.pinName(ctx, id)
+	ids, held := holders(name)
+	switch {
+	case !pinned:
+		return fmt.Errorf("%w: %s is not pinned here", content.ErrNotLocal, c)
+	case held:
+		if slices.Contains(ids, taskID) {
+			return nil
 		}
-		i := slices.IndexFunc(pins, func(p content.Pin) bool { return p.Root == id })
-		if i < 0 || pins[i].Name != ifName {
-			return fmt.Errorf("%w: %s", ErrNotHeld, c)
+		if len(ids) >= maxHolders {
+			ids = slices.DeleteFunc(ids, n.ended)
 		}
+		if len(ids) >= maxHolders {
+			return fmt.Errorf("%w: %s is held for %d running tasks already", ErrNotHeld, c, len(ids))
+		}
+	case !strings.HasPrefix(name, tempPin):
+		return fmt.Errorf("%w: %s is pinned as %q", ErrNotHeld, c, name)
 	}
-	return n.content.Pin(ctx, id, taskPin+taskID)
+	return n.content.Pin(ctx, id, taskPin+strings.Join(append(ids, taskID), ","))
 }

@@ -16,12 +16,13 @@ import (
 // TestBuildContextReleasedWhenTheBuildEnds: the context a build added is
 // pinned under its task while the task may need it, and released by the
 // periodic collection once the task has ended (here it fails: no provider
-// builds), its blocks with it; a context pin left without a task (a crash
-// between add and submit) is released once old; the user's own pins stay.
+// builds), its blocks with it; a temporary pin never held for a task (a
+// crash between add and submit) is released once old; the user's own pins
+// stay.
 func TestBuildContextReleasedWhenTheBuildEnds(t *testing.T) {
-	old := orphanContextAge
-	orphanContextAge = 2 * time.Second
-	t.Cleanup(func() { orphanContextAge = old })
+	old := orphanAge
+	orphanAge = 2 * time.Second
+	t.Cleanup(func() { orphanAge = old })
 	n, err := New(t.Context(), Config{Home: t.TempDir(), Listen: []string{"/ip4/127.0.0.1/tcp/0"}, APIAddr: "127.0.0.1:0",
 		Logger: slog.New(slog.DiscardHandler), ProviderWait: 300 * time.Millisecond, GCInterval: 200 * time.Millisecond})
 	if err != nil {
@@ -37,7 +38,7 @@ func TestBuildContextReleasedWhenTheBuildEnds(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	orphan, err := n.AddReader(t.Context(), strings.NewReader("an orphaned context"), buildContextPin+"/gone", AddOptions{CIDVersion: 1})
+	orphan, err := n.AddReader(t.Context(), strings.NewReader("an orphaned context"), "build-context:/gone", AddOptions{CIDVersion: 1, Temporary: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -169,6 +170,12 @@ type AddOptions struct {
 	// serves it only to the providers a task using it is awarded to (see
 	// README.md, "Who can fetch content").
 	Public bool
+	// Temporary adds content for a task yet to be submitted, which
+	// HoldForTask then holds it for: new content is pinned as
+	// "temp:RANDOM:NAME" (released after an hour if never held), and
+	// content already pinned keeps its pin, so that an add for a task
+	// never takes what the user keeps or another task holds.
+	Temporary bool
 }
 
 // Add adds a file or directory tree as content and pins it. It is private
@@ -178,11 +185,20 @@ func (n *Node) Add(ctx context.Context, path string, opts AddOptions) (string, e
 		return "", fmt.Errorf("cid version %d: want 0 or 1", opts.CIDVersion)
 	}
 	c, err := n.content.AddPath(ctx, path, content.AddOptions{CIDVersion: content.Version(opts.CIDVersion),
-		Progress: opts.Progress, Public: opts.Public})
+		Progress: opts.Progress, Public: opts.Public, KeepPin: opts.Temporary, PinName: tempName(opts, filepath.Base(filepath.Clean(path)))})
 	if err != nil {
 		return "", err
 	}
 	return c.String(), nil
+}
+
+// tempName is the pin name of an add: name, or for a temporary add a name
+// of its own that no other pin has (see AddOptions.Temporary).
+func tempName(opts AddOptions, name string) string {
+	if !opts.Temporary {
+		return name
+	}
+	return tempPin + rand.Text()[:10] + ":" + name
 }
 
 // AddReader adds one file's bytes as content under name and pins it. It is
@@ -192,7 +208,7 @@ func (n *Node) AddReader(ctx context.Context, r io.Reader, name string, opts Add
 		return "", fmt.Errorf("cid version %d: want 0 or 1", opts.CIDVersion)
 	}
 	c, err := n.content.AddFile(ctx, r, content.AddOptions{CIDVersion: content.Version(opts.CIDVersion),
-		PinName: name, Progress: opts.Progress, Public: opts.Public})
+		PinName: tempName(opts, name), Progress: opts.Progress, Public: opts.Public, KeepPin: opts.Temporary})
 	if err != nil {
 		return "", err
 	}

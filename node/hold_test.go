@@ -13,10 +13,11 @@ import (
 	"github.com/offload-project/offload/node"
 )
 
-// TestHoldForTask: POST /api/v1/pins/{cid}/hold pins content for one task
-// only, and the node releases it once that task has ended; content pinned
-// under another name than the caller expects is never taken (409, its pin
-// untouched), and an unknown task, a bad CID or no task are refused.
+// TestHoldForTask: content added temporary and held for a task (POST
+// /api/v1/pins/{cid}/hold) is released once every task it is held for has
+// ended; the user's own pin is never taken (409, its pin untouched), not
+// even after a temporary add of the same bytes, which keeps every pin as
+// it is; an unknown task, a bad CID or no task are refused.
 func TestHoldForTask(t *testing.T) {
 	home := t.TempDir()
 	n := startNode(t, home, false, nil, func(c *node.Config) {
@@ -35,7 +36,7 @@ func TestHoldForTask(t *testing.T) {
 		}
 		return p
 	}
-	data, err := cl.Add(t.Context(), write("data.bin", "bytes for one task"), 1, nil)
+	data, err := cl.AddWith(t.Context(), write("data.bin", "bytes for one task"), client.AddOptions{CIDVersion: 1, Temporary: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,20 +55,20 @@ func TestHoldForTask(t *testing.T) {
 		}
 		return 0
 	}
-	if err := cl.HoldForTask(t.Context(), data, task.ID, "data.bin"); err != nil {
+	if err := cl.HoldForTask(t.Context(), data, task.ID); err != nil {
 		t.Fatalf("hold: %v", err)
 	}
 	for _, c := range []struct {
-		name              string
-		cid, task, ifName string
-		want              int
+		name      string
+		cid, task string
+		want      int
 	}{
-		{"pinned under another name", mine, task.ID, "not-mine.txt", http.StatusConflict},
-		{"unknown task", mine, "01nosuchtask0000000000000a", "", http.StatusNotFound},
-		{"bad cid", "notacid", task.ID, "", http.StatusBadRequest},
-		{"no task", mine, "", "", http.StatusBadRequest},
+		{"the user's own pin", mine, task.ID, http.StatusConflict},
+		{"unknown task", data, "01nosuchtask0000000000000a", http.StatusNotFound},
+		{"bad cid", "notacid", task.ID, http.StatusBadRequest},
+		{"no task", data, "", http.StatusBadRequest},
 	} {
-		if got := status(cl.HoldForTask(t.Context(), c.cid, c.task, c.ifName)); got != c.want {
+		if got := status(cl.HoldForTask(t.Context(), c.cid, c.task)); got != c.want {
 			t.Errorf("%s: status %d, want %d", c.name, got, c.want)
 		}
 	}
@@ -85,11 +86,31 @@ func TestHoldForTask(t *testing.T) {
 	if got := pins(); got[data] != "task:"+task.ID || got[mine] != "mine.txt" {
 		t.Fatalf("pins after the holds: %v", got)
 	}
+	// A temporary add of the same bytes keeps the pins as they are: the
+	// user's stays the user's, and the task's gains the second task.
+	second, err := cl.Submit(t.Context(), client.TaskSpec{Image: "offload-test/hello:latest", Cmd: []string{"/hello", "echo"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"data.bin", "mine.txt"} {
+		c, err := cl.AddWith(t.Context(), filepath.Join(dir, f), client.AddOptions{CIDVersion: 1, Temporary: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cl.HoldForTask(t.Context(), c, second.ID); err != nil && status(err) != http.StatusConflict {
+			t.Fatal(err)
+		}
+	}
+	if got := pins(); got[data] != "task:"+task.ID+","+second.ID || got[mine] != "mine.txt" {
+		t.Fatalf("pins after temporary adds and holds for a second task: %v", got)
+	}
 	if !testwait.Until(t.Context(), 15*time.Second, 100*time.Millisecond, func() bool { _, held := pins()[data]; return !held }) {
 		t.Fatalf("the held content outlived its task: %v", pins())
 	}
-	if done, err := n.Get(task.ID); err != nil || done.State != "failed" {
-		t.Fatalf("released before the task ended: %+v, %v", done, err)
+	for _, id := range []string{task.ID, second.ID} {
+		if done, err := n.Get(id); err != nil || done.State != "failed" {
+			t.Fatalf("released before task %s ended: %+v, %v", id, done, err)
+		}
 	}
 	if pins()[mine] != "mine.txt" {
 		t.Error("the user's own pin was released")

@@ -184,12 +184,15 @@ type Config struct {
 
 // Node is a running offload node.
 type Node struct {
-	cfg       Config
-	log       *slog.Logger
-	host      *p2p.Host
-	db        *storage.DB
-	content   *content.Store
-	ledger    *storage.Table[market.LedgerEntry]
+	cfg     Config
+	log     *slog.Logger
+	host    *p2p.Host
+	db      *storage.DB
+	content *content.Store
+	ledger  *storage.Table[market.LedgerEntry]
+	// holdMu orders the holds of content for tasks and their release
+	// (buildpins.go).
+	holdMu    sync.Mutex
 	local     *localExecutors // verify steps on this node
 	req       *market.Requestor
 	prov      *market.Provider

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"path/filepath"
 
 	"github.com/spf13/cobra"
 
@@ -60,18 +59,18 @@ no task; --dry-run only checks the file (no node needed). Inputs with
 				return err
 			}
 			added := map[string]string{}
-			names := map[string]string{} // CID -> the pin name its add gave it
+			var temporary []string // the CIDs added for this task only
 			for key, local := range tf.LocalInputs() {
 				path, err := absPath(client.ResolveLocal(file, local))
 				if err != nil {
 					return err
 				}
-				id, err := c.Add(cmd.Context(), path, 1, nil)
+				id, err := c.AddWith(cmd.Context(), path, client.AddOptions{CIDVersion: 1, Temporary: true})
 				if err != nil {
 					return fmt.Errorf("add input %s: %w", local, err)
 				}
 				added[key] = id
-				names[id] = filepath.Base(filepath.Clean(path))
+				temporary = append(temporary, id)
 			}
 			spec, err := tf.Spec(added)
 			if err != nil {
@@ -82,10 +81,10 @@ no task; --dry-run only checks the file (no node needed). Inputs with
 				return err
 			}
 			// The local inputs were added for this task only: the node
-			// releases them once it has ended (unless they were pinned
-			// under another name before, by an `offload add` of the user).
-			for id, name := range names {
-				if err := c.HoldForTask(cmd.Context(), id, t.ID, name); err != nil && !isConflict(err) {
+			// releases them once it has ended (unless the user pinned the
+			// same bytes with `offload add`: those stay).
+			for _, id := range temporary {
+				if err := c.HoldForTask(cmd.Context(), id, t.ID); err != nil && !isConflict(err) {
 					fmt.Fprintf(cmd.ErrOrStderr(), "warning: input %s stays pinned: %v\n", id, err)
 				}
 			}

@@ -17,6 +17,7 @@ import (
 	"github.com/ipfs/boxo/ipld/unixfs/importer/helpers"
 	uio "github.com/ipfs/boxo/ipld/unixfs/io"
 	"github.com/ipfs/go-cid"
+	ds "github.com/ipfs/go-datastore"
 	ipld "github.com/ipfs/go-ipld-format"
 
 	"github.com/offload-project/offload/internal/safefs"
@@ -61,6 +62,10 @@ type AddOptions struct {
 	// PinName names the pin of the added root. AddPath defaults to the base
 	// name of the path.
 	PinName string
+	// KeepPin leaves the pin of a root that was pinned already as it is,
+	// its name included (the content is then held for that pin's reason);
+	// by default adding pinned content again renames its pin.
+	KeepPin bool
 	// Untrusted makes AddPath treat the tree at its path as hostile (a
 	// task's outputs, say); only the directories above it are trusted.
 	// The path's last element and every entry beneath it are opened
@@ -348,8 +353,19 @@ func (s *Store) add(ctx context.Context, op string, opts AddOptions, build func(
 		return cid.Undef, fmt.Errorf("content: %s: write blocks: %w", op, err)
 	}
 	root := nd.Cid()
-	if err := s.putPin(ctx, root, opts.PinName); err != nil {
-		return cid.Undef, fmt.Errorf("content: %s: %w", op, err)
+	keep := false
+	if opts.KeepPin {
+		switch _, err := s.ds.Get(ctx, pinKey(root)); {
+		case err == nil:
+			keep = true
+		case !errors.Is(err, ds.ErrNotFound):
+			return cid.Undef, fmt.Errorf("content: %s: read pin: %w", op, err)
+		}
+	}
+	if !keep {
+		if err := s.putPin(ctx, root, opts.PinName); err != nil {
+			return cid.Undef, fmt.Errorf("content: %s: %w", op, err)
+		}
 	}
 	if opts.Public {
 		if err := s.publish(ctx, root); err != nil {

@@ -411,6 +411,36 @@ func TestPinUnpinGC(t *testing.T) {
 	}
 }
 
+// TestKeepPin: adding pinned content again renames its pin, unless the
+// add keeps pins (a client's temporary add must not take content pinned
+// for another reason); content not pinned yet is pinned either way.
+func TestKeepPin(t *testing.T) {
+	n := newNode(t)
+	ctx := t.Context()
+	data := randBytes(11, 4<<10)
+	add := func(name string, keep bool) string {
+		t.Helper()
+		c, err := n.store.AddFile(ctx, bytes.NewReader(data), content.AddOptions{PinName: name, KeepPin: keep})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pins, err := n.store.Pins(ctx)
+		if err != nil || len(pins) != 1 || !pins[0].Root.Equals(c) {
+			t.Fatalf("pins: %+v %v", pins, err)
+		}
+		return pins[0].Name
+	}
+	if got := add("first", true); got != "first" {
+		t.Fatalf("a new pin kept is named %q", got)
+	}
+	if got := add("temporary", true); got != "first" {
+		t.Fatalf("an add that keeps pins renamed it to %q", got)
+	}
+	if got := add("renamed", false); got != "renamed" {
+		t.Fatalf("a plain add left the pin named %q", got)
+	}
+}
+
 func TestHasStat(t *testing.T) {
 	n := newNode(t)
 	ctx := t.Context()
