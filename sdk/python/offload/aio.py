@@ -329,17 +329,19 @@ class AsyncClient:
     # --- content ------------------------------------------------------------
 
     async def uplink(self, paths: Union[PathLike, Iterable[PathLike]], cid_version: int = 1,
-                     public: bool = False) -> List[str]:
-        """Adds files and directories as content; returns their CIDs."""
-        return await _in_thread(self.sync.uplink, paths, cid_version, public)
+                     public: bool = False, temporary: bool = False) -> List[str]:
+        """Adds files and directories as content; returns their CIDs (see
+        Client.uplink)."""
+        return await _in_thread(self.sync.uplink, paths, cid_version, public, temporary)
 
-    async def add(self, path: PathLike, public: bool = False, cid_version: int = 1) -> str:
+    async def add(self, path: PathLike, public: bool = False, cid_version: int = 1, temporary: bool = False) -> str:
         """Adds one file or directory; returns its CID."""
-        return await _in_thread(self.sync.add, path, public, cid_version)
+        return await _in_thread(self.sync.add, path, public, cid_version, temporary)
 
-    async def add_bytes(self, data: bytes, name: str = "data", public: bool = False, cid_version: int = 1) -> str:
+    async def add_bytes(self, data: bytes, name: str = "data", public: bool = False, cid_version: int = 1,
+                        temporary: bool = False) -> str:
         """Adds bytes as one file; returns its CID."""
-        return await _in_thread(self.sync.add_bytes, data, name, public, cid_version)
+        return await _in_thread(self.sync.add_bytes, data, name, public, cid_version, temporary)
 
     async def publish(self, cid: str) -> None:
         """Publishes content the node holds."""

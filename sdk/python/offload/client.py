@@ -40,6 +40,8 @@ DATA_MOUNT = "/inputs/data"
 MAX_INLINE_DATA = 16 << 10
 
 _CHUNK = 256 << 10
+#: How many temporary adds a client remembers until a task uses them.
+_MAX_TEMPORARY = 4096
 _POOL_FILTERS = {"cpus", "memory", "gpus", "gpu_model", "gpu_memory", "arch", "os", "executor", "isolation"}
 
 Command = Union[str, Sequence[str], None]
@@ -128,6 +130,9 @@ class Client:
         self._followers: Dict[str, threading.Thread] = {}
         self._results: Dict[str, Task] = {}
         self._streams: Dict[str, Stream] = {}
+        # CIDs added temporary=True, held for the next task submitted that
+        # uses them (then forgotten); bounded, oldest dropped first.
+        self._temporary: Dict[str, None] = {}
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:  # never shows the token
@@ -264,10 +269,10 @@ class Client:
             raw = text.encode() if text is not None else bytes(cast(bytes, data))
         wasm = spec.get("runtime") == "wasm"
         if path is not None and (path.is_dir() or not wasm):
-            cid = self.add(path)  # a directory is mounted as it is
+            cid = self.add(path, temporary=True)  # a directory is mounted as it is
             env[DATA_PATH_ENV] = DATA_MOUNT
         elif not wasm:
-            cid = self.add_bytes(raw or b"", name="data")
+            cid = self.add_bytes(raw or b"", name="data", temporary=True)
             env[DATA_PATH_ENV] = DATA_MOUNT
         else:
             # WASM mounts directories only: wrap the file in one.
@@ -277,14 +282,39 @@ class Client:
                     shutil.copyfile(path, f)
                 else:
                     f.write_bytes(raw or b"")
-                cid = self.add(tmp)
+                cid = self.add(tmp, temporary=True)
             env[DATA_PATH_ENV] = data_path("wasm")
         spec.setdefault("inputs", []).append({"cid": cid, "path": DATA_MOUNT})
 
     def submit(self, spec: Mapping[str, Any]) -> Task:
         """Submits a task spec and returns the stored task as soon as the
-        node stored it (its ``id`` names it from then on)."""
-        return self._call("POST", "/api/v1/tasks", dict(spec))
+        node stored it (its ``id`` names it from then on). Inputs added with
+        ``temporary=True`` are held for this task: the node releases them
+        once every task holding them has ended."""
+        task = self._call("POST", "/api/v1/tasks", dict(spec))
+        self._hold_temporary(spec, task["id"])
+        return task
+
+    def _hold_temporary(self, spec: Mapping[str, Any], task_id: str) -> None:
+        inputs = list(spec.get("inputs") or [])
+        for sub in spec.get("subtasks") or []:
+            inputs += sub.get("inputs") or []
+        with self._lock:
+            cids = [i["cid"] for i in inputs if isinstance(i, Mapping) and i.get("cid") in self._temporary]
+            for c in cids:
+                self._temporary.pop(c, None)
+        for c in cids:
+            try:
+                self._call("POST", "/api/v1/pins/" + quote(c) + "/hold", {"task": task_id})
+            except ConflictError:
+                pass  # the same bytes are pinned for another reason: kept as they are
+
+    def _note_temporary(self, cid: str) -> str:
+        with self._lock:
+            self._temporary[cid] = None
+            while len(self._temporary) > _MAX_TEMPORARY:
+                del self._temporary[next(iter(self._temporary))]
+        return cid
 
     def status(self, task_id: str) -> Task:
         """A task's status; task_id is the node's id or a label given to
@@ -520,7 +550,7 @@ class Client:
     # --- content ------------------------------------------------------------
 
     def uplink(self, paths: Union[PathLike, Iterable[PathLike]], cid_version: int = 1,
-               public: bool = False) -> List[str]:
+               public: bool = False, temporary: bool = False) -> List[str]:
         """Adds files and directories as content and returns their CIDs, in
         order. Files are streamed to the node (POST /api/v1/content), so
         they may live on another machine than the node; directories are
@@ -529,7 +559,13 @@ class Client:
 
         Content is private: the node serves it only to the providers of the
         tasks that use it. With public=True any node may fetch it and it is
-        announced in the DHT (see publish)."""
+        announced in the DHT (see publish).
+
+        With temporary=True the content is for the next task submitted
+        through this client that uses it: it is held for that task and
+        released once the task has ended (unless the same bytes were
+        pinned for another reason before, which then stay as they were);
+        content no task uses within an hour is released."""
         if isinstance(paths, (str, os.PathLike)):
             paths = [paths]
         cids = []
@@ -539,30 +575,42 @@ class Client:
                 body: Dict[str, Any] = {"path": str(p), "cid_version": cid_version}
                 if public:
                     body["public"] = True
+                if temporary:
+                    body["temporary"] = True
                 cids.append(self._call("POST", "/api/v1/content/add", body)["cid"])
             elif p.is_file():
                 with open(p, "rb") as f:
-                    cids.append(self._add_stream(f, p.stat().st_size, p.name, cid_version, public))
+                    cids.append(self._add_stream(f, p.stat().st_size, p.name, cid_version, public, temporary))
             else:
                 raise FileNotFoundError(f"uplink: {p} is neither a file nor a directory")
+        if temporary:
+            for c in cids:
+                self._note_temporary(c)
         return cids
 
-    def _add_stream(self, body: Any, length: int, name: str, cid_version: int = 1, public: bool = False) -> str:
+    def _add_stream(self, body: Any, length: int, name: str, cid_version: int = 1, public: bool = False,
+                    temporary: bool = False) -> str:
         query: Dict[str, Any] = {"name": name, "cid_version": cid_version}
         if public:
             query["public"] = "true"
+        if temporary:
+            query["temporary"] = "true"
         path = "/api/v1/content?" + urllib.parse.urlencode(query)
         with self._t.open("POST", path, body, "application/octet-stream", length=length) as s:
             return json.loads(s.resp.read())["cid"]
 
-    def add(self, path: PathLike, public: bool = False, cid_version: int = 1) -> str:
+    def add(self, path: PathLike, public: bool = False, cid_version: int = 1, temporary: bool = False) -> str:
         """Adds one file or directory as content and returns its CID, like
-        ``offload add``: private unless public=True (see uplink)."""
-        return self.uplink(path, cid_version=cid_version, public=public)[0]
+        ``offload add``: private unless public=True; with temporary=True
+        only for the next task that uses it (see uplink)."""
+        return self.uplink(path, cid_version=cid_version, public=public, temporary=temporary)[0]
 
-    def add_bytes(self, data: bytes, name: str = "data", public: bool = False, cid_version: int = 1) -> str:
-        """Adds bytes as one file and returns its CID."""
-        return self._add_stream(bytes(data), len(data), name, cid_version, public)
+    def add_bytes(self, data: bytes, name: str = "data", public: bool = False, cid_version: int = 1,
+                  temporary: bool = False) -> str:
+        """Adds bytes as one file and returns its CID (temporary: see
+        uplink)."""
+        cid = self._add_stream(bytes(data), len(data), name, cid_version, public, temporary)
+        return self._note_temporary(cid) if temporary else cid
 
     def publish(self, cid: str) -> None:
         """Makes content the node holds public, like ``offload publish``:

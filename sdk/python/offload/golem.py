@@ -320,7 +320,7 @@ class WorkContext:
                 (d / name).write_bytes(data)
             inputs = []
             for parent, d in dirs.items():
-                inputs.append({"cid": await c.add(d), "path": parent})
+                inputs.append({"cid": await c.add(d, temporary=True), "path": parent})
             if inputs:
                 spec["inputs"] = inputs
         task = await c.submit(spec)

@@ -460,7 +460,7 @@ class Hub:
             with tempfile.TemporaryDirectory(prefix="hwf-data-") as tmp:
                 for name, p in files.items():
                     shutil.copyfile(p, pathlib.Path(tmp) / name)
-                cid = self.client.add(tmp)
+                cid = self.client.add(tmp, temporary=True)
             spec["inputs"] = [{"cid": cid, "path": DATA_DIR}]
             spec["env"] = {"HWF_DATA": DATA_DIR}
         return spec

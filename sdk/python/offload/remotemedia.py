@@ -321,7 +321,7 @@ class RemoteProxy:
         with tempfile.TemporaryDirectory(prefix="offload-proxy-") as tmp:
             session_dir = pathlib.Path(tmp) / "session"
             _write_session(session_dir, self._state, self._code, self._token, cfg)
-            cid = await c.add(session_dir)
+            cid = await c.add(session_dir, temporary=True)
         spec: Dict[str, Any] = {
             "name": "proxy-" + type(self._obj).__name__.lower(),
             "runtime": "docker",

@@ -139,6 +139,24 @@ class ClientTest(unittest.TestCase):
                 self.c.build_image(ctx)
             self.assertIn("leaves the build context", str(cm.exception))
 
+    def test_task_data_is_held_for_its_task(self):
+        big = "held " * (offload.MAX_INLINE_DATA // 4)
+        task = self.c.submit(self.c.task_spec(IMAGE, ["echo", "held"], runtime=RUNTIME, data=big))
+        [cid] = [i["cid"] for i in task["spec"]["inputs"]]
+        names = {p["cid"]: p["name"] for p in self.c.pins()}
+        # Released by the node once the task has ended, not kept for good.
+        self.assertEqual(names.get(cid), "task:" + task["id"])
+        self.assertEqual(self.c.wait(task["id"], timeout=60)["state"], "completed")
+        # The user's own pin of the same bytes is never taken by a task.
+        mine = "mine " * (offload.MAX_INLINE_DATA // 4)
+        mine_cid = self.c.add_bytes(mine.encode(), name="mine")
+        task = self.c.submit(self.c.task_spec(IMAGE, ["echo", "mine"], runtime=RUNTIME, data=mine))
+        if RUNTIME != "wasm":  # WASM wraps data in a directory: another CID
+            self.assertEqual([i["cid"] for i in task["spec"]["inputs"]], [mine_cid])
+        names = {p["cid"]: p["name"] for p in self.c.pins()}
+        self.assertEqual(names.get(mine_cid), "mine")
+        self.c.wait(task["id"], timeout=60)
+
     def test_wait_timeout_and_cancel(self):
         task = self.c.submit(self.c.task_spec(IMAGE, ["sleep", "60s"], runtime=RUNTIME))
         with self.assertRaises(offload.TaskTimeoutError):

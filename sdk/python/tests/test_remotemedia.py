@@ -50,7 +50,7 @@ class FakeNode:
     async def initiate_connection(self, timeout=None):
         return {}
 
-    async def add(self, path, public=False, cid_version=1):
+    async def add(self, path, public=False, cid_version=1, temporary=False):
         cid = f"cid{len(self.content)}"
         dst = os.path.join(self.tmp, cid)
         shutil.copytree(path, dst)
