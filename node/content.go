@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/ipfs/go-cid"
@@ -192,13 +193,18 @@ func (n *Node) Add(ctx context.Context, path string, opts AddOptions) (string, e
 	return c.String(), nil
 }
 
-// tempName is the pin name of an add: name, or for a temporary add a name
-// of its own that no other pin has (see AddOptions.Temporary).
+// tempName is the pin name of an add: for a temporary add a name of its
+// own that no other pin has (see AddOptions.Temporary), else name, with
+// "./" before a name that would read as a temporary pin or a task's hold
+// (a file called "task:x" is the user's, never released).
 func tempName(opts AddOptions, name string) string {
-	if !opts.Temporary {
-		return name
+	switch {
+	case opts.Temporary:
+		return tempPin + rand.Text()[:10] + ":" + name
+	case strings.HasPrefix(name, tempPin), strings.HasPrefix(name, taskPin):
+		return "./" + name
 	}
-	return tempPin + rand.Text()[:10] + ":" + name
+	return name
 }
 
 // AddReader adds one file's bytes as content under name and pins it. It is

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -41,6 +42,11 @@ func TestHoldForTask(t *testing.T) {
 		t.Fatal(err)
 	}
 	mine, err := cl.Add(t.Context(), write("mine.txt", "the user's own"), 1, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A user's file whose name reads like a hold is the user's all the same.
+	lookalike, err := cl.AddReader(t.Context(), strings.NewReader("not a task's"), "task:01nosuchtask0000000000000a", 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,5 +120,8 @@ func TestHoldForTask(t *testing.T) {
 	}
 	if pins()[mine] != "mine.txt" {
 		t.Error("the user's own pin was released")
+	}
+	if got := pins()[lookalike]; got != "./task:01nosuchtask0000000000000a" {
+		t.Errorf("a user's pin named like a hold: %q", got)
 	}
 }
