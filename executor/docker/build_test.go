@@ -60,21 +60,28 @@ type buildCase struct {
 	isolation string
 }
 
-// runBuild builds the context on b and returns the result, the error, the
-// image tarball's path, and checks that the build left no container and
-// no image behind.
-func runBuild(t *testing.T, e *docker.Executor, b *docker.Builder, c buildCase) (*executor.Result, string, error) {
+// contextTar writes the build context ContextTar makes of dir (with its
+// Dockerfile at dockerfile) to a file and returns the file's path.
+func contextTar(t *testing.T, dir, dockerfile string) string {
 	t.Helper()
-	dir := writeContext(t, c.files)
 	tarPath := filepath.Join(t.TempDir(), "context.tar")
 	f, err := os.Create(tarPath)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := docker.ContextTar(dir, "Dockerfile", f, 0); err != nil {
+	defer f.Close()
+	if err := docker.ContextTar(dir, dockerfile, f, 0); err != nil {
 		t.Fatal(err)
 	}
-	f.Close()
+	return tarPath
+}
+
+// runBuild builds the context on b and returns the result, the error, the
+// image tarball's path, and checks that the build left no container and
+// no image behind.
+func runBuild(t *testing.T, e *docker.Executor, b *docker.Builder, c buildCase) (*executor.Result, string, error) {
+	t.Helper()
+	tarPath := contextTar(t, writeContext(t, c.files), "Dockerfile")
 	base, err := docker.CheckContext(tarPath, "Dockerfile", c.args, 0)
 	if err != nil {
 		return nil, "", fmt.Errorf("%w: %w", executor.ErrInvalidSpec, err)

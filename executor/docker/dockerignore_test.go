@@ -5,7 +5,6 @@ import (
 	"errors"
 	"io"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -140,16 +139,11 @@ func TestParseDockerignoreRefuses(t *testing.T) {
 // tarNames lists the entries of the build context ContextTar writes for dir.
 func tarNames(t *testing.T, dir, dockerfile string) []string {
 	t.Helper()
-	tarPath := filepath.Join(t.TempDir(), "context.tar")
-	f, err := os.Create(tarPath)
+	f, err := os.Open(contextTar(t, dir, dockerfile))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	if err := docker.ContextTar(dir, dockerfile, f, 0); err != nil {
-		t.Fatal(err)
-	}
-	f.Seek(0, 0)
 	var names []string
 	tr := tar.NewReader(f)
 	for {
@@ -236,16 +230,7 @@ func TestCheckContextSaysDockerignoreExcluded(t *testing.T) {
 				"conf/secret/key":  "k",
 				"cfg->conf/secret": "",
 			})
-			tarPath := filepath.Join(t.TempDir(), "context.tar")
-			f, err := os.Create(tarPath)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := docker.ContextTar(dir, "Dockerfile", f, 0); err != nil {
-				t.Fatal(err)
-			}
-			f.Close()
-			_, err = docker.CheckContext(tarPath, "Dockerfile", nil, 0)
+			_, err := docker.CheckContext(contextTar(t, dir, "Dockerfile"), "Dockerfile", nil, 0)
 			if !errors.Is(err, docker.ErrBadContext) || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), "line 2: COPY") {
 				t.Fatalf("got %v, want ErrBadContext with %q", err, c.want)
 			}
