@@ -97,18 +97,11 @@ func (n *Node) releaseIfEnded(ctx context.Context, c cid.Cid, ids []string) {
 	n.log.Debug("released content held for tasks", "cid", c, "pin", name)
 }
 
-// pinName returns the name c is pinned under, and whether it is pinned.
+// pinName returns the name c is pinned under, and whether it is pinned
+// (a failed read counts as not pinned: nothing is released or held on it).
 func (n *Node) pinName(ctx context.Context, c cid.Cid) (string, bool) {
-	pins, err := n.content.Pins(ctx)
-	if err != nil {
-		return "", false
-	}
-	for _, p := range pins {
-		if p.Root == c {
-			return p.Name, true
-		}
-	}
-	return "", false
+	p, ok, err := n.content.PinOf(ctx, c)
+	return p.Name, ok && err == nil
 }
 
 // ErrNotHeld is returned by HoldForTask for content pinned for another

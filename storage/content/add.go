@@ -17,7 +17,6 @@ import (
 	"github.com/ipfs/boxo/ipld/unixfs/importer/helpers"
 	uio "github.com/ipfs/boxo/ipld/unixfs/io"
 	"github.com/ipfs/go-cid"
-	ds "github.com/ipfs/go-datastore"
 	ipld "github.com/ipfs/go-ipld-format"
 
 	"github.com/offload-project/offload/internal/safefs"
@@ -355,11 +354,9 @@ func (s *Store) add(ctx context.Context, op string, opts AddOptions, build func(
 	root := nd.Cid()
 	keep := false
 	if opts.KeepPin {
-		switch _, err := s.ds.Get(ctx, pinKey(root)); {
-		case err == nil:
-			keep = true
-		case !errors.Is(err, ds.ErrNotFound):
-			return cid.Undef, fmt.Errorf("content: %s: read pin: %w", op, err)
+		var err error
+		if _, keep, err = s.PinOf(ctx, root); err != nil {
+			return cid.Undef, fmt.Errorf("content: %s: %w", op, err)
 		}
 	}
 	if !keep {

@@ -439,6 +439,16 @@ func TestKeepPin(t *testing.T) {
 	if got := add("renamed", false); got != "renamed" {
 		t.Fatalf("a plain add left the pin named %q", got)
 	}
+	pins, _ := n.store.Pins(ctx)
+	if p, ok, err := n.store.PinOf(ctx, pins[0].Root); err != nil || !ok || p.Name != "renamed" || !p.Root.Equals(pins[0].Root) {
+		t.Fatalf("PinOf = %+v, %v, %v", p, ok, err)
+	}
+	if err := n.store.Unpin(ctx, pins[0].Root); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, err := n.store.PinOf(ctx, pins[0].Root); err != nil || ok {
+		t.Fatalf("PinOf of an unpinned root: %v, %v", ok, err)
+	}
 }
 
 func TestHasStat(t *testing.T) {

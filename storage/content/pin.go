@@ -86,6 +86,27 @@ func (s *Store) Unpin(ctx context.Context, c cid.Cid) error {
 	return nil
 }
 
+// PinOf returns c's pin, and whether c is pinned, with one read (Pins
+// lists them all).
+func (s *Store) PinOf(ctx context.Context, c cid.Cid) (Pin, bool, error) {
+	if s.closed() {
+		return Pin{}, false, fmt.Errorf("content: pin of %s: %w", c, ErrClosed)
+	}
+	b, err := s.ds.Get(ctx, pinKey(c))
+	if errors.Is(err, ds.ErrNotFound) {
+		return Pin{}, false, nil
+	}
+	if err != nil {
+		return Pin{}, false, fmt.Errorf("content: pin of %s: %w", c, err)
+	}
+	var p Pin
+	if err := json.Unmarshal(b, &p); err != nil {
+		return Pin{}, false, fmt.Errorf("content: pin of %s: %w", c, err)
+	}
+	p.Root = c
+	return p, true, nil
+}
+
 // Pins lists the pin set, in key order.
 func (s *Store) Pins(ctx context.Context) ([]Pin, error) {
 	if s.closed() {
