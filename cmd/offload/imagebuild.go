@@ -12,7 +12,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/offload-project/offload/client"
-	"github.com/offload-project/offload/market/wire"
 )
 
 func newImageBuildCmd(g *globals) *cobra.Command {
@@ -52,15 +51,8 @@ which matters since the provider is a stranger. The Dockerfile and the
 				return err
 			}
 			req := client.BuildRequest{Context: dir, Tag: tag, Network: network}
-			for _, l := range labels {
-				k, v, err := wire.ParseLabelRequirement(l)
-				if err != nil {
-					return fmt.Errorf("--label: %w", err)
-				}
-				if req.Labels == nil {
-					req.Labels = map[string]string{}
-				}
-				req.Labels[k] = v
+			if req.Labels, err = labelFlags(labels); err != nil {
+				return err
 			}
 			if req.Dockerfile, err = dockerfileIn(dir, dockerfile); err != nil {
 				return err

@@ -138,15 +138,9 @@ func (f *runFlags) spec(args []string) (wire.TaskSpec, error) {
 		}
 		spec.Machine = m
 	}
-	for _, l := range f.labels {
-		k, v, err := wire.ParseLabelRequirement(l)
-		if err != nil {
-			return spec, fmt.Errorf("--label: %w", err)
-		}
-		if spec.Labels == nil {
-			spec.Labels = map[string]string{}
-		}
-		spec.Labels[k] = v
+	var err error
+	if spec.Labels, err = labelFlags(f.labels); err != nil {
+		return spec, err
 	}
 	if f.checkpoint != "" {
 		spec.Checkpoint = &wire.Checkpoint{Path: f.checkpoint, EveryMS: f.checkpointEvery.Milliseconds()}
@@ -235,4 +229,21 @@ func printResult(stdout, stderr io.Writer, t *client.Task, asJSON bool) error {
 		return &exitError{code: 1}
 	}
 	return nil
+}
+
+// labelFlags turns --label KEY[=VALUE] flags into a task's label
+// requirements (nil for none).
+func labelFlags(flags []string) (map[string]string, error) {
+	var out map[string]string
+	for _, l := range flags {
+		k, v, err := wire.ParseLabelRequirement(l)
+		if err != nil {
+			return nil, fmt.Errorf("--label: %w", err)
+		}
+		if out == nil {
+			out = map[string]string{}
+		}
+		out[k] = v
+	}
+	return out, nil
 }
